@@ -1,0 +1,3 @@
+from flight.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""The payload's configuration file (TOML): mission link parameters and run settings.
+
+Every key has the ICD's default, so the file only lists what a mission changes, e.g.
+
+    [link]
+    scid = 500
+    apid = 100
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacelink.icd import LinkParameters
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or holds a wrong key or value."""
+
+
+@dataclass(frozen=True)
+class FlightConfig:
+    link: LinkParameters = field(default_factory=LinkParameters)
+
+
+def _same_kind(value: object, default: object) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def _section(cls: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key {key!r} in {where} (known keys: {known})")
+        default = getattr(cls(), key)
+        if not _same_kind(value, default):
+            raise ConfigError(f"{where} {key} = {value!r}: expected a {type(default).__name__}")
+    return cls(**values)
+
+
+def load_config(path: Path | None) -> FlightConfig:
+    """Read `path`, or return the ICD defaults when no file is given."""
+    if path is None:
+        return FlightConfig()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    unknown = set(raw) - {"link"}
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}] in {path} (known: [link])")
+    link = _section(LinkParameters, raw.get("link", {}), f"[link] of {path}")
+    if link.tm_frame_length < 64 or link.tm_frame_length > 2048:
+        raise ConfigError(f"[link] tm_frame_length {link.tm_frame_length}: 64..2048 octets")
+    return FlightConfig(link=link)

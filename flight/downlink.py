@@ -1,0 +1,107 @@
+"""Downlink transmitter: a thread that feeds the serial line with TM frames at its own pace.
+
+It builds each frame only when the line is about to be free, so that real-time packets queued
+meanwhile are not stuck behind frames already committed to the port, and it keeps the CLCW
+flowing: an idle frame goes out when the CLCW changes or the line has been quiet for the idle
+interval (ICD 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from flight.counters import LinkCounters
+from spacelink.icd import LinkParameters, line_seconds
+from spacelink.tmmux import VirtualChannelMux
+
+log = logging.getLogger(__name__)
+
+
+class DownlinkTransmitter:
+    """Owns the VC multiplexer; services enqueue packets, the thread writes frames."""
+
+    def __init__(
+        self,
+        write: Callable[[bytes], object],
+        params: LinkParameters,
+        baud: int,
+        clcw: Callable[[], int],
+        counters: LinkCounters,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._params = params
+        self._baud = baud
+        self._clock = clock
+        self._counters = counters
+        self._mux = VirtualChannelMux(params, clcw)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._clcw_changed = True
+        self._line_free_at = 0.0
+        self._last_frame_at = float("-inf")
+        self._frame_seconds = line_seconds(params.tm_frame_length + 4, baud)
+        self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def enqueue(self, vcid: int, packet: bytes) -> None:
+        with self._cond:
+            self._mux.push(vcid, packet)
+            self._counters.tm_packets_sent += 1
+            self._cond.notify_all()
+
+    def clcw_changed(self) -> None:
+        """The FARM state moved: the ground should see the new CLCW within a frame time."""
+        with self._cond:
+            self._clcw_changed = True
+            self._cond.notify_all()
+
+    def pending_octets(self, vcid: int) -> int:
+        with self._cond:
+            return self._mux.pending_octets(vcid)
+
+    def _next_frame(self) -> bytes | None:
+        """Wait until a frame is due and the line can take it; None when stopping."""
+        with self._cond:
+            while not self._stopping:
+                now = self._clock()
+                # Keep at most about one frame queued ahead of the one on the line.
+                until_line = self._line_free_at - now - self._frame_seconds
+                if until_line > 0:
+                    self._cond.wait(until_line)
+                    continue
+                idle_due = self._clcw_changed or (
+                    now - self._last_frame_at >= self._params.idle_interval_s
+                )
+                frame = self._mux.next_frame(idle=idle_due)
+                if frame is None:
+                    self._cond.wait(self._last_frame_at + self._params.idle_interval_s - now)
+                    continue
+                self._clcw_changed = False
+                self._last_frame_at = now
+                self._line_free_at = max(self._line_free_at, now) + line_seconds(
+                    len(frame), self._baud
+                )
+                self._counters.tm_frames_sent += 1
+                return frame
+        return None
+
+    def _run(self) -> None:
+        try:
+            while (frame := self._next_frame()) is not None:
+                self._write(frame)
+        except Exception as exc:  # the port failed: the main loop reports it and stops
+            log.error("downlink stopped: %s", exc)
+            self.error = exc

@@ -1,0 +1,77 @@
+"""Uplink receive chain: octets -> CLTUs -> TC frames -> FARM-1 -> space packets (ICD 2-5)."""
+
+from __future__ import annotations
+
+import logging
+
+from flight.counters import LinkCounters
+from spacelink.cltu import CltuDecoder
+from spacelink.cop1 import Farm1
+from spacelink.errors import DiscardReason, FrameError
+from spacelink.icd import LinkParameters
+from spacelink.spacepacket import PRIMARY_HEADER_LENGTH, packet_length_from_header
+from spacelink.tcframe import FrameType, TcFrame
+
+log = logging.getLogger(__name__)
+
+
+class UplinkReceiver:
+    """Turns received octets into the TC packets FARM-1 lets through, counting every discard."""
+
+    def __init__(self, params: LinkParameters, farm: Farm1, counters: LinkCounters) -> None:
+        self._params = params
+        self.farm = farm
+        self.counters = counters
+        self._decoder = CltuDecoder(stats=counters.cltu)
+
+    def feed(self, data: bytes, *, buffer_available: bool = True) -> list[bytes]:
+        """Packets (raw, unchecked beyond the frame) in the order they were accepted."""
+        self.counters.octets_received += len(data)
+        packets: list[bytes] = []
+        for cltu in self._decoder.feed(data):
+            frame = self._frame(cltu.data)
+            if frame is None:
+                continue
+            verdict = self.farm.receive(frame, buffer_available=buffer_available)
+            if not verdict.accepted:
+                assert verdict.reason is not None
+                self.counters.discard(verdict.reason)
+                log.debug("frame N(S)=%d discarded: %s", frame.seq, verdict.reason.value)
+                continue
+            self.counters.frames_accepted += 1
+            if frame.frame_type is FrameType.BC:
+                self.counters.control_commands += 1
+                log.info("COP-1 control command %s: FARM %s", verdict.control, self.farm.clcw())
+                continue
+            packets.extend(self._packets(frame.data))
+        return packets
+
+    def _frame(self, data: bytes) -> TcFrame | None:
+        try:
+            frame = TcFrame.unpack(data)
+        except FrameError as exc:
+            self.counters.discard(exc.reason)
+            log.debug("TC frame discarded: %s", exc)
+            return None
+        if frame.scid != self._params.scid:
+            self.counters.discard(DiscardReason.FRAME_SCID)
+            return None
+        if frame.vcid != self._params.tc_vcid:
+            self.counters.discard(DiscardReason.FRAME_VCID)
+            return None
+        return frame
+
+    def _packets(self, data: bytes) -> list[bytes]:
+        # A frame holds whole packets back to back. A packet whose declared length runs past the
+        # frame is still passed on (truncated), so that the router can answer it with a
+        # bad-length failure report; nothing after it can be delimited.
+        out: list[bytes] = []
+        pos = 0
+        while pos < len(data):
+            if len(data) - pos < PRIMARY_HEADER_LENGTH:
+                self.counters.discard(DiscardReason.PACKET_TOO_SHORT)
+                break
+            end = pos + packet_length_from_header(data, pos)
+            out.append(data[pos:end])
+            pos = end
+        return out

@@ -1,0 +1,3 @@
+from groundsw.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,424 @@
+"""A ground session on the link: FOP-1 on the uplink, frame sync and demux on the downlink.
+
+One thread reads the port and does all protocol work under the session lock; another writes
+CLTUs, so a slow line never delays CLCW processing. Callers send commands and get a
+`CommandRecord` whose events (frame acknowledged, verification reports, drop) arrive live.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import serial
+
+from spacelink.cltu import encode_cltu
+from spacelink.cop1 import (
+    AlertRaised,
+    Clcw,
+    Fop1,
+    FopConfig,
+    FopNotification,
+    FopState,
+    FrameAcknowledged,
+    FrameDropped,
+    InitiateConfirmed,
+    InitiateFailed,
+    Suspended,
+)
+from spacelink.errors import Cop1Error, LinkError, PacketError
+from spacelink.icd import LinkParameters, line_seconds
+from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
+from spacelink.serialport import read_available
+from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
+from spacelink.tmdemux import PacketExtractor
+from spacelink.tmframe import FrameSynchronizer, TmFrame
+
+log = logging.getLogger(__name__)
+
+# A CLTU of a maximum frame plus one downlink frame, both ways, with margin: the time a frame
+# needs to be acknowledged when nothing is lost.
+_T1_LINE_OCTETS = 4 * (1200 + 1120)
+_T1_FLOOR_S = 0.5
+
+
+def default_t1(baud: int) -> float:
+    """A T1 that covers a round trip of a maximum TC frame and a TM frame at `baud`."""
+    return _T1_FLOOR_S + line_seconds(_T1_LINE_OCTETS, baud)
+
+
+class LinkTimeout(LinkError):
+    """Nothing (or not the expected answer) came back within the allowed time."""
+
+
+class InitMode(enum.Enum):
+    """How the ground starts the AD service (FOP-1 initiation directives)."""
+
+    AUTO = "auto"  # V(S) := N(R) of a fresh CLCW, which is the check; Unlock if in Lockout
+    CLCW = "clcw"  # V(S) := N(R), then Initiate AD with CLCW check (waits for the next CLCW)
+    UNLOCK = "unlock"  # V(S) := N(R), then Initiate AD with Unlock
+    SET_VR = "setvr"  # Initiate AD with Set V(R) = 0: resets the payload's FARM
+
+
+class EventKind(enum.Enum):
+    FRAME_ACKNOWLEDGED = "frame acknowledged"
+    REPORT = "report"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class CommandEvent:
+    kind: EventKind
+    at: float
+    order: int
+    """Arrival index, shared with `ReceivedTm.order`: sorts events and TM into link order."""
+    report: VerificationReport | None = None
+    reason: str = ""
+
+
+@dataclass
+class CommandRecord:
+    """One command sent: its packet, when, and everything the link has said about it since."""
+
+    tc: PusTc
+    sent_at: float
+    events: queue.Queue[CommandEvent] = field(default_factory=queue.Queue)
+    history: list[CommandEvent] = field(default_factory=list)
+    finished: threading.Event = field(default_factory=threading.Event)
+    failure: VerificationReport | None = None
+
+    @property
+    def request_id(self) -> RequestId:
+        return self.tc.request_id
+
+    def _add(self, event: CommandEvent) -> None:
+        self.history.append(event)
+        self.events.put(event)
+        report = event.report
+        if event.kind is EventKind.DROPPED:
+            self.finished.set()
+        elif report is not None:
+            if not report.success:
+                self.failure = report
+                self.finished.set()
+            elif report.stage is Stage.COMPLETION:
+                self.finished.set()
+
+
+@dataclass(frozen=True)
+class ReceivedTm:
+    """A TM packet as the ground received it."""
+
+    tm: PusTm
+    raw: bytes
+    received_at: float
+    order: int
+
+
+@dataclass
+class SessionStats:
+    tm_packets: int = 0
+    tm_packet_errors: int = 0
+    commands_sent: int = 0
+    alerts: list[str] = field(default_factory=list)
+
+
+class LinkSession:
+    """The ground end of the link on one open serial port."""
+
+    def __init__(
+        self,
+        port: serial.SerialBase,
+        *,
+        params: LinkParameters | None = None,
+        baud: int | None = None,
+        fop: FopConfig | None = None,
+        source_id: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.port = port
+        self.params = params or LinkParameters()
+        self.source_id = source_id
+        self._clock = clock
+        rate = baud or int(getattr(port, "baudrate", 0) or 115200)
+        self.fop = Fop1(
+            self.params.scid, self.params.tc_vcid, fop or FopConfig(t1=default_t1(rate))
+        )
+        self.sync = FrameSynchronizer(
+            scid=self.params.scid, frame_length=self.params.tm_frame_length
+        )
+        self.demux = PacketExtractor()
+        self.stats = SessionStats()
+        self.last_clcw: Clcw | None = None
+        self._clcw_seen = threading.Condition()
+        self._lock = threading.RLock()
+        self._arrivals = itertools.count()
+        self._seq = random.randrange(MAX_SEQUENCE_COUNT + 1)
+        self._pending: deque[tuple[bytes, RequestId]] = deque()
+        self._records: dict[RequestId, CommandRecord] = {}
+        self._subscribers: list[queue.Queue[ReceivedTm]] = []
+        self._init_done = threading.Event()
+        self._init_error: str | None = None
+        self._tx: queue.Queue[bytes | None] = queue.Queue()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._read_loop, name="ground-rx", daemon=True),
+            threading.Thread(target=self._write_loop, name="ground-tx", daemon=True),
+        ]
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def start(self) -> LinkSession:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._tx.put(None)
+        for thread in self._threads:
+            thread.join(2.0)
+
+    def __enter__(self) -> LinkSession:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- link acquisition -------------------------------------------------------------------
+
+    def wait_for_clcw(self, timeout: float) -> Clcw:
+        """The first CLCW from the payload (any TM frame carries one)."""
+        deadline = self._clock() + timeout
+        with self._clcw_seen:
+            while self.last_clcw is None:
+                self._raise_if_failed()
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise LinkTimeout(
+                        f"no frame from the payload within {timeout:g} s on {self.port.name}"
+                    )
+                self._clcw_seen.wait(min(remaining, 0.1))
+            return self.last_clcw
+
+    def initiate(self, mode: InitMode = InitMode.AUTO, timeout: float = 10.0) -> Clcw:
+        """Start the AD service (FOP-1 S6 -> S1) from the payload's CLCW."""
+        clcw = self.wait_for_clcw(timeout)
+        now = self._clock()
+        with self._lock:
+            self._init_done.clear()
+            self._init_error = None
+            if self.fop.state is not FopState.INITIAL:
+                self.fop.terminate()
+                self._after_fop()
+            if mode is InitMode.SET_VR:
+                self.fop.initiate_with_set_vr(0, now)
+            else:
+                self.fop.set_v_s(clcw.report_value)
+                if mode is InitMode.UNLOCK or (mode is InitMode.AUTO and clcw.lockout):
+                    self.fop.initiate_with_unlock(now)
+                elif mode is InitMode.CLCW:
+                    self.fop.initiate_with_clcw(now)
+                else:
+                    self.fop.initiate_without_clcw(now)
+            self._after_fop()
+        if not self._init_done.wait(timeout):
+            raise LinkTimeout(f"the payload did not confirm COP-1 initiation within {timeout:g} s")
+        if self._init_error is not None:
+            raise Cop1Error(f"COP-1 initiation failed: {self._init_error}")
+        assert self.last_clcw is not None
+        return self.last_clcw
+
+    # -- commanding ---------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        with self._lock:
+            seq = self._seq
+            self._seq = (self._seq + 1) & MAX_SEQUENCE_COUNT
+            return seq
+
+    def command(
+        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+    ) -> CommandRecord:
+        """Build a TC for the payload's APID and send it through the AD service."""
+        tc = PusTc(
+            self.params.apid,
+            service,
+            subtype,
+            data,
+            seq_count=self.next_seq(),
+            source_id=self.source_id,
+            ack_flags=ack,
+        )
+        return self.send(tc)
+
+    def send(self, tc: PusTc) -> CommandRecord:
+        """Queue one TC packet (one frame) for sequence-controlled transfer."""
+        self._raise_if_failed()
+        record = CommandRecord(tc, self._clock())
+        with self._lock:
+            if self.fop.state is FopState.INITIAL:
+                reason = self.fop.last_alert.value if self.fop.last_alert else "not initiated"
+                raise Cop1Error(f"the uplink (AD service) is not active: {reason}")
+            self._records[tc.request_id] = record
+            self._pending.append((tc.pack(), tc.request_id))
+            self.stats.commands_sent += 1
+            self._feed_fop()
+            self._after_fop()
+        return record
+
+    def subscribe(self) -> queue.Queue[ReceivedTm]:
+        """A queue that receives every TM packet (other than verification reports) from now on."""
+        q: queue.Queue[ReceivedTm] = queue.Queue()
+        with self._lock:
+            self._subscribers.append(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
+        with self._lock:
+            if q in self._subscribers:
+                self._subscribers.remove(q)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise LinkError(f"serial port {self.port.name} failed: {self.error}")
+
+    def _feed_fop(self) -> None:
+        now = self._clock()
+        while (
+            self._pending
+            and self.fop.wait_queue_empty
+            and self.fop.state
+            in (
+                FopState.ACTIVE,
+                FopState.RETRANSMIT_WITHOUT_WAIT,
+                FopState.RETRANSMIT_WITH_WAIT,
+            )
+        ):
+            data, tag = self._pending.popleft()
+            self.fop.request_ad(data, tag, now)
+
+    def _after_fop(self) -> None:
+        """Hand the FOP's frames to the writer, its notifications to the records, and refill it."""
+        while True:
+            self._feed_fop()
+            frames = self.fop.take_output()
+            notes = self.fop.take_notifications()
+            if not frames and not notes:
+                return
+            for frame in frames:
+                self._tx.put(encode_cltu(frame.pack()))
+            for note in notes:
+                self._notify(note)
+
+    def _notify(self, note: FopNotification) -> None:
+        now = self._clock()
+        if isinstance(note, FrameAcknowledged):
+            self._event(
+                note.tag, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, now, next(self._arrivals))
+            )
+        elif isinstance(note, FrameDropped):
+            reason = self.fop.last_alert.value if self.fop.last_alert else "dropped"
+            self._event(
+                note.tag, CommandEvent(EventKind.DROPPED, now, next(self._arrivals), reason=reason)
+            )
+        elif isinstance(note, AlertRaised):
+            self.stats.alerts.append(note.alert.name)
+            log.warning("COP-1 alert: %s", note.alert.value)
+            self._drop_pending(note.alert.value)
+            if not self._init_done.is_set():
+                self._init_error = note.alert.value
+                self._init_done.set()
+        elif isinstance(note, Suspended):
+            log.warning("COP-1 AD service suspended (state S%d)", note.suspend_state)
+        elif isinstance(note, InitiateConfirmed):
+            self._init_done.set()
+        elif isinstance(note, InitiateFailed):
+            self._init_error = note.alert.value if note.alert else "refused"
+            self._init_done.set()
+
+    def _drop_pending(self, reason: str) -> None:
+        now = self._clock()
+        while self._pending:
+            _, tag = self._pending.popleft()
+            self._event(
+                tag, CommandEvent(EventKind.DROPPED, now, next(self._arrivals), reason=reason)
+            )
+
+    def _event(self, tag: object, event: CommandEvent) -> None:
+        if not isinstance(tag, RequestId):
+            return
+        record = self._records.get(tag)
+        if record is not None:
+            record._add(event)
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = read_available(self.port)
+            except (serial.SerialException, OSError) as exc:
+                self.error = exc
+                with self._clcw_seen:
+                    self._clcw_seen.notify_all()
+                return
+            with self._lock:
+                if data:
+                    for frame in self.sync.feed(data):
+                        self._on_frame(frame)
+                self.fop.on_time(self._clock())
+                self._after_fop()
+
+    def _on_frame(self, frame: TmFrame) -> None:
+        clcw = Clcw.from_int(frame.ocf)
+        if clcw.vcid == self.params.tc_vcid:
+            self.fop.on_clcw(clcw, self._clock())
+            self._after_fop()
+            with self._clcw_seen:
+                self.last_clcw = clcw
+                self._clcw_seen.notify_all()
+        now = self._clock()
+        for raw in self.demux.feed(frame):
+            try:
+                tm = PusTm.unpack(raw)
+            except PacketError as exc:
+                self.stats.tm_packet_errors += 1
+                log.debug("TM packet discarded: %s", exc)
+                continue
+            self.stats.tm_packets += 1
+            if tm.service == VERIFICATION_SERVICE:
+                try:
+                    report = VerificationReport.unpack(tm.subtype, tm.source_data)
+                except PacketError as exc:
+                    self.stats.tm_packet_errors += 1
+                    log.debug("verification report discarded: %s", exc)
+                    continue
+                self._event(
+                    report.request_id,
+                    CommandEvent(EventKind.REPORT, now, next(self._arrivals), report),
+                )
+                continue
+            received = ReceivedTm(tm, raw, now, next(self._arrivals))
+            for q in self._subscribers:
+                q.put(received)
+
+    def _write_loop(self) -> None:
+        while True:
+            data = self._tx.get()
+            if data is None:
+                return
+            try:
+                self.port.write(data)
+            except (serial.SerialException, OSError) as exc:
+                self.error = exc
+                return

@@ -1,0 +1,139 @@
+"""A bench run: the emulated link plus a payload-flight process on its flight end.
+
+Used by `hil-bench run`, the HIL test fixtures and the demo. The payload is started so that it
+dies with the bench's process even when that process is killed (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from hil.ptylink import PtyLink
+
+_PR_SET_PDEATHSIG = 1
+
+
+class BenchError(Exception):
+    """The bench could not start or its payload process failed."""
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: rely on the bench's own cleanup
+        pass
+
+
+def flight_command(port: str, baud: int, state_dir: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "flight",
+        "--port", port, "--baud", str(baud), "--state-dir", str(state_dir), *extra,
+    ]  # fmt: skip
+
+
+class Bench:
+    """Emulated link + payload process; `ground_port` is where a ground tool connects."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        baud: int = 115200,
+        flight_log: Path | None = None,
+        flight_args: list[str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.baud = baud
+        self.flight_log = flight_log or state_dir.parent / f"{state_dir.name}-flight.log"
+        self.flight_args = flight_args or []
+        self.link = PtyLink(baud)
+        self.flight: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def ground_port(self) -> str:
+        return self.link.ground_port
+
+    def start(self, ready_timeout: float = 15.0) -> Bench:
+        self.link.start()
+        try:
+            self.start_flight(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_flight(self, ready_timeout: float = 15.0) -> None:
+        """Start (or restart) the payload and wait for its first frame on the link."""
+        self.flight_log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.flight_log, "ab")  # noqa: SIM115 - closed in stop_flight
+        before = self.link.downlink.stats.octets_in
+        self.flight = subprocess.Popen(
+            flight_command(self.link.flight_port, self.baud, self.state_dir, self.flight_args),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + ready_timeout
+        while self.link.downlink.stats.octets_in == before:
+            if self.flight.poll() is not None:
+                raise BenchError(
+                    f"payload-flight exited with status {self.flight.returncode}; "
+                    f"see {self.flight_log}"
+                )
+            if time.monotonic() > deadline:
+                raise BenchError(f"payload-flight sent nothing within {ready_timeout:g} s")
+            time.sleep(0.02)
+
+    def stop_flight(
+        self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0
+    ) -> int | None:
+        """Stop the payload with `sig` (SIGKILL for a crash); its exit status."""
+        status = None
+        if self.flight is not None and self.flight.poll() is None:
+            self.flight.send_signal(sig)
+            try:
+                status = self.flight.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.flight.kill()
+                status = self.flight.wait()
+        elif self.flight is not None:
+            status = self.flight.returncode
+        self.flight = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return status
+
+    def stop(self) -> None:
+        self.stop_flight()
+        self.link.stop()
+
+    def __enter__(self) -> Bench:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def flight_log_text(self) -> str:
+        try:
+            return self.flight_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,58 @@
+"""Opening the serial link: the one module of spacelink that touches I/O.
+
+The codecs and state machines never import it; flight, ground and bench share it so that a
+wrong port gives the same plain sentence everywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import serial
+
+from spacelink.errors import LinkError
+
+
+class PortError(LinkError):
+    """The serial port cannot be opened or has failed."""
+
+
+def open_port(port: str, baud: int, *, read_timeout: float = 0.05) -> serial.SerialBase:
+    """Open a device path or pyserial URL as 8N1 at `baud`, without flow control."""
+    if baud <= 0:
+        raise PortError(f"baud rate {baud} is not a positive number")
+    try:
+        return serial.serial_for_url(
+            port,
+            baudrate=baud,
+            bytesize=serial.EIGHTBITS,
+            parity=serial.PARITY_NONE,
+            stopbits=serial.STOPBITS_ONE,
+            timeout=read_timeout,
+            exclusive=True if "://" not in port else None,
+        )
+    except (serial.SerialException, ValueError, OSError) as exc:
+        raise PortError(f"cannot open serial port {port}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOENT:
+        return "no such device"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied (is the user in the dialout group?)"
+    if code == errno.EBUSY or "exclusively lock" in str(exc) or "busy" in str(exc).lower():
+        return "the port is in use by another program"
+    text = str(exc)
+    if code == errno.ENOTTY or "Inappropriate ioctl" in text:
+        return "not a serial port"
+    # pyserial wraps OSError text as "[Errno N] could not open port X: [Errno N] reason"
+    if "] " in text:
+        text = text.rsplit("] ", 1)[-1]
+    return text.rstrip(".") or type(exc).__name__
+
+
+def read_available(port: serial.SerialBase) -> bytes:
+    """What the port holds now, or the next octet within its read timeout (b"" if none)."""
+    waiting = getattr(port, "in_waiting", 0)
+    return bytes(port.read(waiting or 1))
