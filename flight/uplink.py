@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flight.counters import LinkCounters
-from spacelink.cltu import CltuDecoder
+from spacelink.cltu import CltuDecoder, CltuEnd
 from spacelink.cop1 import Farm1
 from spacelink.errors import DiscardReason, FrameError
 from spacelink.icd import LinkParameters
@@ -29,7 +29,7 @@ class UplinkReceiver:
         self.counters.octets_received += len(data)
         packets: list[bytes] = []
         for cltu in self._decoder.feed(data):
-            frame = self._frame(cltu.data)
+            frame = self._frame(cltu.data, cut=cltu.end is CltuEnd.UNCORRECTABLE)
             if frame is None:
                 continue
             verdict = self.farm.receive(frame, buffer_available=buffer_available)
@@ -46,11 +46,13 @@ class UplinkReceiver:
             packets.extend(self._packets(frame.data))
         return packets
 
-    def _frame(self, data: bytes) -> TcFrame | None:
+    def _frame(self, data: bytes, *, cut: bool) -> TcFrame | None:
         try:
             frame = TcFrame.unpack(data)
         except FrameError as exc:
-            self.counters.discard(exc.reason)
+            # A frame cut short by an uncorrectable codeblock is lost to that codeblock, which
+            # is what the operator needs to see; its length or FECF check only confirms it.
+            self.counters.discard(DiscardReason.CODEBLOCK_UNCORRECTABLE if cut else exc.reason)
             log.debug("TC frame discarded: %s", exc)
             return None
         if frame.scid != self._params.scid:

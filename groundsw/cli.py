@@ -78,8 +78,8 @@ def connect(args: argparse.Namespace) -> Iterator[LinkSession]:
             port, baud=args.baud, source_id=args.source_id, fop=FopConfig(t1=default_t1(args.baud))
         )
         with session:
-            clcw = session.initiate(InitMode(args.cop_init), args.timeout)
-            print(f"link up on {args.port}: CLCW {clcw}; COP-1 active, V(S)={session.fop.v_s}")
+            link_up = session.initiate(InitMode(args.cop_init), args.timeout)
+            print(f"link up on {args.port}: {link_up}")
             yield session
     finally:
         port.close()

@@ -68,6 +68,18 @@ class InitMode(enum.Enum):
     SET_VR = "setvr"  # Initiate AD with Set V(R) = 0: resets the payload's FARM
 
 
+@dataclass(frozen=True)
+class LinkUp:
+    """How the AD service was started: the payload's CLCW found, and the directive used."""
+
+    found: Clcw
+    directive: str
+    v_s: int
+
+    def __str__(self) -> str:
+        return f"CLCW {self.found}; COP-1 {self.directive}, active with V(S)={self.v_s}"
+
+
 class EventKind(enum.Enum):
     FRAME_ACKNOWLEDGED = "frame acknowledged"
     REPORT = "report"
@@ -210,7 +222,7 @@ class LinkSession:
                 self._clcw_seen.wait(min(remaining, 0.1))
             return self.last_clcw
 
-    def initiate(self, mode: InitMode = InitMode.AUTO, timeout: float = 10.0) -> Clcw:
+    def initiate(self, mode: InitMode = InitMode.AUTO, timeout: float = 10.0) -> LinkUp:
         """Start the AD service (FOP-1 S6 -> S1) from the payload's CLCW."""
         clcw = self.wait_for_clcw(timeout)
         now = self._clock()
@@ -221,22 +233,25 @@ class LinkSession:
                 self.fop.terminate()
                 self._after_fop()
             if mode is InitMode.SET_VR:
+                directive = "initiated with Set V(R)=0"
                 self.fop.initiate_with_set_vr(0, now)
             else:
                 self.fop.set_v_s(clcw.report_value)
                 if mode is InitMode.UNLOCK or (mode is InitMode.AUTO and clcw.lockout):
+                    directive = "initiated with Unlock"
                     self.fop.initiate_with_unlock(now)
                 elif mode is InitMode.CLCW:
+                    directive = "initiated with CLCW check"
                     self.fop.initiate_with_clcw(now)
                 else:
+                    directive = "initiated from the CLCW"
                     self.fop.initiate_without_clcw(now)
             self._after_fop()
         if not self._init_done.wait(timeout):
             raise LinkTimeout(f"the payload did not confirm COP-1 initiation within {timeout:g} s")
         if self._init_error is not None:
             raise Cop1Error(f"COP-1 initiation failed: {self._init_error}")
-        assert self.last_clcw is not None
-        return self.last_clcw
+        return LinkUp(clcw, directive, self.fop.v_s)
 
     # -- commanding ---------------------------------------------------------------------------
 

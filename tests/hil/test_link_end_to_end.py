@@ -1,0 +1,188 @@
+"""payload-flight and groundsw through the pty link: the whole ICD path, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from groundsw.session import EventKind, InitMode
+from hil.bench import Bench
+from hil.ptylink import PtyLink
+from spacelink.pus import FailureCode
+from spacelink.spacepacket import AckFlags
+from tests.hil.conftest import ground_session, run_tool
+
+
+def one_sentence(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_groundsw_ping_shows_every_stage(bench: Bench) -> None:
+    result = run_tool("groundsw", "--port", bench.ground_port, "ping", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"link up on {bench.ground_port}: CLCW V(R)=0")
+    for stage in ("frame acknowledged", "accepted", "started", "TM[17,2] reply", "completed"):
+        assert sum(line.startswith(f"  {stage} ") for line in out.splitlines()) == 3, out
+    rtts = [float(x) for x in re.findall(r"round trip ([\d.]+) ms", out)]
+    assert len(rtts) == 3 and all(r > 0 for r in rtts)
+    assert "3 pings, 3 completed" in out
+
+
+def test_a_second_session_continues_the_frame_sequence(bench: Bench) -> None:
+    assert run_tool("groundsw", "--port", bench.ground_port, "ping").returncode == 0
+    second = run_tool("groundsw", "--port", bench.ground_port, "ping")
+    assert second.returncode == 0, second.stderr
+    assert "CLCW V(R)=1" in second.stdout
+
+
+def test_failure_reports_come_back_through_the_link(bench: Bench) -> None:
+    with ground_session(bench.ground_port, InitMode.CLCW) as session:
+        unknown_service = session.command(99, 1)
+        unknown_subtype = session.command(17, 9)
+        bad_data = session.command(17, 1, b"\x00", ack=AckFlags.NONE)
+        for record in (unknown_service, unknown_subtype, bad_data):
+            assert record.finished.wait(10), record.history
+    codes = [
+        r.failure.failure_code if r.failure else None
+        for r in (unknown_service, unknown_subtype, bad_data)
+    ]
+    assert codes == [
+        FailureCode.UNKNOWN_SERVICE,
+        FailureCode.UNKNOWN_SUBTYPE,
+        FailureCode.BAD_APPLICATION_DATA,
+    ]
+    kinds = [e.kind for e in unknown_service.history]
+    assert kinds[0] is EventKind.FRAME_ACKNOWLEDGED or EventKind.REPORT in kinds
+
+
+def test_garbage_on_the_uplink_is_counted_and_the_link_survives(bench: Bench) -> None:
+    junk = os.urandom(20_000).replace(b"\xeb\x90", b"\x00\x00")
+    with ground_session(bench.ground_port, init=None) as session:
+        session.port.write(junk)
+    time.sleep(len(junk) * 10 / 115200 + 0.5)  # the relay delivers at line rate
+    result = run_tool("groundsw", "--port", bench.ground_port, "ping")
+    assert result.returncode == 0, result.stderr
+    assert bench.stop_flight() == 0
+    counters = re.search(r"(\d+) octets outside CLTUs", bench.flight_log_text())
+    assert counters and int(counters.group(1)) >= len(junk) - 1
+
+
+def test_ping_with_the_lockout_cleared_by_unlock(bench: Bench) -> None:
+    with ground_session(bench.ground_port) as session:
+        # Jump V(S) far ahead of the FARM's V(R): the next frame locks the FARM out.
+        session.fop.terminate()
+        session.fop.set_v_s(100)
+        session.fop.initiate_without_clcw(time.monotonic())
+        record = session.command(17, 1)
+        assert record.finished.wait(15)
+        assert record.history[-1].kind is EventKind.DROPPED
+        assert "Lockout" in record.history[-1].reason
+        deadline = time.monotonic() + 5
+        while not (session.last_clcw and session.last_clcw.lockout):
+            assert time.monotonic() < deadline, session.last_clcw
+            time.sleep(0.05)
+    result = run_tool("groundsw", "--port", bench.ground_port, "ping")
+    assert result.returncode == 0, result.stderr
+    assert "LOCKOUT" in result.stdout.splitlines()[0]
+
+
+def test_wrong_port_is_one_sentence() -> None:
+    result = run_tool("groundsw", "--port", "/dev/no-such-port", "ping")
+    assert result.returncode == 2
+    assert one_sentence(result.stderr) == (
+        "groundsw: cannot open serial port /dev/no-such-port: no such device"
+    )
+
+
+def test_no_port_given_is_one_sentence() -> None:
+    env_free = run_tool("groundsw", "ping")
+    assert env_free.returncode == 2
+    assert "no serial port given" in one_sentence(env_free.stderr)
+
+
+def test_silent_link_times_out_with_one_sentence() -> None:
+    with PtyLink(115200) as link:  # no payload on the other end
+        started = time.monotonic()
+        result = run_tool("groundsw", "--port", link.ground_port, "--timeout", "2", "ping")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 3
+    assert one_sentence(result.stderr) == (
+        f"groundsw: no frame from the payload within 2 s on {link.ground_port}"
+    )
+    assert elapsed < 10
+
+
+def test_payload_that_stops_answering_mid_session(tmp_path: Path) -> None:
+    with (
+        Bench(tmp_path / "state", flight_log=tmp_path / "flight.log") as b,
+        ground_session(b.ground_port) as session,
+    ):
+        b.stop_flight(signal.SIGKILL)
+        record = session.command(17, 1)
+        assert record.finished.wait(60)
+    assert record.history[-1].kind is EventKind.DROPPED
+    assert "no acknowledgement" in record.history[-1].reason
+
+
+def test_payload_stops_cleanly_on_sigterm_and_sigint(tmp_path: Path) -> None:
+    with Bench(tmp_path / "state", flight_log=tmp_path / "flight.log") as b:
+        assert b.flight is not None
+        pid = b.flight.pid
+        assert b.stop_flight(signal.SIGTERM) == 0
+        b.start_flight()
+        assert b.stop_flight(signal.SIGINT) == 0
+        log = b.flight_log_text()
+    assert "SIGTERM received, stopping" in log and "SIGINT received, stopping" in log
+    assert log.count("link counters:") == 2
+    assert "Traceback" not in log
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_payload_flight_refuses_bad_arguments_with_one_sentence(tmp_path: Path) -> None:
+    bad_port = run_tool(
+        "payload-flight", "--port", "/dev/no-such-port", "--state-dir", str(tmp_path / "s1")
+    )
+    assert bad_port.returncode == 2
+    assert one_sentence(bad_port.stderr) == (
+        "payload-flight: cannot open serial port /dev/no-such-port: no such device"
+    )
+    config = tmp_path / "mission.toml"
+    config.write_text("[link]\nscid = 'five hundred'\n")
+    bad_config = run_tool(
+        "payload-flight",
+        "--port",
+        "loop://",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "s2"),
+    )
+    assert bad_config.returncode == 2
+    assert "expected a int" in one_sentence(bad_config.stderr)
+
+
+def test_one_state_directory_serves_one_payload(bench: Bench) -> None:
+    second = run_tool("payload-flight", "--port", "loop://", "--state-dir", str(bench.state_dir))
+    assert second.returncode == 2
+    assert "is in use by another payload-flight process" in one_sentence(second.stderr)
+
+
+def test_mission_configuration_changes_the_link(tmp_path: Path) -> None:
+    config = tmp_path / "mission.toml"
+    config.write_text("[link]\nscid = 321\n")
+    with Bench(
+        tmp_path / "state",
+        flight_log=tmp_path / "flight.log",
+        flight_args=["--config", str(config)],
+    ) as b:
+        result = run_tool("groundsw", "--port", b.ground_port, "--timeout", "3", "ping")
+    # The ground expects the ICD's SCID 500: frames of SCID 321 are not for it.
+    assert result.returncode == 3
+    assert "no frame from the payload" in result.stderr
