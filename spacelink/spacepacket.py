@@ -28,6 +28,9 @@ _TC_SECONDARY = struct.Struct(">BBBH")
 _TM_SECONDARY = struct.Struct(">BBBHH")
 _PEC = struct.Struct(">H")
 _TC_HEADERS = struct.Struct(">HHHBBBH")
+_TC_DATA_OFFSET = PRIMARY_HEADER_LENGTH + TC_SECONDARY_HEADER_LENGTH
+_TM_DATA_OFFSET = PRIMARY_HEADER_LENGTH + TM_SECONDARY_HEADER_LENGTH
+_TM_TIME_OFFSET = _TM_DATA_OFFSET - CDS_LENGTH
 _TM_HEADERS = struct.Struct(">HHHBBBHH")
 
 
@@ -179,7 +182,15 @@ def _check_length(packet: bytes | bytearray | memoryview, minimum: int) -> None:
         )
 
 
-def _check_primary(word0: int, word1: int, packet_type: PacketType) -> None:
+def _check_pus(
+    packet: bytes | bytearray | memoryview,
+    word0: int,
+    word1: int,
+    vflags: int,
+    packet_type: PacketType,
+) -> None:
+    """Checks shared by TC and TM, in the order that names the most likely cause first."""
+    _check_pec(packet)
     if word0 >> 13:
         raise PacketError(DiscardReason.PACKET_VERSION, f"packet version {word0 >> 13}, expected 0")
     if (word0 >> 12) & 1 != packet_type:
@@ -195,6 +206,10 @@ def _check_primary(word0: int, word1: int, packet_type: PacketType) -> None:
         raise PacketError(
             DiscardReason.PACKET_SEQUENCE_FLAGS,
             f"sequence flags {word1 >> 14:02b}, only unsegmented (11) is used",
+        )
+    if vflags >> 4 != PUS_VERSION:
+        raise PacketError(
+            DiscardReason.PACKET_PUS_VERSION, f"PUS version {vflags >> 4}, expected {PUS_VERSION}"
         )
 
 
@@ -235,18 +250,12 @@ class PusTc:
         """Parse one whole TC packet; checks length, PEC, the fixed fields and the PUS version."""
         _check_length(packet, PRIMARY_HEADER_LENGTH + TC_SECONDARY_HEADER_LENGTH + PEC_LENGTH)
         word0, word1, _, vflags, service, subtype, source_id = _TC_HEADERS.unpack_from(packet)
-        _check_pec(packet)
-        _check_primary(word0, word1, PacketType.TC)
-        if vflags >> 4 != PUS_VERSION:
-            raise PacketError(
-                DiscardReason.PACKET_PUS_VERSION,
-                f"PUS version {vflags >> 4}, expected {PUS_VERSION}",
-            )
+        _check_pus(packet, word0, word1, vflags, PacketType.TC)
         return cls(
             apid=word0 & 0x7FF,
             service=service,
             subtype=subtype,
-            app_data=bytes(packet[11:-PEC_LENGTH]),
+            app_data=bytes(packet[_TC_DATA_OFFSET:-PEC_LENGTH]),
             seq_count=word1 & 0x3FFF,
             source_id=source_id,
             ack_flags=AckFlags(vflags & 0xF),
@@ -290,22 +299,16 @@ class PusTm:
         """Parse one whole TM packet; checks length, PEC, the fixed fields and the PUS version."""
         _check_length(packet, PRIMARY_HEADER_LENGTH + TM_SECONDARY_HEADER_LENGTH + PEC_LENGTH)
         word0, word1, _, vflags, service, subtype, counter, dest = _TM_HEADERS.unpack_from(packet)
-        _check_pec(packet)
-        _check_primary(word0, word1, PacketType.TM)
-        if vflags >> 4 != PUS_VERSION:
-            raise PacketError(
-                DiscardReason.PACKET_PUS_VERSION,
-                f"PUS version {vflags >> 4}, expected {PUS_VERSION}",
-            )
+        _check_pus(packet, word0, word1, vflags, PacketType.TM)
         return cls(
             apid=word0 & 0x7FF,
             service=service,
             subtype=subtype,
-            source_data=bytes(packet[20:-PEC_LENGTH]),
+            source_data=bytes(packet[_TM_DATA_OFFSET:-PEC_LENGTH]),
             seq_count=word1 & 0x3FFF,
             msg_type_counter=counter,
             destination_id=dest,
-            time=CdsTime.unpack(packet, 13),
+            time=CdsTime.unpack(packet, _TM_TIME_OFFSET),
             time_ref_status=vflags & 0xF,
         )
 
