@@ -14,7 +14,10 @@ from tests.hil.conftest import BIN, run_tool
 def start_bench(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [str(BIN / "hil-bench"), "run", "--state-dir", str(state_dir), "--stats-interval", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()
