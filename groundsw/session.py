@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 
 import serial
 
+from groundsw.recovery import OutageRecovery, RecoveryError, Unconfirmed
 from spacelink.cltu import encode_cltu
 from spacelink.cop1 import (
     AlertRaised,
     Clcw,
     Fop1,
+    FopAlert,
     FopConfig,
     FopNotification,
     FopState,
@@ -141,6 +143,13 @@ class SessionStats:
     tm_packet_errors: int = 0
     commands_sent: int = 0
     alerts: list[str] = field(default_factory=list)
+    outages_recovered: int = 0
+    frames_resent_after_outage: int = 0
+
+
+# Alerts that mean "no acknowledgement came": the link may only be down for a while.
+_OUTAGE_ALERTS = (FopAlert.T1, FopAlert.LIMIT)
+DEFAULT_RECOVERY_TIMEOUT_S = 120.0
 
 
 class LinkSession:
@@ -154,9 +163,12 @@ class LinkSession:
         baud: int | None = None,
         fop: FopConfig | None = None,
         source_id: int = 1,
+        recovery_timeout: float | None = DEFAULT_RECOVERY_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`recovery_timeout`: seconds to hold commands through a link outage (None: never)."""
         self.port = port
+        self.recovery_timeout = recovery_timeout
         self.params = params or LinkParameters()
         self.source_id = source_id
         self._clock = clock
@@ -175,6 +187,9 @@ class LinkSession:
         self._arrivals = itertools.count()
         self._seq = random.randrange(MAX_SEQUENCE_COUNT + 1)
         self._pending: deque[tuple[bytes, RequestId]] = deque()
+        self._in_fop: dict[RequestId, bytes] = {}
+        self._recovery: OutageRecovery | None = None
+        self._outage_since: float | None = None
         self._records: dict[RequestId, CommandRecord] = {}
         self._subscribers: list[queue.Queue[ReceivedTm]] = []
         self._init_done = threading.Event()
@@ -281,7 +296,7 @@ class LinkSession:
         self._raise_if_failed()
         record = CommandRecord(tc, self._clock())
         with self._lock:
-            if self.fop.state is FopState.INITIAL:
+            if self.fop.state is FopState.INITIAL and self._recovery is None:
                 reason = self.fop.last_alert.value if self.fop.last_alert else "not initiated"
                 raise Cop1Error(f"the uplink (AD service) is not active: {reason}")
             self._records[tc.request_id] = record
@@ -322,6 +337,7 @@ class LinkSession:
             )
         ):
             data, tag = self._pending.popleft()
+            self._in_fop[tag] = data
             self.fop.request_ad(data, tag, now)
 
     def _after_fop(self) -> None:
@@ -334,16 +350,103 @@ class LinkSession:
                 return
             for frame in frames:
                 self._tx.put(encode_cltu(frame.pack()))
+            alert = next((n.alert for n in notes if isinstance(n, AlertRaised)), None)
+            if alert in _OUTAGE_ALERTS and self.recovery_timeout is not None:
+                self._hold_through_outage(notes)
+                continue
             for note in notes:
                 self._notify(note)
+
+    def _hold_through_outage(self, notes: list[FopNotification]) -> None:
+        """FOP-1 gave up for want of acknowledgements: keep its FDUs until CLCWs flow again."""
+        dropped = []
+        for note in notes:
+            if isinstance(note, FrameDropped) and isinstance(note.tag, RequestId):
+                data = self._in_fop.pop(note.tag, None)
+                if data is not None:
+                    dropped.append(Unconfirmed(note.tag, data, note.seq))
+            elif isinstance(note, AlertRaised):
+                self.stats.alerts.append(note.alert.name)
+                log.warning(
+                    "COP-1 alert: %s; holding %d commands until the link is back",
+                    note.alert.value,
+                    len(dropped) + len(self._pending),
+                )
+            elif not isinstance(note, FrameDropped):
+                self._notify(note)
+        if self._recovery is None:
+            self._recovery = OutageRecovery()
+        self._recovery.add(dropped)
+        if self._outage_since is None:
+            self._outage_since = self._clock()
+
+    def _resume_after_outage(self, clcw: Clcw) -> None:
+        """A CLCW after an outage: settle the held FDUs and restart the AD service."""
+        recovery, self._recovery = self._recovery, None
+        assert recovery is not None
+        try:
+            accepted, resend = recovery.resolve(clcw.report_value)
+        except RecoveryError as exc:
+            log.error("%s", exc)
+            self._drop_held(recovery.held, str(exc))
+            self._drop_pending(str(exc))
+            self._outage_since = None
+            return
+        now = self._clock()
+        for done in accepted:
+            self._event(
+                done.tag, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, now, next(self._arrivals))
+            )
+        for held in reversed(resend):
+            assert isinstance(held.tag, RequestId)
+            self._pending.appendleft((held.data, held.tag))
+        self.stats.outages_recovered += 1
+        self.stats.frames_resent_after_outage += sum(1 for u in resend if u.seq is not None)
+        self.fop.set_v_s(clcw.report_value)
+        if clcw.lockout:
+            self.fop.initiate_with_unlock(now)
+        else:
+            self.fop.initiate_without_clcw(now)
+        log.warning(
+            "link back (CLCW %s): %d held commands had arrived, %d sent again",
+            clcw,
+            len(accepted),
+            len(resend),
+        )
+
+    def _drop_held(self, held: list[Unconfirmed], reason: str) -> None:
+        now = self._clock()
+        for item in held:
+            self._event(
+                item.tag, CommandEvent(EventKind.DROPPED, now, next(self._arrivals), reason=reason)
+            )
+
+    def _check_outage_deadline(self) -> None:
+        """Give up on commands held through an outage that has lasted too long."""
+        since, limit = self._outage_since, self.recovery_timeout
+        if since is None or limit is None or self._clock() - since < limit:
+            return
+        reason = f"no acknowledgement from the payload for {limit:g} s"
+        if self._recovery is not None:
+            self._drop_held(self._recovery.held, reason)
+            self._recovery = None
+        self.fop.terminate()
+        self._after_fop()
+        self._drop_pending(reason)
+        self._outage_since = None
 
     def _notify(self, note: FopNotification) -> None:
         now = self._clock()
         if isinstance(note, FrameAcknowledged):
+            self._outage_since = None
+            if isinstance(note.tag, RequestId):
+                self._in_fop.pop(note.tag, None)
             self._event(
                 note.tag, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, now, next(self._arrivals))
             )
         elif isinstance(note, FrameDropped):
+            if isinstance(note.tag, RequestId):
+                self._in_fop.pop(note.tag, None)
             reason = self.fop.last_alert.value if self.fop.last_alert else "dropped"
             self._event(
                 note.tag, CommandEvent(EventKind.DROPPED, now, next(self._arrivals), reason=reason)
@@ -393,11 +496,15 @@ class LinkSession:
                         self._on_frame(frame)
                 self.fop.on_time(self._clock())
                 self._after_fop()
+                self._check_outage_deadline()
 
     def _on_frame(self, frame: TmFrame) -> None:
         clcw = Clcw.from_int(frame.ocf)
-        if clcw.vcid == self.params.tc_vcid:
-            self.fop.on_clcw(clcw, self._clock())
+        if clcw.vcid == self.params.tc_vcid and clcw.cop_in_effect == 1:
+            if self._recovery is not None:
+                self._resume_after_outage(clcw)
+            else:
+                self.fop.on_clcw(clcw, self._clock())
             self._after_fop()
             with self._clcw_seen:
                 self.last_clcw = clcw

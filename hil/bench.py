@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from hil.impairments import Impairments
 from hil.ptylink import PtyLink
 
 _PR_SET_PDEATHSIG = 1
@@ -47,6 +48,9 @@ class Bench:
         state_dir: Path,
         *,
         baud: int = 115200,
+        uplink: Impairments | None = None,
+        downlink: Impairments | None = None,
+        seed: int = 0,
         flight_log: Path | None = None,
         flight_args: list[str] | None = None,
     ) -> None:
@@ -54,7 +58,7 @@ class Bench:
         self.baud = baud
         self.flight_log = flight_log or state_dir.parent / f"{state_dir.name}-flight.log"
         self.flight_args = flight_args or []
-        self.link = PtyLink(baud)
+        self.link = PtyLink(baud, uplink=uplink, downlink=downlink, seed=seed)
         self.flight: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -75,7 +79,7 @@ class Bench:
         """Start (or restart) the payload and wait for its first frame on the link."""
         self.flight_log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.flight_log, "ab")  # noqa: SIM115 - closed in stop_flight
-        before = self.link.downlink.stats.octets_in
+        before = self.link.stats("downlink").octets_in
         self.flight = subprocess.Popen(
             flight_command(self.link.flight_port, self.baud, self.state_dir, self.flight_args),
             stdin=subprocess.DEVNULL,
@@ -84,7 +88,7 @@ class Bench:
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + ready_timeout
-        while self.link.downlink.stats.octets_in == before:
+        while self.link.stats("downlink").octets_in == before:
             if self.flight.poll() is not None:
                 raise BenchError(
                     f"payload-flight exited with status {self.flight.returncode}; "

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stats_line(bench: Bench) -> str:
-    up, down = bench.link.uplink.stats, bench.link.downlink.stats
+    up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
     return f"uplink {up.octets_out} octets, downlink {down.octets_out} octets" + (
         f", overflow drops {up.overflow_drops}/{down.overflow_drops}"
         if up.overflow_drops or down.overflow_drops

@@ -4,6 +4,10 @@ The payload opens `flight_port`, the ground opens `ground_port`. A pty has no li
 own, so the relay releases octets no faster than an 8N1 line at the configured baud would
 (ten line bits per octet). The relay holds the slave ends open itself, so either program can
 close and reopen its port (a payload restart) without the other side seeing a hang-up.
+
+Each direction applies its impairments (bit errors, bursts, drops: `hil.impairments`) to the
+octets as they enter, holds them for the added latency, then paces them out; during a link
+cut, whatever would be on the wire is lost. Settings can change while the link runs.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import select
 import threading
 import time
 import tty
+from collections import deque
 from dataclasses import dataclass, field
 
+from hil.impairments import Impairments, LineFaults
 from spacelink.icd import LINE_BITS_PER_OCTET
 
 _READ_CHUNK = 65536
@@ -29,11 +35,30 @@ _BURST_SECONDS = 0.002
 
 @dataclass
 class DirectionStats:
-    """Octets carried one way, and octets dropped because the reader did not keep up."""
+    """What one direction did: octets in and out, and every way octets were changed or lost."""
 
     octets_in: int = 0
     octets_out: int = 0
+    octets_injected: int = 0
+    bits_flipped: int = 0
+    bursts: int = 0
+    octets_dropped: int = 0
+    octets_cut: int = 0
     overflow_drops: int = 0
+
+    def describe(self) -> str:
+        parts = [f"{self.octets_out} octets"]
+        for label, value in (
+            ("injected", self.octets_injected),
+            ("bits flipped", self.bits_flipped),
+            ("bursts", self.bursts),
+            ("dropped", self.octets_dropped),
+            ("lost in cuts", self.octets_cut),
+            ("overflow", self.overflow_drops),
+        ):
+            if value:
+                parts.append(f"{label} {value}")
+        return ", ".join(parts)
 
 
 @dataclass
@@ -42,10 +67,31 @@ class _Direction:
     source_fd: int
     sink_fd: int
     octets_per_second: float | None
+    faults: LineFaults
     stats: DirectionStats = field(default_factory=DirectionStats)
+    delayed: deque[tuple[float, bytes]] = field(default_factory=deque)
     backlog: bytearray = field(default_factory=bytearray)
+    cut_until: float = 0.0
     credit: float = 0.0
     last: float = field(default_factory=time.monotonic)
+
+    def snapshot(self) -> DirectionStats:
+        f = self.faults.stats
+        s = self.stats
+        return DirectionStats(
+            s.octets_in,
+            s.octets_out,
+            s.octets_injected,
+            f.bits_flipped,
+            f.bursts,
+            f.octets_dropped,
+            s.octets_cut,
+            s.overflow_drops,
+        )
+
+    def release_delayed(self, now: float) -> None:
+        while self.delayed and self.delayed[0][0] <= now:
+            self.backlog += self.delayed.popleft()[1]
 
     def refill(self, now: float) -> None:
         if self.octets_per_second is None:
@@ -59,10 +105,17 @@ class _Direction:
             return len(self.backlog)
         return min(len(self.backlog), int(self.credit))
 
-    def seconds_until_sendable(self) -> float:
-        if not self.backlog or self.octets_per_second is None:
-            return 0.0
-        return max(0.0, (1.0 - self.credit) / self.octets_per_second)
+    def seconds_until_due(self, now: float) -> float | None:
+        """When this direction next has work; None when idle."""
+        due: float | None = None
+        if self.backlog:
+            due = 0.0
+            if self.octets_per_second is not None:
+                due = max(0.0, (1.0 - self.credit) / self.octets_per_second)
+        if self.delayed:
+            wait = max(0.0, self.delayed[0][0] - now)
+            due = wait if due is None else min(due, wait)
+        return due
 
 
 class _PtyPair:
@@ -81,13 +134,34 @@ class _PtyPair:
 class PtyLink:
     """The relay between the payload's pty and the ground's pty."""
 
-    def __init__(self, baud: int | None = 115200) -> None:
+    def __init__(
+        self,
+        baud: int | None = 115200,
+        *,
+        uplink: Impairments | None = None,
+        downlink: Impairments | None = None,
+        seed: int = 0,
+    ) -> None:
         self.baud = baud
+        self.seed = seed
         self._flight = _PtyPair()
         self._ground = _PtyPair()
         rate = baud / LINE_BITS_PER_OCTET if baud else None
-        self.uplink = _Direction("uplink", self._ground.master, self._flight.master, rate)
-        self.downlink = _Direction("downlink", self._flight.master, self._ground.master, rate)
+        self.uplink = _Direction(
+            "uplink",
+            self._ground.master,
+            self._flight.master,
+            rate,
+            LineFaults(uplink or Impairments(), seed=seed * 2),
+        )
+        self.downlink = _Direction(
+            "downlink",
+            self._flight.master,
+            self._ground.master,
+            rate,
+            LineFaults(downlink or Impairments(), seed=seed * 2 + 1),
+        )
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="ptylink", daemon=True)
@@ -105,9 +179,52 @@ class PtyLink:
         self._thread.start()
         return self
 
+    def _direction(self, name: str) -> _Direction:
+        if name not in ("uplink", "downlink"):
+            raise ValueError(f"direction {name!r}: uplink or downlink")
+        return self.uplink if name == "uplink" else self.downlink
+
+    def set_impairments(self, direction: str, impairments: Impairments) -> None:
+        """Change one direction's faults from now on (the random stream carries on)."""
+        with self._lock:
+            self._direction(direction).faults.impairments = impairments
+        self._wake()
+
+    def impairments(self, direction: str) -> Impairments:
+        return self._direction(direction).faults.impairments
+
+    def cut(self, seconds: float) -> None:
+        """Cut the line both ways for `seconds`: everything on the wire meanwhile is lost."""
+        with self._lock:
+            until = time.monotonic() + seconds
+            for d in (self.uplink, self.downlink):
+                d.cut_until = max(d.cut_until, until)
+        self._wake()
+
+    def inject(self, direction: str, data: bytes) -> None:
+        """Put `data` on the line in one direction, behind what is already queued there."""
+        with self._lock:
+            d = self._direction(direction)
+            d.backlog += data
+            d.stats.octets_injected += len(data)
+        self._wake()
+
+    def stats(self, direction: str) -> DirectionStats:
+        """A consistent copy of one direction's counters."""
+        with self._lock:
+            return self._direction(direction).snapshot()
+
+    def describe(self) -> str:
+        up, down = self.stats("uplink"), self.stats("downlink")
+        return f"uplink {up.describe()}; downlink {down.describe()}"
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # already stopped
+            os.write(self._wake_w, b"x")
+
     def stop(self) -> None:
         self._stop.set()
-        os.write(self._wake_w, b"x")
+        self._wake()
         self._thread.join(2.0)
         self._flight.close()
         self._ground.close()
@@ -125,25 +242,31 @@ class PtyLink:
         try:
             while not self._stop.is_set():
                 timeout = 0.2
-                for d in directions:
-                    if d.backlog:
-                        timeout = min(timeout, max(d.seconds_until_sendable(), 0.0005))
+                now = time.monotonic()
+                with self._lock:
+                    for d in directions:
+                        due = d.seconds_until_due(now)
+                        if due is not None:
+                            timeout = min(timeout, max(due, 0.0005))
                 readable, _, _ = select.select(
                     [self.uplink.source_fd, self.downlink.source_fd, self._wake_r], [], [], timeout
                 )
-                for d in directions:
-                    if d.source_fd in readable:
-                        self._pull(d)
-                now = time.monotonic()
-                for d in directions:
-                    d.refill(now)
-                    self._push(d)
+                if self._wake_r in readable:
+                    os.read(self._wake_r, 4096)
+                with self._lock:
+                    now = time.monotonic()
+                    for d in directions:
+                        if d.source_fd in readable:
+                            self._pull(d, now)
+                        d.release_delayed(now)
+                        d.refill(now)
+                        self._push(d, now)
         except BaseException as exc:  # surfaced to the bench, which stops the run
             self.error = exc
             raise
 
     @staticmethod
-    def _pull(d: _Direction) -> None:
+    def _pull(d: _Direction, now: float) -> None:
         try:
             data = os.read(d.source_fd, _READ_CHUNK)
         except BlockingIOError:
@@ -153,6 +276,11 @@ class PtyLink:
                 return
             raise
         d.stats.octets_in += len(data)
+        data = d.faults.apply(data)
+        latency = d.faults.impairments.latency_s
+        if latency > 0:
+            d.delayed.append((now + latency, data))
+            return
         d.backlog += data
         if len(d.backlog) > MAX_BACKLOG:
             excess = len(d.backlog) - MAX_BACKLOG
@@ -160,9 +288,15 @@ class PtyLink:
             d.stats.overflow_drops += excess
 
     @staticmethod
-    def _push(d: _Direction) -> None:
+    def _push(d: _Direction, now: float) -> None:
         count = d.sendable()
         if count <= 0:
+            return
+        if now < d.cut_until:  # the line is dead: these octets never arrive
+            del d.backlog[:count]
+            d.stats.octets_cut += count
+            if d.octets_per_second is not None:
+                d.credit -= count
             return
         try:
             written = os.write(d.sink_fd, d.backlog[:count])

@@ -247,9 +247,14 @@ class FrameAcknowledged:
 
 @dataclass(frozen=True, slots=True)
 class FrameDropped:
-    """A queued or sent FDU that FOP-1 gave up on (negative confirm, or rejected)."""
+    """A queued or sent FDU that FOP-1 gave up on (negative confirm, or rejected).
+
+    `seq` is the N(S) it was sent with, or None if it never left the wait queue: a higher
+    procedure compares it with a later CLCW to learn whether the FARM took the frame after all.
+    """
 
     tag: object
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,7 +556,7 @@ class Fop1:
 
     def _purge_sent_queue(self) -> None:
         for sent in self._sent:
-            self._notifications.append(FrameDropped(sent.tag))
+            self._notifications.append(FrameDropped(sent.tag, sent.frame.seq))
         self._sent.clear()
         self.nn_r = self.v_s
 

@@ -37,7 +37,7 @@ def main() -> int:
             print(result.stderr, end="", file=sys.stderr)
             print(f"demo FAILED: groundsw exited with {result.returncode}", file=sys.stderr)
             return 1
-        up, down = bench.link.uplink.stats, bench.link.downlink.stats
+        up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
         bench.stop_flight()
         banner("the payload's account of the link (from its log)")
         counters = re.findall(r"link counters: (.*)", bench.flight_log_text())

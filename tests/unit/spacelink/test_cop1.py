@@ -186,7 +186,7 @@ def test_fop_retransmits_on_timer_and_gives_up_at_the_limit() -> None:
     assert len(fop.take_output()) == 1
     fop.on_time(3.0)  # E17: limit reached
     notes = fop.take_notifications()
-    assert AlertRaised(FopAlert.T1) in notes and FrameDropped("a") in notes
+    assert AlertRaised(FopAlert.T1) in notes and FrameDropped("a", 0) in notes
     assert fop.state is FopState.INITIAL and fop.frames_retransmitted == 2
 
 
