@@ -55,7 +55,13 @@ def _follow(
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise LinkTimeout(f"no completion report for {record.request_id} within {timeout:g} s")
+            if any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history):
+                raise LinkTimeout(
+                    f"the payload took TC[17,1] {record.request_id} (its CLCW acknowledged the "
+                    f"frame) but no completion report came within {timeout:g} s: "
+                    "telemetry lost on the downlink?"
+                )
+            raise LinkTimeout(f"no answer to TC[17,1] {record.request_id} within {timeout:g} s")
         try:
             first = record.events.get(timeout=min(remaining, 0.1))
         except queue.Empty:

@@ -1,7 +1,9 @@
 """hil-bench: run the payload on an emulated serial link for a ground tool to talk to.
 
 `hil-bench run` prints `ground-port: PATH` as the first line of its standard output, then link
-statistics every few seconds, until interrupted; it stops everything it started.
+statistics every few seconds, until interrupted; it stops everything it started, also when it
+is killed or its parent dies. Line faults apply to both directions, or `UP/DOWN` separately:
+`--ber 1e-5`, `--ber 0/1e-4`, `--burst 1e-6:64` (bursts per octet : bits scrambled per burst).
 """
 
 from __future__ import annotations
@@ -11,15 +13,80 @@ import signal
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
-from hil.bench import Bench, BenchError
+from hil.bench import Bench, BenchError, die_with_parent
+from hil.impairments import ImpairmentError, Impairments
 from spacelink.icd import DEFAULT_BAUD
+from spacelink.serialport import PortError, open_port
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_EMULATOR_OPTIONS = ("ber", "burst", "drop", "latency", "cut")
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A command-line value that does not parse or does not fit."""
+
+
+def _both_ways(text: str, parse: Callable[[str], T], what: str, form: str) -> tuple[T, T]:
+    parts = text.split("/")
+    try:
+        if len(parts) > 2:
+            raise ValueError(text)
+        values = [parse(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"{what} {text!r}: give {form}, or UP/DOWN to set each way") from None
+    return values[0], values[-1]
+
+
+def _burst(text: str) -> tuple[float, int]:
+    rate, _, bits = text.partition(":")
+    if not bits:
+        raise ValueError(text)
+    return float(rate), int(bits)
+
+
+def _cut(text: str) -> tuple[float, float]:
+    at, _, seconds = text.partition(":")
+    try:
+        start, length = float(at), float(seconds)
+    except ValueError:
+        raise UsageError(f"--cut {text!r}: give AT:SECONDS, e.g. 30:5") from None
+    if start < 0 or length <= 0:
+        raise UsageError(f"--cut {text!r}: AT must be >= 0 and SECONDS > 0")
+    return start, length
+
+
+def impairments_from(args: argparse.Namespace) -> tuple[Impairments, Impairments]:
+    """The (uplink, downlink) impairments the options ask for."""
+    ber = _both_ways(args.ber, float, "--ber", "a probability") if args.ber else (0.0, 0.0)
+    drop = _both_ways(args.drop, float, "--drop", "a probability") if args.drop else (0.0, 0.0)
+    latency = (0.0, 0.0)
+    if args.latency:
+        latency = _both_ways(args.latency, float, "--latency", "milliseconds")
+    burst = ((0.0, 0), (0.0, 0))
+    if args.burst:
+        burst = _both_ways(args.burst, _burst, "--burst", "RATE:BITS such as 1e-6:64")
+    try:
+        return tuple(  # type: ignore[return-value]
+            Impairments(
+                ber=ber[i],
+                burst_rate=burst[i][0],
+                burst_bits=burst[i][1],
+                drop_rate=drop[i],
+                latency_s=latency[i] / 1000,
+            )
+            for i in (0, 1)
+        )
+    except ImpairmentError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,44 +94,76 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="emulated link + payload until interrupted")
     run.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    run.add_argument("--state-dir", type=Path, help="payload state (default: a new temp dir)")
+    run.add_argument("--ber", help="bit error rate, e.g. 1e-5 or UP/DOWN")
+    run.add_argument("--burst", help="error bursts RATE:BITS (bursts per octet : bits each)")
+    run.add_argument("--drop", help="probability that an octet is lost")
+    run.add_argument("--latency", help="added one-way latency in milliseconds")
     run.add_argument(
-        "--stats-interval", type=float, default=10.0, help="seconds between statistics lines"
+        "--cut",
+        action="append",
+        default=[],
+        metavar="AT:SECONDS",
+        help="cut the link AT seconds after start for SECONDS (repeatable)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of the line faults (replayable)")
+    run.add_argument("--state-dir", type=Path, help="payload state (default: a new temp dir)")
+    run.add_argument("--stats-interval", type=float, default=10.0, help="seconds between stats")
+    run.add_argument(
+        "--flight-port",
+        metavar="DEVICE",
+        help="a real board's serial port: no emulator, no local payload",
     )
     return parser
 
 
-def _stats_line(bench: Bench) -> str:
-    up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
-    return f"uplink {up.octets_out} octets, downlink {down.octets_out} octets" + (
-        f", overflow drops {up.overflow_drops}/{down.overflow_drops}"
-        if up.overflow_drops or down.overflow_drops
-        else ""
+class _Stopper:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.event.set()
+
+
+def run_real_board(args: argparse.Namespace, stopper: _Stopper) -> int:
+    used = [f"--{name}" for name in _EMULATOR_OPTIONS if getattr(args, name)]
+    if used:
+        raise UsageError(f"{used[0]} needs the emulated link; it cannot go with --flight-port")
+    open_port(args.flight_port, args.baud).close()  # fail now, with a sentence, if it is wrong
+    print(f"ground-port: {args.flight_port}", flush=True)
+    print(
+        "real board: no emulator and no local payload; the ground talks to the port directly",
+        flush=True,
     )
+    stopper.event.wait()
+    return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.baud <= 0:
-        print(f"hil-bench: baud rate {args.baud} is not a positive number", file=sys.stderr)
-        return EXIT_USAGE
+def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
+    uplink, downlink = impairments_from(args)
+    cuts = [_cut(c) for c in args.cut]
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="hil-bench-")) / "state"
-    bench = Bench(state_dir, baud=args.baud)
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    bench = Bench(state_dir, baud=args.baud, uplink=uplink, downlink=downlink, seed=args.seed)
     try:
         bench.start()
     except BenchError as exc:
         print(f"hil-bench: {exc}", file=sys.stderr)
+        bench.stop()
         return EXIT_FAILED
+    started = time.monotonic()
+    timers = [threading.Timer(at, bench.link.cut, (length,)) for at, length in cuts]
     try:
         print(f"ground-port: {bench.ground_port}", flush=True)
         print(f"state-dir: {state_dir}\nflight-log: {bench.flight_log}", flush=True)
-        while not stop.wait(args.stats_interval):
+        print(
+            f"line: {args.baud} baud, seed {args.seed}; uplink {uplink}; downlink {downlink}",
+            flush=True,
+        )
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
+        while not stopper.event.wait(args.stats_interval):
             if bench.flight is None or bench.flight.poll() is not None:
                 code = bench.flight.returncode if bench.flight else None
                 print(
@@ -75,18 +174,29 @@ def run(args: argparse.Namespace) -> int:
             if bench.link.error is not None:
                 print(f"hil-bench: link relay failed: {bench.link.error}", file=sys.stderr)
                 return EXIT_FAILED
-            print(_stats_line(bench), flush=True)
-        print(_stats_line(bench), flush=True)
+            print(f"t={time.monotonic() - started:.0f}s {bench.link.describe()}", flush=True)
+        print(f"t={time.monotonic() - started:.0f}s {bench.link.describe()}", flush=True)
         return EXIT_OK
     finally:
+        for timer in timers:
+            timer.cancel()
         bench.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "run":
-        return run(args)
-    return EXIT_USAGE
+    # Die with whoever started us (a test runner, a script), taking the payload along.
+    die_with_parent()
+    stopper = _Stopper()
+    try:
+        if args.baud <= 0:
+            raise UsageError(f"baud rate {args.baud} is not a positive number")
+        if args.flight_port:
+            return run_real_board(args, stopper)
+        return run_emulated(args, stopper)
+    except (UsageError, PortError) as exc:
+        print(f"hil-bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -37,6 +37,18 @@ class Impairments:
         if self.latency_s < 0:
             raise ImpairmentError(f"latency {self.latency_s} s is negative")
 
+    def __str__(self) -> str:
+        parts = []
+        if self.ber:
+            parts.append(f"BER {self.ber:g}")
+        if self.burst_rate:
+            parts.append(f"bursts {self.burst_rate:g}/octet of {self.burst_bits} bits")
+        if self.drop_rate:
+            parts.append(f"drops {self.drop_rate:g}")
+        if self.latency_s:
+            parts.append(f"latency {self.latency_s * 1000:g} ms")
+        return ", ".join(parts) or "clean"
+
     @property
     def corrupts(self) -> bool:
         return bool(self.ber or self.burst_rate or self.drop_rate)

@@ -202,6 +202,23 @@ class GroundTestApi:
             f"{timeout or self.default_timeout:g} s; received: {self._events(record)}"
         )
 
+    def assert_delivered(self, records: list[CommandRecord], timeout: float) -> None:
+        """Assert that FARM-1 acknowledged every command's frame within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [r for r in records if not _acknowledged(r)]
+            dropped = [r for r in missing if any(e.kind is EventKind.DROPPED for e in r.history)]
+            if not missing:
+                return
+            if dropped or time.monotonic() > deadline:
+                first = (dropped or missing)[0]
+                raise TestApiError(
+                    f"expected all {len(records)} frames acknowledged within {timeout:g} s; "
+                    f"{len(missing)} not ({len(dropped)} dropped), first {_name(first)}: "
+                    f"{self._events(first)}"
+                )
+            time.sleep(0.05)
+
     def _wait_failure(
         self, record: CommandRecord, timeout: float | None
     ) -> VerificationReport | None:
@@ -298,6 +315,10 @@ class GroundTestApi:
         raise TestApiError(
             f"no answer to TC[{service},{subtype}] in {attempts} attempts: " + failures[-1]
         )
+
+
+def _acknowledged(record: CommandRecord) -> bool:
+    return any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history)
 
 
 def _event(item: ReceivedTm) -> EventPacket:
