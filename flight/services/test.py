@@ -120,7 +120,7 @@ def register(router: CommandRouter) -> None:
             TEST_SERVICE,
             lt.DOWNLINK_TEST,
             "downlink test",
-            _parser(lt.downlink_test),
+            _decode_downlink_test,
             _downlink_test,
             _check_downlink_test,
         ),

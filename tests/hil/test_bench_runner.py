@@ -8,6 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from hil.bench import Bench
 from tests.hil.conftest import BIN, run_tool
 
 
@@ -72,3 +75,98 @@ def test_no_orphan_payload_when_the_bench_is_killed(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=20)
     assert wait_gone(state), "payload-flight outlived a SIGKILLed hil-bench"
+
+
+def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            str(BIN / "hil-bench"),
+            "run",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--ber",
+            "1e-5/1e-4",
+            "--latency",
+            "20",
+            "--seed",
+            "9",
+            "--stats-interval",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert lines[3] == (
+        "line: 115200 baud, seed 9; uplink BER 1e-05, latency 20 ms; "
+        "downlink BER 0.0001, latency 20 ms\n"
+    )
+    assert lines[4].startswith("t=")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ber", "2"], "hil-bench: ber 2.0 is not a probability in [0, 1)"),
+        (
+            ["--burst", "1e-5"],
+            "hil-bench: --burst '1e-5': give RATE:BITS such as 1e-6:64, or UP/DOWN to set each way",
+        ),
+        (["--cut", "5"], "hil-bench: --cut '5': give AT:SECONDS, e.g. 30:5"),
+        (
+            ["--flight-port", "/dev/no-such-port"],
+            "hil-bench: cannot open serial port /dev/no-such-port: no such device",
+        ),
+        (
+            ["--flight-port", "/dev/null", "--ber", "1e-5"],
+            "hil-bench: --ber needs the emulated link; it cannot go with --flight-port",
+        ),
+    ],
+)
+def test_bad_options_are_one_sentence(args: list[str], message: str) -> None:
+    result = run_tool("hil-bench", "run", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
+
+
+def test_real_board_mode_points_the_ground_at_the_device(tmp_path: Path) -> None:
+    # A bench stands in for the real board: its ground end is "the board's serial port".
+    with Bench(tmp_path / "board", flight_log=tmp_path / "board.log") as board:
+        proc = subprocess.Popen(
+            [str(BIN / "hil-bench"), "run", "--flight-port", board.ground_port],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == f"ground-port: {board.ground_port}\n"
+            ping = run_tool("groundsw", "--port", board.ground_port, "ping")
+            assert ping.returncode == 0, ping.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+        assert proc.returncode == 0
+
+
+def test_the_bench_and_its_payload_die_with_the_benchs_parent(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    parent = subprocess.Popen(
+        ["/bin/sh", "-c", f"{BIN / 'hil-bench'} run --state-dir {state} >/dev/null 2>&1 & wait"],
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while not payload_pids(state):
+        assert time.monotonic() < deadline, "payload never started"
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    assert wait_gone(state), "payload-flight outlived the bench's parent"
