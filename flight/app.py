@@ -3,8 +3,9 @@
 Wiring: serial octets -> uplink receiver (CLTU, TC frame, FARM-1) -> command router -> services
 -> TM publisher -> downlink transmitter (VC multiplexer, frames paced to the line).
 
-Threads: one reads the port, one writes frames; every protocol object is used by the main
-thread alone, except the multiplexer, which the downlink transmitter guards.
+Threads: the main thread reads the port and runs the uplink and the commands; the downlink
+transmitter's thread writes frames. Every protocol object belongs to the main thread, except
+the multiplexer, which the downlink transmitter guards.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import argparse
 import fcntl
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
@@ -33,9 +33,14 @@ from flight.telemetry import TmPublisher
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1
 from spacelink.icd import DEFAULT_BAUD
-from spacelink.serialport import PortError, open_port, read_available
+from spacelink.serialport import PortError, open_port, read_burst
 
 log = logging.getLogger("flight")
+
+# After the first octet of a burst, gather the rest this long before decoding (see read_burst).
+READ_GATHER_S = 0.004
+# How often the main loop looks at the stop flag when the line is quiet.
+READ_TIMEOUT_S = 0.2
 
 EXIT_OK = 0
 EXIT_PORT_FAILED = 1
@@ -89,7 +94,6 @@ class Payload:
         self.tm = TmPublisher(link.apid, self.downlink.enqueue, clock)
         self.router = CommandRouter(link.apid, self.tm, self.counters)
         test_service.register(self.router)
-        self._rx: queue.Queue[bytes] = queue.Queue()
         self._stop = threading.Event()
         self._port_error: BaseException | None = None
 
@@ -98,56 +102,37 @@ class Payload:
 
     def run(self) -> int:
         """Serve the link until stopped; the exit status of the process."""
-        reader = threading.Thread(target=self._read_port, name="uplink-reader", daemon=True)
-        reader.start()
         self.downlink.start()
         log.info("payload up on %s: %s", self.port.name, self.farm.clcw())
         try:
             while not self._stop.is_set():
                 try:
-                    chunk = self._rx.get(timeout=0.2)
-                except queue.Empty:
-                    if self.downlink.error is not None:
-                        self._port_error = self.downlink.error
-                        break
-                    continue
-                self._receive(chunk)
+                    data = read_burst(self.port, READ_GATHER_S)
+                except (serial.SerialException, OSError) as exc:
+                    self._port_error = exc
+                    break
+                if data:
+                    self._receive(data)
+                if self.downlink.error is not None:
+                    self._port_error = self.downlink.error
+                    break
         finally:
             self._stop.set()
             self.downlink.stop()
-            reader.join(1.0)
             log.info("link counters: %s", self.counters.summary())
         if self._port_error is not None:
             log.error("serial port failed: %s", self._port_error)
             return EXIT_PORT_FAILED
         return EXIT_OK
 
-    def _receive(self, chunk: bytes) -> None:
-        parts = [chunk]
-        while True:
-            try:
-                parts.append(self._rx.get_nowait())
-            except queue.Empty:
-                break
-        packets = self.uplink.feed(b"".join(parts))
+    def _receive(self, data: bytes) -> None:
+        packets = self.uplink.feed(data)
         word = self.farm.clcw().to_int()
         if word != self._clcw_word:
             self._clcw_word = word
             self.downlink.clcw_changed()
         for packet in packets:
             self.router.dispatch(packet)
-
-    def _read_port(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = read_available(self.port)
-            except (serial.SerialException, OSError) as exc:
-                self._port_error = exc
-                self._stop.set()
-                self._rx.put(b"")
-                return
-            if data:
-                self._rx.put(data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         lock_fd = lock_state_dir(args.state_dir)
-        port = open_port(args.port, args.baud)
+        port = open_port(args.port, args.baud, read_timeout=READ_TIMEOUT_S)
     except (ConfigError, StateDirError, PortError) as exc:
         print(f"payload-flight: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -39,7 +39,7 @@ from spacelink.cop1 import (
 from spacelink.errors import Cop1Error, LinkError, PacketError
 from spacelink.icd import LinkParameters, line_seconds
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
-from spacelink.serialport import read_available
+from spacelink.serialport import read_burst
 from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
 from spacelink.tmdemux import PacketExtractor
 from spacelink.tmframe import FrameSynchronizer, TmFrame
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 # needs to be acknowledged when nothing is lost.
 _T1_LINE_OCTETS = 4 * (1200 + 1120)
 _T1_FLOOR_S = 0.5
+# Gather a burst from the line before decoding it: fewer wake-ups for a few ms (read_burst).
+READ_GATHER_S = 0.004
 
 
 def default_t1(baud: int) -> float:
@@ -484,7 +486,7 @@ class LinkSession:
     def _read_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                data = read_available(self.port)
+                data = read_burst(self.port, READ_GATHER_S)
             except (serial.SerialException, OSError) as exc:
                 self.error = exc
                 with self._clcw_seen:

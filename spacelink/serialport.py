@@ -7,6 +7,7 @@ wrong port gives the same plain sentence everywhere.
 from __future__ import annotations
 
 import errno
+import time
 
 import serial
 
@@ -52,7 +53,32 @@ def _reason(exc: BaseException) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
+def read_burst(port: serial.SerialBase, gather_s: float) -> bytes:
+    """Wait up to the port's timeout for an octet, then gather what follows for `gather_s`.
+
+    Taking the line in bursts rather than as each octet arrives costs a few milliseconds of
+    latency and saves most of the wake-ups: at 921600 baud that is the difference between a
+    few and many per cent of a core.
+    """
+    first = bytes(port.read(1))
+    if not first:
+        return first
+    time.sleep(gather_s)
+    return first + read_available(port)
+
+
 def read_available(port: serial.SerialBase) -> bytes:
-    """What the port holds now, or the next octet within its read timeout (b"" if none)."""
-    waiting = getattr(port, "in_waiting", 0)
-    return bytes(port.read(waiting or 1))
+    """Everything the port holds now, without waiting."""
+    if isinstance(port, serial.Serial):  # an OS serial port or pty: in_waiting is exact
+        waiting = port.in_waiting
+        return bytes(port.read(waiting)) if waiting else b""
+    # URL backends (socket://, loop://...) only say whether anything is waiting, not how much.
+    saved = port.timeout
+    port.timeout = 0
+    try:
+        return bytes(port.read(_URL_READ_SIZE))
+    finally:
+        port.timeout = saved
+
+
+_URL_READ_SIZE = 65536

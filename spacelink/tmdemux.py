@@ -44,7 +44,7 @@ class PacketExtractor:
     _channels: dict[int, _ChannelState] = field(default_factory=dict)
 
     def feed(self, frame: TmFrame) -> list[bytes]:
-        if frame.vcid == TM_VCID_IDLE or frame.fhp == FHP_IDLE_ONLY:
+        if frame.vcid == TM_VCID_IDLE:
             return []
         state = self._channels.setdefault(frame.vcid, _ChannelState())
         if state.next_count is not None and frame.vc_count != state.next_count:
@@ -53,6 +53,10 @@ class PacketExtractor:
                 self.stats.packets_lost_in_gaps += 1
             self._desync(state)
         state.next_count = (frame.vc_count + 1) & 0xFF
+        if frame.fhp == FHP_IDLE_ONLY:
+            # Idle data only: it counts in the channel's sequence but carries no packet octets,
+            # so a packet in progress continues in the channel's next frame.
+            return []
 
         data = frame.data
         if state.synced:

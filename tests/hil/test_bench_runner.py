@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hil.bench import Bench
-from tests.hil.conftest import BIN, run_tool
+from tests.harness import BIN, run_tool
 
 
 def start_bench(state_dir: Path) -> tuple[subprocess.Popen[str], str]:

@@ -13,7 +13,7 @@ from hil.bench import Bench
 from hil.ptylink import PtyLink
 from spacelink.pus import FailureCode
 from spacelink.spacepacket import AckFlags
-from tests.hil.conftest import ground_session, run_tool
+from tests.harness import ground_session, run_tool
 
 
 def one_sentence(stderr: str) -> str:

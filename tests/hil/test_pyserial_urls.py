@@ -7,7 +7,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.hil.conftest import BIN, run_tool
+from tests.harness import BIN, run_tool
 
 
 def _listener() -> socket.socket:

@@ -21,7 +21,7 @@ from hil.impairments import Impairments
 from hil.testapi import GroundTestApi
 from spacelink.spacepacket import AckFlags
 from telemetry_defs import link_test as lt
-from tests.hil.conftest import open_test_api
+from tests.harness import open_test_api
 
 SEQ = (lt.SERVICE, lt.SEQUENCE_CHECK)
 

@@ -1,0 +1,54 @@
+"""Helpers for tests that run the real programs: console scripts and ground sessions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from groundsw.session import InitMode, LinkSession
+from hil.testapi import GroundTestApi
+
+BIN = Path(sys.executable).parent
+
+
+def run_tool(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script (groundsw, payload-flight, hil-bench) to completion."""
+    return subprocess.run(
+        [str(BIN / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@contextmanager
+def ground_session(
+    port_path: str, init: InitMode | None = InitMode.AUTO, baud: int = 115200, **kwargs: Any
+) -> Iterator[LinkSession]:
+    """A started ground session on `port_path`, initiated unless `init` is None."""
+    with serial.serial_for_url(port_path, baudrate=baud, timeout=0.05) as port:
+        session = LinkSession(port, baud=baud, **kwargs).start()
+        try:
+            if init is not None:
+                session.initiate(init, timeout=10)
+            yield session
+        finally:
+            session.close()
+
+
+@contextmanager
+def open_test_api(port_path: str, baud: int = 115200, **kwargs: Any) -> Iterator[GroundTestApi]:
+    """A test API on a started, initiated ground session."""
+    with ground_session(port_path, baud=baud, **kwargs) as session:
+        api = GroundTestApi(session)
+        try:
+            yield api
+        finally:
+            api.close()
