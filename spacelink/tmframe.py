@@ -123,6 +123,7 @@ class FrameSynchronizer:
         total = mlen + self.frame_length
         frames: list[TmFrame] = []
         while True:
+            distance = 0
             if self._locked:
                 if len(buf) < mlen:
                     break
@@ -130,8 +131,6 @@ class FrameSynchronizer:
                 if distance > self.marker_tolerance:
                     self._locked = False
                     continue
-                if distance:
-                    self.stats.markers_with_errors += 1
             else:
                 idx = buf.find(marker)
                 if idx < 0:
@@ -142,7 +141,9 @@ class FrameSynchronizer:
                 self.stats.octets_skipped += idx
                 del buf[:idx]
             if len(buf) < total:
-                break
+                break  # the marker is checked again, and counted once, when the frame is in
+            if distance:
+                self.stats.markers_with_errors += 1
             searched = not self._locked
             try:
                 frame = TmFrame.unpack(randomize(buf[mlen:total]))
