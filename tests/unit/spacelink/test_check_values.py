@@ -177,3 +177,10 @@ def test_cyclic_shifts_of_codewords_are_codewords(info: bytes, shift: int) -> No
     rotated = ((codeword << shift) | (codeword >> (63 - shift))) & (2**63 - 1)
     shifted_info = (rotated >> 7).to_bytes(7, "big")
     assert bch_parity_octet(shifted_info) == ((~rotated & 0x7F) << 1)
+
+
+@given(st.binary(max_size=3000), st.integers(0, 0xFFFF))
+def test_the_stdlib_fallback_computes_the_same_crc(data: bytes, start: int) -> None:
+    from spacelink.crc import _crc16_stdlib, crc16
+
+    assert _crc16_stdlib(data, start) == crc16(data, start)
