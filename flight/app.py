@@ -1,7 +1,8 @@
 """payload-flight: the payload manager's entry point and main loop.
 
 Wiring: serial octets -> uplink receiver (CLTU, TC frame, FARM-1) -> command router -> services
--> TM publisher -> downlink transmitter (VC multiplexer, frames paced to the line).
+-> TM publisher -> downlink transmitter (VC multiplexer, frames paced to the line). Commands,
+packets, parameters and events come from the dictionary (telemetry_defs).
 
 Threads: the main thread reads the port and runs the uplink and the commands; the downlink
 transmitter's thread writes frames. Every protocol object belongs to the main thread, except
@@ -24,23 +25,39 @@ from types import FrameType
 
 import serial
 
+from flight.bootcount import next_boot_count
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
+from flight.parameters import ParameterPool
+from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
 from flight.services import test as test_service
+from flight.services.events import EventReporter
+from flight.services.housekeeping import HousekeepingService
+from flight.services.parameters import ParameterService
+from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
 from flight.uplink import UplinkReceiver
-from spacelink.cop1 import Farm1
-from spacelink.icd import DEFAULT_BAUD
+from spacelink.cop1 import Farm1, FarmState
+from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
 from spacelink.serialport import PortError, open_port, read_burst
+from telemetry_defs.loader import DictionaryError, default_dictionary, load_dictionary
+from telemetry_defs.model import Dictionary
 
 log = logging.getLogger("flight")
 
 # After the first octet of a burst, gather the rest this long before decoding (see read_burst).
 READ_GATHER_S = 0.004
-# How often the main loop looks at the stop flag when the line is quiet.
-READ_TIMEOUT_S = 0.2
+# How often the main loop looks at the stop flag and the housekeeping schedule when the line is
+# quiet: the reports' timing jitter.
+READ_TIMEOUT_S = 0.05
+# How long the last events may take to reach the line when stopping.
+STOP_DRAIN_S = 2.0
+
+# The payload's modes (dictionary enum Mode); thermal throttling and safe mode come with their
+# services.
+MODE_NOMINAL = 0
 
 EXIT_OK = 0
 EXIT_PORT_FAILED = 1
@@ -79,23 +96,74 @@ class Payload:
         config: FlightConfig,
         port: serial.SerialBase,
         baud: int,
+        state_dir: Path,
+        dictionary: Dictionary | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.port = port
+        self.dictionary = dictionary or default_dictionary()
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self.boot_count = next_boot_count(state_dir)
+        self.mode = MODE_NOMINAL
         self.counters = LinkCounters()
         link = config.link
         self.farm = Farm1(link.tc_vcid, link.farm_window)
         self._clcw_word = self.farm.clcw().to_int()
+        self._farm_state = self.farm.state
         self.uplink = UplinkReceiver(link, self.farm, self.counters)
         self.downlink = DownlinkTransmitter(
             port.write, link, baud, lambda: self._clcw_word, self.counters
         )
         self.tm = TmPublisher(link.apid, self.downlink.enqueue, clock)
-        self.router = CommandRouter(link.apid, self.tm, self.counters)
-        test_service.register(self.router)
+        self.events = EventReporter(self.dictionary, self.tm)
+        self.router = CommandRouter(
+            link.apid, self.tm, self.counters, monotonic, on_crash=self._command_crashed
+        )
+        self.parameters = self._parameter_pool(state_dir)
+        self.housekeeping = HousekeepingService(
+            self.dictionary, self.parameters, self.tm, self.events, monotonic()
+        )
+        self.housekeeping.register(self.router)
+        ParameterService(self.dictionary, self.parameters, self.events).register(self.router)
+        test_service.register(self.router, self.dictionary)
         self._stop = threading.Event()
         self._port_error: BaseException | None = None
+
+    def _parameter_pool(self, state_dir: Path) -> ParameterPool:
+        pool = ParameterPool(self.dictionary)
+        resources = ResourceMonitor(state_dir)
+        pool.provide_many(
+            {
+                "UPTIME": lambda: int(self._monotonic() - self._started) & 0xFFFFFFFF,
+                "MODE": lambda: self.mode,
+                "BOOT_COUNT": lambda: self.boot_count & 0xFFFFFFFF,
+                "DICTIONARY_HASH": lambda: self.dictionary.hash32,
+                **resources.getters(),
+                **link_parameters(self.counters, self.farm, self._tm_queue_octets),
+            }
+        )
+        missing = pool.missing()
+        if missing:
+            raise DictionaryError(
+                f"the dictionary defines parameters this payload has no source for: "
+                f"{', '.join(missing)}"
+            )
+        pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
+        pool.subscribe(
+            "DOWNLINK_IDLE_INTERVAL", lambda ms: self.downlink.set_idle_interval(ms / 1000)
+        )
+        return pool
+
+    def _tm_queue_octets(self) -> int:
+        return self.downlink.pending_octets(TM_VCID_REALTIME) + self.downlink.pending_octets(
+            TM_VCID_BULK
+        )
+
+    def _command_crashed(self, service: int, subtype: int) -> None:
+        self.events.raise_event("COMMAND_CRASHED", service=service, subtype=subtype)
 
     def stop(self) -> None:
         self._stop.set()
@@ -103,7 +171,18 @@ class Payload:
     def run(self) -> int:
         """Serve the link until stopped; the exit status of the process."""
         self.downlink.start()
-        log.info("payload up on %s: %s", self.port.name, self.farm.clcw())
+        log.info(
+            "payload up on %s: %s; dictionary %s %s (0x%08X), boot %d",
+            self.port.name,
+            self.farm.clcw(),
+            self.dictionary.name,
+            self.dictionary.version,
+            self.dictionary.hash32,
+            self.boot_count,
+        )
+        self.events.raise_event(
+            "PAYLOAD_STARTED", boot_count=self.boot_count, dictionary_hash=self.dictionary.hash32
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -113,10 +192,14 @@ class Payload:
                     break
                 if data:
                     self._receive(data)
+                self.housekeeping.tick(self._monotonic())
                 if self.downlink.error is not None:
                     self._port_error = self.downlink.error
                     break
         finally:
+            if self._port_error is None:
+                self.events.raise_event("PAYLOAD_STOPPING", reason="SIGNAL")
+                self.downlink.drain(STOP_DRAIN_S)
             self._stop.set()
             self.downlink.stop()
             log.info("link counters: %s", self.counters.summary())
@@ -131,8 +214,20 @@ class Payload:
         if word != self._clcw_word:
             self._clcw_word = word
             self.downlink.clcw_changed()
+            self._farm_state_changed()
         for packet in packets:
             self.router.dispatch(packet)
+
+    def _farm_state_changed(self) -> None:
+        state = self.farm.state
+        if state == self._farm_state:
+            return
+        if state is FarmState.LOCKOUT:
+            ns = self.uplink.lockout_ns if self.uplink.lockout_ns is not None else 0
+            self.events.raise_event("FARM_LOCKOUT", vr=self.farm.v_r, ns=ns)
+        elif self._farm_state is FarmState.LOCKOUT:
+            self.events.raise_event("FARM_UNLOCKED", vr=self.farm.v_r)
+        self._farm_state = state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="mission configuration file (TOML)")
     parser.add_argument(
+        "--dictionary",
+        type=Path,
+        help="dictionary directory (default: the one shipped with this software)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
@@ -164,12 +264,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config)
+        dictionary = load_dictionary(args.dictionary)
         lock_fd = lock_state_dir(args.state_dir)
         port = open_port(args.port, args.baud, read_timeout=READ_TIMEOUT_S)
-    except (ConfigError, StateDirError, PortError) as exc:
+    except (ConfigError, DictionaryError, StateDirError, PortError) as exc:
         print(f"payload-flight: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    payload = Payload(config, port, args.baud)
+    try:
+        payload = Payload(config, port, args.baud, args.state_dir, dictionary)
+    except (DictionaryError, OSError) as exc:
+        port.close()
+        os.close(lock_fd)
+        print(f"payload-flight: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flight.telemetry import TmPublisher
 from spacelink.pus import VERIFICATION_SERVICE, FailureCode, Stage, VerificationReport
 from spacelink.spacepacket import AckFlags, PusTc, RequestId
+from telemetry_defs.model import TmPacket
 
 DEFERRED = object()
 """Returned by `execute` when the command completes later and reports completion itself."""
@@ -21,11 +23,17 @@ class CommandError(Exception):
         self.data = data
 
 
-class BadApplicationData(CommandError):
-    """The application data does not decode or is out of range (code 6)."""
+# Failure data of code 6 is the reason in words (telemetry_defs failures.toml), kept short
+# enough for one TM frame.
+MAX_DETAIL_OCTETS = 200
 
-    def __init__(self, message: str, data: bytes = b"") -> None:
-        super().__init__(FailureCode.BAD_APPLICATION_DATA, message, data)
+
+class BadApplicationData(CommandError):
+    """The application data does not decode or is out of range (code 6); data: why, in words."""
+
+    def __init__(self, message: str) -> None:
+        detail = message.encode()[:MAX_DETAIL_OCTETS].decode(errors="ignore").encode()
+        super().__init__(FailureCode.BAD_APPLICATION_DATA, message, detail)
 
 
 _STAGE_FLAG = {
@@ -76,6 +84,7 @@ class CommandContext:
     tc: PusTc
     tm: TmPublisher
     reports: VerificationReporter
+    now: float  # monotonic seconds when the command arrived
 
     def progress(self, step: int) -> None:
         self.reports.success(Stage.PROGRESS, step)
@@ -83,3 +92,7 @@ class CommandContext:
     def reply(self, service: int, subtype: int, data: bytes = b"") -> None:
         """A TM packet answering this command (destination ID = the command's source ID)."""
         self.tm.publish(service, subtype, data, destination_id=self.tc.source_id)
+
+    def reply_packet(self, packet: TmPacket, values: dict[str, Any]) -> None:
+        """A dictionary packet answering this command."""
+        self.reply(packet.service, packet.subtype, packet.layout.build(values))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from flight.counters import LinkCounters
-from spacelink.icd import LinkParameters, line_seconds
+from spacelink.icd import TM_VCID_BULK, TM_VCID_REALTIME, LinkParameters, line_seconds
 from spacelink.tmmux import VirtualChannelMux
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class DownlinkTransmitter:
         self._clcw_changed = True
         self._line_free_at = 0.0
         self._last_frame_at = float("-inf")
+        self._idle_interval_s = params.idle_interval_s
         self._frame_seconds = line_seconds(params.tm_frame_length + 4, baud)
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
         self.error: BaseException | None = None
@@ -68,6 +69,25 @@ class DownlinkTransmitter:
             self._clcw_changed = True
             self._cond.notify_all()
 
+    def set_idle_interval(self, seconds: float) -> None:
+        """The longest quiet time before an idle frame (ICD 6: at most a second)."""
+        with self._cond:
+            self._idle_interval_s = seconds
+            self._cond.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every queued packet has gone into a frame; False on timeout."""
+        deadline = self._clock() + timeout
+        with self._cond:
+            while self._mux.pending_octets(TM_VCID_REALTIME) + self._mux.pending_octets(
+                TM_VCID_BULK
+            ):
+                remaining = deadline - self._clock()
+                if remaining <= 0 or self.error is not None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+        return True
+
     def pending_octets(self, vcid: int) -> int:
         with self._cond:
             return self._mux.pending_octets(vcid)
@@ -83,11 +103,11 @@ class DownlinkTransmitter:
                     self._cond.wait(until_line)
                     continue
                 idle_due = self._clcw_changed or (
-                    now - self._last_frame_at >= self._params.idle_interval_s
+                    now - self._last_frame_at >= self._idle_interval_s
                 )
                 frame = self._mux.next_frame(idle=idle_due)
                 if frame is None:
-                    self._cond.wait(self._last_frame_at + self._params.idle_interval_s - now)
+                    self._cond.wait(self._last_frame_at + self._idle_interval_s - now)
                     continue
                 self._clcw_changed = False
                 self._last_frame_at = now

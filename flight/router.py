@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flight.commanding import DEFERRED, CommandContext, CommandError, VerificationReporter
+from flight.commanding import (
+    DEFERRED,
+    BadApplicationData,
+    CommandContext,
+    CommandError,
+    VerificationReporter,
+)
 from flight.counters import LinkCounters
 from flight.telemetry import TmPublisher
 from spacelink.errors import DiscardReason, PacketError
@@ -27,6 +34,8 @@ from spacelink.spacepacket import (
     apid_from_header,
     packet_length_from_header,
 )
+from telemetry_defs.model import CodecError, Command
+from telemetry_defs.valuetypes import DictionaryValueError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +68,20 @@ class Route:
 class CommandRouter:
     """Dispatches TC packets to their commands and reports each stage."""
 
-    def __init__(self, apid: int, tm: TmPublisher, counters: LinkCounters) -> None:
+    def __init__(
+        self,
+        apid: int,
+        tm: TmPublisher,
+        counters: LinkCounters,
+        clock: Callable[[], float] = time.monotonic,
+        on_crash: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """`on_crash(service, subtype)`: told when a command raises an unexpected error."""
         self._apid = apid
         self._tm = tm
         self._counters = counters
+        self._clock = clock
+        self._on_crash = on_crash
         self._routes: dict[tuple[int, int], Route] = {}
         self._services: set[int] = set()
 
@@ -72,6 +91,28 @@ class CommandRouter:
             raise ValueError(f"TC{list(key)} is already routed to {self._routes[key].name}")
         self._routes[key] = route
         self._services.add(route.service)
+
+    def register_command(
+        self,
+        command: Command,
+        execute: Callable[[Any, CommandContext], object],
+        validate: Callable[[Any], Any] | None = None,
+        check_start: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Route a dictionary command: its arguments decoded and range-checked by the
+        dictionary, then `validate(args)` (its own acceptance checks; returns what `execute`
+        gets), all at acceptance, where a failure is reported with code 6."""
+
+        def decode(data: bytes) -> Any:
+            try:
+                args = command.decode(data)
+            except (CodecError, DictionaryValueError) as exc:
+                raise BadApplicationData(str(exc)) from None
+            return validate(args) if validate is not None else args
+
+        self.register(
+            Route(command.service, command.subtype, command.name, decode, execute, check_start)
+        )
 
     def dispatch(self, packet: bytes) -> None:
         if len(packet) >= PRIMARY_HEADER_LENGTH and apid_from_header(packet) != self._apid:
@@ -106,7 +147,7 @@ class CommandRouter:
                 route.check_start(args)
             reports.success(Stage.START)
             stage = Stage.COMPLETION
-            outcome = route.execute(args, CommandContext(tc, self._tm, reports))
+            outcome = route.execute(args, CommandContext(tc, self._tm, reports, self._clock()))
         except CommandError as exc:
             reports.failure(stage, exc.code, exc.data)
             log.info("%s refused at %s: %s", route.name, stage.name.lower(), exc)
@@ -114,6 +155,8 @@ class CommandRouter:
         except Exception as exc:  # a bug in one command must not take the payload down
             log.exception("%s crashed at %s", route.name, stage.name.lower())
             reports.failure(stage, FailureCode.EXECUTION_FAILED, repr(exc).encode()[:64])
+            if self._on_crash is not None:
+                self._on_crash(tc.service, tc.subtype)
             return
         if outcome is not DEFERRED:
             reports.success(Stage.COMPLETION)

@@ -23,6 +23,7 @@ class UplinkReceiver:
         self.farm = farm
         self.counters = counters
         self._decoder = CltuDecoder(stats=counters.cltu)
+        self.lockout_ns: int | None = None  # N(S) of the frame that last sent FARM-1 to Lockout
 
     def feed(self, data: bytes, *, buffer_available: bool = True) -> list[bytes]:
         """Packets (raw, unchecked beyond the frame) in the order they were accepted."""
@@ -36,6 +37,8 @@ class UplinkReceiver:
             if not verdict.accepted:
                 assert verdict.reason is not None
                 self.counters.discard(verdict.reason)
+                if verdict.reason is DiscardReason.FARM_LOCKOUT:
+                    self.lockout_ns = frame.seq
                 log.debug("frame N(S)=%d discarded: %s", frame.seq, verdict.reason.value)
                 continue
             self.counters.frames_accepted += 1

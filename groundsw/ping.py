@@ -7,33 +7,18 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from groundsw.session import (
-    CommandEvent,
-    CommandRecord,
-    EventKind,
-    LinkSession,
-    LinkTimeout,
-    ReceivedTm,
-)
-from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE, Stage, failure_name
+from groundsw.session import CommandRecord, LinkSession, ReceivedTm
+from groundsw.verification import CommandFailed, follow, ms
+from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 
 Print = Callable[[str], None]
-
-
-class CommandFailed(Exception):
-    """The payload answered with a failure report."""
 
 
 @dataclass
 class PingResult:
     round_trips: list[float]
     failures: int
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:8.1f} ms"
 
 
 def ping_once(session: LinkSession, number: int, timeout: float, out: Print) -> float:
@@ -50,67 +35,21 @@ def ping_once(session: LinkSession, number: int, timeout: float, out: Print) -> 
 def _follow(
     record: CommandRecord, replies: queue.Queue[ReceivedTm], timeout: float, out: Print
 ) -> float:
-    deadline = record.sent_at + timeout
     got_reply = False
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            if any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history):
-                raise LinkTimeout(
-                    f"the payload took TC[17,1] {record.request_id} (its CLCW acknowledged the "
-                    f"frame) but no completion report came within {timeout:g} s: "
-                    "telemetry lost on the downlink?"
-                )
-            raise LinkTimeout(f"no answer to TC[17,1] {record.request_id} within {timeout:g} s")
-        try:
-            first = record.events.get(timeout=min(remaining, 0.1))
-        except queue.Empty:
-            continue
-        # Replies and reports arrive on one link: show them in the order they came.
-        items: list[CommandEvent | ReceivedTm] = [first, *_drain(record.events), *_drain(replies)]
-        for item in sorted(items, key=lambda i: i.order):
-            if isinstance(item, ReceivedTm):
-                if (item.tm.service, item.tm.subtype) == (TEST_SERVICE, ARE_YOU_ALIVE_REPORT):
-                    got_reply = True
-                    out(f"  {'TM[17,2] reply':<20}{_ms(item.received_at - record.sent_at)}")
-                continue
-            elapsed = item.at - record.sent_at
-            if item.kind is EventKind.FRAME_ACKNOWLEDGED:
-                out(f"  {'frame acknowledged':<20}{_ms(elapsed)}")
-            elif item.kind is EventKind.DROPPED:
-                raise LinkTimeout(f"the uplink gave up on {record.request_id}: {item.reason}")
-            elif item.report is not None:
-                report = item.report
-                code = report.failure_code or 0
-                if not report.success:
-                    out(
-                        f"  {report.stage.label + ' FAILED':<20}{_ms(elapsed)}"
-                        f"  code {code} ({failure_name(code)})"
-                    )
-                    raise CommandFailed(
-                        f"TC[17,1] {record.request_id} failed at {report.stage.name.lower()}: "
-                        f"code {code} ({failure_name(code)})"
-                    )
-                out(f"  {report.stage.label:<20}{_ms(elapsed)}")
-                if report.stage is Stage.COMPLETION:
-                    if not got_reply:
-                        raise CommandFailed(
-                            f"TC[17,1] {record.request_id} completed without a TM[17,2] reply"
-                        )
-                    out(f"  round trip {elapsed * 1000:.1f} ms")
-                    return elapsed
 
+    def on_reply(item: ReceivedTm, elapsed: float) -> None:
+        nonlocal got_reply
+        if (item.tm.service, item.tm.subtype) == (TEST_SERVICE, ARE_YOU_ALIVE_REPORT):
+            got_reply = True
+            out(f"  {'TM[17,2] reply':<20}{ms(elapsed)}")
 
-_T = TypeVar("_T")
-
-
-def _drain(q: queue.Queue[_T]) -> list[_T]:
-    items = []
-    while True:
-        try:
-            items.append(q.get_nowait())
-        except queue.Empty:
-            return items
+    elapsed = follow(record, replies, timeout, out, name="TC[17,1]", on_reply=on_reply)
+    if not got_reply:
+        raise CommandFailed(
+            f"TC[17,1] {record.request_id} completed without a TM[17,2] reply", None
+        )
+    out(f"  round trip {elapsed * 1000:.1f} ms")
+    return elapsed
 
 
 def run_ping(

@@ -194,6 +194,7 @@ class LinkSession:
         self._outage_since: float | None = None
         self._records: dict[RequestId, CommandRecord] = {}
         self._subscribers: list[queue.Queue[ReceivedTm]] = []
+        self._packet_sinks: list[Callable[[PusTm, bytes, float], None]] = []
         self._init_done = threading.Event()
         self._init_error: str | None = None
         self._tx: queue.Queue[bytes | None] = queue.Queue()
@@ -314,6 +315,14 @@ class LinkSession:
         with self._lock:
             self._subscribers.append(q)
         return q
+
+    def add_packet_sink(self, sink: Callable[[PusTm, bytes, float], None]) -> None:
+        """Call `sink(tm, raw, unix_time)` for every TM packet received, reports included.
+
+        It runs on the receiving thread: it must be quick (the archive batches its writes).
+        """
+        with self._lock:
+            self._packet_sinks.append(sink)
 
     def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
         with self._lock:
@@ -520,6 +529,13 @@ class LinkSession:
                 log.debug("TM packet discarded: %s", exc)
                 continue
             self.stats.tm_packets += 1
+            if self._packet_sinks:
+                wall = time.time()
+                for sink in self._packet_sinks:
+                    try:
+                        sink(tm, raw, wall)
+                    except Exception:  # a failing archive must not take the link down
+                        log.exception("packet sink failed")
             if tm.service == VERIFICATION_SERVICE:
                 try:
                     report = VerificationReport.unpack(tm.subtype, tm.source_data)

@@ -12,10 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkSession, ReceivedTm
 from spacelink.pus import EVENT_SERVICE, Stage, VerificationReport, failure_name
 from spacelink.spacepacket import AckFlags, PusTm
+from telemetry_defs.loader import default_dictionary
+from telemetry_defs.model import CodecError, DecodedTm, Dictionary, UnknownName
 
 _STAGE_FLAGS = (
     (Stage.ACCEPTANCE, AckFlags.ACCEPTANCE),
@@ -77,9 +80,15 @@ class GroundTestApi:
 
     __test__ = False
 
-    def __init__(self, session: LinkSession, default_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        session: LinkSession,
+        default_timeout: float = 15.0,
+        dictionary: Dictionary | None = None,
+    ) -> None:
         self.session = session
         self.default_timeout = default_timeout
+        self.dictionary = dictionary or default_dictionary()
         self._history: list[ReceivedTm] = []
         self._commands: list[CommandRecord] = []
         self._cond = threading.Condition()
@@ -315,6 +324,96 @@ class GroundTestApi:
         raise TestApiError(
             f"no answer to TC[{service},{subtype}] in {attempts} attempts: " + failures[-1]
         )
+
+    # -- through the dictionary ------------------------------------------------------------------
+
+    def decode(self, item: ReceivedTm) -> DecodedTm:
+        return self.dictionary.decode_tm(item.tm.service, item.tm.subtype, item.tm.source_data)
+
+    def command(self, name: str, ack: AckFlags = AckFlags.ALL, **values: Any) -> CommandRecord:
+        """Send a dictionary command with its arguments as keywords."""
+        command = self.dictionary.command(name)
+        return self.send(command.service, command.subtype, command.encode(values), ack)
+
+    def command_and_assert(self, name: str, **values: Any) -> CommandRecord:
+        """Send a dictionary command and assert every stage it asked for succeeded."""
+        command = self.dictionary.command(name)
+        return self.send_and_assert(command.service, command.subtype, command.encode(values))
+
+    def command_expect_failure(self, name: str, code: int, **values: Any) -> VerificationReport:
+        command = self.dictionary.command(name)
+        return self.send_expect_failure(
+            command.service, command.subtype, command.encode(values), code=code
+        )
+
+    def await_value(
+        self,
+        parameter: str,
+        predicate: Callable[[Any], bool] | None = None,
+        *,
+        timeout: float | None = None,
+        since: float | None = None,
+    ) -> Any:
+        """The first raw value of `parameter` (in housekeeping or TM[20,2]) after `since` that
+        satisfies `predicate` (on the raw value)."""
+        name = self.dictionary.parameter(parameter).name
+        found: list[Any] = []
+
+        def match(tm: PusTm) -> bool:
+            try:
+                decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
+            except (CodecError, UnknownName):
+                return False
+            if name not in decoded.parameters:
+                return False
+            value = decoded.parameters[name]
+            if predicate is not None and not predicate(value):
+                return False
+            found.append(value)
+            return True
+
+        self.await_tm(match, timeout=timeout, since=since, description=f"a value of {name}")
+        return found[-1]
+
+    def await_named_event(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        timeout: float | None = None,
+        since: float | None = None,
+    ) -> DecodedTm:
+        """The first event `name` after `since` whose data satisfy `predicate`."""
+        event = self.dictionary.event(name)
+        found: list[DecodedTm] = []
+
+        def match(tm: PusTm) -> bool:
+            if tm.service != EVENT_SERVICE:
+                return False
+            try:
+                decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
+            except (CodecError, UnknownName):
+                return False
+            if decoded.name != event.name or (predicate and not predicate(decoded.values)):
+                return False
+            found.append(decoded)
+            return True
+
+        self.await_tm(match, timeout=timeout, since=since, description=f"event {event.name}")
+        return found[-1]
+
+    def get_parameters(self, *names: str) -> dict[str, Any]:
+        """Current raw values, asked for with TC[20,1]."""
+        params = [self.dictionary.parameter(n) for n in names]
+        command = self.dictionary.command("PARAM_REPORT")
+        reply = self.dictionary.packets["PARAM_VALUES"]
+        item = self.query(
+            command.service,
+            command.subtype,
+            command.encode({"ids": [p.id for p in params]}),
+            (reply.service, reply.subtype),
+        )
+        return self.decode(item).parameters
 
 
 def _acknowledged(record: CommandRecord) -> bool:

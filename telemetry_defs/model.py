@@ -480,6 +480,12 @@ class Dictionary:
     def failure(self, code: int) -> Failure | None:
         return self.failures.get(code)
 
+    def failure_named(self, name: str) -> Failure:
+        found = self._failures_by_name.get(name)
+        if found is None:
+            raise UnknownName(f"no failure code {name!r} in the dictionary")
+        return found
+
     def resolve(self, refers: str, text: str) -> int | None:
         """The ID that `text` names among `refers` ("parameter", "housekeeping", "failure")."""
         key = text.strip().upper()
@@ -489,6 +495,26 @@ class Dictionary:
             return self.housekeeping[key].sid
         if refers == "failure" and key in self._failures_by_name:
             return self._failures_by_name[key].code
+        return None
+
+    def layout_for(self, kind: str, key: int) -> Layout | None:
+        """The layout of a definition by kind (DefinitionKind name) and key (see
+        DICTIONARY_ECHO): how both ends can check they lay out every definition alike."""
+        if kind == "COMMAND":
+            command = self._commands_by_type.get(divmod(key, 256))
+            return command.layout if command else None
+        if kind == "PACKET":
+            packet = self._packets_by_type.get(divmod(key, 256))
+            return packet.layout if packet else None
+        if kind == "HOUSEKEEPING":
+            structure = self.structure(key)
+            return structure.layout if structure else None
+        if kind == "EVENT":
+            event = self.event_by_id(key)
+            return event.layout if event else None
+        if kind == "FAILURE":
+            failure = self.failure(key)
+            return failure.layout if failure else None
         return None
 
     # -- commands from text -------------------------------------------------------------------

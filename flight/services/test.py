@@ -1,128 +1,105 @@
-"""ST[17] test service: are-you-alive (ICD 8) and the mission's link tests (telemetry_defs)."""
+"""ST[17] test service: are-you-alive (ICD 8) and the mission's link tests (the dictionary)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from construct import ConstructError
-
 from flight.commanding import BadApplicationData, CommandContext, CommandError
-from flight.router import CommandRouter, Route
-from spacelink.icd import TM_VCID_BULK, TM_VCID_REALTIME
-from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE, FailureCode
-from telemetry_defs import link_test as lt
+from flight.router import CommandRouter
+from spacelink.pus import FailureCode
+from telemetry_defs import link_test
+from telemetry_defs.model import CodecError, Dictionary
+from telemetry_defs.valuetypes import DictionaryValueError
 
-
-def _decode_no_arguments(data: bytes) -> None:
-    if data:
-        raise BadApplicationData(f"TC[17,1] takes no application data, got {len(data)} octets")
-
-
-def _are_you_alive(_: None, ctx: CommandContext) -> None:
-    ctx.reply(TEST_SERVICE, ARE_YOU_ALIVE_REPORT)
-
-
-def _parser(layout: Any) -> Any:
-    def decode(data: bytes) -> Any:
-        try:
-            return layout.parse(data)
-        except ConstructError as exc:
-            raise BadApplicationData(f"cannot decode application data: {exc}") from None
-
-    return decode
+SEQUENCE_OUT_OF_ORDER = "SEQUENCE_OUT_OF_ORDER"
 
 
 @dataclass
 class SequenceCheck:
     """Counts TC[17,128] executions and whether their numbers came 0, 1, 2, ... in order."""
 
+    dictionary: Dictionary
     executed: int = 0
     out_of_order: int = 0
     expected: int = 0
 
-    def check(self, args: Any, ctx: CommandContext) -> None:
+    def check(self, args: dict[str, Any], ctx: CommandContext) -> None:
         self.executed += 1
-        number = int(args.number)
+        number = args["number"]
         if number != self.expected:
             self.out_of_order += 1
             expected, self.expected = self.expected, (number + 1) & 0xFFFFFFFF
+            failure = self.dictionary.failure_named(SEQUENCE_OUT_OF_ORDER)
+            assert failure.layout is not None, "the dictionary defines its data"
             raise CommandError(
-                FailureCode.EXECUTION_FAILED,
+                failure.code,
                 f"sequence check: expected {expected}, got {number}",
-                lt.sequence_violation.build({"expected": expected, "got": number}),
+                failure.layout.build({"expected": expected, "got": number}),
             )
         self.expected = (number + 1) & 0xFFFFFFFF
 
-    def report(self, args: Any, ctx: CommandContext) -> None:
-        ctx.reply(
-            TEST_SERVICE,
-            lt.SEQUENCE_REPORT,
-            lt.sequence_report.build(
-                {
-                    "executed": self.executed,
-                    "out_of_order": self.out_of_order,
-                    "next": self.expected,
-                }
-            ),
+    def report(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        ctx.reply_packet(
+            self.dictionary.packets["LINK_SEQUENCE_COUNTERS"],
+            {"executed": self.executed, "out_of_order": self.out_of_order, "next": self.expected},
         )
-        if args.reset:
+        if args["reset"]:
             self.executed = self.out_of_order = self.expected = 0
 
 
-def _decode_downlink_test(data: bytes) -> Any:
-    args = _parser(lt.downlink_test)(data)
-    if args.vcid not in (TM_VCID_REALTIME, TM_VCID_BULK):
-        raise BadApplicationData(f"downlink test on VC {args.vcid}: VC 0 or 1")
-    if args.size < lt.MIN_TEST_PACKET:
-        raise BadApplicationData(f"test packets of {args.size} octets: at least 4")
-    return args
-
-
-def _check_downlink_test(args: Any) -> None:
-    if args.count * args.size > lt.MAX_DOWNLINK_TEST_OCTETS:
+def _check_downlink_test(args: dict[str, Any]) -> None:
+    if args["count"] * args["size"] > link_test.MAX_DOWNLINK_TEST_OCTETS:
         raise CommandError(
             FailureCode.RESOURCES_EXHAUSTED,
-            f"{args.count} x {args.size} octets exceeds {lt.MAX_DOWNLINK_TEST_OCTETS}",
+            f"{args['count']} x {args['size']} octets exceeds {link_test.MAX_DOWNLINK_TEST_OCTETS}",
         )
 
 
-def _downlink_test(args: Any, ctx: CommandContext) -> None:
-    for index in range(args.count):
-        ctx.tm.publish(
-            TEST_SERVICE,
-            lt.DOWNLINK_TEST_PACKET,
-            lt.test_pattern(index, args.size),
-            destination_id=ctx.tc.source_id,
-            vcid=args.vcid,
-        )
+@dataclass
+class DictionaryEcho:
+    """TC[17,133]: decode octets with one of our layouts and send the values back encoded."""
+
+    dictionary: Dictionary
+
+    def check(self, args: dict[str, Any]) -> dict[str, Any]:
+        kind = self.dictionary.enums["DefinitionKind"].to_text(args["kind"])
+        layout = self.dictionary.layout_for(kind, args["key"])
+        if layout is None:
+            raise BadApplicationData(f"no {kind} definition with key {args['key']}")
+        try:
+            values = layout.parse(args["data"])
+        except (CodecError, DictionaryValueError) as exc:
+            raise BadApplicationData(str(exc)) from None
+        return {**args, "data": layout.build(values)}
+
+    def reply(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        ctx.reply_packet(self.dictionary.packets["DICTIONARY_ECHO_REPLY"], args)
 
 
-def register(router: CommandRouter) -> None:
-    sequence = SequenceCheck()
-    for route in (
-        Route(TEST_SERVICE, ARE_YOU_ALIVE, "are-you-alive", _decode_no_arguments, _are_you_alive),
-        Route(
-            TEST_SERVICE,
-            lt.SEQUENCE_CHECK,
-            "sequence check",
-            _parser(lt.sequence_check),
-            sequence.check,
-        ),
-        Route(
-            TEST_SERVICE,
-            lt.SEQUENCE_REPORT_REQUEST,
-            "sequence report",
-            _parser(lt.sequence_report_request),
-            sequence.report,
-        ),
-        Route(
-            TEST_SERVICE,
-            lt.DOWNLINK_TEST,
-            "downlink test",
-            _decode_downlink_test,
-            _downlink_test,
-            _check_downlink_test,
-        ),
-    ):
-        router.register(route)
+def register(router: CommandRouter, dictionary: Dictionary) -> None:
+    sequence = SequenceCheck(dictionary)
+    alive_report = dictionary.packets["ARE_YOU_ALIVE_REPORT"]
+    test_packet = dictionary.packets["LINK_DOWNLINK_TEST_PACKET"]
+
+    def are_you_alive(_: dict[str, Any], ctx: CommandContext) -> None:
+        ctx.reply_packet(alive_report, {})
+
+    def downlink_test(args: dict[str, Any], ctx: CommandContext) -> None:
+        for index in range(args["count"]):
+            ctx.tm.publish(
+                test_packet.service,
+                test_packet.subtype,
+                link_test.test_pattern(index, args["size"]),
+                destination_id=ctx.tc.source_id,
+                vcid=args["vcid"],
+            )
+
+    router.register_command(dictionary.command("ARE_YOU_ALIVE"), are_you_alive)
+    router.register_command(dictionary.command("LINK_SEQUENCE_CHECK"), sequence.check)
+    router.register_command(dictionary.command("LINK_SEQUENCE_REPORT"), sequence.report)
+    router.register_command(
+        dictionary.command("LINK_DOWNLINK_TEST"), downlink_test, check_start=_check_downlink_test
+    )
+    echo = DictionaryEcho(dictionary)
+    router.register_command(dictionary.command("DICTIONARY_ECHO"), echo.reply, echo.check)

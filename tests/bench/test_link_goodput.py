@@ -29,7 +29,7 @@ from spacelink.cltu import encode_cltu
 from spacelink.icd import TC_MAX_DATA_LENGTH, line_seconds
 from spacelink.spacepacket import AckFlags, PusTc
 from telemetry_defs import link_test as lt
-from tests.harness import open_test_api
+from tests.harness import open_test_api, sequence_report
 
 UPLINK_APP = TC_MAX_DATA_LENGTH - 6 - 5 - 2  # 1004 octets of application data per frame
 UPLINK_CLTU = len(encode_cltu(bytes(TC_MAX_DATA_LENGTH + 7)))  # 1186
@@ -63,17 +63,24 @@ class Goodput:
         )
 
 
+def quiet_housekeeping(api: GroundTestApi) -> None:
+    """Periodic reports would share the line with the test traffic: stop them while measuring."""
+    sids = [h.sid for h in api.dictionary.housekeeping.values()]
+    api.command_and_assert("HK_DISABLE", sids=sids)
+
+
 def measure_uplink(api: GroundTestApi, baud: int, ber: float) -> Goodput:
     frames = max(20, int(LINE_SECONDS / line_seconds(UPLINK_CLTU, baud)))
-    api.query(lt.SERVICE, lt.SEQUENCE_REPORT_REQUEST, b"\x01", (lt.SERVICE, lt.SEQUENCE_REPORT))
+    sequence_report(api, reset=True)
+    check = api.dictionary.command("LINK_SEQUENCE_CHECK")
     filler = bytes(UPLINK_APP - 4)
     assert len(PusTc(100, 17, 128, bytes(UPLINK_APP)).pack()) == TC_MAX_DATA_LENGTH
     started = time.monotonic()
     records = [
         api.send(
-            lt.SERVICE,
-            lt.SEQUENCE_CHECK,
-            lt.sequence_check.build({"number": n, "filler": filler}),
+            check.service,
+            check.subtype,
+            check.encode({"number": n, "filler": filler}),
             AckFlags.NONE,
         )
         for n in range(frames)
@@ -89,7 +96,9 @@ def _await_transfer(api: GroundTestApi, since: float, count: int, timeout: float
     deadline = time.monotonic() + timeout
     while True:
         got = [
-            p for p in api.tm_history(lt.SERVICE, lt.DOWNLINK_TEST_PACKET) if p.received_at >= since
+            p
+            for p in api.tm_history(17, api.dictionary.packets["LINK_DOWNLINK_TEST_PACKET"].subtype)
+            if p.received_at >= since
         ]
         last_index = int.from_bytes(got[-1].tm.source_data[:4], "big") if got else -1
         quiet = time.monotonic() - (got[-1].received_at if got else since)
@@ -101,11 +110,7 @@ def _await_transfer(api: GroundTestApi, since: float, count: int, timeout: float
 def measure_downlink(api: GroundTestApi, baud: int, ber: float) -> Goodput:
     count = max(20, int(LINE_SECONDS * baud / 10 / (TEST_PACKET + 22)))
     since = time.monotonic()
-    api.send(
-        lt.SERVICE,
-        lt.DOWNLINK_TEST,
-        lt.downlink_test.build({"vcid": 1, "count": count, "size": TEST_PACKET}),
-    )
+    api.command("LINK_DOWNLINK_TEST", vcid=1, count=count, size=TEST_PACKET)
     got = _await_transfer(api, since, count, timeout=LINE_SECONDS * 4)
     intact = [
         p
@@ -127,6 +132,7 @@ def test_goodput(
     line = Impairments(ber=ber)
     bench = make_bench(baud=baud, uplink=line, downlink=line, seed=11)
     with open_test_api(bench.ground_port, baud=baud) as api:
+        quiet_housekeeping(api)
         measure = measure_uplink if direction == "uplink" else measure_downlink
         result: list[Goodput] = []
         benchmark.group = f"goodput {direction}"
@@ -155,6 +161,7 @@ def test_payload_cpu_at_921600_both_ways(benchmark, make_bench: Callable[..., Be
     assert bench.flight is not None
     pid = bench.flight.pid
     with open_test_api(bench.ground_port, baud=921600) as api:
+        quiet_housekeeping(api)
         results: dict[str, Goodput] = {}
         down = threading.Thread(
             target=lambda: results.update(down=measure_downlink(api, 921600, 0.0))

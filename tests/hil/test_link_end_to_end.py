@@ -13,6 +13,7 @@ from hil.bench import Bench
 from hil.ptylink import PtyLink
 from spacelink.pus import FailureCode
 from spacelink.spacepacket import AckFlags
+from telemetry_defs.loader import default_dictionary
 from tests.harness import ground_session, run_tool
 
 
@@ -76,6 +77,12 @@ def test_garbage_on_the_uplink_is_counted_and_the_link_survives(bench: Bench) ->
 
 def test_ping_with_the_lockout_cleared_by_unlock(bench: Bench) -> None:
     with ground_session(bench.ground_port) as session:
+        # Quiet the downlink first: a frame already queued with the old CLCW would arrive after
+        # the jump below and be an invalid acknowledgement rather than the lockout.
+        hk_disable = default_dictionary().command("HK_DISABLE")
+        quiet = session.command(3, hk_disable.subtype, hk_disable.encode({"sids": [1, 2, 3]}))
+        assert quiet.finished.wait(15) and quiet.failure is None
+        time.sleep(0.5)
         # Jump V(S) far ahead of the FARM's V(R): the next frame locks the FARM out.
         session.fop.terminate()
         session.fop.set_v_s(100)

@@ -20,23 +20,10 @@ from hil.bench import Bench
 from hil.impairments import Impairments
 from hil.testapi import GroundTestApi
 from spacelink.spacepacket import AckFlags
-from telemetry_defs import link_test as lt
-from tests.harness import open_test_api
+from telemetry_defs.loader import default_dictionary
+from tests.harness import open_test_api, sequence_report
 
-SEQ = (lt.SERVICE, lt.SEQUENCE_CHECK)
-
-
-def sequence_report(api: GroundTestApi, reset: bool = False) -> tuple[int, int, int]:
-    reply = api.query(
-        lt.SERVICE,
-        lt.SEQUENCE_REPORT_REQUEST,
-        bytes([reset]),
-        (lt.SERVICE, lt.SEQUENCE_REPORT),
-        attempts=10,
-        timeout=5,
-    )
-    r = lt.sequence_report.parse(reply.tm.source_data)
-    return r.executed, r.out_of_order, r.next
+SEQUENCE_CHECK = default_dictionary().command("LINK_SEQUENCE_CHECK")
 
 
 def send_sequence(
@@ -54,8 +41,10 @@ def send_sequence(
     for n in range(count):
         if during is not None:
             during(n)
-        data = lt.sequence_check.build({"number": n, "filler": bytes(filler)})
-        records.append(api.send(*SEQ, data, ack=AckFlags.NONE))
+        data = SEQUENCE_CHECK.encode({"number": n, "filler": bytes(filler)})
+        records.append(
+            api.send(SEQUENCE_CHECK.service, SEQUENCE_CHECK.subtype, data, ack=AckFlags.NONE)
+        )
     api.assert_delivered(records, timeout=timeout)
     executed, out_of_order, expected_next = sequence_report(api)
     assert (executed, out_of_order, expected_next) == (count, 0, count), (

@@ -12,6 +12,7 @@ from flight.telemetry import TmPublisher
 from spacelink.errors import DiscardReason
 from spacelink.pus import FailureCode, Stage, VerificationReport
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
+from telemetry_defs.loader import default_dictionary
 
 APID = 100
 
@@ -24,7 +25,7 @@ class Harness:
             APID, lambda vc, raw: self.sent.append((vc, PusTm.unpack(raw))), lambda: 1_700_000_000.0
         )
         self.router = CommandRouter(APID, self.tm, self.counters)
-        test_service.register(self.router)
+        test_service.register(self.router, default_dictionary())
 
     def types(self) -> list[tuple[int, int]]:
         return [(tm.service, tm.subtype) for _, tm in self.sent]
@@ -213,4 +214,4 @@ def test_deferred_commands_report_completion_themselves(h: Harness) -> None:
 
 def test_a_route_cannot_be_registered_twice(h: Harness) -> None:
     with pytest.raises(ValueError, match="already routed"):
-        test_service.register(h.router)
+        test_service.register(h.router, default_dictionary())

@@ -1,0 +1,93 @@
+"""Comparing the payload's dictionary with the ground's before commanding it.
+
+A command encoded with another dictionary than the payload's may mean something else on board,
+so the ground asks for the payload's DICTIONARY_HASH (TC[20,1]) and refuses to command on a
+mismatch unless the operator forces it. Telemetry is still shown, under a loud warning.
+"""
+
+from __future__ import annotations
+
+import time
+
+from groundsw.session import LinkSession, LinkTimeout
+from groundsw.verification import drain
+from telemetry_defs.model import CodecError, Dictionary, UnknownName
+
+HASH_PARAMETER = "DICTIONARY_HASH"
+
+
+class DictionaryMismatch(Exception):
+    """The payload runs with another dictionary than the ground's."""
+
+    def __init__(self, payload_hash: int, dictionary: Dictionary) -> None:
+        super().__init__(
+            f"the payload's dictionary (hash 0x{payload_hash:08X}) differs from this ground's "
+            f"({dictionary.name} {dictionary.version}, hash 0x{dictionary.hash32:08X}): "
+            "commands could be misread on board; use --force to send anyway"
+        )
+        self.payload_hash = payload_hash
+
+
+def mismatch_warning(payload_hash: int, dictionary: Dictionary) -> str:
+    return (
+        f"DICTIONARY MISMATCH: payload 0x{payload_hash:08X}, ground 0x{dictionary.hash32:08X} "
+        f"({dictionary.name} {dictionary.version}): values may be decoded wrongly"
+    )
+
+
+def payload_dictionary_hash(session: LinkSession, dictionary: Dictionary, timeout: float) -> int:
+    """Ask the payload for its dictionary hash (TC[20,1]) and wait for the answer."""
+    command = dictionary.command("PARAM_REPORT")
+    parameter = dictionary.parameter(HASH_PARAMETER)
+    replies = session.subscribe()
+    try:
+        record = session.command(
+            command.service, command.subtype, command.encode({"ids": [parameter.id]})
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if record.failure is not None:
+                raise LinkTimeout(
+                    "the payload refused the dictionary check (TC[20,1]): "
+                    f"code {record.failure.failure_code}"
+                )
+            for item in drain(replies):
+                if item.tm.destination_id != session.source_id:
+                    continue
+                try:
+                    decoded = dictionary.decode_tm(
+                        item.tm.service, item.tm.subtype, item.tm.source_data
+                    )
+                except (CodecError, UnknownName):
+                    # Another dictionary may not even decode the reply: read the raw value.
+                    found = _raw_hash(
+                        item.tm.service, item.tm.subtype, item.tm.source_data, parameter.id
+                    )
+                    if found is not None:
+                        return found
+                    continue
+                if HASH_PARAMETER in decoded.parameters:
+                    return int(decoded.parameters[HASH_PARAMETER])
+            time.sleep(0.02)
+    finally:
+        session.unsubscribe(replies)
+    raise LinkTimeout(f"no answer to the dictionary check (TC[20,1]) within {timeout:g} s")
+
+
+def _raw_hash(service: int, subtype: int, data: bytes, pid: int) -> int | None:
+    # TM[20,2] with the hash alone: N=1, ID u16, value u32 (ICD 8).
+    if (
+        (service, subtype) == (20, 2)
+        and len(data) == 7
+        and data[0] == 1
+        and int.from_bytes(data[1:3], "big") == pid
+    ):
+        return int.from_bytes(data[3:7], "big")
+    return None
+
+
+def check_dictionary(session: LinkSession, dictionary: Dictionary, timeout: float) -> None:
+    """DictionaryMismatch unless the payload's dictionary hash equals ours."""
+    payload_hash = payload_dictionary_hash(session, dictionary, timeout)
+    if payload_hash != dictionary.hash32:
+        raise DictionaryMismatch(payload_hash, dictionary)

@@ -1,0 +1,74 @@
+"""`groundsw cmd NAME key=value ...`: one dictionary command, its stages and its replies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from groundsw.session import LinkSession, ReceivedTm
+from groundsw.verification import follow
+from spacelink.pus import VerificationReport, failure_name
+from telemetry_defs.model import CodecError, Command, Dictionary, UnknownName
+
+Print = Callable[[str], None]
+
+
+def describe_tm(dictionary: Dictionary, item: ReceivedTm) -> str:
+    """`TM[s,st] NAME k=v ...` as far as the dictionary can read the packet."""
+    tm = item.tm
+    head = f"TM[{tm.service},{tm.subtype}]"
+    try:
+        decoded = dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
+    except (CodecError, UnknownName) as exc:
+        return f"{head} ({len(tm.source_data)} octets, not decoded: {exc})"
+    text = dictionary.describe_values(decoded)
+    return f"{head} {decoded.name}{' ' + text if text else ''}"
+
+
+def describe_failure(dictionary: Dictionary, report: VerificationReport) -> str:
+    """The failure code by the dictionary's name, with its data decoded where it has a layout."""
+    code = report.failure_code or 0
+    failure = dictionary.failure(code)
+    name = failure.name if failure is not None else failure_name(code)
+    text = f"code {code} ({name})"
+    data = report.failure_data
+    if not data:
+        return text
+    if failure is not None and failure.layout is not None:
+        try:
+            return f"{text}: {failure.layout.to_text(failure.layout.parse(data))}"
+        except CodecError:
+            pass
+    return f"{text}: data {data.hex()}"
+
+
+def run_command(
+    session: LinkSession,
+    dictionary: Dictionary,
+    command: Command,
+    app_data: bytes,
+    timeout: float,
+    out: Print,
+) -> float:
+    """Send the command, print its stages and every reply addressed to us; CommandFailed or
+    LinkTimeout as `follow` raises them. Returns the time to completion."""
+    replies = session.subscribe()
+    try:
+        record = session.command(command.service, command.subtype, app_data)
+        out(f"{command.name} TC[{command.service},{command.subtype}] {record.request_id} sent")
+
+        def on_reply(item: ReceivedTm, elapsed: float) -> None:
+            # Periodic telemetry is not an answer: only packets addressed to this ground are.
+            if item.tm.destination_id == session.source_id:
+                out(f"  {'reply':<20}{elapsed * 1000:8.1f} ms  {describe_tm(dictionary, item)}")
+
+        return follow(
+            record,
+            replies,
+            timeout,
+            out,
+            name=command.name,
+            on_reply=on_reply,
+            describe_failure=lambda report: describe_failure(dictionary, report),
+        )
+    finally:
+        session.unsubscribe(replies)

@@ -1,0 +1,106 @@
+"""Following one command through its verification stages, with its replies, as they arrive."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout, ReceivedTm
+from spacelink.pus import Stage, VerificationReport, failure_name
+
+Print = Callable[[str], None]
+# Told of every TM packet that arrives while the command is followed (other than reports).
+OnReply = Callable[[ReceivedTm, float], None]
+# A readable line for a failure report's code and data.
+DescribeFailure = Callable[[VerificationReport], str]
+
+
+class CommandFailed(Exception):
+    """The payload answered with a failure report."""
+
+    def __init__(self, message: str, report: VerificationReport | None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def default_failure_text(report: VerificationReport) -> str:
+    code = report.failure_code or 0
+    return f"code {code} ({failure_name(code)})"
+
+
+def follow(
+    record: CommandRecord,
+    replies: queue.Queue[ReceivedTm],
+    timeout: float,
+    out: Print,
+    *,
+    name: str,
+    on_reply: OnReply | None = None,
+    describe_failure: DescribeFailure = default_failure_text,
+) -> float:
+    """Print each stage as it arrives until completion; the time to the completion report.
+
+    CommandFailed on a failure report, LinkTimeout when the completion does not come in time.
+    """
+    deadline = record.sent_at + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history):
+                raise LinkTimeout(
+                    f"the payload took {name} {record.request_id} (its CLCW acknowledged the "
+                    f"frame) but no completion report came within {timeout:g} s: "
+                    "telemetry lost on the downlink?"
+                )
+            raise LinkTimeout(f"no answer to {name} {record.request_id} within {timeout:g} s")
+        try:
+            first = record.events.get(timeout=min(remaining, 0.1))
+        except queue.Empty:
+            continue
+        # Replies and reports arrive on one link: show them in the order they came.
+        items: list[CommandEvent | ReceivedTm] = [first, *drain(record.events), *drain(replies)]
+        for item in sorted(items, key=lambda i: i.order):
+            if isinstance(item, ReceivedTm):
+                if on_reply is not None:
+                    on_reply(item, item.received_at - record.sent_at)
+                continue
+            elapsed = item.at - record.sent_at
+            if item.kind is EventKind.FRAME_ACKNOWLEDGED:
+                out(f"  {'frame acknowledged':<20}{ms(elapsed)}")
+            elif item.kind is EventKind.DROPPED:
+                raise LinkTimeout(f"the uplink gave up on {record.request_id}: {item.reason}")
+            elif item.report is not None:
+                report = item.report
+                if not report.success:
+                    text = describe_failure(report)
+                    out(f"  {report.stage.label + ' FAILED':<20}{ms(elapsed)}  {text}")
+                    raise CommandFailed(
+                        f"{name} {record.request_id} failed at {report.stage.name.lower()}: {text}",
+                        report,
+                    )
+                step = f" step {report.step}" if report.stage is Stage.PROGRESS else ""
+                out(f"  {report.stage.label + step:<20}{ms(elapsed)}")
+                if report.stage is Stage.COMPLETION:
+                    # Replies sent before the completion report are in the queue by now.
+                    for late in drain(replies):
+                        if on_reply is not None:
+                            on_reply(late, late.received_at - record.sent_at)
+                    return elapsed
+
+
+_T = TypeVar("_T")
+
+
+def drain(q: queue.Queue[_T]) -> list[_T]:
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
