@@ -1,7 +1,8 @@
 """groundsw: the operators' command-line tool. Errors end as one sentence and an exit code.
 
-Exit codes: 0 success, 1 the payload refused or failed a command, 2 bad usage or port,
-3 no answer (link down, timeout, COP-1 gave up).
+Exit codes: 0 success, 1 the payload refused or failed a command, 2 bad usage, name, value,
+port, file or archive, 3 no answer (link down, timeout, COP-1 gave up), 4 the payload's
+dictionary differs from the ground's.
 """
 
 from __future__ import annotations
@@ -10,20 +11,42 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from groundsw.ping import CommandFailed, run_ping
+from groundsw.archive import Archive, ArchiveError
+from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
+from groundsw.history_commands import (
+    EventRecord,
+    HistoryContext,
+    HistoryError,
+    add_events_command,
+    add_tm_commands,
+)
+from groundsw.live import run_live
+from groundsw.ping import run_ping
+from groundsw.plot import PlotError
+from groundsw.send_command import run_command
 from groundsw.session import InitMode, LinkSession, LinkTimeout, default_t1
+from groundsw.timespec import TimeSpecError
+from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
 from spacelink.icd import DEFAULT_BAUD
 from spacelink.serialport import PortError, open_port
+from telemetry_defs.loader import DictionaryError, load_dictionary
+from telemetry_defs.model import Dictionary, UnknownName
+from telemetry_defs.valuetypes import DictionaryValueError
 
 EXIT_OK = 0
 EXIT_COMMAND_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
+EXIT_DICTIONARY_MISMATCH = 4
+
+DEFAULT_DATA_DIR = "ground-data"
 
 
 def _positive_int(text: str) -> int:
@@ -59,17 +82,52 @@ def build_parser() -> argparse.ArgumentParser:
         "clcw, unlock, or setvr (resets the payload's V(R) to 0)",
     )
     parser.add_argument("--source-id", type=int, default=1, help="PUS source ID of this ground")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("GROUNDSW_DATA", DEFAULT_DATA_DIR)),
+        help="ground data directory holding the telemetry archive "
+        "(default: $GROUNDSW_DATA or ./ground-data)",
+    )
+    parser.add_argument(
+        "--dictionary", type=Path, help="dictionary directory (default: the shipped one)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log link details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ping = sub.add_parser("ping", help="TC[17,1] are-you-alive, with each verification stage")
     ping.add_argument("--count", type=_positive_int, default=1)
     ping.add_argument("--interval", type=float, default=0.0, help="seconds between pings")
+    cmd = sub.add_parser(
+        "cmd",
+        help="send any dictionary command: cmd NAME key=value ...",
+        description="Send a dictionary command; arguments are checked before anything is sent. "
+        "PARAM_SET takes PARAMETER=VALUE pairs; lists are comma-separated; structures and "
+        "parameters may be named instead of numbered.",
+    )
+    cmd.add_argument("name", help="command name, e.g. HK_GENERATE")
+    cmd.add_argument("arguments", nargs="*", metavar="key=value")
+    cmd.add_argument(
+        "--force", action="store_true", help="send even if the payload's dictionary differs"
+    )
+    tm = sub.add_parser("tm", help="telemetry: live view, archive queries and plots")
+    tm_sub = tm.add_subparsers(dest="tm_command", required=True, metavar="TM_COMMAND")
+    live = tm_sub.add_parser("live", help="live table of the latest values with limit colours")
+    live.add_argument(
+        "--duration", type=_positive_float, help="seconds to run (default: until Ctrl-C)"
+    )
+    live.add_argument(
+        "--refresh",
+        action="store_true",
+        help="ask for one report of every housekeeping structure at start (TC[3,27])",
+    )
+    add_tm_commands(tm_sub)
+    add_events_command(sub)
     return parser
 
 
 @contextmanager
-def connect(args: argparse.Namespace) -> Iterator[LinkSession]:
-    """Open the port, acquire the link and start the AD service."""
+def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterator[LinkSession]:
+    """Open the port, acquire the link and start the AD service; archive every packet."""
     if not args.port:
         raise PortError("no serial port given: use --port PORT or set GROUNDSW_PORT")
     port = open_port(args.port, args.baud)
@@ -77,6 +135,8 @@ def connect(args: argparse.Namespace) -> Iterator[LinkSession]:
         session = LinkSession(
             port, baud=args.baud, source_id=args.source_id, fop=FopConfig(t1=default_t1(args.baud))
         )
+        if archive is not None:
+            session.add_packet_sink(archive.store)
         with session:
             link_up = session.initiate(InitMode(args.cop_init), args.timeout)
             print(f"link up on {args.port}: {link_up}")
@@ -92,20 +152,98 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        with connect(args) as session:
-            if args.command == "ping":
-                run_ping(session, args.count, args.interval, args.timeout, print)
+        dictionary = load_dictionary(args.dictionary)
+        prepared = None
+        if args.command == "cmd":
+            # Checked before the port is opened: a typo costs nothing on the link.
+            prepared = dictionary.command_from_text(args.name, args.arguments)
+        with Archive(args.data_dir, dictionary) as archive:
+            handler = getattr(args, "handler", None)
+            if handler is not None:
+                ctx = HistoryContext(
+                    archive=archive,
+                    dictionary=dictionary,
+                    out=_print,
+                    live_events=lambda: _live_events(args, archive, dictionary),
+                    now=time.time,
+                )
+                return int(handler(args, ctx))
+            with connect(args, archive) as session:
+                if args.command == "ping":
+                    run_ping(session, args.count, args.interval, args.timeout, print)
+                elif args.command == "cmd":
+                    assert prepared is not None
+                    if not args.force:
+                        check_dictionary(session, dictionary, args.timeout)
+                    command, app_data = prepared
+                    run_command(session, dictionary, command, app_data, args.timeout, _print)
+                elif args.command == "tm" and args.tm_command == "live":
+                    refresh = None
+                    if args.refresh:
+
+                        def refresh() -> None:
+                            _refresh(session, dictionary, args.timeout)
+
+                    run_live(session, dictionary, args.duration, _print, _warn, first=refresh)
+    except (
+        DictionaryError,
+        UnknownName,
+        DictionaryValueError,
+        ArchiveError,
+        HistoryError,
+        TimeSpecError,
+        PlotError,
+    ) as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except PortError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except CommandFailed as exc:
         return _fail(str(exc), EXIT_COMMAND_FAILED)
+    except DictionaryMismatch as exc:
+        return _fail(str(exc), EXIT_DICTIONARY_MISMATCH)
     except (LinkTimeout, Cop1Error) as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)
     except KeyboardInterrupt:
+        if args.command in ("tm", "events"):
+            return EXIT_OK  # watching ends with Ctrl-C
         return _fail("interrupted", EXIT_NO_ANSWER)
     return EXIT_OK
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _refresh(session: LinkSession, dictionary: Dictionary, timeout: float) -> None:
+    command = dictionary.command("HK_GENERATE")
+    sids = [h.sid for h in dictionary.housekeeping.values()]
+    run_command(
+        session, dictionary, command, command.encode({"sids": sids}), timeout, lambda _: None
+    )
+
+
+def _live_events(
+    args: argparse.Namespace, archive: Archive, dictionary: Dictionary
+) -> Iterator[EventRecord]:
+    """Events as they arrive on the link (the archive stores them as it stores everything)."""
+    from groundsw.verification import drain
+
+    with connect(args, archive) as session:
+        packets = session.subscribe()
+        seen = archive.last_event_id()
+        while True:
+            time.sleep(0.2)
+            drain(packets)  # arrival wakes us; the archive is the record
+            archive.flush()
+            for record in archive.events_after(seen):
+                seen = record.id
+                yield record
 
 
 def _fail(message: str, code: int) -> int:

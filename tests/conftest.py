@@ -7,6 +7,7 @@ that need the emulator (impairments, payload restarts) are skipped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,16 @@ def ground_port(request: pytest.FixtureRequest) -> tuple[str, int]:
 def ground(ground_port: tuple[str, int]) -> Iterator[GroundTestApi]:
     with open_test_api(*ground_port) as api:
         yield api
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ground_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """groundsw run by tests archives into a temporary directory, not the working tree."""
+    path = tmp_path_factory.mktemp("ground-data")
+    previous = os.environ.get("GROUNDSW_DATA")
+    os.environ["GROUNDSW_DATA"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["GROUNDSW_DATA"]
+    else:
+        os.environ["GROUNDSW_DATA"] = previous

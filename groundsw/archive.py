@@ -1,0 +1,284 @@
+"""The ground's telemetry archive: every packet received, raw and decoded, in SQLite.
+
+Packets arrive on the receiving thread and are written in batches (one transaction per
+`COMMIT_INTERVAL_S` or `COMMIT_PACKETS`), so archiving never slows the link; queries from the
+main thread flush first, so they see everything received.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacelink.spacepacket import PusTm
+from telemetry_defs.model import CodecError, Dictionary, TmKind, UnknownName
+
+ARCHIVE_FILE = "archive.sqlite"
+COMMIT_INTERVAL_S = 0.5
+COMMIT_PACKETS = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packets (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    onboard_time REAL,
+    apid INTEGER NOT NULL,
+    service INTEGER NOT NULL,
+    subtype INTEGER NOT NULL,
+    seq_count INTEGER NOT NULL,
+    destination_id INTEGER NOT NULL,
+    name TEXT,
+    decoded TEXT,
+    error TEXT,
+    raw BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS packets_time ON packets (received_at);
+CREATE TABLE IF NOT EXISTS samples (
+    packet_id INTEGER NOT NULL REFERENCES packets (id),
+    received_at REAL NOT NULL,
+    onboard_time REAL,
+    name TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    engineering REAL,
+    limit_state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_name_time ON samples (name, received_at);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    packet_id INTEGER NOT NULL REFERENCES packets (id),
+    received_at REAL NOT NULL,
+    onboard_time REAL,
+    name TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (received_at);
+"""
+
+
+class ArchiveError(Exception):
+    """The archive cannot be opened or written; one sentence."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of a parameter as received."""
+
+    received_at: float
+    onboard_time: float | None
+    raw: Any
+    engineering: float | None
+    limit_state: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as received."""
+
+    id: int
+    received_at: float
+    onboard_time: float | None
+    name: str
+    severity: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PacketRecord:
+    """One packet as received: raw octets and what the dictionary made of them."""
+
+    id: int
+    received_at: float
+    service: int
+    subtype: int
+    name: str | None
+    decoded: dict[str, Any] | None
+    error: str | None
+    raw: bytes
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+class Archive:
+    """The SQLite archive in a ground data directory."""
+
+    def __init__(self, data_dir: Path, dictionary: Dictionary) -> None:
+        self.dictionary = dictionary
+        self.path = data_dir / ARCHIVE_FILE
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('dictionary_hash', ?)",
+                (f"{dictionary.hash32:08X}",),
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise ArchiveError(f"cannot use the archive {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._commit()
+            self._db.close()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"cannot write the archive {self.path}: {exc}") from None
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def store(self, tm: PusTm, raw: bytes, received_at: float) -> None:
+        """Archive one packet (called on the receiving thread)."""
+        onboard = tm.time.to_unix()
+        name = decoded_json = error = None
+        try:
+            decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
+        except (CodecError, UnknownName) as exc:
+            decoded = None
+            error = str(exc)
+        if decoded is not None:
+            name = decoded.name
+            decoded_json = json.dumps(_json_value(decoded.values))
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO packets (received_at, onboard_time, apid, service, subtype,"
+                " seq_count, destination_id, name, decoded, error, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    received_at,
+                    onboard,
+                    tm.apid,
+                    tm.service,
+                    tm.subtype,
+                    tm.seq_count,
+                    tm.destination_id,
+                    name,
+                    decoded_json,
+                    error,
+                    raw,
+                ),
+            )
+            packet_id = cursor.lastrowid
+            if decoded is not None:
+                rows = []
+                for pname, value in decoded.parameters.items():
+                    parameter = self.dictionary.parameters[pname]
+                    eng = parameter.engineering(value)
+                    rows.append(
+                        (
+                            packet_id,
+                            received_at,
+                            onboard,
+                            pname,
+                            json.dumps(_json_value(value)),
+                            float(eng) if isinstance(eng, int | float) else None,
+                            parameter.limit_state(value).value,
+                        )
+                    )
+                self._db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                if decoded.kind is TmKind.EVENT and decoded.severity is not None:
+                    self._db.execute(
+                        "INSERT INTO events (packet_id, received_at, onboard_time, name,"
+                        " severity, text) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            packet_id,
+                            received_at,
+                            onboard,
+                            decoded.name,
+                            int(decoded.severity),
+                            self.dictionary.describe_values(decoded),
+                        ),
+                    )
+            self._uncommitted += 1
+            if (
+                self._uncommitted >= COMMIT_PACKETS
+                or time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
+            ):
+                self._commit()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            self._commit()
+            return list(self._db.execute(sql, args))
+
+    def parameter_samples(
+        self, name: str, since: float | None = None, until: float | None = None
+    ) -> list[Sample]:
+        parameter = self.dictionary.parameter(name)
+        rows = self._query(
+            "SELECT received_at, onboard_time, raw, engineering, limit_state FROM samples"
+            " WHERE name = ? AND received_at >= ? AND received_at <= ? ORDER BY received_at",
+            (parameter.name, since or 0.0, until or float("inf")),
+        )
+        return [Sample(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def events(self, since: float | None = None, min_severity: int = 1) -> list[EventRecord]:
+        rows = self._query(
+            "SELECT id, received_at, onboard_time, name, severity, text FROM events"
+            " WHERE received_at >= ? AND severity >= ? ORDER BY id",
+            (since or 0.0, min_severity),
+        )
+        return [EventRecord(*r) for r in rows]
+
+    def events_after(self, event_id: int) -> list[EventRecord]:
+        rows = self._query(
+            "SELECT id, received_at, onboard_time, name, severity, text FROM events"
+            " WHERE id > ? ORDER BY id",
+            (event_id,),
+        )
+        return [EventRecord(*r) for r in rows]
+
+    def last_event_id(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM events", ())
+        return int(rows[0][0])
+
+    def packets(
+        self, since: float | None = None, service: int | None = None, subtype: int | None = None
+    ) -> list[PacketRecord]:
+        rows = self._query(
+            "SELECT id, received_at, service, subtype, name, decoded, error, raw FROM packets"
+            " WHERE received_at >= ? AND (? IS NULL OR service = ?) AND (? IS NULL OR subtype = ?)"
+            " ORDER BY id",
+            (since or 0.0, service, service, subtype, subtype),
+        )
+        return [
+            PacketRecord(
+                r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7]
+            )
+            for r in rows
+        ]

@@ -1,0 +1,121 @@
+"""`groundsw tm query`, `groundsw tm plot` and `groundsw events`: the archive, read back.
+
+Handlers raise HistoryError, TimeSpecError, PlotError, ArchiveError or the dictionary's
+UnknownName, each with a one-sentence message; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from groundsw.archive import Archive, EventRecord, Sample
+from groundsw.plot import plot_parameters
+from groundsw.timespec import parse_time, utc_text
+from telemetry_defs.model import Dictionary, Parameter, Severity
+
+__all__ = ["EventRecord", "HistoryContext", "HistoryError", "add_events_command", "add_tm_commands"]
+
+
+class HistoryError(Exception):
+    """A request on the archive that cannot be answered; one sentence."""
+
+
+@dataclass
+class HistoryContext:
+    """What a history handler works with."""
+
+    archive: Archive
+    dictionary: Dictionary
+    out: Callable[[str], None]
+    live_events: Callable[[], Iterator[EventRecord]] | None
+    now: Callable[[], float]
+
+
+def add_tm_commands(tm_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    query = tm_sub.add_parser("query", help="a parameter's archived values")
+    query.add_argument("parameter")
+    query.add_argument("--since", default="1h", help="duration before now or ISO time (1h)")
+    query.add_argument("--until", help="duration before now or ISO time (default: now)")
+    query.add_argument("--limit", type=int, default=0, help="only the last N samples")
+    query.set_defaults(handler=run_query)
+    plot = tm_sub.add_parser("plot", help="plot archived parameters to an image file")
+    plot.add_argument("parameters", nargs="+", metavar="PARAMETER")
+    plot.add_argument("--out", type=Path, required=True, help="image file (.png, .svg, .pdf)")
+    plot.add_argument("--since", default="1h")
+    plot.add_argument("--until")
+    plot.set_defaults(handler=run_plot)
+
+
+def add_events_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = sub.add_parser("events", help="archived events; --follow for new ones as they come")
+    events.add_argument("--since", default="1h")
+    events.add_argument(
+        "--severity",
+        choices=[s.name.lower() for s in Severity],
+        default="info",
+        help="lowest severity shown",
+    )
+    events.add_argument("--follow", action="store_true", help="then show new events live")
+    events.set_defaults(handler=run_events)
+
+
+def _span(args: argparse.Namespace, ctx: HistoryContext) -> tuple[float, float | None]:
+    now = ctx.now()
+    since = parse_time(args.since, now)
+    until_text = getattr(args, "until", None)
+    until = parse_time(until_text, now) if until_text else None
+    return since, until
+
+
+def format_sample(parameter: Parameter, sample: Sample) -> str:
+    value = parameter.to_text(sample.raw)
+    raw = f"  (raw {sample.raw})" if parameter.calibration is not None else ""
+    state = "" if sample.limit_state == "nominal" else f"  {sample.limit_state.upper()}"
+    return f"{utc_text(sample.received_at)}  {value}{raw}{state}"
+
+
+def run_query(args: argparse.Namespace, ctx: HistoryContext) -> int:
+    parameter = ctx.dictionary.parameter(args.parameter)
+    since, until = _span(args, ctx)
+    samples = ctx.archive.parameter_samples(parameter.name, since, until)
+    if args.limit > 0:
+        samples = samples[-args.limit :]
+    if not samples:
+        ctx.out(f"no samples of {parameter.name} since {utc_text(since)}")
+        return 0
+    ctx.out(f"{parameter.name}: {len(samples)} samples since {utc_text(since)}")
+    for sample in samples:
+        ctx.out(format_sample(parameter, sample))
+    return 0
+
+
+def run_plot(args: argparse.Namespace, ctx: HistoryContext) -> int:
+    since, until = _span(args, ctx)
+    names = [ctx.dictionary.parameter(n).name for n in args.parameters]
+    samples = {n: ctx.archive.parameter_samples(n, since, until) for n in names}
+    plot_parameters(samples, ctx.dictionary, args.out)
+    counts = ", ".join(f"{len(s)} of {n}" for n, s in samples.items())
+    ctx.out(f"wrote {args.out}: {counts}")
+    return 0
+
+
+def format_event(event: EventRecord) -> str:
+    severity = Severity(event.severity).name
+    return f"{utc_text(event.received_at)}  {severity:<6} {event.name}  {event.text}".rstrip()
+
+
+def run_events(args: argparse.Namespace, ctx: HistoryContext) -> int:
+    since, _ = _span(args, ctx)
+    lowest = Severity[args.severity.upper()]
+    for event in ctx.archive.events(since, int(lowest)):
+        ctx.out(format_event(event))
+    if args.follow:
+        if ctx.live_events is None:
+            raise HistoryError("--follow needs the link: give --port")
+        for event in ctx.live_events():
+            if event.severity >= lowest:
+                ctx.out(format_event(event))
+    return 0

@@ -1,0 +1,131 @@
+"""`groundsw tm live`: the latest telemetry values with their limit colours, as they arrive."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from collections.abc import Callable
+
+from groundsw.dictionary_check import HASH_PARAMETER, mismatch_warning
+from groundsw.liveview import LiveTable
+from groundsw.session import LinkSession, ReceivedTm
+from telemetry_defs.model import CodecError, DecodedTm, Dictionary, UnknownName
+
+Print = Callable[[str], None]
+
+# With no packet for this long the table says so: values shown are getting old.
+SILENCE_WARNING_S = 30.0
+# Without a terminal (a log, CI) the table is printed as text this often.
+PLAIN_PRINT_INTERVAL_S = 5.0
+
+
+class LiveMonitor:
+    """Feeds received packets to the table and watches the dictionary hash and the silence."""
+
+    def __init__(self, dictionary: Dictionary, warn: Print) -> None:
+        self.dictionary = dictionary
+        self.table = LiveTable(dictionary)
+        self._warn = warn
+        self.mismatch: int | None = None
+        self.last_packet_at = time.time()
+        self.undecoded = 0
+
+    def feed(self, item: ReceivedTm) -> DecodedTm | None:
+        tm = item.tm
+        now = time.time()
+        self.last_packet_at = now
+        try:
+            decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
+        except (CodecError, UnknownName):
+            self.undecoded += 1
+            return None
+        self.table.update(decoded, now, tm.time.to_unix())
+        payload_hash = decoded.parameters.get(HASH_PARAMETER)
+        if payload_hash is not None and payload_hash != self.dictionary.hash32:
+            if self.mismatch != payload_hash:
+                self._warn(f"groundsw: WARNING {mismatch_warning(payload_hash, self.dictionary)}")
+            self.mismatch = payload_hash
+        elif payload_hash is not None:
+            self.mismatch = None
+        return decoded
+
+    def banner(self, now: float) -> str | None:
+        if self.mismatch is not None:
+            return mismatch_warning(self.mismatch, self.dictionary)
+        silent = now - self.last_packet_at
+        if silent >= SILENCE_WARNING_S:
+            return f"no telemetry for {silent:.0f} s"
+        return None
+
+
+def run_live(
+    session: LinkSession,
+    dictionary: Dictionary,
+    duration: float | None,
+    out: Print,
+    warn: Print,
+    interactive: bool | None = None,
+    first: Callable[[], None] | None = None,
+) -> LiveMonitor:
+    """Show the table until `duration` seconds have passed (None: until interrupted);
+    `first` runs once the table listens (to ask for reports it should show)."""
+    monitor = LiveMonitor(dictionary, warn)
+    packets = session.subscribe()
+    if first is not None:
+        first()
+    interactive = sys.stdout.isatty() if interactive is None else interactive
+    end = None if duration is None else time.monotonic() + duration
+    try:
+        if interactive:
+            _run_terminal(monitor, packets, end)
+        else:
+            _run_plain(monitor, packets, end, out)
+    finally:
+        session.unsubscribe(packets)
+    return monitor
+
+
+def _pump(monitor: LiveMonitor, packets: queue.Queue[ReceivedTm], wait: float) -> None:
+    try:
+        monitor.feed(packets.get(timeout=wait))
+    except queue.Empty:
+        return
+    while True:
+        try:
+            monitor.feed(packets.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _run_terminal(
+    monitor: LiveMonitor, packets: queue.Queue[ReceivedTm], end: float | None
+) -> None:
+    from rich.live import Live
+
+    with Live(monitor.table.render(time.time()), auto_refresh=False) as live:
+        while end is None or time.monotonic() < end:
+            _pump(monitor, packets, 0.25)
+            now = time.time()
+            monitor.table.set_banner(monitor.banner(now))
+            live.update(monitor.table.render(now), refresh=True)
+
+
+def _run_plain(
+    monitor: LiveMonitor, packets: queue.Queue[ReceivedTm], end: float | None, out: Print
+) -> None:
+    next_print = time.monotonic() + PLAIN_PRINT_INTERVAL_S
+    while end is None or time.monotonic() < end:
+        _pump(monitor, packets, 0.25)
+        if time.monotonic() >= next_print:
+            _print_plain(monitor, out)
+            next_print += PLAIN_PRINT_INTERVAL_S
+    _print_plain(monitor, out)
+
+
+def _print_plain(monitor: LiveMonitor, out: Print) -> None:
+    now = time.time()
+    monitor.table.set_banner(monitor.banner(now))
+    for line in monitor.table.plain_lines(now):
+        out(line)
+    out("")
