@@ -1,10 +1,10 @@
-# make demo | test | bench | lint: each creates .venv when missing (Python >= 3.11 needed).
+# make demo | test | bench | lint | docs: each creates .venv when missing (Python >= 3.11 needed).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -20,6 +20,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The generated dictionary reference and XTCE export (checked in; tests fail when stale).
+docs: $(STAMP)
+	$(PY) -m tools.dictionary_export all docs
 
 test: lint
 	$(PY) -m pytest -m "not slow" --ignore=tests/bench tests
