@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for one report of every housekeeping structure at start (TC[3,27])",
     )
+    live.add_argument(
+        "--force",
+        action="store_true",
+        help="send the --refresh command even if the payload's dictionary differs",
+    )
     add_tm_commands(tm_sub)
     add_events_command(sub)
     return parser
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     if args.refresh:
 
                         def refresh() -> None:
-                            _refresh(session, dictionary, args.timeout)
+                            _refresh(session, dictionary, args.timeout, args.force)
 
                     run_live(session, dictionary, args.duration, _print, _warn, first=refresh)
     except (
@@ -220,7 +225,14 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _refresh(session: LinkSession, dictionary: Dictionary, timeout: float) -> None:
+def _refresh(session: LinkSession, dictionary: Dictionary, timeout: float, force: bool) -> None:
+    # The table shows telemetry under a mismatch banner, but commands wait for --force.
+    if not force:
+        try:
+            check_dictionary(session, dictionary, timeout)
+        except DictionaryMismatch as exc:
+            _warn(f"groundsw: WARNING {exc}; --refresh not sent")
+            return
     command = dictionary.command("HK_GENERATE")
     sids = [h.sid for h in dictionary.housekeeping.values()]
     run_command(

@@ -118,6 +118,7 @@ def test_a_dictionary_mismatch_refuses_commands_and_warns_on_telemetry(
     )
     assert code == 0, err
     assert "WARNING DICTIONARY MISMATCH" in err
+    assert "--refresh not sent" in err  # TC[3,27] waits for --force like any command
     assert "DICTIONARY MISMATCH" in out
     code, out, err = groundsw(
         bench, data, "--dictionary", str(other), "cmd", "--force", "HK_GENERATE", "sids=1"
