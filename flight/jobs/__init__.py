@@ -1,0 +1,1 @@
+"""Inference jobs: the durable job store, the scheduler and the executor."""
