@@ -1,0 +1,1 @@
+"""Files on the payload: resumable chunked uploads from the ground and the committed file store."""

@@ -1,0 +1,766 @@
+"""Resumable uploads: chunks arriving in any order over a lossy link, committed atomically.
+
+On disk, under the store's root:
+  partial/NNNNN.meta     the announced name, size and SHA-256 (JSON, replaced atomically)
+  partial/NNNNN.data     the file being assembled, sparse, at its final size from the start
+  partial/NNNNN.journal  received ranges, appended only once the data they name is fsynced
+  files/NAME             committed files
+  index.json             size and SHA-256 of every committed file (replaced atomically)
+
+The journal never claims octets that are not durably in the data file, so after `kill -9` or a
+power cut the worst case is that the last chunks are reported missing and sent again.
+The store is not thread-safe, and only one store may be open on a root at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import weakref
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSFER_ID = 0xFFFF
+MAX_NAME_LENGTH = 64
+DIGEST_SIZE = hashlib.sha256().digest_size
+DEFAULT_SYNC_INTERVAL = 256 * 1024
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_PARTIAL_FILE = re.compile(r"(\d{5})\.(meta|data|journal)")
+# offset, length, CRC-32 of the two: a torn or bit-flipped record is recognised and ignored.
+_RECORD = struct.Struct(">QQI")
+_RECORD_BODY = struct.Struct(">QQ")
+_META_VERSION = 1
+_INDEX_VERSION = 1
+# Scattered chunks add one journal record per range at each sync; once the journal holds this
+# many records more than the merged ranges need, it is rewritten so it cannot grow unbounded.
+_JOURNAL_SLACK = 256
+_TMP_SUFFIX = ".tmp"
+
+
+class FileStoreError(Exception):
+    """Base of the file store's errors."""
+
+
+class BadFileName(FileStoreError):
+    """The name is not 1..64 characters of [A-Za-z0-9._-] not starting with '.'."""
+
+
+class BadFileSize(FileStoreError):
+    """The announced size is not a positive number of octets."""
+
+
+class BadTransferParameters(FileStoreError):
+    """The transfer ID is not a u16 or the SHA-256 is not 32 octets."""
+
+
+class QuotaExceeded(FileStoreError):
+    """Committed files and announced uploads would exceed the store's quota."""
+
+
+class DiskFull(FileStoreError):
+    """The disk would keep less free space than the reserve."""
+
+
+class FileExists(FileStoreError):
+    """A committed file already has that name."""
+
+
+class NoSuchFile(FileStoreError):
+    """No committed file has that name."""
+
+
+class TransferConflict(FileStoreError):
+    """The transfer ID or the file name is already used by another upload."""
+
+
+class UnknownTransfer(FileStoreError):
+    """No upload is in progress with that transfer ID."""
+
+
+class ChunkOutOfRange(FileStoreError):
+    """The chunk is empty or lies (partly) outside the announced size."""
+
+
+class TransferIncomplete(FileStoreError):
+    """Commit asked while some octets have not been received."""
+
+
+class ChecksumMismatch(FileStoreError):
+    """The assembled file's SHA-256 is not the announced one; its data was discarded."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """Where an upload stands; `missing` holds sorted (offset, length) ranges."""
+
+    transfer_id: int
+    name: str
+    size: int
+    sha256: bytes
+    received_bytes: int
+    missing: tuple[tuple[int, int], ...]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A committed file."""
+
+    name: str
+    size: int
+    sha256: bytes
+
+
+class RangeSet:
+    """Disjoint, non-adjacent half-open octet ranges, merged as they are added; pure."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._covered = 0
+        for offset, length in ranges:
+            self.add(offset, length)
+
+    def add(self, offset: int, length: int) -> None:
+        """Add [offset, offset + length); an empty range changes nothing."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"a range needs offset >= 0 and length >= 0, got ({offset}, {length})")
+        if length == 0:
+            return
+        start, end = offset, offset + length
+        # Ranges that overlap the new one or merely touch it are merged into it.
+        first = bisect.bisect_left(self._ends, start)
+        stop = bisect.bisect_right(self._starts, end)
+        if first < stop:
+            start = min(start, self._starts[first])
+            end = max(end, self._ends[stop - 1])
+            self._covered -= sum(
+                e - s for s, e in zip(self._starts[first:stop], self._ends[first:stop], strict=True)
+            )
+        self._starts[first:stop] = [start]
+        self._ends[first:stop] = [end]
+        self._covered += end - start
+
+    def update(self, other: RangeSet) -> None:
+        """Add every range of `other`."""
+        for offset, length in other:
+            self.add(offset, length)
+
+    def clear(self) -> None:
+        """Forget every range."""
+        self._starts.clear()
+        self._ends.clear()
+        self._covered = 0
+
+    @property
+    def covered_bytes(self) -> int:
+        """Octets covered by the set."""
+        return self._covered
+
+    def gaps(self, size: int) -> Iterator[tuple[int, int]]:
+        """The (offset, length) ranges of [0, size) not covered, in order."""
+        cursor = 0
+        for start, end in zip(self._starts, self._ends, strict=True):
+            if start >= size:
+                break
+            if start > cursor:
+                yield cursor, start - cursor
+            cursor = end
+        if cursor < size:
+            yield cursor, size - cursor
+
+    def missing(self, size: int) -> tuple[tuple[int, int], ...]:
+        """The (offset, length) ranges of [0, size) not covered, sorted."""
+        return tuple(self.gaps(size))
+
+    @property
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """The covered (offset, length) ranges, sorted."""
+        return tuple(self)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((s, e - s) for s, e in zip(self._starts, self._ends, strict=True))
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RangeSet):
+            return NotImplemented
+        return self._starts == other._starts and self._ends == other._ends
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RangeSet({list(self)!r})"
+
+
+def disk_free_bytes(path: Path) -> int:
+    """Octets an unprivileged process may still write on the file system holding `path`."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+@dataclass(frozen=True, slots=True)
+class _Announcement:
+    transfer_id: int
+    name: str
+    size: int
+    sha256: bytes
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "version": _META_VERSION,
+                "transfer_id": self.transfer_id,
+                "name": self.name,
+                "size": self.size,
+                "sha256": self.sha256.hex(),
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, transfer_id: int) -> _Announcement:
+        """Parse and check a metadata file; ValueError says what is wrong with it."""
+        try:
+            fields = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not JSON ({exc})") from exc
+        if not isinstance(fields, dict) or fields.get("version") != _META_VERSION:
+            raise ValueError(f"expected a version {_META_VERSION} object, found {raw[:60]!r}")
+        if fields.get("transfer_id") != transfer_id:
+            found = fields.get("transfer_id")
+            raise ValueError(f"expected transfer_id {transfer_id}, found {found!r}")
+        name, size, digest = fields.get("name"), fields.get("size"), fields.get("sha256")
+        if not isinstance(name, str) or not _valid_name(name):
+            raise ValueError(f"invalid name {name!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"expected a positive size, found {size!r}")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"expected 64 hex digits of SHA-256, found {digest!r}")
+        return cls(transfer_id, name, size, bytes.fromhex(digest))
+
+
+class _Partial:
+    """One upload in progress: its announcement, its data file and the ranges received."""
+
+    def __init__(self, announcement: _Announcement, directory: Path) -> None:
+        self.announcement = announcement
+        stem = f"{announcement.transfer_id:05d}"
+        self.meta_path = directory / f"{stem}.meta"
+        self.data_path = directory / f"{stem}.data"
+        self.journal_path = directory / f"{stem}.journal"
+        self.received = RangeSet()  # everything written, durable or not
+        self.pending = RangeSet()  # written since the last sync: not yet in the journal
+        self.pending_bytes = 0
+        self.journal_records = 0
+        self._fd: int | None = None
+        self._closer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.data_path, os.O_RDWR)
+            # Dropping the store without close() then behaves like kill -9: the descriptor is
+            # closed, nothing is synced.
+            self._closer = weakref.finalize(self, os.close, self._fd)
+        return self._fd
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+        self._fd, self._closer = None, None
+
+    def status(self) -> UploadStatus:
+        a = self.announcement
+        missing = self.received.missing(a.size)
+        received = self.received.covered_bytes
+        return UploadStatus(a.transfer_id, a.name, a.size, a.sha256, received, missing, not missing)
+
+
+def _valid_name(name: str) -> bool:
+    return 1 <= len(name) <= MAX_NAME_LENGTH and _NAME.fullmatch(name) is not None
+
+
+def _check_name(name: str) -> None:
+    if not _valid_name(name):
+        raise BadFileName(
+            f"a file name must be 1..{MAX_NAME_LENGTH} characters of [A-Za-z0-9._-] not starting"
+            f" with '.', got {name!r}"
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _create_durably(path: Path, data: bytes) -> None:
+    """Write a new file's content and fsync it (the directory is left to the caller)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old content or the new one, never a mix, even after a power cut."""
+    tmp = path.with_name(path.name + _TMP_SUFFIX)
+    _create_durably(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _sha256_of(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").digest()
+
+
+def _encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
+    out = bytearray()
+    for offset, length in ranges:
+        body = _RECORD_BODY.pack(offset, length)
+        out += body + zlib.crc32(body).to_bytes(4, "big")
+    return bytes(out)
+
+
+def _decode_journal(raw: bytes, size: int) -> tuple[RangeSet, int, bool]:
+    """(ranges, valid records, damaged): bad records are skipped, as each stands alone."""
+    ranges, valid = RangeSet(), 0
+    for pos in range(0, len(raw) - _RECORD.size + 1, _RECORD.size):
+        offset, length, crc = _RECORD.unpack_from(raw, pos)
+        if crc != zlib.crc32(raw[pos : pos + _RECORD_BODY.size]) or not 0 < length <= size - offset:
+            continue
+        ranges.add(offset, length)
+        valid += 1
+    return ranges, valid, valid * _RECORD.size != len(raw)
+
+
+class UploadStore:
+    """Partial uploads under root/partial/, committed files under root/files/; see module doc."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        quota_bytes: int,
+        reserve_bytes: int,
+        free_space: Callable[[Path], int] = disk_free_bytes,
+        sync_interval_bytes: int = DEFAULT_SYNC_INTERVAL,
+    ) -> None:
+        if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1:
+            raise ValueError(
+                "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1, got"
+                f" {quota_bytes}, {reserve_bytes}, {sync_interval_bytes}"
+            )
+        self.root = Path(root)
+        self.quota_bytes = quota_bytes
+        self.reserve_bytes = reserve_bytes
+        self.sync_interval_bytes = sync_interval_bytes
+        self._free_space = free_space
+        self._partial_dir = self.root / "partial"
+        self._files_dir = self.root / "files"
+        self._index_path = self.root / "index.json"
+        self._partials: dict[int, _Partial] = {}
+        self._index: dict[str, StoredFile] = {}
+        for directory in (self.root, self._partial_dir, self._files_dir):
+            if not directory.is_dir():
+                directory.mkdir(parents=True)
+                _fsync_dir(directory.parent)
+        self._recover_index()
+        self._recover_partials()
+
+    # --- uploads -------------------------------------------------------------------------------
+
+    def begin(self, transfer_id: int, name: str, size: int, sha256: bytes) -> UploadStatus:
+        """Start an upload, or resume the one with the same ID and the same parameters."""
+        if not 0 <= transfer_id <= MAX_TRANSFER_ID:
+            raise BadTransferParameters(f"a transfer ID is 0..{MAX_TRANSFER_ID}, got {transfer_id}")
+        _check_name(name)
+        if size < 1:
+            raise BadFileSize(f"a file size is at least 1 octet, got {size}")
+        if len(sha256) != DIGEST_SIZE:
+            raise BadTransferParameters(
+                f"a SHA-256 is {DIGEST_SIZE} octets, got {len(sha256)} for {name!r}"
+            )
+        wanted = _Announcement(transfer_id, name, size, bytes(sha256))
+        existing = self._partials.get(transfer_id)
+        if existing is not None:
+            if existing.announcement != wanted:
+                a = existing.announcement
+                raise TransferConflict(
+                    f"transfer {transfer_id} is already uploading {a.name!r} ({a.size} octets,"
+                    f" SHA-256 {a.sha256.hex()[:16]}...), not {name!r} ({size} octets, SHA-256"
+                    f" {wanted.sha256.hex()[:16]}...): abort it first"
+                )
+            log.info("transfer %d resumed: %s", transfer_id, name)
+            return existing.status()
+        if name in self._index:
+            raise FileExists(f"a file named {name!r} is already stored: delete it first")
+        for other in self._partials.values():
+            if other.announcement.name == name:
+                raise TransferConflict(
+                    f"{name!r} is already being uploaded by transfer"
+                    f" {other.announcement.transfer_id}, not {transfer_id}"
+                )
+        used = self.used_bytes()
+        if used + size > self.quota_bytes:
+            raise QuotaExceeded(
+                f"{name!r} needs {size} octets but only {max(0, self.quota_bytes - used)} of the"
+                f" {self.quota_bytes}-octet quota are left ({used} used or announced)"
+            )
+        free = self._free_space(self.root)
+        if free - size < self.reserve_bytes:
+            raise DiskFull(
+                f"{name!r} needs {size} octets but the disk has {free} free and must keep a"
+                f" reserve of {self.reserve_bytes}"
+            )
+        partial = _Partial(wanted, self._partial_dir)
+        # The data and journal files are durable before the metadata that makes them an upload:
+        # a crash in between leaves orphans, removed on the next open.
+        fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _create_durably(partial.journal_path, b"")
+        _replace_atomically(partial.meta_path, wanted.to_json())
+        self._partials[transfer_id] = partial
+        log.info("transfer %d begun: %s, %d octets", transfer_id, name, size)
+        return partial.status()
+
+    def write(self, transfer_id: int, offset: int, data: bytes) -> None:
+        """Store one chunk; it becomes durable at the next sync (every sync_interval_bytes)."""
+        partial = self._partial(transfer_id)
+        size = partial.announcement.size
+        if not data or offset < 0 or offset + len(data) > size:
+            raise ChunkOutOfRange(
+                f"transfer {transfer_id}: a chunk must be non-empty and within 0..{size}, got"
+                f" {len(data)} octets at offset {offset}"
+            )
+        try:
+            _pwrite_all(partial.fd, data, offset)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(
+                    f"transfer {transfer_id}: no space left writing {len(data)} octets at offset"
+                    f" {offset}"
+                ) from exc
+            raise
+        partial.received.add(offset, len(data))
+        partial.pending.add(offset, len(data))
+        partial.pending_bytes += len(data)
+        if partial.pending_bytes >= self.sync_interval_bytes:
+            self._sync_partial(partial)
+
+    def sync(self) -> None:
+        """Make every chunk written so far durable and recorded as received."""
+        for partial in self._partials.values():
+            self._sync_partial(partial)
+
+    def status(self, transfer_id: int) -> UploadStatus:
+        """The upload's announcement, octets received and missing ranges."""
+        return self._partial(transfer_id).status()
+
+    def missing_ranges(
+        self, transfer_id: int, limit: int | None = None
+    ) -> tuple[tuple[int, int], ...]:
+        """The first `limit` (all when None) missing (offset, length) ranges, sorted."""
+        partial = self._partial(transfer_id)
+        return tuple(islice(partial.received.gaps(partial.announcement.size), limit))
+
+    def transfers(self) -> list[UploadStatus]:
+        """Every upload in progress, by transfer ID."""
+        return [self._partials[tid].status() for tid in sorted(self._partials)]
+
+    def commit(self, transfer_id: int) -> Path:
+        """Check the SHA-256 and move the complete file to root/files/NAME; return its path."""
+        partial = self._partial(transfer_id)
+        a = partial.announcement
+        self._sync_partial(partial)
+        missing = partial.received.missing(a.size)
+        if missing:
+            raise TransferIncomplete(
+                f"transfer {transfer_id} ({a.name!r}) is missing"
+                f" {a.size - partial.received.covered_bytes} of {a.size} octets in"
+                f" {len(missing)} ranges"
+            )
+        target = self._files_dir / a.name
+        if a.name in self._index or target.exists():
+            raise FileExists(f"a file named {a.name!r} is already stored: delete it first")
+        digest = _sha256_of(partial.data_path)
+        if digest != a.sha256:
+            self._discard_data(partial)
+            raise ChecksumMismatch(
+                f"transfer {transfer_id} ({a.name!r}): expected SHA-256 {a.sha256.hex()}, found"
+                f" {digest.hex()}; the received data was discarded and all {a.size} octets must"
+                " be sent again"
+            )
+        partial.close()
+        os.replace(partial.data_path, target)
+        _fsync_dir(self._files_dir)
+        self._index[a.name] = StoredFile(a.name, a.size, digest)
+        self._write_index()
+        del self._partials[transfer_id]
+        self._remove_partial_files(partial)
+        log.info("transfer %d committed: %s, %d octets", transfer_id, a.name, a.size)
+        return target
+
+    def abort(self, transfer_id: int) -> None:
+        """Forget the upload and its data."""
+        partial = self._partial(transfer_id)
+        del self._partials[transfer_id]
+        partial.close()
+        self._remove_partial_files(partial)
+        log.info("transfer %d aborted: %s", transfer_id, partial.announcement.name)
+
+    def close(self) -> None:
+        """Sync every upload and close its data file (the store stays usable)."""
+        for partial in self._partials.values():
+            self._sync_partial(partial)
+            partial.close()
+
+    def __enter__(self) -> UploadStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- committed files -----------------------------------------------------------------------
+
+    def files(self) -> list[StoredFile]:
+        """Every committed file, by name."""
+        return [self._index[name] for name in sorted(self._index)]
+
+    def path_of(self, name: str) -> Path:
+        """Where the committed file is."""
+        return self._files_dir / self._stored(name).name
+
+    def delete(self, name: str) -> None:
+        """Remove a committed file."""
+        self._stored(name)
+        (self._files_dir / name).unlink(missing_ok=True)
+        _fsync_dir(self._files_dir)
+        del self._index[name]
+        self._write_index()
+        log.info("file deleted: %s", name)
+
+    def used_bytes(self) -> int:
+        """Octets of committed files plus the announced sizes of uploads in progress."""
+        return sum(f.size for f in self._index.values()) + sum(
+            p.announcement.size for p in self._partials.values()
+        )
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _partial(self, transfer_id: int) -> _Partial:
+        try:
+            return self._partials[transfer_id]
+        except KeyError:
+            known = ", ".join(str(t) for t in sorted(self._partials)) or "none"
+            raise UnknownTransfer(
+                f"no upload in progress with transfer ID {transfer_id} (in progress: {known})"
+            ) from None
+
+    def _stored(self, name: str) -> StoredFile:
+        _check_name(name)
+        try:
+            return self._index[name]
+        except KeyError:
+            raise NoSuchFile(f"no file named {name!r} is stored") from None
+
+    def _sync_partial(self, partial: _Partial) -> None:
+        if not partial.pending:
+            return
+        # Data first: a journal record must never name octets that a power cut could lose.
+        os.fsync(partial.fd)
+        records = len(partial.pending)
+        if partial.journal_records + records > 2 * len(partial.received) + _JOURNAL_SLACK:
+            _replace_atomically(partial.journal_path, _encode_ranges(partial.received))
+            partial.journal_records = len(partial.received)
+        else:
+            fd = os.open(partial.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                _write_all(fd, _encode_ranges(partial.pending))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            partial.journal_records += records
+        partial.pending.clear()
+        partial.pending_bytes = 0
+
+    def _discard_data(self, partial: _Partial) -> None:
+        """Forget every received range, durably, so that everything is requested again."""
+        fd = os.open(partial.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        partial.received.clear()
+        partial.pending.clear()
+        partial.pending_bytes = 0
+        partial.journal_records = 0
+        # Zeroes rather than the rejected content, so stale octets cannot survive into a retry.
+        os.ftruncate(partial.fd, 0)
+        os.ftruncate(partial.fd, partial.announcement.size)
+
+    def _remove_partial_files(self, partial: _Partial) -> None:
+        # Metadata first: whatever a crash leaves behind is an orphan, not a half upload.
+        for path in (partial.meta_path, partial.data_path, partial.journal_path):
+            path.unlink(missing_ok=True)
+        _fsync_dir(self._partial_dir)
+
+    def _write_index(self) -> None:
+        entries = {f.name: {"size": f.size, "sha256": f.sha256.hex()} for f in self.files()}
+        raw = json.dumps({"version": _INDEX_VERSION, "files": entries}, indent=1, sort_keys=True)
+        _replace_atomically(self._index_path, raw.encode())
+
+    def _recover_index(self) -> None:
+        """Load the index and make it agree with root/files/, hashing files it lacks."""
+        recorded: dict[str, StoredFile] = {}
+        try:
+            raw = json.loads(self._index_path.read_bytes())
+            for name, entry in raw["files"].items():
+                digest = bytes.fromhex(entry["sha256"])
+                recorded[name] = StoredFile(name, int(entry["size"]), digest)
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("file index %s unreadable (%s): rebuilding it", self._index_path, exc)
+        self._index_path.with_name(self._index_path.name + _TMP_SUFFIX).unlink(missing_ok=True)
+        changed = False
+        for path in sorted(self._files_dir.iterdir()):
+            name = path.name
+            if not path.is_file() or not _valid_name(name):
+                log.warning("ignoring %s: not a stored file", path)
+                continue
+            entry = recorded.get(name)
+            size = path.stat().st_size
+            if entry is None or entry.size != size:
+                entry = StoredFile(name, size, _sha256_of(path))
+                changed = True
+            self._index[name] = entry
+        if changed or set(recorded) != set(self._index):
+            self._write_index()
+
+    def _recover_partials(self) -> None:
+        """Reload every upload in progress from its metadata and journal; clear the debris."""
+        names = {path.name for path in self._partial_dir.iterdir()}
+        kept: set[str] = set()
+        for file_name in sorted(names):
+            match = _PARTIAL_FILE.fullmatch(file_name)
+            if match is None or match[2] != "meta":
+                continue
+            transfer_id = int(match[1])
+            meta_path = self._partial_dir / file_name
+            try:
+                announcement = _Announcement.from_json(meta_path.read_bytes(), transfer_id)
+            except (OSError, ValueError) as exc:
+                log.warning("upload %s discarded: unreadable metadata (%s)", meta_path, exc)
+                continue
+            partial = _Partial(announcement, self._partial_dir)
+            if self._recover_partial(partial):
+                self._partials[transfer_id] = partial
+                kept.update(
+                    p.name for p in (partial.meta_path, partial.data_path, partial.journal_path)
+                )
+        debris = names - kept
+        for file_name in sorted(debris):
+            log.info("removing %s left by an interrupted operation", file_name)
+            (self._partial_dir / file_name).unlink(missing_ok=True)
+        if debris:
+            _fsync_dir(self._partial_dir)
+
+    def _recover_partial(self, partial: _Partial) -> bool:
+        """Reload one upload; False when it turns out to be already committed."""
+        a = partial.announcement
+        if not partial.data_path.exists():
+            stored = self._index.get(a.name)
+            if stored is not None and (stored.size, stored.sha256) == (a.size, a.sha256):
+                # The crash came after the rename into files/: the commit had succeeded.
+                log.info("transfer %d: finishing the commit of %s", a.transfer_id, a.name)
+                return False
+            log.warning("transfer %d: data file lost, every octet is missing", a.transfer_id)
+            self._reset_partial(partial)
+            return True
+        if partial.data_path.stat().st_size != a.size:
+            log.warning(
+                "transfer %d: data file is %d octets, expected %d; every octet is missing",
+                a.transfer_id,
+                partial.data_path.stat().st_size,
+                a.size,
+            )
+            self._reset_partial(partial)
+            return True
+        try:
+            raw = partial.journal_path.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        ranges, valid, damaged = _decode_journal(raw, a.size)
+        if damaged:
+            log.warning(
+                "transfer %d: journal damaged, kept %d of its records (%d octets); the rest"
+                " will be requested again",
+                a.transfer_id,
+                valid,
+                len(raw),
+            )
+            _replace_atomically(partial.journal_path, _encode_ranges(ranges))
+            valid = len(ranges)
+        elif not partial.journal_path.exists():
+            _create_durably(partial.journal_path, b"")
+            _fsync_dir(self._partial_dir)
+        partial.received.update(ranges)
+        partial.journal_records = valid
+        log.info(
+            "transfer %d recovered: %s, %d of %d octets",
+            a.transfer_id,
+            a.name,
+            ranges.covered_bytes,
+            a.size,
+        )
+        return True
+
+    def _reset_partial(self, partial: _Partial) -> None:
+        """Start the upload over: empty journal first, then a data file of the right size."""
+        _replace_atomically(partial.journal_path, b"")
+        fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, partial.announcement.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(self._partial_dir)
+        partial.journal_records = 0
