@@ -1,0 +1,54 @@
+"""What to run next: deadlines first, then priority, held back while the payload is throttled.
+
+Pure decisions over the job store; the executor owns the threads and the clock's consumers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from flight.jobs.store import Job, JobStore
+
+log = logging.getLogger(__name__)
+
+# Throttle levels come from the thermal governor: 0 nominal, 1 warm (running jobs slow down but
+# new ones may start), 2 and above hot (nothing new starts until it cools).
+STOP_STARTING_AT_LEVEL = 2
+
+
+class Scheduler:
+    """Picks the next job from the store; expired jobs are timed out on the way."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        clock: Callable[[], float] = time.time,
+        on_expired: Callable[[Job], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        # Timed-out jobs must be reported to the ground; the store has committed them by then.
+        self._on_expired = on_expired
+
+    def next_job(self) -> Job | None:
+        """Time out overdue jobs, then return the queued job to run next (None when idle)."""
+        for job in self._store.expire(self._clock()):
+            if self._on_expired is not None:
+                self._on_expired(job)
+        return self._store.next_runnable()
+
+    @staticmethod
+    def may_start(throttle_level: int) -> bool:
+        """Whether a new job may start at this thermal throttle level (0 = nominal)."""
+        if throttle_level < 0:
+            raise ValueError(f"throttle level must be >= 0, got {throttle_level}")
+        return throttle_level < STOP_STARTING_AT_LEVEL
+
+    def overdue(self, job: Job, now: float | None = None) -> bool:
+        """Whether a job's deadline has passed at `now` (the scheduler's clock when omitted)."""
+        deadline_at = job.deadline_at
+        if deadline_at is None:
+            return False
+        return (self._clock() if now is None else now) > deadline_at

@@ -1,0 +1,107 @@
+"""The scheduler: overdue jobs time out before the next pick, throttling, deadline checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flight.jobs.redundancy import Redundancy
+from flight.jobs.scheduler import Scheduler
+from flight.jobs.store import JOBS_DB_FILE, Job, JobState, JobStore
+
+T0 = 5_000.0
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[JobStore]:
+    with JobStore(tmp_path / JOBS_DB_FILE, clock) as s:
+        yield s
+
+
+def submit(store: JobStore, priority: int, deadline_s: float | None = None) -> Job:
+    return store.submit("m.onnx", "in.npy", priority, Redundancy.DMR, deadline_s)
+
+
+def test_next_job_is_none_when_idle(store: JobStore, clock: FakeClock) -> None:
+    assert Scheduler(store, clock).next_job() is None
+
+
+def test_next_job_follows_priority_and_does_not_start_it(store: JobStore, clock: FakeClock) -> None:
+    submit(store, 10)
+    urgent = submit(store, 200)
+    submit(store, 200)
+    scheduler = Scheduler(store, clock)
+    assert scheduler.next_job() == urgent
+    assert scheduler.next_job() == urgent
+    assert store.get(urgent.job_id).state is JobState.QUEUED
+
+
+def test_overdue_jobs_are_timed_out_before_the_pick(store: JobStore, clock: FakeClock) -> None:
+    stale = submit(store, 250, deadline_s=10.0)
+    stale_running = store.mark_running(submit(store, 100, deadline_s=5.0).job_id)
+    fresh = submit(store, 1, deadline_s=60.0)
+    reported: list[tuple[Job, JobState]] = []
+    scheduler = Scheduler(
+        store, clock, on_expired=lambda job: reported.append((job, store.get(job.job_id).state))
+    )
+    clock.now = T0 + 11.0
+    assert scheduler.next_job() == fresh
+    # Each expiry is reported after it was committed.
+    assert [(job.job_id, state) for job, state in reported] == [
+        (stale.job_id, JobState.TIMED_OUT),
+        (stale_running.job_id, JobState.TIMED_OUT),
+    ]
+    assert all(job.state is JobState.TIMED_OUT for job, _ in reported)
+    clock.now = T0 + 61.0
+    assert scheduler.next_job() is None
+    assert [job.job_id for job, _ in reported][-1] == fresh.job_id
+    assert store.counts()[JobState.TIMED_OUT] == 3
+
+
+def test_expiry_without_a_listener_still_happens(store: JobStore, clock: FakeClock) -> None:
+    job = submit(store, 5, deadline_s=1.0)
+    clock.now = T0 + 2.0
+    assert Scheduler(store, clock).next_job() is None
+    assert store.get(job.job_id).state is JobState.TIMED_OUT
+
+
+@pytest.mark.parametrize(("level", "allowed"), [(0, True), (1, True), (2, False), (3, False)])
+def test_may_start_depends_on_throttle_level(level: int, allowed: bool) -> None:
+    assert Scheduler.may_start(level) is allowed
+
+
+def test_negative_throttle_level_is_refused(store: JobStore, clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="got -1"):
+        Scheduler(store, clock).may_start(-1)
+
+
+def test_overdue_matches_the_stores_expiry(store: JobStore, clock: FakeClock) -> None:
+    scheduler = Scheduler(store, clock)
+    no_deadline = submit(store, 1)
+    job = store.mark_running(submit(store, 1, deadline_s=30.0).job_id)
+    assert not scheduler.overdue(no_deadline, T0 + 1e9)
+    assert not scheduler.overdue(job, T0 + 30.0)
+    assert scheduler.overdue(job, T0 + 30.5)
+    clock.now = T0 + 29.0
+    assert not scheduler.overdue(job)
+    clock.now = T0 + 31.0
+    assert scheduler.overdue(job)
+    assert store.expire(T0 + 30.0) == []
+    assert [j.job_id for j in store.expire(T0 + 30.5)] == [job.job_id]
