@@ -29,12 +29,21 @@ from flight.bootcount import next_boot_count
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
+from flight.files.upload_store import UploadStore
+from flight.jobs.executor import Executor, SessionCache
+from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
+from flight.jobs.registry import ModelEntry, ModelRegistry
+from flight.jobs.runner import JobRunner
+from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.parameters import ParameterPool
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
 from flight.services import test as test_service
 from flight.services.events import EventReporter
+from flight.services.files import FileService
 from flight.services.housekeeping import HousekeepingService
+from flight.services.jobs import JobService
+from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
@@ -100,7 +109,9 @@ class Payload:
         dictionary: Dictionary | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        provider: ProviderChoice | None = None,
     ) -> None:
+        """`provider`: the onnxruntime provider for jobs (probed when None)."""
         self.config = config
         self.port = port
         self.dictionary = dictionary or default_dictionary()
@@ -122,6 +133,7 @@ class Payload:
         self.router = CommandRouter(
             link.apid, self.tm, self.counters, monotonic, on_crash=self._command_crashed
         )
+        self._open_job_services(state_dir, provider)
         self.parameters = self._parameter_pool(state_dir)
         self.housekeeping = HousekeepingService(
             self.dictionary, self.parameters, self.tm, self.events, monotonic()
@@ -131,6 +143,89 @@ class Payload:
         test_service.register(self.router, self.dictionary)
         self._stop = threading.Event()
         self._port_error: BaseException | None = None
+
+    def _open_job_services(self, state_dir: Path, provider: ProviderChoice | None) -> None:
+        storage, jobs = self.config.storage, self.config.jobs
+        self.files = UploadStore(
+            state_dir / "files",
+            quota_bytes=storage.quota_bytes,
+            reserve_bytes=storage.reserve_bytes,
+        )
+        self.registry = ModelRegistry(state_dir / "models", max_model_bytes=storage.max_model_bytes)
+        self.provider = provider or select_provider(OnnxruntimeBackend())
+        self.sessions = SessionCache(jobs.session_cache, self.provider, jobs.intra_op_threads)
+        self.jobs = JobStore.in_state_dir(state_dir)
+        self.runner = JobRunner(
+            self.dictionary,
+            self.jobs,
+            self.registry,
+            self.files,
+            Executor(self.sessions),
+            self.tm,
+            self.events,
+            monotonic=self._monotonic,
+        )
+        self.file_service = FileService(
+            self.dictionary,
+            self.files,
+            self.tm,
+            self.events,
+            lambda: self.downlink.pending_octets(TM_VCID_BULK),
+        )
+        self.file_service.register(self.router)
+
+        def forget_session(entry: ModelEntry) -> None:
+            self.sessions.evict(entry.key)
+
+        ModelService(
+            self.dictionary,
+            self.registry,
+            self.files,
+            self.events,
+            self.runner.model_in_use,
+            forget_session,
+        ).register(self.router)
+        JobService(
+            self.dictionary, self.runner, self.registry, self.files, jobs.max_queued
+        ).register(self.router)
+
+    def _job_counts(self) -> dict[JobState, int]:
+        try:
+            return self.jobs.counts()
+        except JobStoreError:
+            return dict.fromkeys(JobState, 0)
+
+    def _job_parameters(self) -> dict[str, Callable[[], object]]:
+        finals = (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
+        providers = {"CPUExecutionProvider": 0, "CUDAExecutionProvider": 1}
+        provider_code = providers.get(self.provider.provider, 2)
+        executor = self.runner.executor
+        return {
+            "JOBS_QUEUED": lambda: self._job_counts()[JobState.QUEUED],
+            "JOBS_RUNNING": lambda: self._job_counts()[JobState.RUNNING],
+            "JOBS_SUCCEEDED": lambda: self._job_counts()[JobState.SUCCEEDED],
+            "JOBS_FAILED": lambda: sum(self._job_counts()[s] for s in finals),
+            "CURRENT_JOB": lambda: self.runner.current_job,
+            "CURRENT_JOB_PROGRESS": lambda: self._current_progress(),
+            "EXECUTION_PROVIDER": lambda: provider_code,
+            "INFERENCE_RUNS": lambda: executor.run_count & 0xFFFFFFFF,
+            "VOTE_DISAGREEMENTS": lambda: executor.disagreement_count & 0xFFFFFFFF,
+            "LAST_JOB_DURATION": lambda: min(self.runner.last_duration_ms, 0xFFFFFFFF),
+            "MODELS_REGISTERED": lambda: min(len(self.registry.entries()), 0xFFFF),
+            "FILES_STORED": lambda: min(len(self.files.files()), 0xFFFF),
+            "STORE_USED": lambda: min(self.files.used_bytes(), 0xFFFFFFFF),
+            "UPLOADS_IN_PROGRESS": lambda: min(len(self.files.transfers()), 0xFFFF),
+            "DOWNLOADS_ACTIVE": lambda: self.file_service.active_downloads,
+        }
+
+    def _current_progress(self) -> int:
+        job_id = self.runner.current_job
+        if not job_id:
+            return 0
+        try:
+            return self.jobs.get(job_id).progress
+        except JobStoreError:
+            return 0
 
     def _parameter_pool(self, state_dir: Path) -> ParameterPool:
         pool = ParameterPool(self.dictionary)
@@ -143,6 +238,7 @@ class Payload:
                 "DICTIONARY_HASH": lambda: self.dictionary.hash32,
                 **resources.getters(),
                 **link_parameters(self.counters, self.farm, self._tm_queue_octets),
+                **self._job_parameters(),
             }
         )
         missing = pool.missing()
@@ -152,6 +248,7 @@ class Payload:
                 f"{', '.join(missing)}"
             )
         pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
+        pool.subscribe("JOB_QUEUE_HOLD", lambda hold: setattr(self.runner, "paused", bool(hold)))
         pool.subscribe(
             "DOWNLINK_IDLE_INTERVAL", lambda ms: self.downlink.set_idle_interval(ms / 1000)
         )
@@ -183,6 +280,8 @@ class Payload:
         self.events.raise_event(
             "PAYLOAD_STARTED", boot_count=self.boot_count, dictionary_hash=self.dictionary.hash32
         )
+        self._report_provider()
+        self.runner.start()
         try:
             while not self._stop.is_set():
                 try:
@@ -193,6 +292,8 @@ class Payload:
                 if data:
                     self._receive(data)
                 self.housekeeping.tick(self._monotonic())
+                self.runner.tick()
+                self.file_service.tick()
                 if self.downlink.error is not None:
                     self._port_error = self.downlink.error
                     break
@@ -201,12 +302,26 @@ class Payload:
                 self.events.raise_event("PAYLOAD_STOPPING", reason="SIGNAL")
                 self.downlink.drain(STOP_DRAIN_S)
             self._stop.set()
+            self.runner.stop()
+            self.file_service.close()
+            self.jobs.close()
             self.downlink.stop()
             log.info("link counters: %s", self.counters.summary())
         if self._port_error is not None:
             log.error("serial port failed: %s", self._port_error)
             return EXIT_PORT_FAILED
         return EXIT_OK
+
+    def _report_provider(self) -> None:
+        choice = self.provider
+        codes = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA"}
+        passed = "; ".join(f"{p}: {why}" for p, why in choice.tried)
+        log.info("jobs run on %s (%s)", choice.provider, passed or "first choice")
+        self.events.raise_event(
+            "EXECUTION_PROVIDER_SELECTED",
+            provider=codes.get(choice.provider, "TENSORRT"),
+            passed_over=passed.encode()[:255].decode(errors="ignore"),
+        )
 
     def _receive(self, data: bytes) -> None:
         packets = self.uplink.feed(data)
@@ -272,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         payload = Payload(config, port, args.baud, args.state_dir, dictionary)
-    except (DictionaryError, OSError) as exc:
+    except (DictionaryError, OSError, JobStoreError) as exc:
         port.close()
         os.close(lock_fd)
         print(f"payload-flight: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import Any
 from flight.telemetry import TmPublisher
 from spacelink.pus import VERIFICATION_SERVICE, FailureCode, Stage, VerificationReport
 from spacelink.spacepacket import AckFlags, PusTc, RequestId
-from telemetry_defs.model import TmPacket
+from telemetry_defs.model import Dictionary, TmPacket
 
 DEFERRED = object()
 """Returned by `execute` when the command completes later and reports completion itself."""
@@ -28,12 +28,21 @@ class CommandError(Exception):
 MAX_DETAIL_OCTETS = 200
 
 
+def detail_octets(message: str) -> bytes:
+    """A reason in words as failure data: UTF-8, cut on a character boundary."""
+    return message.encode()[:MAX_DETAIL_OCTETS].decode(errors="ignore").encode()
+
+
 class BadApplicationData(CommandError):
     """The application data does not decode or is out of range (code 6); data: why, in words."""
 
     def __init__(self, message: str) -> None:
-        detail = message.encode()[:MAX_DETAIL_OCTETS].decode(errors="ignore").encode()
-        super().__init__(FailureCode.BAD_APPLICATION_DATA, message, detail)
+        super().__init__(FailureCode.BAD_APPLICATION_DATA, message, detail_octets(message))
+
+
+def named_failure(dictionary: Dictionary, name: str, message: str) -> CommandError:
+    """A mission failure code by its dictionary name, with the reason in words as its data."""
+    return CommandError(dictionary.failure_named(name).code, message, detail_octets(message))
 
 
 _STAGE_FLAG = {

@@ -23,8 +23,34 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Room for files, models and results in the state directory."""
+
+    # Octets the file store may hold: uploads, stored inputs and results.
+    quota_bytes: int = 4 * 1024**3
+    # Free space the store always leaves on the disk, for the system and the databases.
+    reserve_bytes: int = 256 * 1024**2
+    # Largest model file the registry accepts.
+    max_model_bytes: int = 512 * 1024**2
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """How jobs run."""
+
+    # onnxruntime intra-op threads per session; 0: onnxruntime's choice (one per core).
+    intra_op_threads: int = 0
+    # Sessions (loaded models) kept ready.
+    session_cache: int = 4
+    # Jobs the queue holds at most.
+    max_queued: int = 1000
+
+
+@dataclass(frozen=True)
 class FlightConfig:
     link: LinkParameters = field(default_factory=LinkParameters)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -59,10 +85,20 @@ def load_config(path: Path | None) -> FlightConfig:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - {"link"}
+    unknown = set(raw) - {"link", "storage", "jobs"}
     if unknown:
-        raise ConfigError(f"unknown section [{sorted(unknown)[0]}] in {path} (known: [link])")
+        raise ConfigError(
+            f"unknown section [{sorted(unknown)[0]}] in {path} (known: [link], [storage], [jobs])"
+        )
     link = _section(LinkParameters, raw.get("link", {}), f"[link] of {path}")
     if link.tm_frame_length < 64 or link.tm_frame_length > 2048:
         raise ConfigError(f"[link] tm_frame_length {link.tm_frame_length}: 64..2048 octets")
-    return FlightConfig(link=link)
+    storage = _section(StorageConfig, raw.get("storage", {}), f"[storage] of {path}")
+    jobs = _section(JobsConfig, raw.get("jobs", {}), f"[jobs] of {path}")
+    for where, section in (("storage", storage), ("jobs", jobs)):
+        for key, value in dataclasses.asdict(section).items():
+            if value < 0:
+                raise ConfigError(f"[{where}] {key} = {value}: expected 0 or more")
+    if storage.quota_bytes < 1 or jobs.session_cache < 1 or jobs.max_queued < 1:
+        raise ConfigError(f"{path}: quota_bytes, session_cache and max_queued must be at least 1")
+    return FlightConfig(link=link, storage=storage, jobs=jobs)

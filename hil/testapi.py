@@ -330,17 +330,17 @@ class GroundTestApi:
     def decode(self, item: ReceivedTm) -> DecodedTm:
         return self.dictionary.decode_tm(item.tm.service, item.tm.subtype, item.tm.source_data)
 
-    def command(self, name: str, ack: AckFlags = AckFlags.ALL, **values: Any) -> CommandRecord:
+    def command(self, name: str, ack: AckFlags = AckFlags.ALL, /, **values: Any) -> CommandRecord:
         """Send a dictionary command with its arguments as keywords."""
         command = self.dictionary.command(name)
         return self.send(command.service, command.subtype, command.encode(values), ack)
 
-    def command_and_assert(self, name: str, **values: Any) -> CommandRecord:
+    def command_and_assert(self, name: str, /, **values: Any) -> CommandRecord:
         """Send a dictionary command and assert every stage it asked for succeeded."""
         command = self.dictionary.command(name)
         return self.send_and_assert(command.service, command.subtype, command.encode(values))
 
-    def command_expect_failure(self, name: str, code: int, **values: Any) -> VerificationReport:
+    def command_expect_failure(self, name: str, code: int, /, **values: Any) -> VerificationReport:
         command = self.dictionary.command(name)
         return self.send_expect_failure(
             command.service, command.subtype, command.encode(values), code=code

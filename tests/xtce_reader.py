@@ -211,4 +211,17 @@ class Xtce:
             size = self._size(size_holder, values)
             assert size == 8 * len(value), (size, len(value))
             return [(int.from_bytes(value, "big"), size)] if value else []
+        enc = t.find("x:StringDataEncoding", NS)
+        if enc is not None:
+            octets = value.encode("utf-8")
+            leading = enc.find("x:Variable/x:LeadingSize", NS)
+            if leading is not None:
+                tag = int(leading.get("sizeInBitsOfSizeTag", "16"))
+                out = [(len(octets), tag)]
+            else:
+                variable = enc.find("x:Variable", NS)
+                assert variable is not None, "fixed-size strings are not used"
+                assert self._size(variable, values) == 8 * len(octets)
+                out = []
+            return out + ([(int.from_bytes(octets, "big"), 8 * len(octets))] if octets else [])
         raise ValueError(f"cannot write {kind} {t.get('name')}")

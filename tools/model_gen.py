@@ -156,12 +156,19 @@ def cnn_classifier(seed: int = 1, opset: int = 13, *, batch: int | None = None) 
     return _model(graph, opset)
 
 
-def mlp(seed: int = 2, opset: int = 13, *, batch: int | None = None) -> onnx.ModelProto:
-    """Multi-layer perceptron: features [N,256] -> logits [N,16] through Gemm+Relu layers."""
+def mlp(
+    seed: int = 2,
+    opset: int = 13,
+    *,
+    batch: int | None = None,
+    widths: Sequence[int] = MLP_WIDTHS,
+) -> onnx.ModelProto:
+    """Multi-layer perceptron: features [N,256] -> logits [N,16] through Gemm+Relu layers
+    (`widths` from input to output; small ones make models of a few kB for link tests)."""
     _check_opset(opset, MLP_MIN_OPSET, "the MLP")
     g = _Graph(np.random.default_rng(seed))
     x = MLP_INPUT
-    layers = list(itertools.pairwise(MLP_WIDTHS))
+    layers = list(itertools.pairwise(widths))
     for i, (n_in, n_out) in enumerate(layers, start=1):
         w = g.he(f"fc{i}.weight", (n_out, n_in), n_in)
         b = g.weight(f"fc{i}.bias", 0.01 * g.rng.standard_normal(n_out))
@@ -173,8 +180,46 @@ def mlp(seed: int = 2, opset: int = 13, *, batch: int | None = None) -> onnx.Mod
     graph = helper.make_graph(
         g.nodes,
         "mlp",
-        [helper.make_tensor_value_info(MLP_INPUT, TensorProto.FLOAT, [n, MLP_WIDTHS[0]])],
-        [helper.make_tensor_value_info(MLP_OUTPUT, TensorProto.FLOAT, [n, MLP_WIDTHS[-1]])],
+        [helper.make_tensor_value_info(MLP_INPUT, TensorProto.FLOAT, [n, widths[0]])],
+        [helper.make_tensor_value_info(MLP_OUTPUT, TensorProto.FLOAT, [n, widths[-1]])],
+        g.initializers,
+    )
+    return _model(graph, opset)
+
+
+SLOW_INPUT = "scale"
+SLOW_OUTPUT = "mean"
+
+
+def slow_model(
+    seed: int = 3, opset: int = 13, *, layers: int = 48, size: int = 384, channels: int = 32
+) -> onnx.ModelProto:
+    """A model that computes long on a tiny input: scale [1,1] times a constant image of
+    `channels` x `size` x `size`, through `layers` 3x3 convolutions sharing one kernel, reduced
+    to mean [1,1]. For tests that need a job running while something else happens."""
+    g = _Graph(np.random.default_rng(seed))
+    shape = g.weight("image.shape", np.array([1, channels, size, size]))
+    g.initializers[-1] = numpy_helper.from_array(
+        np.array([1, channels, size, size], dtype=np.int64), shape
+    )
+    image = g.node(
+        "ConstantOfShape",
+        [shape],
+        "image",
+        value=numpy_helper.from_array(np.array([1.0], dtype=np.float32)),
+    )
+    x = g.node("Mul", [image, SLOW_INPUT], "scaled")
+    # Positive weights summing to one per output channel keep the values near the scale.
+    weights = g.rng.uniform(0.5, 1.5, (channels, channels, 3, 3))
+    kernel = g.weight("conv.weight", weights / weights.sum(axis=(1, 2, 3), keepdims=True))
+    for i in range(layers):
+        x = g.node("Conv", [x, kernel], f"conv{i}", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    g.node("ReduceMean", [x], SLOW_OUTPUT, axes=[1, 2, 3], keepdims=0)
+    graph = helper.make_graph(
+        g.nodes,
+        "slow",
+        [helper.make_tensor_value_info(SLOW_INPUT, TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info(SLOW_OUTPUT, TensorProto.FLOAT, [1])],
         g.initializers,
     )
     return _model(graph, opset)

@@ -295,7 +295,7 @@ def _valid_name(name: str) -> bool:
     return 1 <= len(name) <= MAX_NAME_LENGTH and _NAME.fullmatch(name) is not None
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not _valid_name(name):
         raise BadFileName(
             f"a file name must be 1..{MAX_NAME_LENGTH} characters of [A-Za-z0-9._-] not starting"
@@ -407,7 +407,7 @@ class UploadStore:
         """Start an upload, or resume the one with the same ID and the same parameters."""
         if not 0 <= transfer_id <= MAX_TRANSFER_ID:
             raise BadTransferParameters(f"a transfer ID is 0..{MAX_TRANSFER_ID}, got {transfer_id}")
-        _check_name(name)
+        check_name(name)
         if size < 1:
             raise BadFileSize(f"a file size is at least 1 octet, got {size}")
         if len(sha256) != DIGEST_SIZE:
@@ -564,6 +564,44 @@ class UploadStore:
         """Every committed file, by name."""
         return [self._index[name] for name in sorted(self._index)]
 
+    def put(self, name: str, data: bytes) -> StoredFile:
+        """Store a file made on board (a job's result) atomically, under the same quota."""
+        check_name(name)
+        if name in self._index:
+            raise FileExists(f"a file named {name!r} is already stored: delete it first")
+        used = self.used_bytes()
+        if used + len(data) > self.quota_bytes:
+            raise QuotaExceeded(
+                f"{name!r} needs {len(data)} octets but only {max(0, self.quota_bytes - used)}"
+                f" of the {self.quota_bytes}-octet quota are left"
+            )
+        free = self._free_space(self.root)
+        if free - len(data) < self.reserve_bytes:
+            raise DiskFull(
+                f"{name!r} needs {len(data)} octets but the disk has {free} free and must keep"
+                f" a reserve of {self.reserve_bytes}"
+            )
+        # Written aside in partial/ (same file system), then renamed: never a half file.
+        tmp = self._partial_dir / f".put-{name}"
+        try:
+            _create_durably(tmp, data)
+            os.replace(tmp, self._files_dir / name)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"no space left on the disk for {name!r}") from None
+            raise
+        _fsync_dir(self._files_dir)
+        stored = StoredFile(name, len(data), hashlib.sha256(data).digest())
+        self._index[name] = stored
+        self._write_index()
+        log.info("file stored: %s, %d octets", name, len(data))
+        return stored
+
+    def info(self, name: str) -> StoredFile:
+        """A committed file's size and SHA-256."""
+        return self._stored(name)
+
     def path_of(self, name: str) -> Path:
         """Where the committed file is."""
         return self._files_dir / self._stored(name).name
@@ -595,7 +633,7 @@ class UploadStore:
             ) from None
 
     def _stored(self, name: str) -> StoredFile:
-        _check_name(name)
+        check_name(name)
         try:
             return self._index[name]
         except KeyError:

@@ -160,9 +160,17 @@ class Executor:
         self.vote_count = 0
 
     def execute(
-        self, key: str, model_path: Path, feeds: dict[str, np.ndarray], mode: Redundancy
+        self,
+        key: str,
+        model_path: Path,
+        feeds: dict[str, np.ndarray],
+        mode: Redundancy,
+        *,
+        on_run: Callable[[int], None] | None = None,
+        run_options: ort.RunOptions | None = None,
     ) -> RunResult:
-        """Run the model `key` on `feeds` under `mode`.
+        """Run the model `key` on `feeds` under `mode`; `on_run(n)` after the n-th run;
+        `run_options.terminate = True` from another thread aborts a run (InferenceError).
 
         Raises SessionError, InferenceError, or VotingError when redundant runs have no majority.
         """
@@ -175,13 +183,18 @@ class Executor:
             runs += 1
             try:
                 # feeds go to onnxruntime as they are: a copy here would be pure overhead.
-                values = session.run(None, feeds)
+                if run_options is None:
+                    values = session.run(None, feeds)
+                else:
+                    values = session.run(None, feeds, run_options)
             except Exception as error:
                 raise InferenceError(
                     f"model {key}: expected inputs {_signature(session)}, "
                     f"found {_feeds_signature(feeds)}; onnxruntime said "
                     f"{type(error).__name__}: {error}"
                 ) from error
+            if on_run is not None:
+                on_run(runs)
             return dict(zip(names, values, strict=True))
 
         try:

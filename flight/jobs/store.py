@@ -84,6 +84,13 @@ class Job:
     failure_code: int | None
     failure_text: str | None
     progress: int
+    model_version: int = 0
+    # The request ID (4 octets), source ID (2) and acknowledgement flags (1) of the TC that
+    # submitted the job: its later verification reports go to that request, across restarts.
+    request: bytes = b""
+    runs: int = 0
+    disagreements: int = 0
+    result_size: int | None = None
 
     @property
     def deadline_at(self) -> float | None:
@@ -99,7 +106,7 @@ class Job:
 _COLUMNS = (
     "job_id, model, input_file, priority, redundancy, deadline_s, submitted_at, state, "
     "attempts, started_at, finished_at, result_file, result_sha256, failure_code, "
-    "failure_text, progress"
+    "failure_text, progress, model_version, request, runs, disagreements, result_size"
 )
 
 # deadline_at is stored (not derived on read) so that expiry can use an index.
@@ -121,7 +128,12 @@ _SCHEMA = (
         result_sha256 BLOB,
         failure_code INTEGER,
         failure_text TEXT,
-        progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100)
+        progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+        model_version INTEGER NOT NULL DEFAULT 0,
+        request BLOB NOT NULL DEFAULT x'',
+        runs INTEGER NOT NULL DEFAULT 0,
+        disagreements INTEGER NOT NULL DEFAULT 0,
+        result_size INTEGER
     ) STRICT""",
     # Partial: finished jobs pile up, and must not slow the pick of the next one.
     f"CREATE INDEX jobs_runnable ON jobs (priority DESC, job_id) WHERE state = {JobState.QUEUED:d}",
@@ -164,6 +176,11 @@ def _row_to_job(row: tuple[Any, ...]) -> Job:
         failure_code=row[13],
         failure_text=row[14],
         progress=row[15],
+        model_version=row[16],
+        request=row[17],
+        runs=row[18],
+        disagreements=row[19],
+        result_size=row[20],
     )
 
 
@@ -372,6 +389,9 @@ class JobStore:
         priority: int,
         redundancy: Redundancy,
         deadline_s: float | None,
+        *,
+        model_version: int = 0,
+        request: bytes = b"",
     ) -> Job:
         """Queue a new job; it is durable when this returns and its id is never reused."""
         if not model:
@@ -391,7 +411,8 @@ class JobStore:
                 raise JobStoreError(f"job ids exhausted: last id {row[0]}, limit {MAX_JOB_ID}")
             cursor = conn.execute(
                 "INSERT INTO jobs (model, input_file, priority, redundancy, deadline_s, "
-                "deadline_at, submitted_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "deadline_at, submitted_at, state, model_version, request) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     model,
                     input_file,
@@ -401,6 +422,8 @@ class JobStore:
                     deadline_at,
                     now,
                     int(JobState.QUEUED),
+                    model_version,
+                    bytes(request),
                 ),
             )
             job_id = cursor.lastrowid
@@ -417,7 +440,7 @@ class JobStore:
                 self._refuse("start", job, {JobState.QUEUED})
             conn.execute(
                 "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, "
-                "progress = 0 WHERE job_id = ?",
+                "progress = 0, runs = 0, disagreements = 0 WHERE job_id = ?",
                 (int(JobState.RUNNING), self._clock(), job_id),
             )
             return self._fetch(conn, job_id)
@@ -430,8 +453,17 @@ class JobStore:
             "report progress", job_id, {JobState.RUNNING}, {"progress": percent}, durable=False
         )
 
-    def mark_succeeded(self, job_id: int, result_file: str, result_sha256: bytes) -> Job:
-        """RUNNING -> SUCCEEDED with the result file and its SHA-256."""
+    def mark_succeeded(
+        self,
+        job_id: int,
+        result_file: str,
+        result_sha256: bytes,
+        *,
+        result_size: int | None = None,
+        runs: int = 0,
+        disagreements: int = 0,
+    ) -> Job:
+        """RUNNING -> SUCCEEDED with the result file, its SHA-256 and how the runs voted."""
         if not result_file:
             raise ValueError("result file name must not be empty")
         if len(result_sha256) != SHA256_LEN:
@@ -445,11 +477,16 @@ class JobStore:
                 "finished_at": self._clock(),
                 "result_file": result_file,
                 "result_sha256": bytes(result_sha256),
+                "result_size": result_size,
+                "runs": runs,
+                "disagreements": disagreements,
                 "progress": 100,
             },
         )
 
-    def mark_failed(self, job_id: int, code: int, text: str) -> Job:
+    def mark_failed(
+        self, job_id: int, code: int, text: str, *, runs: int = 0, disagreements: int = 0
+    ) -> Job:
         """RUNNING -> FAILED with a failure code and an operator-readable reason."""
         return self._transition(
             "fail",
@@ -460,6 +497,8 @@ class JobStore:
                 "finished_at": self._clock(),
                 "failure_code": code,
                 "failure_text": text,
+                "runs": runs,
+                "disagreements": disagreements,
             },
         )
 

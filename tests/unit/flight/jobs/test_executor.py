@@ -255,7 +255,9 @@ def test_feeds_reach_onnxruntime_uncopied_and_mode_none_hashes_nothing(
     seen: list[dict[str, np.ndarray]] = []
 
     class Spy(UpsetSession):
-        def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[Any]:
+        def run(
+            self, output_names: list[str] | None, feeds: dict[str, np.ndarray], options: Any = None
+        ) -> list[Any]:
             seen.append(feeds)
             return super().run(output_names, feeds)
 

@@ -1,0 +1,145 @@
+"""Service 129, the model registry: register a stored ONNX file as a model, describe, list,
+delete."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flight.commanding import CommandContext, CommandError, named_failure
+from flight.files.upload_store import FileStoreError, UploadStore
+from flight.jobs.model_check import ModelRejected, RejectReason
+from flight.jobs.registry import (
+    BadModelName,
+    ModelEntry,
+    ModelExists,
+    ModelRegistry,
+    RegistryError,
+    UnknownModel,
+    signature_text,
+)
+from flight.router import CommandRouter
+from flight.services.events import EventReporter
+from flight.services.files import store_failure
+from telemetry_defs.model import Dictionary
+
+LISTED_MODELS = 64
+
+_REJECTED = {
+    RejectReason.NOT_ONNX: "MODEL_NOT_ONNX",
+    RejectReason.CHECK_FAILED: "MODEL_CHECK_FAILED",
+    RejectReason.OPERATOR_NOT_ALLOWED: "MODEL_OPERATOR_NOT_ALLOWED",
+    RejectReason.TOO_LARGE: "MODEL_TOO_LARGE",
+    RejectReason.EXTERNAL_DATA: "MODEL_EXTERNAL_DATA",
+    RejectReason.OPSET_UNSUPPORTED: "MODEL_OPSET_UNSUPPORTED",
+    RejectReason.UNSUPPORTED_TYPE: "MODEL_TYPE_UNSUPPORTED",
+}
+
+
+def registry_failure(dictionary: Dictionary, exc: Exception) -> CommandError:
+    """The failure report for a registry error or a refused model."""
+    if isinstance(exc, ModelRejected):
+        return named_failure(dictionary, _REJECTED[exc.reason], str(exc))
+    if isinstance(exc, UnknownModel):
+        return named_failure(dictionary, "UNKNOWN_MODEL", str(exc))
+    if isinstance(exc, ModelExists):
+        return named_failure(dictionary, "MODEL_EXISTS", str(exc))
+    if isinstance(exc, BadModelName):
+        return named_failure(dictionary, "BAD_APPLICATION_DATA", str(exc))
+    return store_failure(dictionary, exc)
+
+
+class ModelService:
+    """TC[129,x] on the model registry."""
+
+    def __init__(
+        self,
+        dictionary: Dictionary,
+        registry: ModelRegistry,
+        files: UploadStore,
+        events: EventReporter,
+        in_use: Callable[[str, int], bool],
+        on_delete: Callable[[ModelEntry], None],
+    ) -> None:
+        """`in_use(name, version)`: a queued or running job needs the model; `on_delete`:
+        told when a model goes (its cached session must go too)."""
+        self._d = dictionary
+        self.registry = registry
+        self._files = files
+        self._events = events
+        self._in_use = in_use
+        self._on_delete = on_delete
+        self._report = dictionary.packets["MODEL_REPORT"]
+        self._list_report = dictionary.packets["MODEL_LIST_REPORT"]
+
+    def register(self, router: CommandRouter) -> None:
+        d = self._d
+        for name, execute in (
+            ("MODEL_REGISTER", self._register),
+            ("MODEL_INFO", self._info),
+            ("MODEL_LIST", self._list),
+            ("MODEL_DELETE", self._delete),
+        ):
+            router.register_command(d.command(name), self._guarded(execute))
+
+    def _guarded(
+        self, execute: Callable[[dict[str, Any], CommandContext], None]
+    ) -> Callable[[dict[str, Any], CommandContext], None]:
+        def run(args: dict[str, Any], ctx: CommandContext) -> None:
+            try:
+                execute(args, ctx)
+            except (ModelRejected, RegistryError, FileStoreError, OSError) as exc:
+                raise registry_failure(self._d, exc) from None
+
+        return run
+
+    def _reply(self, entry: ModelEntry, ctx: CommandContext) -> None:
+        ctx.reply_packet(
+            self._report,
+            {
+                "model": entry.name,
+                "version": entry.version,
+                "size": entry.size,
+                "sha256": entry.sha256,
+                "opset": entry.signature.opset,
+                "weights": min(len(entry.checksums), 0xFFFF),
+                "signature": signature_text(entry.signature)[:4000],
+            },
+        )
+
+    def _register(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        path = self._files.path_of(args["file"])
+        data = path.read_bytes()
+        entry = self.registry.register(args["model"], args["version"], data)
+        # The registry holds its own durable copy now: the uploaded file is no longer needed.
+        self._files.delete(args["file"])
+        self._events.raise_event("MODEL_REGISTERED", version=entry.version, model=entry.name)
+        self._reply(entry, ctx)
+
+    def _info(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        self._reply(self.registry.entry(args["model"], args["version"]), ctx)
+
+    def _list(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        entries = self.registry.entries()
+        shown = entries[:LISTED_MODELS]
+        ctx.reply_packet(
+            self._list_report,
+            {
+                "models": min(len(entries), 0xFFFF),
+                "names": [e.name for e in shown],
+                "versions": [e.version for e in shown],
+                "sizes": [e.size for e in shown],
+            },
+        )
+
+    def _delete(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        entry = self.registry.entry(args["model"], args["version"])
+        if self._in_use(entry.name, entry.version):
+            raise named_failure(
+                self._d,
+                "MODEL_IN_USE",
+                f"model {entry.name} v{entry.version} is needed by a queued or running job",
+            )
+        self.registry.delete(entry.name, entry.version)
+        self._on_delete(entry)
+        self._events.raise_event("MODEL_DELETED", version=entry.version, model=entry.name)

@@ -1,0 +1,369 @@
+"""Files, models and jobs on board, driven through the link with the test API: uploads that
+survive a crash, every refusal with its own code, a job that survives `kill -9`, a queue run in
+priority order, and results that match a local onnxruntime run bit for bit."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import signal
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from hil.bench import Bench
+from hil.testapi import GroundTestApi
+from spacelink.spacepacket import AckFlags
+from telemetry_defs.loader import default_dictionary
+from tests.harness import open_test_api
+from tools.model_gen import (
+    custom_domain_model,
+    mlp,
+    model_bytes,
+    slow_model,
+    truncated,
+)
+
+pytestmark = pytest.mark.hil
+
+D = default_dictionary()
+CHUNK = 998  # data octets that fill a TC frame with FILE_UPLOAD_CHUNK's header
+TINY_WIDTHS = (16, 32, 4)
+
+
+def code(name: str) -> int:
+    return D.failure_named(name).code
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def upload_report(api: GroundTestApi, command_name: str, **values: Any) -> dict[str, Any]:
+    command = D.command(command_name)
+    packet = D.packets["FILE_UPLOAD_REPORT"]
+    item = api.query(
+        command.service, command.subtype, command.encode(values), (packet.service, packet.subtype)
+    )
+    return api.decode(item).values
+
+
+def send_chunks(api: GroundTestApi, transfer_id: int, data: bytes, ranges: list[tuple[int, int]]):
+    records = []
+    for offset, length in ranges:
+        for start in range(offset, offset + length, CHUNK):
+            piece = data[start : min(start + CHUNK, offset + length)]
+            records.append(
+                api.command(
+                    "FILE_UPLOAD_CHUNK",
+                    AckFlags.NONE,
+                    transfer_id=transfer_id,
+                    offset=start,
+                    data=piece,
+                )
+            )
+    api.assert_delivered(records, timeout=120)
+    return records
+
+
+def missing(report: dict[str, Any]) -> list[tuple[int, int]]:
+    return list(zip(report["missing_offsets"], report["missing_lengths"], strict=True))
+
+
+def upload(api: GroundTestApi, name: str, data: bytes, transfer_id: int = 7) -> None:
+    """Upload and commit through the file service, as a ground tool does."""
+    report = upload_report(
+        api,
+        "FILE_UPLOAD_BEGIN",
+        transfer_id=transfer_id,
+        size=len(data),
+        sha256=hashlib.sha256(data).digest(),
+        name=name,
+    )
+    while report["missing_ranges"]:
+        send_chunks(api, transfer_id, data, missing(report))
+        report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=transfer_id)
+    api.command_and_assert("FILE_UPLOAD_COMMIT", transfer_id=transfer_id)
+
+
+def register(api: GroundTestApi, model: str, data: bytes, version: int = 1) -> dict[str, Any]:
+    upload(api, f"{model}.onnx", data)
+    since = time.monotonic()
+    api.command_and_assert("MODEL_REGISTER", file=f"{model}.onnx", model=model, version=version)
+    packet = D.packets["MODEL_REPORT"]
+    return api.decode(api.await_packet(packet.service, packet.subtype, since=since)).values
+
+
+def submit(api: GroundTestApi, **values: Any) -> tuple[int, Any]:
+    """JOB_SUBMIT: (job ID, the command record, whose completion comes when the job ends)."""
+    args = {"version": 0, "priority": 0, "redundancy": "NONE", "deadline": 0, **values}
+    since = time.monotonic()
+    record = api.command("JOB_SUBMIT", **args)
+    packet = D.packets["JOB_ACCEPTED"]
+    item = api.await_packet(packet.service, packet.subtype, since=since)
+    return api.decode(item).values["job_id"], record
+
+
+def job_report(api: GroundTestApi, job_id: int) -> dict[str, Any]:
+    command = D.command("JOB_STATUS")
+    packet = D.packets["JOB_REPORT"]
+    item = api.query(
+        command.service,
+        command.subtype,
+        command.encode({"job_id": job_id}),
+        (packet.service, packet.subtype),
+    )
+    values = api.decode(item).values
+    assert values["job_id"] == job_id
+    return values
+
+
+def download(api: GroundTestApi, name: str) -> bytes:
+    """FILE_DOWNLOAD, chunks checked by CRC and assembled; the SHA-256 of TM[128,11] checked."""
+    since = time.monotonic()
+    record = api.command("FILE_DOWNLOAD", download_id=3, name=name, offset=0, length=0)
+    start = D.packets["FILE_DOWNLOAD_START"]
+    header = api.decode(api.await_packet(start.service, start.subtype, since=since)).values
+    api.assert_stages(record, [], timeout=60)
+    record.finished.wait(60)
+    assert record.failure is None
+    chunk = D.packets["FILE_DOWNLOAD_CHUNK"]
+    deadline = time.monotonic() + 60
+    data = bytearray(header["size"])
+    got: set[int] = set()
+    while len(got) * 1024 < header["size"] and time.monotonic() < deadline:
+        for item in api.tm_history(chunk.service, chunk.subtype):
+            values = api.decode(item).values
+            if values["download_id"] == 3 and zlib.crc32(values["data"]) == values["crc32"]:
+                data[values["offset"] : values["offset"] + len(values["data"])] = values["data"]
+                got.add(values["offset"])
+        time.sleep(0.1)
+    assert hashlib.sha256(data).digest() == header["sha256"]
+    return bytes(data)
+
+
+@pytest.fixture
+def api(bench: Bench):  # type: ignore[no-untyped-def]
+    with open_test_api(bench.ground_port, bench.baud) as ground:
+        yield ground
+
+
+def test_tmr_job_result_is_bit_exact_with_local_onnxruntime(api: GroundTestApi) -> None:
+    model = mlp(seed=5, widths=TINY_WIDTHS)
+    info = register(api, "tiny", model_bytes(model))
+    assert info["signature"] == "features float32[?,16] -> logits float32[?,4]"
+    x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    upload(api, "x.npy", npy(x), transfer_id=8)
+    job_id, record = submit(api, model="tiny", input="x.npy", redundancy="TMR")
+    # Completion of JOB_SUBMIT is the job's end; progress steps on the way.
+    api.assert_stages(record, [], timeout=30)
+    record.finished.wait(30)
+    assert record.failure is None
+    steps = [e.report.step for e in record.history if e.report is not None and e.report.step]
+    assert steps[:2] == [1, 2] and steps.count(3) == 3 and steps[-1] == 4
+    report = job_report(api, job_id)
+    assert report["state"] == 2 and report["runs"] == 3 and report["disagreements"] == 0
+    result = np.load(io.BytesIO(download(api, report["result"])), allow_pickle=False)
+    session = ort.InferenceSession(model_bytes(model), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"features": x})[0]
+    assert result.dtype == expected.dtype and result.tobytes() == expected.tobytes()
+    api.await_named_event("JOB_SUCCEEDED", lambda v: v["job_id"] == job_id, since=0)
+
+
+def test_every_refusal_has_its_code_and_the_payload_stays_healthy(
+    make_bench: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "small-disk.toml"
+    # A small quota: a large upload is refused.
+    config.write_text("[storage]\nquota_bytes = 200000\n")
+    bench = make_bench(baud=115200, flight_args=["--config", str(config)])
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        register(api, "tiny", model_bytes(mlp(seed=5, widths=TINY_WIDTHS)))
+        upload(api, "x.npy", npy(np.zeros((2, 16), np.float32)), transfer_id=9)
+        upload(api, "wrong.npy", npy(np.zeros((2, 15), np.float32)), transfer_id=10)
+        upload(api, "ints.npy", npy(np.zeros((2, 16), np.int32)), transfer_id=11)
+        upload(api, "pickle.npy", b"\x80\x04K\x01.", transfer_id=12)
+
+        def refused(command: str, failure: str, /, **values: Any) -> None:
+            api.command_expect_failure(command, code(failure), **values)
+
+        job = {"version": 0, "priority": 0, "redundancy": "NONE", "deadline": 0}
+        refused("JOB_SUBMIT", "INPUT_WRONG_SHAPE", model="tiny", input="wrong.npy", **job)
+        refused("JOB_SUBMIT", "INPUT_WRONG_DTYPE", model="tiny", input="ints.npy", **job)
+        refused("JOB_SUBMIT", "INPUT_NOT_NPY", model="tiny", input="pickle.npy", **job)
+        refused("JOB_SUBMIT", "UNKNOWN_MODEL", model="nope", input="x.npy", **job)
+        refused("JOB_SUBMIT", "NO_SUCH_FILE", model="tiny", input="none.npy", **job)
+        refused("JOB_STATUS", "UNKNOWN_JOB", job_id=999)
+        refused("MODEL_DELETE", "UNKNOWN_MODEL", model="tiny", version=2)
+
+        # A corrupt upload: the octets sent are not those announced.
+        data = b"A" * 3000
+        report = upload_report(
+            api,
+            "FILE_UPLOAD_BEGIN",
+            transfer_id=20,
+            size=len(data),
+            sha256=hashlib.sha256(b"B" * 3000).digest(),
+            name="corrupt.bin",
+        )
+        send_chunks(api, 20, data, missing(report))
+        refused("FILE_UPLOAD_COMMIT", "CHECKSUM_MISMATCH", transfer_id=20)
+        api.await_named_event("FILE_CHECKSUM_MISMATCH", lambda v: v["transfer_id"] == 20, since=0)
+        report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=20)
+        assert report["received"] == 0  # discarded: everything must come again
+
+        # Quota: the store is nearly full.
+        refused(
+            "FILE_UPLOAD_BEGIN",
+            "QUOTA_EXCEEDED",
+            transfer_id=21,
+            size=199_000,
+            sha256=bytes(32),
+            name="big.bin",
+        )
+        refused(
+            "FILE_UPLOAD_BEGIN",
+            "FILE_NAME_INVALID",
+            transfer_id=22,
+            size=10,
+            sha256=bytes(32),
+            name="../etc",
+        )
+        refused("FILE_UPLOAD_CHUNK", "UNKNOWN_TRANSFER", transfer_id=23, offset=0, data=b"x")
+        refused("FILE_UPLOAD_COMMIT", "TRANSFER_INCOMPLETE", transfer_id=20)
+
+        # ONNX files that fail validation, each with its reason.
+        for transfer, (name, blob, failure) in enumerate(
+            [
+                ("notonnx", b"definitely not a model", "MODEL_NOT_ONNX"),
+                ("cut", truncated(mlp(seed=5, widths=TINY_WIDTHS)), "MODEL_NOT_ONNX"),
+                ("custom", model_bytes(custom_domain_model()), "MODEL_OPERATOR_NOT_ALLOWED"),
+            ],
+            start=30,
+        ):
+            upload(api, f"{name}.onnx", blob, transfer_id=transfer)
+            refused("MODEL_REGISTER", failure, file=f"{name}.onnx", model=name, version=1)
+        refused("MODEL_REGISTER", "MODEL_EXISTS", file="x.npy", model="tiny", version=1)
+
+        # Still healthy: it answers, and a job runs.
+        api.command_and_assert("ARE_YOU_ALIVE")
+        job_id, record = submit(api, model="tiny", input="x.npy")
+        record.finished.wait(30)
+        assert record.failure is None and job_report(api, job_id)["state"] == 2
+
+
+def test_a_disk_that_is_full_refuses_uploads(make_bench: Any, tmp_path: Path) -> None:
+    config = tmp_path / "full-disk.toml"
+    config.write_text(f"[storage]\nreserve_bytes = {2**62}\n")
+    bench = make_bench(baud=115200, flight_args=["--config", str(config)])
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        api.command_expect_failure(
+            "FILE_UPLOAD_BEGIN",
+            code("DISK_FULL"),
+            transfer_id=1,
+            size=100,
+            sha256=bytes(32),
+            name="a.bin",
+        )
+        api.command_and_assert("ARE_YOU_ALIVE")
+
+
+def test_upload_resumes_after_kill_9(bench: Bench) -> None:
+    data = np.random.default_rng(3).bytes(300_000)
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        report = upload_report(
+            api,
+            "FILE_UPLOAD_BEGIN",
+            transfer_id=5,
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            name="big.bin",
+        )
+        send_chunks(api, 5, data, [(0, 150_000)])
+        # The status request makes what was received durable, as a ground tool's check does.
+        report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=5)
+        assert report["received"] == 150_000
+        send_chunks(api, 5, data, [(150_000, 50_000)])
+    bench.stop_flight(signal.SIGKILL)
+    bench.start_flight()
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        report = upload_report(
+            api,
+            "FILE_UPLOAD_BEGIN",
+            transfer_id=5,
+            size=len(data),
+            sha256=hashlib.sha256(data).digest(),
+            name="big.bin",
+        )
+        assert report["received"] >= 150_000  # resumed, not restarted
+        while report["missing_ranges"]:
+            send_chunks(api, 5, data, missing(report))
+            report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=5)
+        api.command_and_assert("FILE_UPLOAD_COMMIT", transfer_id=5)
+        assert download(api, "big.bin") == data
+
+
+def test_a_job_interrupted_by_kill_9_completes_once_after_restart(bench: Bench) -> None:
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        register(api, "slow", model_bytes(slow_model()))
+        upload(api, "s.npy", npy(np.full((1, 1), 2.0, np.float32)), transfer_id=9)
+        job_id, record = submit(api, model="slow", input="s.npy", redundancy="TMR")
+        deadline = time.monotonic() + 30
+        while not any(e.report and e.report.step == 2 for e in record.history):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+    bench.stop_flight(signal.SIGKILL)
+    bench.start_flight()
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        api.default_timeout = 60
+        api.await_named_event("JOB_SUCCEEDED", lambda v: v["job_id"] == job_id, timeout=60)
+        report = job_report(api, job_id)
+        assert report["state"] == 2 and report["attempts"] == 2 and report["runs"] == 3
+        time.sleep(1)
+        succeeded = [e for e in api.event_history() if e.event_id == D.event("JOB_SUCCEEDED").id]
+        assert len(succeeded) == 1  # run to completion once
+
+
+def test_hundred_queued_jobs_complete_in_priority_order(bench: Bench) -> None:
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        api.default_timeout = 60
+        register(api, "tiny", model_bytes(mlp(seed=5, widths=TINY_WIDTHS)))
+        upload(api, "x.npy", npy(np.ones((1, 16), np.float32)), transfer_id=9)
+        api.command_and_assert("PARAM_SET", values=[{"id": 85, "value": True}])
+        priorities = [int(p) for p in np.random.default_rng(7).integers(0, 5, 100)]
+        job = {"model": "tiny", "version": 0, "input": "x.npy", "redundancy": 0, "deadline": 0}
+        records = [
+            api.command("JOB_SUBMIT", AckFlags.ACCEPTANCE, priority=p, **job) for p in priorities
+        ]
+        api.assert_delivered(records, timeout=120)
+        accepted = D.packets["JOB_ACCEPTED"]
+        deadline = time.monotonic() + 60
+        while len(api.tm_history(accepted.service, accepted.subtype)) < 100:
+            assert time.monotonic() < deadline, "not every job was accepted"
+            time.sleep(0.1)
+        ids = [
+            api.decode(item).values["job_id"]
+            for item in api.tm_history(accepted.service, accepted.subtype)
+        ]
+        assert len(set(ids)) == 100
+        api.command_and_assert("PARAM_SET", values=[{"id": 85, "value": False}])
+        event_id = D.event("JOB_SUCCEEDED").id
+        deadline = time.monotonic() + 120
+        while True:
+            done = [e for e in api.event_history() if e.event_id == event_id]
+            if len(done) >= 100:
+                break
+            assert time.monotonic() < deadline, f"{len(done)} of 100 jobs done"
+            time.sleep(0.2)
+        order = [int.from_bytes(e.data[:4], "big") for e in done]
+        assert sorted(order) == sorted(ids)
+        priority_of = dict(zip(ids, priorities, strict=True))
+        expected = sorted(ids, key=lambda j: (-priority_of[j], j))
+        assert order == expected
