@@ -1,13 +1,16 @@
 """The ground's telemetry archive: every packet received, raw and decoded, in SQLite.
 
 Packets arrive on the receiving thread and are written in batches (one transaction per
-`COMMIT_INTERVAL_S` or `COMMIT_PACKETS`), so archiving never slows the link; queries from the
-main thread flush first, so they see everything received.
+`COMMIT_INTERVAL_S` or `COMMIT_PACKETS`), so archiving never slows the link; a flusher thread
+commits a batch that the link left open once it is `COMMIT_INTERVAL_S` old, so other readers
+(another `groundsw` on the same data directory) never wait on it; queries from the main thread
+flush first, so they see everything received.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -16,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from spacelink.spacepacket import PusTm
-from telemetry_defs.model import CodecError, Dictionary, TmKind, UnknownName
+from telemetry_defs.model import CodecError, DecodedTm, Dictionary, TmKind, UnknownName
+
+log = logging.getLogger(__name__)
 
 ARCHIVE_FILE = "archive.sqlite"
+# How long a second process waits for the archive's write lock before giving up.
+BUSY_TIMEOUT_S = 10.0
 COMMIT_INTERVAL_S = 0.5
 COMMIT_PACKETS = 200
 
@@ -121,19 +128,39 @@ class Archive:
         self.path = data_dir / ARCHIVE_FILE
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('dictionary_hash', ?)",
-                (f"{dictionary.hash32:08X}",),
-            )
+            wanted = f"{dictionary.hash32:08X}"
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'dictionary_hash'")
+            if row.fetchone() != (wanted,):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('dictionary_hash', ?)", (wanted,)
+                )
             self._db.commit()
         except (OSError, sqlite3.Error) as exc:
             raise ArchiveError(f"cannot use the archive {self.path}: {exc}") from None
         self._lock = threading.Lock()
         self._uncommitted = 0
         self._last_commit = time.monotonic()
+        # Packets the archive failed to store (logged; the link goes on regardless).
+        self.write_errors = 0
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="archive", daemon=True)
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(COMMIT_INTERVAL_S / 2):
+            with self._lock:
+                if (
+                    self._uncommitted
+                    and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
+                    and not self._closed.is_set()
+                ):
+                    try:
+                        self._commit()
+                    except ArchiveError as exc:
+                        log.error("%s", exc)
 
     def __enter__(self) -> Archive:
         return self
@@ -142,9 +169,15 @@ class Archive:
         self.close()
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._flusher.join(2.0)
         with self._lock:
-            self._commit()
-            self._db.close()
+            try:
+                self._commit()
+            finally:
+                self._db.close()
 
     def flush(self) -> None:
         with self._lock:
@@ -173,68 +206,89 @@ class Archive:
             name = decoded.name
             decoded_json = json.dumps(_json_value(decoded.values))
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO packets (received_at, onboard_time, apid, service, subtype,"
-                " seq_count, destination_id, name, decoded, error, raw)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    received_at,
-                    onboard,
-                    tm.apid,
-                    tm.service,
-                    tm.subtype,
-                    tm.seq_count,
-                    tm.destination_id,
-                    name,
-                    decoded_json,
-                    error,
-                    raw,
-                ),
-            )
-            packet_id = cursor.lastrowid
-            if decoded is not None:
-                rows = []
-                for pname, value in decoded.parameters.items():
-                    parameter = self.dictionary.parameters[pname]
-                    eng = parameter.engineering(value)
-                    rows.append(
-                        (
-                            packet_id,
-                            received_at,
-                            onboard,
-                            pname,
-                            json.dumps(_json_value(value)),
-                            float(eng) if isinstance(eng, int | float) else None,
-                            parameter.limit_state(value).value,
-                        )
+            try:
+                self._insert(tm, raw, received_at, onboard, name, decoded, decoded_json, error)
+            except (sqlite3.Error, ArchiveError) as exc:
+                # The archive must never stop the link: the packet is lost to the archive only.
+                self.write_errors += 1
+                log.error("packet not archived in %s: %s", self.path, exc)
+
+    def _insert(
+        self,
+        tm: PusTm,
+        raw: bytes,
+        received_at: float,
+        onboard: float,
+        name: str | None,
+        decoded: DecodedTm | None,
+        decoded_json: str | None,
+        error: str | None,
+    ) -> None:
+        cursor = self._db.execute(
+            "INSERT INTO packets (received_at, onboard_time, apid, service, subtype,"
+            " seq_count, destination_id, name, decoded, error, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                received_at,
+                onboard,
+                tm.apid,
+                tm.service,
+                tm.subtype,
+                tm.seq_count,
+                tm.destination_id,
+                name,
+                decoded_json,
+                error,
+                raw,
+            ),
+        )
+        packet_id = cursor.lastrowid
+        if decoded is not None:
+            rows = []
+            for pname, value in decoded.parameters.items():
+                parameter = self.dictionary.parameters[pname]
+                eng = parameter.engineering(value)
+                rows.append(
+                    (
+                        packet_id,
+                        received_at,
+                        onboard,
+                        pname,
+                        json.dumps(_json_value(value)),
+                        float(eng) if isinstance(eng, int | float) else None,
+                        parameter.limit_state(value).value,
                     )
-                self._db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                if decoded.kind is TmKind.EVENT and decoded.severity is not None:
-                    self._db.execute(
-                        "INSERT INTO events (packet_id, received_at, onboard_time, name,"
-                        " severity, text) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            packet_id,
-                            received_at,
-                            onboard,
-                            decoded.name,
-                            int(decoded.severity),
-                            self.dictionary.describe_values(decoded),
-                        ),
-                    )
-            self._uncommitted += 1
-            if (
-                self._uncommitted >= COMMIT_PACKETS
-                or time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
-            ):
-                self._commit()
+                )
+            self._db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if decoded.kind is TmKind.EVENT and decoded.severity is not None:
+                self._db.execute(
+                    "INSERT INTO events (packet_id, received_at, onboard_time, name,"
+                    " severity, text) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        packet_id,
+                        received_at,
+                        onboard,
+                        decoded.name,
+                        int(decoded.severity),
+                        self.dictionary.describe_values(decoded),
+                    ),
+                )
+        self._uncommitted += 1
+        if (
+            self._uncommitted >= COMMIT_PACKETS
+            or time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
+        ):
+            self._commit()
 
     # -- reading --------------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             self._commit()
-            return list(self._db.execute(sql, args))
+            try:
+                return list(self._db.execute(sql, args))
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"cannot read the archive {self.path}: {exc}") from None
 
     def parameter_samples(
         self, name: str, since: float | None = None, until: float | None = None

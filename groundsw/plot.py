@@ -25,6 +25,8 @@ def plot_parameters(
     empty = [name for name, samples in samples_by_name.items() if not samples]
     if empty:
         raise PlotError(f"no samples of {empty[0]} in the archive for that time span")
+    # Names are checked before a figure exists: an unknown one leaves nothing open.
+    parameters = {name: dictionary.parameter(name) for name in samples_by_name}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +35,7 @@ def plot_parameters(
     count = len(samples_by_name)
     fig, axes = plt.subplots(count, 1, sharex=True, figsize=(10, 2.6 * count), squeeze=False)
     for ax, (name, samples) in zip(axes[:, 0], samples_by_name.items(), strict=True):
-        parameter = dictionary.parameter(name)
+        parameter = parameters[name]
         times = [dt.datetime.fromtimestamp(s.received_at, dt.UTC) for s in samples]
         if isinstance(parameter.type, EnumType):
             values = [float(s.raw) for s in samples]

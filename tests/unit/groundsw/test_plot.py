@@ -151,11 +151,6 @@ def test_an_unknown_parameter_is_refused_with_a_sentence_naming_it(
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plot_parameters looks parameters up after plt.subplots and closes the figure "
-    "only around savefig, so an unknown name leaves the figure open in pyplot",
-)
 def test_an_unknown_parameter_leaves_no_figure_open(
     samples: dict[str, list[Sample]], tmp_path: Path
 ) -> None:
