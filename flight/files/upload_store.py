@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import struct
+import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +369,23 @@ def _decode_journal(raw: bytes, size: int) -> tuple[RangeSet, int, bool]:
     return ranges, valid, valid * _RECORD.size != len(raw)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[UploadStore, _P], _R],
+) -> Callable[Concatenate[UploadStore, _P], _R]:
+    """The store is shared by the command thread and the job worker (results): one at a time."""
+
+    @functools.wraps(method)
+    def run(self: UploadStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class UploadStore:
     """Partial uploads under root/partial/, committed files under root/files/; see module doc."""
 
@@ -379,6 +398,7 @@ class UploadStore:
         free_space: Callable[[Path], int] = disk_free_bytes,
         sync_interval_bytes: int = DEFAULT_SYNC_INTERVAL,
     ) -> None:
+        self._lock = threading.RLock()
         if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1:
             raise ValueError(
                 "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1, got"
@@ -403,6 +423,7 @@ class UploadStore:
 
     # --- uploads -------------------------------------------------------------------------------
 
+    @_locked
     def begin(self, transfer_id: int, name: str, size: int, sha256: bytes) -> UploadStatus:
         """Start an upload, or resume the one with the same ID and the same parameters."""
         if not 0 <= transfer_id <= MAX_TRANSFER_ID:
@@ -461,6 +482,7 @@ class UploadStore:
         log.info("transfer %d begun: %s, %d octets", transfer_id, name, size)
         return partial.status()
 
+    @_locked
     def write(self, transfer_id: int, offset: int, data: bytes) -> None:
         """Store one chunk; it becomes durable at the next sync (every sync_interval_bytes)."""
         partial = self._partial(transfer_id)
@@ -485,15 +507,18 @@ class UploadStore:
         if partial.pending_bytes >= self.sync_interval_bytes:
             self._sync_partial(partial)
 
+    @_locked
     def sync(self) -> None:
         """Make every chunk written so far durable and recorded as received."""
         for partial in self._partials.values():
             self._sync_partial(partial)
 
+    @_locked
     def status(self, transfer_id: int) -> UploadStatus:
         """The upload's announcement, octets received and missing ranges."""
         return self._partial(transfer_id).status()
 
+    @_locked
     def missing_ranges(
         self, transfer_id: int, limit: int | None = None
     ) -> tuple[tuple[int, int], ...]:
@@ -501,10 +526,12 @@ class UploadStore:
         partial = self._partial(transfer_id)
         return tuple(islice(partial.received.gaps(partial.announcement.size), limit))
 
+    @_locked
     def transfers(self) -> list[UploadStatus]:
         """Every upload in progress, by transfer ID."""
         return [self._partials[tid].status() for tid in sorted(self._partials)]
 
+    @_locked
     def commit(self, transfer_id: int) -> Path:
         """Check the SHA-256 and move the complete file to root/files/NAME; return its path."""
         partial = self._partial(transfer_id)
@@ -538,6 +565,7 @@ class UploadStore:
         log.info("transfer %d committed: %s, %d octets", transfer_id, a.name, a.size)
         return target
 
+    @_locked
     def abort(self, transfer_id: int) -> None:
         """Forget the upload and its data."""
         partial = self._partial(transfer_id)
@@ -546,6 +574,7 @@ class UploadStore:
         self._remove_partial_files(partial)
         log.info("transfer %d aborted: %s", transfer_id, partial.announcement.name)
 
+    @_locked
     def close(self) -> None:
         """Sync every upload and close its data file (the store stays usable)."""
         for partial in self._partials.values():
@@ -560,10 +589,12 @@ class UploadStore:
 
     # --- committed files -----------------------------------------------------------------------
 
+    @_locked
     def files(self) -> list[StoredFile]:
         """Every committed file, by name."""
         return [self._index[name] for name in sorted(self._index)]
 
+    @_locked
     def put(self, name: str, data: bytes) -> StoredFile:
         """Store a file made on board (a job's result) atomically, under the same quota."""
         check_name(name)
@@ -598,14 +629,17 @@ class UploadStore:
         log.info("file stored: %s, %d octets", name, len(data))
         return stored
 
+    @_locked
     def info(self, name: str) -> StoredFile:
         """A committed file's size and SHA-256."""
         return self._stored(name)
 
+    @_locked
     def path_of(self, name: str) -> Path:
         """Where the committed file is."""
         return self._files_dir / self._stored(name).name
 
+    @_locked
     def delete(self, name: str) -> None:
         """Remove a committed file."""
         self._stored(name)
@@ -615,6 +649,7 @@ class UploadStore:
         self._write_index()
         log.info("file deleted: %s", name)
 
+    @_locked
     def used_bytes(self) -> int:
         """Octets of committed files plus the announced sizes of uploads in progress."""
         return sum(f.size for f in self._index.values()) + sum(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ class ModelRegistry:
         self.max_model_bytes = max_model_bytes
         self._clock = clock
         root.mkdir(parents=True, exist_ok=True)
+        # The job worker looks models up while commands register and delete them.
+        self._lock = threading.RLock()
         self._models: dict[tuple[str, int], ModelEntry] = {}
         self._load()
 
@@ -164,8 +167,9 @@ class ModelRegistry:
                 f"a model name is 1 to 64 of A-Z a-z 0-9 . _ - not starting with a dot, "
                 f"got {name!r}"
             ) from None
-        if (name, version) in self._models:
-            raise ModelExists(f"model {name} version {version} is registered already")
+        with self._lock:
+            if (name, version) in self._models:
+                raise ModelExists(f"model {name} version {version} is registered already")
         signature = validate_model(data, max_size=self.max_model_bytes)
         entry = ModelEntry(
             name=name,
@@ -177,14 +181,21 @@ class ModelRegistry:
             registered_at=self._clock(),
             path=self._file(name, version),
         )
-        _write_durably(entry.path, data)
-        self._models[(name, version)] = entry
-        self._save()
+        with self._lock:
+            if (name, version) in self._models:
+                raise ModelExists(f"model {name} version {version} is registered already")
+            _write_durably(entry.path, data)
+            self._models[(name, version)] = entry
+            self._save()
         log.info("model %s v%d registered: %s", name, version, signature_text(signature))
         return entry
 
     def entry(self, name: str, version: int = 0) -> ModelEntry:
         """The model `name` at `version` (0: the highest registered)."""
+        with self._lock:
+            return self._entry(name, version)
+
+    def _entry(self, name: str, version: int) -> ModelEntry:
         if version == 0:
             versions = [v for (n, v) in self._models if n == name]
             if versions:
@@ -197,12 +208,14 @@ class ModelRegistry:
 
     def entries(self) -> list[ModelEntry]:
         """Every registered model, by name and version."""
-        return [self._models[k] for k in sorted(self._models)]
+        with self._lock:
+            return [self._models[k] for k in sorted(self._models)]
 
     def delete(self, name: str, version: int) -> ModelEntry:
-        entry = self.entry(name, version)
-        del self._models[(entry.name, entry.version)]
-        self._save()
+        with self._lock:
+            entry = self._entry(name, version)
+            del self._models[(entry.name, entry.version)]
+            self._save()
         entry.path.unlink(missing_ok=True)
         _fsync_dir(self.root)
         log.info("model %s v%d deleted", name, version)

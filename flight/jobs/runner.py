@@ -1,10 +1,11 @@
-"""Runs queued jobs one at a time: the main loop decides and records, a worker thread computes.
+"""Runs queued jobs one at a time on a worker thread, from the queue to the stored result.
 
-Every change of a job's state is made by the main thread, in the job store, before it is
-reported (the store commits durably). The worker only loads the input, runs onnxruntime and
-serialises the outputs; it hands its outcome back through a queue that `tick()` drains. A job
-that was cancelled or timed out while it ran is stopped through onnxruntime's RunOptions, and
-whatever the worker still returns for it is dropped.
+The worker picks the next job as soon as one is queued (no polling latency), records every
+change of its state in the job store (a durable commit) before reporting it, runs onnxruntime,
+stores the result atomically, and reports to the TC that submitted the job. The main loop only
+enforces the running job's deadline and carries out cancellations; a run cut short is stopped
+through onnxruntime's RunOptions, and whatever it still returns is dropped, since the store
+refuses a second final state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import queue
 import struct
 import threading
 import time
@@ -32,7 +32,7 @@ from flight.jobs.model_check import InputMismatch, InputProblem, check_input, lo
 from flight.jobs.redundancy import Redundancy, VotingError
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
-from flight.jobs.store import Job, JobState, JobStore, JobStoreError
+from flight.jobs.store import InvalidTransition, Job, JobState, JobStore, JobStoreError
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
 from spacelink.pus import Stage
@@ -84,6 +84,10 @@ def serialise_outputs(outputs: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+# How often an idle worker looks at the queue anyway: deadlines of queued jobs expire on time.
+IDLE_POLL_S = 1.0
+
+
 @dataclass(frozen=True)
 class _Work:
     job: Job
@@ -93,14 +97,7 @@ class _Work:
 
 
 @dataclass(frozen=True)
-class _RunDone:
-    job_id: int
-    run: int
-
-
-@dataclass(frozen=True)
 class _Finished:
-    job_id: int
     result: bytes
     outputs: int
     runs: int
@@ -109,17 +106,13 @@ class _Finished:
 
 @dataclass(frozen=True)
 class _Failed:
-    job_id: int
     failure: str
     text: str
     runs: int = 0
 
 
-_Outcome = _RunDone | _Finished | _Failed
-
-
 class JobRunner:
-    """Starts the next job when idle, turns the worker's outcomes into state and reports."""
+    """The job worker, and what the main loop and the services ask of it."""
 
     def __init__(
         self,
@@ -143,12 +136,14 @@ class JobRunner:
         self._clock = clock
         self._monotonic = monotonic
         self.scheduler = Scheduler(store, clock, on_expired=self._expired)
-        self._work: queue.Queue[_Work | None] = queue.Queue()
-        self._outcomes: queue.Queue[_Outcome] = queue.Queue()
+        self._wake = threading.Event()
+        # Held by JOB_SUBMIT while it stores and acknowledges a job: the worker does not start
+        # a job before its submission is reported.
+        self.submitting = threading.Lock()
+        self._stopping = threading.Event()
+        self._paused = False
         self._current: _Work | None = None
-        self._started_at = 0.0
         self.last_duration_ms = 0
-        self.paused = False
         self._thread = threading.Thread(target=self._worker, name="job-worker", daemon=True)
 
     # -- lifetime -----------------------------------------------------------------------------
@@ -160,17 +155,34 @@ class JobRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._current is not None:
-            self._current.run_options.terminate = True
-        self._work.put(None)
+        self._stopping.set()
+        current = self._current
+        if current is not None:
+            current.run_options.terminate = True
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    # -- what services ask --------------------------------------------------------------------
+    # -- what services and the main loop ask ------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """True: no queued job starts (JOB_QUEUE_HOLD)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, hold: bool) -> None:
+        self._paused = hold
+        self._wake.set()
+
+    def wake(self) -> None:
+        """A job was queued: the worker looks at the queue now."""
+        self._wake.set()
 
     @property
     def current_job(self) -> int:
-        return self._current.job.job_id if self._current is not None else 0
+        current = self._current
+        return current.job.job_id if current is not None else 0
 
     def reporter(self, job: Job) -> VerificationReporter | None:
         """Reports to the TC that submitted `job` (None for a job submitted otherwise)."""
@@ -190,88 +202,81 @@ class JobRunner:
     def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job (UnknownJob, InvalidTransition from the store)."""
         job = self.store.cancel(job_id)
-        if self._current is not None and self._current.job.job_id == job_id:
-            self._current.run_options.terminate = True
+        current = self._current
+        if current is not None and current.job.job_id == job_id:
+            current.run_options.terminate = True
         self._ended(job, "JOB_CANCELLED", f"job {job_id} cancelled by the ground")
         return job
 
-    # -- the main loop's part -----------------------------------------------------------------
-
     def tick(self) -> None:
-        """Handle the worker's outcomes, enforce the running job's deadline, start the next."""
-        while True:
-            try:
-                outcome = self._outcomes.get_nowait()
-            except queue.Empty:
-                break
-            self._handle(outcome)
+        """Main loop: stop the running job when its deadline passes."""
         current = self._current
-        if current is not None:
-            job = current.job
-            if self.scheduler.overdue(job) and not current.run_options.terminate:
-                current.run_options.terminate = True
-                try:
-                    self._ended(self.store.mark_timed_out(job.job_id), "JOB_TIMED_OUT", "")
-                except JobStoreError as exc:
-                    log.error("job %d: cannot record its timeout: %s", job.job_id, exc)
+        if current is None or current.run_options.terminate:
             return
-        if not self.paused:
-            self._start_next()
-
-    def _start_next(self) -> None:
-        try:
-            job = self.scheduler.next_job()
-            if job is None:
+        if self.scheduler.overdue(current.job):
+            current.run_options.terminate = True
+            try:
+                job = self.store.mark_timed_out(current.job.job_id)
+            except JobStoreError as exc:
+                log.info("job %d not timed out: %s", current.job.job_id, exc)
                 return
-            job = self.store.mark_running(job.job_id)
+            self._ended(job, "JOB_TIMED_OUT", f"deadline of {job.deadline_s:g} s passed")
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(IDLE_POLL_S)
+            self._wake.clear()
+            while not self._stopping.is_set() and not self._paused:
+                try:
+                    if not self._run_next():
+                        break
+                except Exception:  # the worker must outlive any bug in one job
+                    log.exception("job worker: unexpected error")
+                    break
+
+    def _run_next(self) -> bool:
+        """Run the next queued job to its end; False when there is none."""
+        try:
+            with self.submitting:
+                job = self.scheduler.next_job()
+                if job is None:
+                    return False
+                job = self.store.mark_running(job.job_id)
+        except InvalidTransition:
+            return True  # cancelled between the pick and the start: pick again
         except JobStoreError as exc:
             log.error("cannot start the next job: %s", exc)
-            return
+            return False
         try:
             entry = self.registry.entry(job.model, job.model_version)
             input_path = self._files.path_of(job.input_file)
         except (RegistryError, FileStoreError) as exc:
             name = "UNKNOWN_MODEL" if isinstance(exc, RegistryError) else "NO_SUCH_FILE"
             self._fail(job, name, str(exc))
-            return
+            return True
         reporter = self.reporter(job)
         if reporter is not None:
             reporter.success(Stage.PROGRESS, STEP_STARTED)
-        self._current = _Work(job, entry, input_path, ort.RunOptions())
-        self._started_at = self._monotonic()
+        work = _Work(job, entry, input_path, ort.RunOptions())
+        self._current = work
+        started = self._monotonic()
         log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts, entry.name,
                  entry.version)  # fmt: skip
-        self._work.put(self._current)
-
-    def _handle(self, outcome: _Outcome) -> None:
-        current = self._current
-        if current is None or current.job.job_id != outcome.job_id:
-            return
-        job_id = outcome.job_id
-        if isinstance(outcome, _RunDone):
-            runs = _EXPECTED_RUNS[current.job.redundancy]
-            reporter = self.reporter(current.job)
-            if reporter is not None:
-                reporter.success(Stage.PROGRESS, STEP_RUN_DONE)
-            # A job cancelled or timed out meanwhile refuses progress; its outcome is dropped.
-            with contextlib.suppress(JobStoreError):
-                self.store.mark_progress(job_id, min(95, 95 * outcome.run // runs))
-            return
-        self._current = None
         try:
-            job = self.store.get(job_id)
-        except JobStoreError as exc:
-            log.error("job %d vanished from the store: %s", job_id, exc)
-            return
-        if job.state is not JobState.RUNNING:
-            log.info("job %d ended as %s while it ran: outcome dropped", job_id, job.state.name)
-            return
-        if isinstance(outcome, _Failed):
-            self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
-            return
-        self._store_result(job, outcome)
+            outcome = self._compute(work)
+            if work.run_options.terminate:
+                log.info("job %d stopped: its outcome is dropped", job.job_id)
+            elif isinstance(outcome, _Failed):
+                self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
+            else:
+                self._store_result(job, outcome, started)
+        finally:
+            self._current = None
+        return True
 
-    def _store_result(self, job: Job, outcome: _Finished) -> None:
+    def _store_result(self, job: Job, outcome: _Finished, started: float) -> None:
         name = result_file_name(job.job_id, outcome.outputs)
         try:
             # A result left by an attempt that a crash cut short before it was recorded.
@@ -291,9 +296,12 @@ class JobRunner:
                 disagreements=outcome.disagreements,
             )
         except JobStoreError as exc:
-            log.error("job %d: result stored but not recorded: %s", job.job_id, exc)
+            # Cancelled or timed out at the last moment: that final state stands.
+            log.info("job %d: result not recorded: %s", job.job_id, exc)
+            with contextlib.suppress(FileStoreError, OSError):
+                self._files.delete(name)
             return
-        duration_ms = int((self._monotonic() - self._started_at) * 1000)
+        duration_ms = int((self._monotonic() - started) * 1000)
         self.last_duration_ms = duration_ms
         reporter = self.reporter(job)
         if reporter is not None:
@@ -320,7 +328,7 @@ class JobRunner:
         try:
             job = self.store.mark_failed(job.job_id, code, text, runs=runs)
         except JobStoreError as exc:
-            log.error("job %d: cannot record its failure (%s): %s", job.job_id, text, exc)
+            log.info("job %d: failure (%s) not recorded: %s", job.job_id, text, exc)
             return
         self._ended(job, failure, text)
 
@@ -342,23 +350,20 @@ class JobRunner:
     def _expired(self, job: Job) -> None:
         self._ended(job, "JOB_TIMED_OUT", f"deadline of {job.deadline_s:g} s passed in queue")
 
-    # -- the worker thread --------------------------------------------------------------------
-
-    def _worker(self) -> None:
-        while True:
-            work = self._work.get()
-            if work is None:
-                return
-            self._outcomes.put(self._compute(work))
-
-    def _compute(self, work: _Work) -> _Outcome:
+    def _compute(self, work: _Work) -> _Finished | _Failed:
         job = work.job
+        reporter = self.reporter(job)
+        expected = _EXPECTED_RUNS[job.redundancy]
         runs = 0
 
         def on_run(n: int) -> None:
             nonlocal runs
             runs = n
-            self._outcomes.put(_RunDone(job.job_id, n))
+            if reporter is not None:
+                reporter.success(Stage.PROGRESS, STEP_RUN_DONE)
+            # A job cancelled or timed out meanwhile refuses progress.
+            with contextlib.suppress(JobStoreError):
+                self.store.mark_progress(job.job_id, min(95, 95 * n // expected))
 
         try:
             feeds = check_input(work.entry.signature, load_input(work.input_path.read_bytes()))
@@ -372,14 +377,14 @@ class JobRunner:
             )
             data = serialise_outputs(result.outputs)
         except InputMismatch as exc:
-            return _Failed(job.job_id, input_failure(exc), str(exc))
+            return _Failed(input_failure(exc), str(exc))
         except VotingError as exc:
-            return _Failed(job.job_id, "VOTE_FAILED", str(exc), runs)
+            return _Failed("VOTE_FAILED", str(exc), runs)
         except ExecutorError as exc:
-            return _Failed(job.job_id, "INFERENCE_FAILED", str(exc), runs)
+            return _Failed("INFERENCE_FAILED", str(exc), runs)
         except OSError as exc:
-            return _Failed(job.job_id, "NO_SUCH_FILE", f"input {job.input_file}: {exc}")
+            return _Failed("NO_SUCH_FILE", f"input {job.input_file}: {exc}")
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %d crashed", job.job_id)
-            return _Failed(job.job_id, "EXECUTION_FAILED", repr(exc), runs)
-        return _Finished(job.job_id, data, len(result.outputs), result.runs, result.disagreements)
+            return _Failed("EXECUTION_FAILED", repr(exc), runs)
+        return _Finished(data, len(result.outputs), result.runs, result.disagreements)

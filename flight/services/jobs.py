@@ -79,21 +79,23 @@ class JobService:
 
     def _submit(self, args: dict[str, Any], ctx: CommandContext) -> object:
         deadline = args["deadline"] or None
-        try:
-            job = self._store.submit(
-                args["model"],
-                args["input"],
-                args["priority"],
-                Redundancy(args["redundancy"]),
-                float(deadline) if deadline else None,
-                model_version=args["version"],
-                request=pack_request(ctx.tc.request_id, ctx.tc.source_id, ctx.tc.ack_flags),
-            )
-        except JobStoreError as exc:
-            raise named_failure(self._d, "JOB_STORE_FAILED", str(exc)) from None
-        queued = self._store.counts()[JobState.QUEUED]
-        ctx.reply_packet(self._accepted, {"job_id": job.job_id, "queued": queued})
-        ctx.progress(STEP_QUEUED)
+        with self._runner.submitting:
+            try:
+                job = self._store.submit(
+                    args["model"],
+                    args["input"],
+                    args["priority"],
+                    Redundancy(args["redundancy"]),
+                    float(deadline) if deadline else None,
+                    model_version=args["version"],
+                    request=pack_request(ctx.tc.request_id, ctx.tc.source_id, ctx.tc.ack_flags),
+                )
+            except JobStoreError as exc:
+                raise named_failure(self._d, "JOB_STORE_FAILED", str(exc)) from None
+            queued = self._store.counts()[JobState.QUEUED]
+            ctx.reply_packet(self._accepted, {"job_id": job.job_id, "queued": queued})
+            ctx.progress(STEP_QUEUED)
+        self._runner.wake()
         return DEFERRED
 
     def _job(self, job_id: int) -> Job:
