@@ -25,12 +25,15 @@ from groundsw.history_commands import (
     add_events_command,
     add_tm_commands,
 )
+from groundsw.job_commands import add_job_commands
 from groundsw.live import run_live
+from groundsw.model_commands import add_model_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
 from groundsw.send_command import run_command
 from groundsw.session import InitMode, LinkSession, LinkTimeout, default_t1
 from groundsw.timespec import TimeSpecError
+from groundsw.transfer import GroundInputError, OperationContext, add_file_commands
 from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
@@ -127,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_tm_commands(tm_sub)
     add_events_command(sub)
+    add_model_commands(sub)
+    add_job_commands(sub)
+    add_file_commands(sub)
     return parser
 
 
@@ -162,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cmd":
             # Checked before the port is opened: a typo costs nothing on the link.
             prepared = dictionary.command_from_text(args.name, args.arguments)
+        operation = getattr(args, "operation", None)
+        local_check = getattr(args, "local_check", None)
+        if local_check is not None:
+            # Files and values are checked before the port is opened, as for `cmd`.
+            local_check(args)
         with Archive(args.data_dir, dictionary) as archive:
             handler = getattr(args, "handler", None)
             if handler is not None:
@@ -190,6 +201,19 @@ def main(argv: list[str] | None = None) -> int:
                             _refresh(session, dictionary, args.timeout, args.force)
 
                     run_live(session, dictionary, args.duration, _print, _warn, first=refresh)
+                elif operation is not None:
+                    if not args.force:
+                        check_dictionary(session, dictionary, args.timeout)
+                    context = OperationContext(
+                        session,
+                        dictionary,
+                        args.timeout,
+                        args.baud,
+                        _print,
+                        _warn,
+                        tty=sys.stdout.isatty(),
+                    )
+                    return int(operation(args, context))
     except (
         DictionaryError,
         UnknownName,
@@ -198,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         HistoryError,
         TimeSpecError,
         PlotError,
+        GroundInputError,
     ) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except PortError as exc:

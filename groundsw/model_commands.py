@@ -1,0 +1,132 @@
+"""`groundsw model`: upload and register ONNX models (service 129), list, describe, delete."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from groundsw.transfer import (
+    GroundInputError,
+    OneSentenceParser,
+    OperationContext,
+    add_operation,
+    check_file_name,
+    readable_file,
+)
+
+MAX_VERSION = 0xFFFF
+
+
+def model_file_name(model: str, version: int) -> str:
+    """The onboard file a model version is uploaded to before it is registered."""
+    return f"{model}-v{version}.onnx"
+
+
+def parse_version(text: str | int, *, zero_ok: bool = False) -> int:
+    """A model version 1..65535 (0 too with `zero_ok`: the highest registered)."""
+    try:
+        version = int(text)
+    except ValueError:
+        raise GroundInputError(f"version {text!r} is not a number") from None
+    low = 0 if zero_ok else 1
+    if not low <= version <= MAX_VERSION:
+        raise GroundInputError(f"version {version} is outside {low} to {MAX_VERSION}")
+    return version
+
+
+def add_model_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "model", help="the payload's model registry: upload, list, info, delete"
+    )
+    models = parser.add_subparsers(
+        dest="model_command", required=True, metavar="MODEL_COMMAND", parser_class=OneSentenceParser
+    )
+    upload = add_operation(
+        models, "upload", "upload an ONNX file and register it as a model", run_upload, _check
+    )
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name", required=True, help="model name")
+    upload.add_argument("--version", default="1", help="model version (default 1)")
+    add_operation(models, "list", "list the registered models", run_list)
+    info = add_operation(models, "info", "describe a model", run_info, _check_info)
+    info.add_argument("name")
+    info.add_argument("--version", default="0", help="default: the highest registered")
+    delete = add_operation(models, "delete", "delete a model version", run_delete, _check_delete)
+    delete.add_argument("name")
+    delete.add_argument("--version", required=True)
+
+
+def _check(args: argparse.Namespace) -> None:
+    readable_file(args.file)
+    check_file_name(args.name, "model name")
+    # The file name carries the version: it must fit the store's names too.
+    check_file_name(model_file_name(args.name, parse_version(args.version)), "model file name")
+
+
+def _check_info(args: argparse.Namespace) -> None:
+    parse_version(args.version, zero_ok=True)
+
+
+def _check_delete(args: argparse.Namespace) -> None:
+    parse_version(args.version)
+
+
+def describe_model(report: dict[str, Any]) -> list[str]:
+    """TM[129,2] as lines for the operator."""
+    return [
+        f"model {report['model']} version {report['version']}: {report['size']} octets, "
+        f"opset {report['opset']}, {report['weights']} weights with golden checksums",
+        f"  sha256     {bytes(report['sha256']).hex()}",
+        f"  signature  {report['signature']}",
+    ]
+
+
+def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
+    version = parse_version(args.version)
+    file_name = model_file_name(args.name, version)
+    ctx.uploader().upload(args.file, file_name)
+    report = ctx.exchange().request(
+        "MODEL_REGISTER",
+        {"file": file_name, "model": args.name, "version": version},
+        reply="MODEL_REPORT",
+        match=lambda v: v["model"] == args.name and v["version"] == version,
+    )
+    assert report is not None
+    ctx.out(f"registered {args.name} version {version}")
+    for line in describe_model(report):
+        ctx.out(line)
+    return 0
+
+
+def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
+    report = ctx.exchange().request("MODEL_LIST", reply="MODEL_LIST_REPORT")
+    assert report is not None
+    ctx.out(f"{report['models']} models registered")
+    rows = zip(report["names"], report["versions"], report["sizes"], strict=True)
+    for name, version, size in rows:
+        ctx.out(f"  {name:<32} v{version:<5} {size:>10} octets")
+    if report["models"] > len(report["names"]):
+        ctx.out(f"  ... and {report['models'] - len(report['names'])} more")
+    return 0
+
+
+def run_info(args: argparse.Namespace, ctx: OperationContext) -> int:
+    version = parse_version(args.version, zero_ok=True)
+    report = ctx.exchange().request(
+        "MODEL_INFO",
+        {"model": args.name, "version": version},
+        reply="MODEL_REPORT",
+        match=lambda v: v["model"] == args.name and version in (0, v["version"]),
+    )
+    assert report is not None
+    for line in describe_model(report):
+        ctx.out(line)
+    return 0
+
+
+def run_delete(args: argparse.Namespace, ctx: OperationContext) -> int:
+    version = parse_version(args.version)
+    ctx.exchange().request("MODEL_DELETE", {"model": args.name, "version": version})
+    ctx.out(f"deleted model {args.name} version {version}")
+    return 0

@@ -1,0 +1,288 @@
+"""Models, jobs and files through `groundsw` against a payload on the emulated link: upload and
+register a model, run a TMR job and check its result bit for bit against onnxruntime on the
+ground, refusals named by their failure codes, and an upload resumed across a payload crash."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hil.bench import Bench
+from telemetry_defs.loader import DEFAULT_DIRECTORY
+from tests.harness import BIN, run_tool
+from tools import model_gen
+
+pytestmark = pytest.mark.hil
+
+FAST_BAUD = 921600
+
+
+def tiny_gemm(seed: int = 5) -> onnx.ModelProto:
+    """y = softmax(x W + b): a model of a few kB, so the tests spend their time on the job."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((64, 10)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "w", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["y"], axis=1),
+        ],
+        "tiny_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def groundsw(bench: Bench, data: Path, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    result = run_tool(
+        "groundsw",
+        "--port",
+        bench.ground_port,
+        "--baud",
+        str(bench.baud),
+        "--data-dir",
+        str(data),
+        *args,
+        timeout=timeout,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def one_sentence(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def local_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model_gen.model_bytes(model), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+
+
+def upload_model(bench: Bench, data: Path, model: onnx.ModelProto, name: str) -> str:
+    path = data.parent / f"{name}.onnx"
+    path.write_bytes(model_gen.model_bytes(model))
+    code, out, err = groundsw(bench, data, "model", "upload", str(path), "--name", name)
+    assert code == 0, err
+    return out
+
+
+def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path) -> None:
+    data = tmp_path / "ground"
+    data.mkdir()
+    model = tiny_gemm()
+    out = upload_model(bench, data, model, "gemm")
+    assert "registered gemm version 1" in out
+    assert "signature" in out and "x" in out
+    assert "upload gemm-v1.onnx: " in out and " octets in " in out
+
+    code, out, err = groundsw(bench, data, "model", "list")
+    assert code == 0, err
+    assert any(line.split()[:2] == ["gemm", "v1"] for line in out.splitlines())
+    code, out, err = groundsw(bench, data, "model", "info", "gemm")
+    assert code == 0, err
+    assert "model gemm version 1" in out
+
+    x = model_gen.random_input(model, batch=2, seed=3)
+    npy = tmp_path / "x.npy"
+    np.save(npy, x)
+    code, out, err = groundsw(
+        bench, data, "job", "submit", "--model", "gemm", "--input", str(npy), "--redundancy", "tmr"
+    )
+    assert code == 0, err
+    job_id = out.splitlines()[-1]
+    assert job_id.isdigit(), out
+    assert "accepted" in out
+
+    code, out, err = groundsw(bench, data, "job", "wait", job_id, "--timeout", "60", timeout=90)
+    assert code == 0, err
+    assert f"job {job_id}: SUCCEEDED 100%" in out
+    assert "redundancy  TMR" in out and "runs        3" in out
+
+    result = tmp_path / "y.npy"
+    code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
+    assert code == 0, err
+    y = np.load(result, allow_pickle=False)
+    expected = local_run(model, x)
+    assert y.dtype == expected.dtype and y.shape == expected.shape
+    assert y.tobytes() == expected.tobytes()  # bit for bit
+
+    code, out, err = groundsw(bench, data, "job", "list")
+    assert code == 0, err
+    assert any(line.split()[:2] == [job_id, "SUCCEEDED"] for line in out.splitlines())
+
+    # The same input again: its content-addressed file is on board already, nothing is sent.
+    code, out, err = groundsw(bench, data, "job", "submit", "--model", "gemm", "--input", str(npy))
+    assert code == 0, err
+    assert "stored on board already" in out
+    assert out.splitlines()[-1].isdigit() and out.splitlines()[-1] != job_id
+
+    code, _, err = groundsw(bench, data, "job", "cancel", job_id)
+    assert code == 1
+    assert "JOB_ALREADY_FINISHED (code 286)" in one_sentence(err)
+
+
+def test_refusals_are_named_by_their_failure_codes(bench: Bench, tmp_path: Path) -> None:
+    data = tmp_path / "ground"
+    data.mkdir()
+    upload_model(bench, data, tiny_gemm(), "gemm")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((1, 63), np.float32))
+    code, _, err = groundsw(bench, data, "job", "submit", "--model", "gemm", "--input", str(wrong))
+    assert code == 1
+    sentence = one_sentence(err)
+    assert "INPUT_WRONG_SHAPE (code 284)" in sentence
+
+    code, _, err = groundsw(bench, data, "job", "submit", "--model", "nope", "--input", str(wrong))
+    assert code == 1
+    assert "UNKNOWN_MODEL (code 277)" in one_sentence(err)
+
+    code, _, err = groundsw(bench, data, "job", "status", "999999")
+    assert code == 1
+    assert "UNKNOWN_JOB (code 285)" in one_sentence(err)
+
+    # A registered name and version again: the file is uploaded, then the registry refuses.
+    code, out, err = groundsw(bench, data, "model", "delete", "gemm", "--version", "1")
+    assert code == 0, err
+    code, _, err = groundsw(bench, data, "model", "info", "gemm")
+    assert code == 1
+    assert "UNKNOWN_MODEL (code 277)" in one_sentence(err)
+
+    # Another dictionary than the payload's: refused before anything is sent, unless forced.
+    other = tmp_path / "dictionary"
+    shutil.copytree(DEFAULT_DIRECTORY, other)
+    events = other / "events.toml"
+    events.write_text(events.read_text().replace('severity = "low"', 'severity = "medium"', 1))
+    code, _, err = groundsw(bench, data, "--dictionary", str(other), "file", "list")
+    assert code == 4
+    assert "use --force" in one_sentence(err)
+    code, out, err = groundsw(bench, data, "--dictionary", str(other), "file", "list", "--force")
+    assert code == 0, err
+    assert "files," in out
+
+    not_onnx = tmp_path / "junk.onnx"
+    not_onnx.write_bytes(b"this is not a model" * 10)
+    code, _, err = groundsw(bench, data, "model", "upload", str(not_onnx), "--name", "junk")
+    assert code == 1
+    assert "MODEL_NOT_ONNX (code 270)" in one_sentence(err)
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["job", "submit", "--model", "m", "--input", "missing.npy"], "does not exist"),
+        (["job", "submit", "--model", "m", "--input", "{txt}"], "is not a .npy file"),
+        (
+            ["job", "submit", "--model", "m", "--input", "{npy}", "--redundancy", "quad"],
+            "unknown redundancy 'quad'",
+        ),
+        (["job", "submit", "--model", "m", "--input", "{npy}", "--bogus"], "unrecognised"),
+        (["job", "wait", "x"], "job ID 'x' is not a number"),
+        (["model", "upload", "{txt}", "--name", ".m"], "model name '.m' is not"),
+        (["model", "delete", "m"], "required: --version"),
+        (["file", "upload", "missing.bin"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(
+    tmp_path: Path, args: list[str], sentence: str
+) -> None:
+    txt = tmp_path / "t.npy"
+    txt.write_text("not numpy")
+    npy = tmp_path / "ok.npy"
+    np.save(npy, np.zeros(3, np.float32))
+    args = [a.format(txt=txt, npy=npy) for a in args]
+    result = run_tool("groundsw", "--port", "/dev/null/none", "--data-dir", str(tmp_path), *args)
+    assert result.returncode == 2, result.stderr
+    assert sentence in one_sentence(result.stderr)
+
+
+def test_an_upload_resumes_after_a_payload_crash(
+    make_bench: Callable[..., Bench], tmp_path: Path
+) -> None:
+    bench: Bench = make_bench(baud=FAST_BAUD)
+    data = tmp_path / "ground"
+    data.mkdir()
+    content = np.random.default_rng(1).bytes(1_000_000)
+    local = tmp_path / "big.bin"
+    local.write_bytes(content)
+    command = [
+        str(BIN / "groundsw"), "--port", bench.ground_port, "--baud", str(FAST_BAUD),
+        "--data-dir", str(data), "file", "upload", str(local),
+    ]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None
+        seen = []
+        for line in first.stdout:
+            seen.append(line)
+            if line.startswith("upload big.bin: 60%"):
+                break
+        else:
+            pytest.fail(f"the upload ended before 60%: {seen} {first.stderr}")
+        bench.stop_flight(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait()
+    bench.start_flight()
+    t0 = time.monotonic()
+    code, out, err = groundsw(bench, data, "file", "upload", str(local))
+    assert code == 0, err
+    elapsed = time.monotonic() - t0
+    resumed = next(line for line in out.splitlines() if "resuming" in line)
+    already = int(resumed.split("resuming, ")[1].split()[0])
+    # What the payload had made durable before the crash (it syncs every 256 KiB) stays.
+    assert 262_144 <= already < len(content), out
+    assert f"stored big.bin: {len(content)} octets" in out
+    print(f"resumed upload: {len(content) - already} octets in {elapsed:.1f} s")  # goodput
+
+    code, out, err = groundsw(bench, data, "file", "list")
+    assert code == 0, err
+    assert any(line.split() == [str(len(content)), "big.bin"] for line in out.splitlines())
+    back = tmp_path / "back.bin"
+    code, out, err = groundsw(bench, data, "file", "download", "big.bin", "--out", str(back))
+    assert code == 0, err
+    assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(content).digest()
+    code, out, err = groundsw(bench, data, "file", "delete", "big.bin")
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_the_generated_cnn_runs_under_tmr(make_bench: Callable[..., Bench], tmp_path: Path) -> None:
+    # The demo's 3.6 MB classifier: about a minute of upload at 921600 baud (six at 115200).
+    bench: Bench = make_bench(baud=FAST_BAUD)
+    data = tmp_path / "ground"
+    data.mkdir()
+    model = model_gen.cnn_classifier()
+    out = upload_model(bench, data, model, "cnn")
+    assert "registered cnn version 1" in out
+    x = model_gen.random_input(model, batch=1, seed=7)
+    npy = tmp_path / "image.npy"
+    np.save(npy, x)
+    code, out, err = groundsw(
+        bench, data, "job", "submit", "--model", "cnn", "--input", str(npy), "--redundancy", "tmr"
+    )
+    assert code == 0, err
+    job_id = out.splitlines()[-1]
+    code, out, err = groundsw(bench, data, "job", "wait", job_id, "--timeout", "120", timeout=150)
+    assert code == 0, err
+    result = tmp_path / "y.npy"
+    code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
+    assert code == 0, err
+    assert np.load(result).tobytes() == local_run(model, x).tobytes()

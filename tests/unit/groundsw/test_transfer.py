@@ -1,0 +1,519 @@
+"""The transfer engines' pure parts (ranges, chunk plans, the download sidecar, CRC drops,
+progress text), and the engines driven by an in-process fake payload that follows service 128."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import queue
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from groundsw.session import CommandEvent, CommandRecord, EventKind, ReceivedTm
+from groundsw.transfer import (
+    UPLOAD_CHUNK_OCTETS,
+    ByteRanges,
+    Downloader,
+    Exchange,
+    GroundInputError,
+    PartialDownload,
+    PlainProgress,
+    RichProgress,
+    TransferFailed,
+    Uploader,
+    check_file_name,
+    coalesce,
+    make_progress,
+    plan_chunks,
+    progress_text,
+    readable_file,
+    summary_text,
+    transfer_id_for,
+)
+from groundsw.verification import CommandFailed
+from spacelink.icd import PAYLOAD_APID, TC_MAX_DATA_LENGTH
+from spacelink.pus import Stage, VerificationReport
+from spacelink.spacepacket import AckFlags, PusTc, PusTm
+from telemetry_defs.loader import default_dictionary
+
+D = default_dictionary()
+
+# -- ranges and chunk plans ---------------------------------------------------------------------
+
+
+def test_ranges_merge_and_report_gaps() -> None:
+    r = ByteRanges()
+    r.add(10, 5)
+    r.add(0, 3)
+    r.add(15, 5)  # touches the first: merged
+    assert r.ranges() == [(0, 3), (10, 10)]
+    assert r.covered == 13
+    assert r.missing(30) == [(3, 7), (20, 10)]
+    r.add(2, 9)
+    assert r.ranges() == [(0, 20)]
+    assert r.missing(20) == []
+    assert r.missing(25) == [(20, 5)]
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 80)), max_size=30))
+def test_ranges_match_a_set_of_octets(pieces: list[tuple[int, int]]) -> None:
+    size = 400
+    r = ByteRanges(pieces)
+    octets = {i for o, n in pieces for i in range(o, o + n)}
+    assert r.covered == len(octets)
+    missing = {i for o, n in r.missing(size) for i in range(o, o + n)}
+    assert missing == set(range(size)) - octets
+    spans = r.ranges()
+    assert all(a[0] + a[1] < b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_a_negative_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="offset and length >= 0"):
+        ByteRanges().add(-1, 4)
+
+
+def test_chunks_fill_a_tc_frame_and_cover_the_ranges_exactly() -> None:
+    plan = list(plan_chunks([(0, 2500), (5000, 10)]))
+    assert plan == [(0, 998), (998, 998), (1996, 504), (5000, 10)]
+    tc = PusTc(PAYLOAD_APID, 128, 3, D.command("FILE_UPLOAD_CHUNK").encode(
+        {"transfer_id": 1, "offset": 0, "data": bytes(UPLOAD_CHUNK_OCTETS)}
+    ))  # fmt: skip
+    assert len(tc.pack()) == TC_MAX_DATA_LENGTH  # 998 octets fill the frame, not one more
+
+
+def test_coalesce_merges_the_smallest_gaps_first() -> None:
+    ranges = [(0, 10), (12, 10), (100, 10), (300, 5)]
+    assert coalesce(ranges, 4) == ranges
+    assert coalesce(ranges, 3) == [(0, 22), (100, 10), (300, 5)]
+    assert coalesce(ranges, 1) == [(0, 305)]
+    assert coalesce([], 3) == []
+
+
+def test_the_transfer_id_names_the_file_and_its_content() -> None:
+    sha = hashlib.sha256(b"weights").digest()
+    tid = transfer_id_for("m-v1.onnx", sha)
+    assert tid == transfer_id_for("m-v1.onnx", sha)
+    assert tid == int.from_bytes(hashlib.sha256(b"m-v1.onnx" + sha).digest()[:2], "big")
+    assert tid != transfer_id_for("m-v2.onnx", sha)
+
+
+def test_local_input_is_checked_in_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(GroundInputError, match="does not exist"):
+        readable_file(tmp_path / "nope.onnx")
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(GroundInputError, match="is empty"):
+        readable_file(tmp_path / "empty")
+    with pytest.raises(GroundInputError, match="is not a regular file"):
+        readable_file(tmp_path)
+    with pytest.raises(GroundInputError, match="not 1 to 64"):
+        check_file_name(".hidden")
+    with pytest.raises(GroundInputError, match="not 1 to 64"):
+        check_file_name("a" * 65)
+    assert check_file_name("input-0123.npy") == "input-0123.npy"
+
+
+# -- progress -----------------------------------------------------------------------------------
+
+
+def test_progress_text_and_summary() -> None:
+    assert (
+        progress_text("upload model.onnx", 419430, 1048576, 98000, 10.0)
+        == "upload model.onnx: 40% 419430/1048576 octets, 9.8 kB/s"
+    )
+    assert summary_text("upload m", 1000, 4.0) == "upload m: 1000 octets in 4.0 s, 250 B/s"
+    assert summary_text("upload m", 2_000_000, 1.0, already=5) == (
+        "upload m: 2000000 octets in 1.0 s, 2.0 MB/s (5 octets were there already)"
+    )
+
+
+def test_plain_progress_prints_each_tenth_once() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    p = PlainProgress("upload f", 1000, lines.append, lambda: now[0], start=250)
+    for done in range(250, 1001, 10):
+        now[0] += 0.1
+        p.update(done)
+    assert [line.split(":")[1].split()[0] for line in lines] == [
+        f"{t}%" for t in range(30, 101, 10)
+    ]
+    assert lines[-1].startswith("upload f: 100% 1000/1000 octets, ")
+
+
+def test_a_terminal_gets_a_progress_bar() -> None:
+    bar = make_progress("upload f", 1000, lambda line: None, tty=True)
+    assert isinstance(bar, RichProgress)
+    bar.update(500)
+    bar.close()
+    assert isinstance(make_progress("upload f", 1000, print, tty=False), PlainProgress)
+
+
+# -- the download sidecar -----------------------------------------------------------------------
+
+
+def test_partial_download_resumes_from_its_sidecar(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 20
+    sha = hashlib.sha256(content).digest()
+    out = tmp_path / "result.npy"
+    p = PartialDownload(out, "job-1.npy")
+    assert not p.resumable
+    assert not p.start(len(content), sha)
+    assert p.accept(0, content[:1000], zlib.crc32(content[:1000]))
+    bad = bytearray(content[1000:2000])
+    bad[5] ^= 1
+    assert not p.accept(1000, bytes(bad), zlib.crc32(content[1000:2000]))  # CRC: dropped
+    assert not p.accept(len(content) - 10, content[-10:] + b"x", zlib.crc32(content[-10:] + b"x"))
+    assert p.dropped == 2
+    assert p.accept(3000, content[3000:4000], zlib.crc32(content[3000:4000]))
+    p.close()
+    saved = json.loads((tmp_path / "result.npy.part.json").read_text())
+    assert saved["ranges"] == [[0, 1000], [3000, 1000]] and saved["sha256"] == sha.hex()
+
+    again = PartialDownload(out, "job-1.npy")  # a second run: only the gaps are asked for
+    assert again.resumable
+    assert again.missing() == [(1000, 2000), (4000, len(content) - 4000)]
+    assert again.start(len(content), sha)
+    for offset, length in again.missing():
+        piece = content[offset : offset + length]
+        assert again.accept(offset, piece, zlib.crc32(piece))
+    assert again.complete
+    assert again.finish() == sha
+    assert out.read_bytes() == content
+    assert not (tmp_path / "result.npy.part").exists()
+    assert not (tmp_path / "result.npy.part.json").exists()
+
+
+def test_a_sidecar_of_another_file_or_content_is_not_reused(tmp_path: Path) -> None:
+    out = tmp_path / "x.bin"
+    p = PartialDownload(out, "a.bin")
+    p.start(10, hashlib.sha256(b"0123456789").digest())
+    p.accept(0, b"01234", zlib.crc32(b"01234"))
+    p.close()
+    assert not PartialDownload(out, "b.bin").resumable
+    q = PartialDownload(out, "a.bin")
+    assert q.resumable
+    assert not q.start(10, hashlib.sha256(b"abcdefghij").digest())  # changed on board
+    assert q.missing() == [(0, 10)]
+    q.close()
+
+
+def test_a_download_that_does_not_match_its_sha256_is_discarded(tmp_path: Path) -> None:
+    out = tmp_path / "x.bin"
+    p = PartialDownload(out, "a.bin")
+    p.start(4, hashlib.sha256(b"abcd").digest())
+    p.accept(0, b"abce", zlib.crc32(b"abce"))
+    with pytest.raises(TransferFailed, match="discarded"):
+        p.finish()
+    assert not out.exists() and not p.part.exists() and not p.sidecar.exists()
+
+
+# -- the engines against a fake payload ---------------------------------------------------------
+
+
+class FakePayload:
+    """Service 128 in memory, answering at once, with chunk and report losses on demand."""
+
+    def __init__(self) -> None:
+        self.source_id = 7
+        self.error: BaseException | None = None
+        self.subscribers: list[queue.Queue[ReceivedTm]] = []
+        self.files: dict[str, bytes] = {}
+        self.uploads: dict[int, dict[str, Any]] = {}
+        self.seq = 0
+        self.order = 0
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.lose_chunk: Callable[[int], bool] = lambda offset: False
+        self.corrupt_chunk: Callable[[int], bool] = lambda offset: False
+        self.lose_download_chunk: Callable[[int], bool] = lambda offset: False
+        self.corrupt_stored_once = False
+        self.download_chunk = 700
+
+    # PayloadLink
+    def subscribe(self) -> queue.Queue[ReceivedTm]:
+        q: queue.Queue[ReceivedTm] = queue.Queue()
+        self.subscribers.append(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
+        self.subscribers.remove(q)
+
+    def command(
+        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+    ) -> CommandRecord:
+        self.seq += 1
+        tc = PusTc(PAYLOAD_APID, service, subtype, data, self.seq, self.source_id, ack)
+        record = CommandRecord(tc, 0.0)
+        cmd = D.command_for(service, subtype)
+        assert cmd is not None
+        values = cmd.decode(data)
+        self.sent.append((cmd.name, values))
+        self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
+        if ack & AckFlags.ACCEPTANCE:
+            self._report(record, Stage.ACCEPTANCE)
+        failure = getattr(self, "do_" + cmd.name.lower())(values)
+        if failure is not None:
+            code = D.failure_named(failure[0]).code
+            self._report(record, Stage.COMPLETION, code, failure[1].encode())
+        elif ack & AckFlags.COMPLETION:
+            self._report(record, Stage.COMPLETION)
+        return record
+
+    def _next(self) -> int:
+        self.order += 1
+        return self.order
+
+    def _event(self, record: CommandRecord, event: CommandEvent) -> None:
+        record._add(event)
+
+    def _report(
+        self, record: CommandRecord, stage: Stage, code: int | None = None, data: bytes = b""
+    ) -> None:
+        report = VerificationReport(stage, code is None, record.request_id, None, code, data)
+        self._event(record, CommandEvent(EventKind.REPORT, 0.0, self._next(), report))
+
+    def tm(self, packet: str, values: dict[str, Any]) -> None:
+        p = D.packets[packet]
+        tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, 0, 7)
+        for q in self.subscribers:
+            q.put(ReceivedTm(tm, b"", 0.0, self._next()))
+
+    # service 128
+    def _upload_report(self, tid: int) -> None:
+        u = self.uploads[tid]
+        missing = u["got"].missing(len(u["data"]))
+        self.tm(
+            "FILE_UPLOAD_REPORT",
+            {
+                "transfer_id": tid,
+                "state": 1 if not missing else 0,
+                "size": len(u["data"]),
+                "received": u["got"].covered,
+                "missing_ranges": len(missing),
+                "missing_offsets": [o for o, _ in missing[:64]],
+                "missing_lengths": [n for _, n in missing[:64]],
+            },
+        )
+
+    def do_file_upload_begin(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if v["name"] in self.files:
+            return "FILE_EXISTS", f"{v['name']} is stored already"
+        tid = v["transfer_id"]
+        if tid not in self.uploads:
+            self.uploads[tid] = {
+                "name": v["name"],
+                "sha": v["sha256"],
+                "data": bytearray(v["size"]),
+                "got": ByteRanges(),
+            }
+        self._upload_report(tid)
+        return None
+
+    def do_file_upload_chunk(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if self.lose_chunk(v["offset"]):
+            return None
+        u = self.uploads[v["transfer_id"]]
+        data = bytearray(v["data"])
+        if self.corrupt_chunk(v["offset"]):
+            data[0] ^= 0xFF
+        u["data"][v["offset"] : v["offset"] + len(data)] = data
+        u["got"].add(v["offset"], len(data))
+        return None
+
+    def do_file_upload_status(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        self._upload_report(v["transfer_id"])
+        return None
+
+    def do_file_upload_commit(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        u = self.uploads[v["transfer_id"]]
+        if hashlib.sha256(u["data"]).digest() != u["sha"]:
+            u["got"] = ByteRanges()
+            return "CHECKSUM_MISMATCH", "the octets received do not match"
+        self.files[u["name"]] = bytes(u["data"])
+        del self.uploads[v["transfer_id"]]
+        return None
+
+    def do_file_download(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        data = self.files.get(v["name"])
+        if data is None:
+            return "NO_SUCH_FILE", f"no file {v['name']}"
+        if self.corrupt_stored_once:
+            self.corrupt_stored_once = False
+            data = b"X" + data[1:]
+        length = v["length"] or len(data) - v["offset"]
+        self.tm(
+            "FILE_DOWNLOAD_START",
+            {
+                "download_id": v["download_id"],
+                "size": len(data),
+                "sha256": hashlib.sha256(self.files[v["name"]]).digest(),
+                "offset": v["offset"],
+                "length": length,
+                "name": v["name"],
+            },
+        )
+        for offset, n in plan_chunks([(v["offset"], length)], self.download_chunk):
+            piece = data[offset : offset + n]
+            if self.lose_download_chunk(offset):
+                continue
+            self.tm(
+                "FILE_DOWNLOAD_CHUNK",
+                {
+                    "download_id": v["download_id"],
+                    "offset": offset,
+                    "crc32": zlib.crc32(piece),
+                    "data": piece,
+                },
+            )
+        return None
+
+
+def once(offsets: set[int]) -> Callable[[int], bool]:
+    """True the first time each of `offsets` is seen: a loss that resending repairs."""
+
+    def hit(offset: int) -> bool:
+        if offset in offsets:
+            offsets.remove(offset)
+            return True
+        return False
+
+    return hit
+
+
+class FastClock:
+    """Time that moves on by a second at every look, so quiet periods pass at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def engines(payload: FakePayload) -> tuple[Uploader, Downloader, list[str]]:
+    lines: list[str] = []
+    exchange = Exchange(payload, D, timeout=1000.0, clock=FastClock())
+    ids = iter(range(1, 1000))
+    return (
+        Uploader(exchange, lines.append),
+        Downloader(exchange, lines.append, 115200, id_source=lambda: next(ids)),
+        lines,
+    )
+
+
+def sample(tmp_path: Path, size: int = 25_000) -> tuple[Path, bytes]:
+    content = hashlib.sha256(b"seed").digest() * (size // 32 + 1)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content[:size])
+    return path, content[:size]
+
+
+def test_an_upload_resends_only_what_the_payload_reports_missing(tmp_path: Path) -> None:
+    payload = FakePayload()
+    payload.lose_chunk = once({998 * 3, 998 * 7})
+    path, content = sample(tmp_path)
+    up, _, lines = engines(payload)
+    result = up.upload(path, "model.onnx")
+    assert payload.files["model.onnx"] == content
+    assert result.sent == len(content) + 2 * 998 and result.already == 0
+    names = [name for name, _ in payload.sent]
+    assert names.count("FILE_UPLOAD_STATUS") == 2 and names[-1] == "FILE_UPLOAD_COMMIT"
+    resent = [v["offset"] for n, v in payload.sent[names.index("FILE_UPLOAD_STATUS") :]
+              if n == "FILE_UPLOAD_CHUNK"]  # fmt: skip
+    assert resent == [998 * 3, 998 * 7]
+    assert lines[-1].startswith(f"upload model.onnx: {len(content) + 2 * 998} octets in ")
+
+
+def test_running_the_same_upload_again_resumes_it(tmp_path: Path) -> None:
+    payload = FakePayload()
+    path, content = sample(tmp_path)
+    up, _, lines = engines(payload)
+    tid = transfer_id_for("model.onnx", hashlib.sha256(content).digest())
+    payload.do_file_upload_begin(
+        {"transfer_id": tid, "name": "model.onnx", "size": len(content),
+         "sha256": hashlib.sha256(content).digest()}
+    )  # fmt: skip
+    payload.do_file_upload_chunk({"transfer_id": tid, "offset": 0, "data": content[:10_000]})
+    result = up.upload(path, "model.onnx")
+    assert result.already == 10_000 and result.sent == len(content) - 10_000
+    assert "resuming, 10000 of 25000 octets on board" in lines[0]
+    chunk_offsets = [v["offset"] for n, v in payload.sent if n == "FILE_UPLOAD_CHUNK"]
+    assert min(chunk_offsets) == 10_000
+    assert payload.files["model.onnx"] == content
+
+
+def test_a_checksum_mismatch_sends_the_file_again_once(tmp_path: Path) -> None:
+    payload = FakePayload()
+    payload.corrupt_chunk = once({998})
+    path, content = sample(tmp_path)
+    up, _, lines = engines(payload)
+    up.upload(path, "model.onnx")
+    assert payload.files["model.onnx"] == content
+    assert any("checksum mismatch; sending again" in line for line in lines)
+    # A second mismatch is reported, not retried for ever.
+    payload2 = FakePayload()
+    payload2.corrupt_chunk = lambda offset: offset == 0
+    up2, _, _ = engines(payload2)
+    with pytest.raises(CommandFailed, match=r"CHECKSUM_MISMATCH \(code 265\)"):
+        up2.upload(path, "model.onnx")
+
+
+def test_file_exists_is_success_only_for_a_content_addressed_name(tmp_path: Path) -> None:
+    payload = FakePayload()
+    path, content = sample(tmp_path)
+    payload.files["input-x.npy"] = content
+    up, _, _ = engines(payload)
+    assert up.upload(path, "input-x.npy", content_addressed=True).stored_before
+    with pytest.raises(CommandFailed, match=r"FILE_EXISTS \(code 258\): input-x.npy is stored"):
+        up.upload(path, "input-x.npy")
+
+
+def test_a_download_checks_crcs_and_asks_again_for_the_gaps(tmp_path: Path) -> None:
+    payload = FakePayload()
+    _, content = sample(tmp_path, 20_000)
+    payload.files["job-3.npy"] = content
+    payload.lose_download_chunk = once({700 * 4, 700 * 20})
+    _, down, _ = engines(payload)
+    out = tmp_path / "out" / "y.npy"
+    result = down.download("job-3.npy", out)
+    assert out.read_bytes() == content
+    assert result.sha256 == hashlib.sha256(content).digest()
+    asks = [(v["offset"], v["length"]) for n, v in payload.sent if n == "FILE_DOWNLOAD"]
+    assert asks == [(0, 0), (700 * 4, 700), (700 * 20, 700)]
+    assert not out.with_name("y.npy.part.json").exists()
+
+
+def test_an_interrupted_download_asks_only_for_the_rest(tmp_path: Path) -> None:
+    payload = FakePayload()
+    _, content = sample(tmp_path, 20_000)
+    payload.files["f.bin"] = content
+    out = tmp_path / "f.bin"
+    partial = PartialDownload(out, "f.bin")
+    partial.start(len(content), hashlib.sha256(content).digest())
+    partial.accept(0, content[:12_000], zlib.crc32(content[:12_000]))
+    partial.close()
+    _, down, lines = engines(payload)
+    result = down.download("f.bin", out)
+    assert out.read_bytes() == content and result.received == 8_000
+    asks = [(v["offset"], v["length"]) for n, v in payload.sent if n == "FILE_DOWNLOAD"]
+    assert asks == [(12_000, 8_000)]
+    assert "resuming, 12000 of 20000 octets here" in lines[0]
+
+
+def test_a_corrupt_whole_file_is_refused_and_unknown_names_fail(tmp_path: Path) -> None:
+    payload = FakePayload()
+    _, content = sample(tmp_path, 3_000)
+    payload.files["f.bin"] = content
+    payload.corrupt_stored_once = True  # CRCs hold but the SHA-256 does not
+    _, down, _ = engines(payload)
+    with pytest.raises(TransferFailed, match="discarded"):
+        down.download("f.bin", tmp_path / "f.bin")
+    assert not (tmp_path / "f.bin").exists()
+    with pytest.raises(CommandFailed, match=r"NO_SUCH_FILE \(code 266\): no file g.bin"):
+        down.download("g.bin", tmp_path / "g.bin")
