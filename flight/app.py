@@ -30,7 +30,7 @@ from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
 from flight.files.upload_store import UploadStore
-from flight.jobs.executor import Executor, SessionCache
+from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
 from flight.jobs.registry import ModelEntry, ModelRegistry
 from flight.jobs.runner import JobRunner
@@ -153,7 +153,8 @@ class Payload:
         )
         self.registry = ModelRegistry(state_dir / "models", max_model_bytes=storage.max_model_bytes)
         self.provider = provider or select_provider(OnnxruntimeBackend())
-        self.sessions = SessionCache(jobs.session_cache, self.provider, jobs.intra_op_threads)
+        threads = jobs.intra_op_threads or default_intra_op_threads()
+        self.sessions = SessionCache(jobs.session_cache, self.provider, threads)
         self.jobs = JobStore.in_state_dir(state_dir)
         self.runner = JobRunner(
             self.dictionary,
@@ -206,7 +207,7 @@ class Payload:
             "JOBS_SUCCEEDED": lambda: self._job_counts()[JobState.SUCCEEDED],
             "JOBS_FAILED": lambda: sum(self._job_counts()[s] for s in finals),
             "CURRENT_JOB": lambda: self.runner.current_job,
-            "CURRENT_JOB_PROGRESS": lambda: self._current_progress(),
+            "CURRENT_JOB_PROGRESS": lambda: self.runner.progress if self.runner.current_job else 0,
             "EXECUTION_PROVIDER": lambda: provider_code,
             "INFERENCE_RUNS": lambda: executor.run_count & 0xFFFFFFFF,
             "VOTE_DISAGREEMENTS": lambda: executor.disagreement_count & 0xFFFFFFFF,
@@ -217,15 +218,6 @@ class Payload:
             "UPLOADS_IN_PROGRESS": lambda: min(len(self.files.transfers()), 0xFFFF),
             "DOWNLOADS_ACTIVE": lambda: self.file_service.active_downloads,
         }
-
-    def _current_progress(self) -> int:
-        job_id = self.runner.current_job
-        if not job_id:
-            return 0
-        try:
-            return self.jobs.get(job_id).progress
-        except JobStoreError:
-            return 0
 
     def _parameter_pool(self, state_dir: Path) -> ParameterPool:
         pool = ParameterPool(self.dictionary)

@@ -38,7 +38,7 @@ class StorageConfig:
 class JobsConfig:
     """How jobs run."""
 
-    # onnxruntime intra-op threads per session; 0: onnxruntime's choice (one per core).
+    # onnxruntime intra-op threads per session; 0: one fewer than the cores (at least one).
     intra_op_threads: int = 0
     # Sessions (loaded models) kept ready.
     session_cache: int = 4

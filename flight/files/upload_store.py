@@ -399,6 +399,7 @@ class UploadStore:
         sync_interval_bytes: int = DEFAULT_SYNC_INTERVAL,
     ) -> None:
         self._lock = threading.RLock()
+        self._index_dirty = False
         if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1:
             raise ValueError(
                 "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1, got"
@@ -512,6 +513,8 @@ class UploadStore:
         """Make every chunk written so far durable and recorded as received."""
         for partial in self._partials.values():
             self._sync_partial(partial)
+        if self._index_dirty:
+            self._write_index()
 
     @_locked
     def status(self, transfer_id: int) -> UploadStatus:
@@ -580,6 +583,8 @@ class UploadStore:
         for partial in self._partials.values():
             self._sync_partial(partial)
             partial.close()
+        if self._index_dirty:
+            self._write_index()
 
     def __enter__(self) -> UploadStore:
         return self
@@ -625,9 +630,16 @@ class UploadStore:
         _fsync_dir(self._files_dir)
         stored = StoredFile(name, len(data), hashlib.sha256(data).digest())
         self._index[name] = stored
-        self._write_index()
+        # The index is a cache of sizes and digests (a file it lacks is hashed at the next
+        # open): written at the next sync, change or close, not on the path of every result.
+        self._index_dirty = True
         log.info("file stored: %s, %d octets", name, len(data))
         return stored
+
+    @_locked
+    def exists(self, name: str) -> bool:
+        """Whether a committed file has that name."""
+        return name in self._index
 
     @_locked
     def info(self, name: str) -> StoredFile:
@@ -716,6 +728,7 @@ class UploadStore:
         _fsync_dir(self._partial_dir)
 
     def _write_index(self) -> None:
+        self._index_dirty = False
         entries = {f.name: {"size": f.size, "sha256": f.sha256.hex()} for f in self.files()}
         raw = json.dumps({"version": _INDEX_VERSION, "files": entries}, indent=1, sort_keys=True)
         _replace_atomically(self._index_path, raw.encode())

@@ -7,6 +7,7 @@ far more than a run, so sessions live in an LRU cache keyed by the model's SHA-2
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 #: Creates a session from a model file, its options and the provider list.
 SessionFactory = Callable[[Path, ort.SessionOptions, list[str]], ort.InferenceSession]
+
+
+def default_intra_op_threads() -> int:
+    """One core fewer than the board has (at least one): the link loop and the job
+    bookkeeping keep a core of their own, so neither the line nor the runs stall each other."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class ExecutorError(Exception):
@@ -95,6 +102,9 @@ class SessionCache:
         # Redundant runs are compared bit for bit: a kernel that picks a different algorithm
         # from run to run (cuDNN autotuning) would look like a radiation upset.
         options.use_deterministic_compute = True
+        # Idle pool threads sleep instead of spinning: on a board that lives on a power and
+        # thermal budget, a spinning core between jobs is waste, and it starves the link loop.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
     def get(self, key: str, model_path: Path) -> ort.InferenceSession:

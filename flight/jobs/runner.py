@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import queue
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -70,6 +70,14 @@ def input_failure(problem: InputMismatch) -> str:
     return _INPUT_FAILURES[problem.reason]
 
 
+def _preparation_failure(exc: Exception) -> str:
+    if isinstance(exc, RegistryError):
+        return "UNKNOWN_MODEL"
+    if isinstance(exc, InputMismatch):
+        return input_failure(exc)
+    return "NO_SUCH_FILE"
+
+
 def result_file_name(job_id: int, outputs: int) -> str:
     return f"job-{job_id}.npy" if outputs == 1 else f"job-{job_id}.npz"
 
@@ -92,14 +100,13 @@ IDLE_POLL_S = 1.0
 class _Work:
     job: Job
     entry: ModelEntry
-    input_path: Path
+    feeds: dict[str, np.ndarray]
     run_options: ort.RunOptions
 
 
 @dataclass(frozen=True)
 class _Finished:
-    result: bytes
-    outputs: int
+    outputs: dict[str, np.ndarray]
     runs: int
     disagreements: int
 
@@ -142,9 +149,18 @@ class JobRunner:
         self.submitting = threading.Lock()
         self._stopping = threading.Event()
         self._paused = False
+        # The next job, prepared while the current one computes, and the current one.
+        self._next: _Work | None = None
         self._current: _Work | None = None
+        self._ready: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
+        self._done: queue.Queue[tuple[_Work, _Finished | _Failed, float]] = queue.Queue()
         self.last_duration_ms = 0
-        self._thread = threading.Thread(target=self._worker, name="job-worker", daemon=True)
+        # Progress of the running job, percent.
+        self.progress = 0
+        self._threads = [
+            threading.Thread(target=self._bookkeeper, name="job-bookkeeper", daemon=True),
+            threading.Thread(target=self._computer, name="job-compute", daemon=True),
+        ]
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -152,16 +168,20 @@ class JobRunner:
         """Requeue what a crash interrupted, then start the worker."""
         for job in self.store.recover():
             self._events.raise_event("JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts)
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        current = self._current
-        if current is not None:
-            current.run_options.terminate = True
+        for work in (self._current, self._next):
+            if work is not None:
+                work.run_options.terminate = True
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        with contextlib.suppress(queue.Full):
+            self._ready.put_nowait(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
 
     # -- what services and the main loop ask ------------------------------------------------
 
@@ -202,87 +222,115 @@ class JobRunner:
     def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job (UnknownJob, InvalidTransition from the store)."""
         job = self.store.cancel(job_id)
-        current = self._current
-        if current is not None and current.job.job_id == job_id:
-            current.run_options.terminate = True
+        for work in (self._current, self._next):
+            if work is not None and work.job.job_id == job_id:
+                work.run_options.terminate = True
         self._ended(job, "JOB_CANCELLED", f"job {job_id} cancelled by the ground")
         return job
 
     def tick(self) -> None:
-        """Main loop: stop the running job when its deadline passes."""
-        current = self._current
-        if current is None or current.run_options.terminate:
-            return
-        if self.scheduler.overdue(current.job):
-            current.run_options.terminate = True
+        """Main loop: stop a started job when its deadline passes."""
+        for work in (self._current, self._next):
+            if work is None or work.run_options.terminate or not self.scheduler.overdue(work.job):
+                continue
+            work.run_options.terminate = True
             try:
-                job = self.store.mark_timed_out(current.job.job_id)
+                job = self.store.mark_timed_out(work.job.job_id)
             except JobStoreError as exc:
-                log.info("job %d not timed out: %s", current.job.job_id, exc)
-                return
+                log.info("job %d not timed out: %s", work.job.job_id, exc)
+                continue
             self._ended(job, "JOB_TIMED_OUT", f"deadline of {job.deadline_s:g} s passed")
 
-    # -- the worker ---------------------------------------------------------------------------
+    # -- the two job threads ------------------------------------------------------------------
+    #
+    # The bookkeeper prepares the next job (pick, mark running, load and check its input) while
+    # the current one computes, and records each result (stored file, durable state, reports)
+    # while the next one computes: in a stream of jobs the bookkeeping is off the critical path.
 
-    def _worker(self) -> None:
+    def _bookkeeper(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(IDLE_POLL_S)
             self._wake.clear()
-            while not self._stopping.is_set() and not self._paused:
-                try:
-                    if not self._run_next():
+            try:
+                while True:
+                    try:
+                        work, outcome, started = self._done.get_nowait()
+                    except queue.Empty:
                         break
-                except Exception:  # the worker must outlive any bug in one job
-                    log.exception("job worker: unexpected error")
-                    break
+                    self._record(work, outcome, started)
+                if self._stopping.is_set() or self._paused or self._next is not None:
+                    continue
+                prepared = self._prepare_next()
+                if prepared is not None:
+                    self._next = prepared
+                    self._ready.put(prepared)
+            except Exception:  # the payload must outlive any bug in one job
+                log.exception("job bookkeeper: unexpected error")
 
-    def _run_next(self) -> bool:
-        """Run the next queued job to its end; False when there is none."""
-        try:
-            with self.submitting:
-                job = self.scheduler.next_job()
-                if job is None:
-                    return False
-                job = self.store.mark_running(job.job_id)
-        except InvalidTransition:
-            return True  # cancelled between the pick and the start: pick again
-        except JobStoreError as exc:
-            log.error("cannot start the next job: %s", exc)
-            return False
-        try:
-            entry = self.registry.entry(job.model, job.model_version)
-            input_path = self._files.path_of(job.input_file)
-        except (RegistryError, FileStoreError) as exc:
-            name = "UNKNOWN_MODEL" if isinstance(exc, RegistryError) else "NO_SUCH_FILE"
-            self._fail(job, name, str(exc))
-            return True
-        reporter = self.reporter(job)
-        if reporter is not None:
-            reporter.success(Stage.PROGRESS, STEP_STARTED)
-        work = _Work(job, entry, input_path, ort.RunOptions())
-        self._current = work
-        started = self._monotonic()
-        log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts, entry.name,
-                 entry.version)  # fmt: skip
-        try:
-            outcome = self._compute(work)
-            if work.run_options.terminate:
-                log.info("job %d stopped: its outcome is dropped", job.job_id)
-            elif isinstance(outcome, _Failed):
-                self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
-            else:
-                self._store_result(job, outcome, started)
-        finally:
+    def _computer(self) -> None:
+        while True:
+            work = self._ready.get()
+            if work is None:
+                return
+            self._current = work
+            self.progress = 0
+            self._next = None
+            self._wake.set()  # the bookkeeper prepares the one after
+            started = self._monotonic()
+            reporter = self.reporter(work.job)
+            if reporter is not None and not work.run_options.terminate:
+                reporter.success(Stage.PROGRESS, STEP_STARTED)
+            try:
+                outcome = self._compute(work)
+            except Exception as exc:  # the thread must outlive any bug in one job
+                log.exception("job %d crashed", work.job.job_id)
+                outcome = _Failed("EXECUTION_FAILED", repr(exc))
             self._current = None
-        return True
+            self._done.put((work, outcome, started))
+            self._wake.set()
+
+    def _prepare_next(self) -> _Work | None:
+        """The next queued job, started and with its input loaded; None when there is none."""
+        while not self._stopping.is_set():
+            try:
+                with self.submitting:
+                    job = self.scheduler.next_job()
+                    if job is None:
+                        return None
+                    job = self.store.mark_running(job.job_id)
+            except InvalidTransition:
+                continue  # cancelled between the pick and the start
+            except JobStoreError as exc:
+                log.error("cannot start the next job: %s", exc)
+                return None
+            try:
+                entry = self.registry.entry(job.model, job.model_version)
+                data = self._files.path_of(job.input_file).read_bytes()
+                feeds = check_input(entry.signature, load_input(data))
+            except (RegistryError, FileStoreError, OSError, InputMismatch) as exc:
+                self._fail(job, _preparation_failure(exc), str(exc))
+                continue
+            log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
+                     entry.name, entry.version)  # fmt: skip
+            return _Work(job, entry, feeds, ort.RunOptions())
+        return None
+
+    def _record(self, work: _Work, outcome: _Finished | _Failed, started: float) -> None:
+        job = work.job
+        if work.run_options.terminate:
+            log.info("job %d stopped: its outcome is dropped", job.job_id)
+        elif isinstance(outcome, _Failed):
+            self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
+        else:
+            self._store_result(job, outcome, started)
 
     def _store_result(self, job: Job, outcome: _Finished, started: float) -> None:
-        name = result_file_name(job.job_id, outcome.outputs)
+        name = result_file_name(job.job_id, len(outcome.outputs))
         try:
             # A result left by an attempt that a crash cut short before it was recorded.
-            if any(f.name == name for f in self._files.files()):
+            if self._files.exists(name):
                 self._files.delete(name)
-            stored = self._files.put(name, outcome.result)
+            stored = self._files.put(name, serialise_outputs(outcome.outputs))
         except (FileStoreError, OSError) as exc:
             self._fail(job, store_failure_name(exc), f"result not stored: {exc}", outcome.runs)
             return
@@ -361,30 +409,20 @@ class JobRunner:
             runs = n
             if reporter is not None:
                 reporter.success(Stage.PROGRESS, STEP_RUN_DONE)
-            # A job cancelled or timed out meanwhile refuses progress.
-            with contextlib.suppress(JobStoreError):
-                self.store.mark_progress(job.job_id, min(95, 95 * n // expected))
+            # Kept in memory: a database write here would sit on the path of every run.
+            self.progress = min(95, 95 * n // expected)
 
         try:
-            feeds = check_input(work.entry.signature, load_input(work.input_path.read_bytes()))
             result = self.executor.execute(
                 work.entry.key,
                 work.entry.path,
-                feeds,
+                work.feeds,
                 job.redundancy,
                 on_run=on_run,
                 run_options=work.run_options,
             )
-            data = serialise_outputs(result.outputs)
-        except InputMismatch as exc:
-            return _Failed(input_failure(exc), str(exc))
         except VotingError as exc:
             return _Failed("VOTE_FAILED", str(exc), runs)
         except ExecutorError as exc:
             return _Failed("INFERENCE_FAILED", str(exc), runs)
-        except OSError as exc:
-            return _Failed("NO_SUCH_FILE", f"input {job.input_file}: {exc}")
-        except Exception as exc:  # a bug must fail the job, not kill the worker
-            log.exception("job %d crashed", job.job_id)
-            return _Failed("EXECUTION_FAILED", repr(exc), runs)
-        return _Finished(data, len(result.outputs), result.runs, result.disagreements)
+        return _Finished(result.outputs, result.runs, result.disagreements)

@@ -433,8 +433,11 @@ class JobStore:
         return job
 
     def mark_running(self, job_id: int) -> Job:
-        """QUEUED -> RUNNING: one more attempt starts now."""
-        with self._transaction(f"start job {job_id}") as conn:
+        """QUEUED -> RUNNING: one more attempt starts now.
+
+        Not synced: after a power cut the job is QUEUED again, which is what `recover` makes
+        of a RUNNING job anyway (only the attempt count may lag)."""
+        with self._transaction(f"start job {job_id}", durable=False) as conn:
             job = self._fetch(conn, job_id)
             if job.state is not JobState.QUEUED:
                 self._refuse("start", job, {JobState.QUEUED})

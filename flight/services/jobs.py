@@ -122,7 +122,9 @@ class JobService:
             {
                 "job_id": job.job_id,
                 "state": int(job.state),
-                "progress": job.progress,
+                "progress": self._runner.progress
+                if job.state is JobState.RUNNING and self._runner.current_job == job.job_id
+                else job.progress,
                 "priority": job.priority,
                 "redundancy": int(job.redundancy),
                 "attempts": min(job.attempts, 255),

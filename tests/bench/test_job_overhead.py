@@ -1,0 +1,156 @@
+"""Payload overhead per job: from submission to the stored result, against a bare onnxruntime
+`run` of the same model and input (issue 5 target: ratio <= 1.05 with redundancy none for a
+model of >= 5 ms).
+
+The payload side is the real code path without the link: the job store (SQLite, durable
+commits), the upload store (input read, result written and synced atomically), the model
+registry, input checks against the signature, the cached session and the worker thread that
+reports the job's end. Both sides run the same session options on the same input; the two are
+measured alternately so that drift on a busy host hits both alike, and the medians compared.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from flight.files.upload_store import UploadStore
+from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
+from flight.jobs.providers import CPU, ProviderChoice
+from flight.jobs.redundancy import Redundancy
+from flight.jobs.registry import ModelRegistry
+from flight.jobs.runner import JobRunner
+from flight.jobs.store import JobStore
+from flight.services.events import EventReporter
+from flight.telemetry import TmPublisher
+from telemetry_defs.loader import default_dictionary
+from tools.model_gen import cnn_classifier, model_bytes, random_input
+
+D = default_dictionary()
+JOBS = 40
+
+
+class _Payload:
+    """The job path of the payload, in process, with a TM sink that spots JOB_SUCCEEDED."""
+
+    def __init__(self, root: Path) -> None:
+        self.done = threading.Event()
+        succeeded = D.event("JOB_SUCCEEDED").id.to_bytes(2, "big")
+
+        def sink(vcid: int, packet: bytes) -> None:
+            # Primary header 6, TM secondary header 14: service at 7, event ID at 20.
+            if packet[7] == 5 and packet[20:22] == succeeded:
+                self.done.set()
+
+        tm = TmPublisher(D.apid, sink, time.time)
+        self.files = UploadStore(root / "files", quota_bytes=2**34, reserve_bytes=0)
+        self.registry = ModelRegistry(root / "models", max_model_bytes=2**30)
+        self.store = JobStore.in_state_dir(root)
+        # As the payload configures it by default (flight/app.py).
+        self.cache = SessionCache(2, ProviderChoice(CPU), default_intra_op_threads())
+        self.runner = JobRunner(
+            D,
+            self.store,
+            self.registry,
+            self.files,
+            Executor(self.cache),
+            tm,
+            EventReporter(D, tm),
+        )
+        self.runner.start()
+
+    def job(self, model: str, input_file: str) -> None:
+        self.done.clear()
+        self.store.submit(model, input_file, 0, Redundancy.NONE, None)
+        self.runner.wake()
+        if not self.done.wait(30):
+            raise AssertionError("the job did not finish")
+
+    def stream(self, model: str, input_file: str, jobs: int) -> None:
+        """Queue `jobs` jobs at once; return when the last result is stored."""
+        last = 0
+        for _ in range(jobs):
+            last = self.store.submit(model, input_file, 0, Redundancy.NONE, None).job_id
+        self.runner.wake()
+        deadline = time.monotonic() + 120
+        while self.store.get(last).state.name != "SUCCEEDED":
+            if time.monotonic() > deadline:
+                raise AssertionError("the stream did not finish")
+            self.done.wait(0.05)
+            self.done.clear()
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.store.close()
+
+
+def _median_seconds(fn: Callable[[], object], n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_job_overhead_against_bare_onnxruntime(
+    tmp_path: Path, batch: int, report: Callable[[str, str], None]
+) -> None:
+    model = cnn_classifier(seed=1)
+    data = model_bytes(model)
+    x = random_input(model, batch=batch, seed=3)
+    buffer = io.BytesIO()
+    np.save(buffer, x, allow_pickle=False)
+
+    payload = _Payload(tmp_path)
+    try:
+        payload.registry.register("cnn", 1, data)
+        payload.files.put("x.npy", buffer.getvalue())
+        bare = ort.InferenceSession(data, sess_options=payload.cache.options(), providers=[CPU])
+        feeds = {"image": x}
+        # Warm both: the payload's session is created by its first job.
+        payload.job("cnn", "x.npy")
+        bare.run(None, feeds)
+
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(JOBS):
+            theirs += _median_seconds(lambda: bare.run(None, feeds), 1)
+            ours += _median_seconds(lambda: payload.job("cnn", "x.npy"), 1)
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        section = "Job overhead (issue 5): submission to stored result vs bare onnxruntime run"
+        report(
+            section,
+            f"CNN 3x64x64 batch {batch}, one job at a time: bare run median"
+            f" {statistics.median(theirs) * 1e3:.2f} ms, payload job median"
+            f" {statistics.median(ours) * 1e3:.2f} ms, ratio {ratio:.3f}"
+            f" (overhead {(statistics.median(ours) - statistics.median(theirs)) * 1e3:.2f} ms)",
+        )
+        # A queue of jobs: the bookkeeping of one overlaps the computing of the next.
+        streams: list[float] = []
+        bares: list[float] = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(JOBS):
+                bare.run(None, feeds)
+            bares.append((time.perf_counter() - start) / JOBS)
+            start = time.perf_counter()
+            payload.stream("cnn", "x.npy", JOBS)
+            streams.append((time.perf_counter() - start) / JOBS)
+        stream_ratio = min(streams) / min(bares)
+        report(
+            section,
+            f"CNN 3x64x64 batch {batch}, {JOBS} jobs queued: bare {min(bares) * 1e3:.2f} ms per"
+            f" run, payload {min(streams) * 1e3:.2f} ms per job, ratio {stream_ratio:.3f}",
+        )
+    finally:
+        payload.close()
