@@ -1,7 +1,10 @@
-"""`make demo`: the system end to end over the emulated serial link.
+"""`make demo`: the whole story over the emulated serial link.
 
-Starts the HIL bench (link emulator + payload-flight), runs the real `groundsw` against it and
-prints what the operator would see, then the payload's own account of the link, and stops.
+Starts the HIL bench (link emulator at 921600 baud + payload-flight), then, with the real
+`groundsw` as an operator would: checks the link, uploads a CNN classifier made by
+tools/model_gen.py, submits a TMR inference job, watches housekeeping while it runs, fetches
+the result and compares it with a local onnxruntime run of the same model and input (bit-exact
+on the CPU), prints a summary and stops everything.
 """
 
 from __future__ import annotations
@@ -10,54 +13,147 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
+
 from hil.bench import Bench
+from tools.model_gen import cnn_classifier, random_input, save, slow_model
 
 BIN = Path(sys.executable).parent
+BAUD = 921600
+
+
+class DemoFailed(Exception):
+    """A step of the demo went wrong; the message says which."""
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
+class Operator:
+    """Runs groundsw against the bench and shows what it prints."""
+
+    def __init__(self, port: str, data_dir: Path) -> None:
+        self.base = [str(BIN / "groundsw"), "--port", port, "--baud", str(BAUD)]
+        self.base += ["--data-dir", str(data_dir)]
+
+    def run(self, title: str, *args: str, sections: tuple[str, ...] = ()) -> tuple[str, float]:
+        """Run groundsw; show its output (only these sections of a live table, if given)."""
+        banner(f"groundsw {' '.join(args)}  ({title})")
+        start = time.monotonic()
+        result = subprocess.run([*self.base, *args], text=True, capture_output=True)
+        elapsed = time.monotonic() - start
+        print(_only_sections(result.stdout, sections) if sections else result.stdout, end="")
+        if result.returncode != 0:
+            print(result.stderr, end="", file=sys.stderr)
+            raise DemoFailed(f"groundsw {args[0]} {args[1]} exited with {result.returncode}")
+        return result.stdout, elapsed
+
+
+def _only_sections(text: str, sections: tuple[str, ...]) -> str:
+    """The lines of the named [SECTION]s of a plain live table (the last print of each)."""
+    kept: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1] if line[1:-1] in sections else None
+            if current is not None:
+                kept[current] = [line]
+        elif current is not None and line.strip():
+            kept[current].append(line)
+    return "".join(line + "\n" for name in sections for line in kept.get(name, []))
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="payload-demo-"))
-    banner("starting the HIL bench: emulated 115200-baud serial link + payload-flight")
-    with Bench(workdir / "state", baud=115200) as bench:
-        print(f"payload on {bench.link.flight_port}, ground on {bench.ground_port}")
-        ground = [str(BIN / "groundsw"), "--port", bench.ground_port]
-        ground += ["--data-dir", str(workdir / "ground-data")]
-        steps = [
-            (
-                "ping --count 3  (TC[17,1] through CLTU/BCH, TC frames, COP-1, PUS-C)",
-                "ping --count 3",
-            ),
-            ("cmd HK_GENERATE  (a dictionary command)", "cmd HK_GENERATE sids=PAYLOAD_STATUS"),
-            ("cmd PARAM_SET  (ST[20], range-checked)", "cmd PARAM_SET LOG_LEVEL=INFO"),
-            ("events  (read back from the ground archive)", "events --since 10m"),
-        ]
-        outputs = []
-        for title, args in steps:
-            banner(f"groundsw {title}")
-            result = subprocess.run([*ground, *args.split()], text=True, capture_output=True)
-            print(result.stdout, end="")
-            outputs.append(result.stdout)
-            if result.returncode != 0:
-                print(result.stderr, end="", file=sys.stderr)
-                print(f"demo FAILED: groundsw exited with {result.returncode}", file=sys.stderr)
-                return 1
-        up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
-        bench.stop_flight()
-        banner("the payload's account of the link (from its log)")
-        counters = re.findall(r"link counters: (.*)", bench.flight_log_text())
-        print(counters[-1] if counters else "(no counters logged)")
-        banner("summary")
-        rtts = re.findall(r"round trip ([\d.]+) ms", outputs[0])
-        print(
-            f"3 pings answered, round trips {', '.join(rtts)} ms; "
-            f"line carried {up.octets_out} octets up, {down.octets_out} down"
-        )
+    banner("making the demo model and input from fixed seeds (tools/model_gen.py)")
+    model = cnn_classifier(seed=1)
+    model_path = workdir / "cnn.onnx"
+    save(model, model_path)
+    x = random_input(model, batch=4, seed=7)
+    input_path = workdir / "images.npy"
+    np.save(input_path, x, allow_pickle=False)
+    print(f"{model_path.name}: {model_path.stat().st_size} octets, input {x.shape} {x.dtype}")
+
+    banner(f"starting the HIL bench: emulated {BAUD}-baud serial link + payload-flight")
+    try:
+        with Bench(workdir / "state", baud=BAUD) as bench:
+            print(f"payload on {bench.link.flight_port}, ground on {bench.ground_port}")
+            op = Operator(bench.ground_port, workdir / "ground-data")
+            op.run("TC[17,1] through CLTU/BCH, TC frames, COP-1, PUS-C", "ping", "--count", "2")
+            _, upload_s = op.run(
+                "chunks in the FOP-1 window, SHA-256 checked on board, then validated",
+                "model", "upload", str(model_path), "--name", "cnn",
+            )  # fmt: skip
+            op.run("the registry", "model", "list")
+            out, _ = op.run(
+                "the input goes up too; the job ID is the last line",
+                "job", "submit", "--model", "cnn", "--input", str(input_path),
+                "--redundancy", "tmr",
+            )  # fmt: skip
+            job_id = out.strip().splitlines()[-1]
+            op.run("until the job is final", "job", "wait", job_id, "--timeout", "120")
+            status, _ = op.run("the job's record", "job", "status", job_id)
+            result_path = workdir / "result.npy"
+            _, download_s = op.run(
+                "downloaded on VC 1, CRC per chunk, SHA-256 of the whole",
+                "job", "result", job_id, "--out", str(result_path),
+            )  # fmt: skip
+
+            banner("a longer job, to watch housekeeping while it runs")
+            slow_path = workdir / "slow.onnx"
+            save(slow_model(), slow_path)
+            scale_path = workdir / "scale.npy"
+            np.save(scale_path, np.full((1, 1), 2.0, np.float32), allow_pickle=False)
+            op.run("48 convolutions on a constant image", "model", "upload", str(slow_path),
+                   "--name", "slow")  # fmt: skip
+            out, _ = op.run(
+                "TMR again",
+                "job", "submit", "--model", "slow", "--input", str(scale_path),
+                "--redundancy", "tmr",
+            )  # fmt: skip
+            slow_id = out.strip().splitlines()[-1]
+            op.run(
+                "jobs running, progress, provider, inference runs, disagreements",
+                "tm", "live", "--duration", "3", "--refresh",
+                sections=("JOBS_STATUS", "PAYLOAD_STATUS"),
+            )  # fmt: skip
+            op.run("until it is final", "job", "wait", slow_id, "--timeout", "120")
+            op.run("everything above is in the ground archive", "events", "--since", "10m")
+            up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
+            bench.stop_flight()
+            counters = re.findall(r"link counters: (.*)", bench.flight_log_text())
+    except DemoFailed as exc:
+        print(f"demo FAILED: {exc}", file=sys.stderr)
+        return 1
+
+    banner("comparing with a local onnxruntime run of the same model and input")
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"image": x})[0]
+    result = np.load(result_path, allow_pickle=False)
+    exact = result.dtype == expected.dtype and result.tobytes() == expected.tobytes()
+    print(f"payload result {result.shape} {result.dtype}; local {expected.shape} {expected.dtype}")
+    print(f"bit-exact: {'yes' if exact else 'NO'}; classes {result.argmax(axis=1).tolist()}")
+
+    banner("summary")
+    size = model_path.stat().st_size
+    rate = size / upload_s / 1000
+    line = BAUD / 10 / 1000
+    print(f"model {size} octets uploaded and registered in {upload_s:.1f} s")
+    print(f"  {rate:.1f} kB/s end to end on a {line:.1f} kB/s line ({rate / line:.0%})")
+    state = next((ln for ln in status.splitlines() if ln.startswith(f"job {job_id}:")), "")
+    runs = next((ln.strip() for ln in status.splitlines() if ln.strip().startswith("runs")), "")
+    print(f"{state}, TMR: {' '.join(runs.split())}")
+    print(f"result {result_path.stat().st_size} octets downloaded in {download_s:.1f} s")
+    print(f"line carried {up.octets_out} octets up, {down.octets_out} down")
+    print(f"payload link counters: {counters[-1] if counters else '(none logged)'}")
+    if not exact:
+        print("demo FAILED: the payload's result differs from the local run", file=sys.stderr)
+        return 1
     print("demo OK")
     return 0
 

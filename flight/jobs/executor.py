@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 
 from flight.jobs.providers import CPU, ORT_QUIET_SEVERITY, ProviderChoice
 from flight.jobs.redundancy import Outputs, Redundancy, RunResult, run_redundant

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import onnx
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 from onnx import TensorProto, helper
 
 logger = logging.getLogger(__name__)

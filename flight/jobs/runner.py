@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 
 from flight.commanding import VerificationReporter, detail_octets
 from flight.files.failures import store_failure_name
