@@ -19,6 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hil.bench import Bench
+from hil.impairments import Impairments
 from telemetry_defs.loader import DEFAULT_DIRECTORY
 from tests.harness import BIN, run_tool
 from tools import model_gen
@@ -284,5 +285,41 @@ def test_the_generated_cnn_runs_under_tmr(make_bench: Callable[..., Bench], tmp_
     assert code == 0, err
     result = tmp_path / "y.npy"
     code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
+    assert code == 0, err
+    assert np.load(result).tobytes() == local_run(model, x).tobytes()
+
+
+def test_a_1_mib_model_arrives_bit_exact_at_921600_with_ber_1e5(
+    make_bench: Callable[..., Bench], tmp_path: Path
+) -> None:
+    # Bit errors both ways: corrupted CLTUs are retransmitted by COP-1, lost reports and chunks
+    # of status are asked again; the SHA-256 checked on board is the proof of arrival.
+    line = Impairments(ber=1e-5)
+    bench = make_bench(baud=FAST_BAUD, uplink=line, downlink=line, seed=11)
+    model = model_gen.mlp(seed=4, widths=(256, 512, 256, 16))
+    blob = model_gen.model_bytes(model)
+    assert len(blob) >= 2**20
+    data = tmp_path / "ground"
+    start = time.monotonic()
+    out = upload_model(bench, data, model, "mib")
+    elapsed = time.monotonic() - start
+    assert f"sha256     {hashlib.sha256(blob).hexdigest()}" in out
+    up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
+    assert up.bits_flipped > 0 and down.bits_flipped > 0  # the errors really happened
+    print(
+        f"1 MiB model at {FAST_BAUD} baud, BER 1e-5: {len(blob)} octets in {elapsed:.1f} s,"
+        f" {up.bits_flipped} uplink and {down.bits_flipped} downlink bits flipped"
+    )
+    x = np.random.default_rng(2).standard_normal((2, 256)).astype(np.float32)
+    input_path = tmp_path / "x.npy"
+    np.save(input_path, x, allow_pickle=False)
+    code, out, err = groundsw(
+        bench, data, "job", "submit", "--model", "mib", "--input", str(input_path)
+    )
+    assert code == 0, err
+    job_id = out.strip().splitlines()[-1]
+    assert groundsw(bench, data, "job", "wait", job_id, "--timeout", "60")[0] == 0
+    result = tmp_path / "y.npy"
+    code, _, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
     assert code == 0, err
     assert np.load(result).tobytes() == local_run(model, x).tobytes()
