@@ -75,11 +75,12 @@ class _Payload:
             raise AssertionError("the job did not finish")
 
     def stream(self, model: str, input_file: str, jobs: int) -> None:
-        """Queue `jobs` jobs at once; return when the last result is stored."""
+        """Submit `jobs` jobs back to back, as a queue fills from the link while jobs run;
+        return when the last result is stored."""
         last = 0
         for _ in range(jobs):
             last = self.store.submit(model, input_file, 0, Redundancy.NONE, None).job_id
-        self.runner.wake()
+            self.runner.wake()
         deadline = time.monotonic() + 120
         while self.store.get(last).state.name != "SUCCEEDED":
             if time.monotonic() > deadline:
@@ -135,7 +136,8 @@ def test_job_overhead_against_bare_onnxruntime(
             f" {statistics.median(ours) * 1e3:.2f} ms, ratio {ratio:.3f}"
             f" (overhead {(statistics.median(ours) - statistics.median(theirs)) * 1e3:.2f} ms)",
         )
-        # A queue of jobs: the bookkeeping of one overlaps the computing of the next.
+        # A queue of jobs: submissions and the bookkeeping of one job overlap the computing of
+        # the others.
         streams: list[float] = []
         bares: list[float] = []
         for _ in range(3):

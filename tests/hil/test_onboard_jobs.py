@@ -367,3 +367,29 @@ def test_hundred_queued_jobs_complete_in_priority_order(bench: Bench) -> None:
         priority_of = dict(zip(ids, priorities, strict=True))
         expected = sorted(ids, key=lambda j: (-priority_of[j], j))
         assert order == expected
+
+
+def test_deadlines_and_cancellation_stop_running_jobs(bench: Bench) -> None:
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        api.default_timeout = 30
+        register(api, "slow", model_bytes(slow_model()))
+        upload(api, "s.npy", npy(np.full((1, 1), 2.0, np.float32)), transfer_id=9)
+        # TMR of ~0.6 s runs cannot finish in 1 s: the run is stopped, the TC fails with 288.
+        late, record = submit(api, model="slow", input="s.npy", redundancy="TMR", deadline=1)
+        record.finished.wait(30)
+        assert record.failure is not None and record.failure.failure_code == code("JOB_TIMED_OUT")
+        assert job_report(api, late)["state"] == 5  # TIMED_OUT
+        running, record = submit(api, model="slow", input="s.npy", redundancy="TMR")
+        deadline = time.monotonic() + 30
+        while not any(e.report and e.report.step == 2 for e in record.history):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+        api.command_and_assert("JOB_CANCEL", job_id=running)
+        record.finished.wait(30)
+        assert record.failure is not None and record.failure.failure_code == code("JOB_CANCELLED")
+        assert job_report(api, running)["state"] == 4  # CANCELLED
+        api.command_expect_failure("JOB_CANCEL", code("JOB_ALREADY_FINISHED"), job_id=running)
+        # The worker is free again: a job after them runs.
+        after, record = submit(api, model="slow", input="s.npy")
+        record.finished.wait(30)
+        assert record.failure is None and job_report(api, after)["state"] == 2

@@ -1,0 +1,71 @@
+"""Where code holds a protocol value for speed or typing, it agrees with the dictionary: the
+verification reports spacelink builds, the ICD failure codes, job states and redundancy modes,
+progress steps, and every failure name the services report."""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+
+from flight.files import failures as file_failures
+from flight.jobs import runner
+from flight.jobs.model_check import InputProblem, RejectReason
+from flight.jobs.redundancy import Redundancy
+from flight.jobs.store import JobState
+from flight.services import models as model_service
+from spacelink.pus import FailureCode, Stage, VerificationReport
+from spacelink.spacepacket import RequestId
+from telemetry_defs.loader import default_dictionary
+
+D = default_dictionary()
+REQUEST = RequestId(0x1864, 0xC123)
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("success", [True, False])
+def test_spacelink_verification_reports_decode_with_the_dictionary(
+    stage: Stage, success: bool
+) -> None:
+    step = 3 if stage is Stage.PROGRESS else None
+    code = None if success else 265
+    report = VerificationReport(stage, success, REQUEST, step, code, b"detail" if code else b"")
+    decoded = D.decode_tm(1, report.subtype, report.pack())
+    assert decoded.values["tc_packet_id"] == REQUEST.word0
+    assert decoded.values["tc_sequence"] == REQUEST.word1
+    if step is not None:
+        assert decoded.values["step"] == step
+    if code is not None:
+        assert decoded.values["code"] == code and decoded.values["data"] == b"detail"
+
+
+def test_icd_failure_codes_are_the_dictionary_s() -> None:
+    for code in FailureCode:
+        failure = D.failure(int(code))
+        assert failure is not None and failure.name == code.name
+
+
+@pytest.mark.parametrize(
+    ("python", "name"),
+    [(JobState, "JobState"), (Redundancy, "Redundancy")],
+)
+def test_enums_in_code_match_the_dictionary(python: type[enum.IntEnum], name: str) -> None:
+    assert {m.name: int(m) for m in python} == dict(D.enums[name].values)
+
+
+def test_progress_steps_match_the_dictionary() -> None:
+    steps = D.enums["JobStep"].values
+    assert steps["QUEUED"] == runner.STEP_QUEUED
+    assert steps["STARTED"] == runner.STEP_STARTED
+    assert steps["RUN_DONE"] == runner.STEP_RUN_DONE
+    assert steps["RESULT_STORED"] == runner.STEP_RESULT_STORED
+
+
+def test_every_failure_name_the_services_report_is_defined() -> None:
+    names = set(file_failures._FAILURES.values())
+    names |= set(model_service._REJECTED.values())
+    names |= {runner._INPUT_FAILURES[problem] for problem in InputProblem}
+    names |= {"UNKNOWN_MODEL", "MODEL_EXISTS", "NO_SUCH_FILE", "JOB_TIMED_OUT", "JOB_CANCELLED"}
+    for name in names:
+        D.failure_named(name)  # UnknownName if a service reports an undefined failure
+    assert set(model_service._REJECTED) == set(RejectReason)
