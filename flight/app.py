@@ -33,7 +33,7 @@ from flight.files.upload_store import UploadStore
 from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
 from flight.jobs.registry import ModelEntry, ModelRegistry
-from flight.jobs.runner import JobRunner
+from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.parameters import ParameterPool
 from flight.resource_parameters import ResourceMonitor
@@ -364,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_interpreter()
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

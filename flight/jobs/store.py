@@ -547,6 +547,14 @@ class JobStore:
     def expire(self, now: float) -> builtins.list[Job]:
         """QUEUED or RUNNING jobs whose deadline is before `now` become TIMED_OUT; returned."""
         active = f"state IN ({JobState.QUEUED:d}, {JobState.RUNNING:d})"
+        # Asked before every job starts: a read through the deadline index settles the usual
+        # case (nothing overdue) without taking the write lock.
+        with self._reading("look for overdue jobs") as conn:
+            overdue = conn.execute(
+                f"SELECT 1 FROM jobs WHERE {active} AND deadline_at < ? LIMIT 1", (now,)
+            ).fetchone()
+        if overdue is None:
+            return []
         with self._transaction("expire overdue jobs") as conn:
             ids = [
                 r[0]
