@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,3 +106,22 @@ class CommandContext:
     def reply_packet(self, packet: TmPacket, values: dict[str, Any]) -> None:
         """A dictionary packet answering this command."""
         self.reply(packet.service, packet.subtype, packet.layout.build(values))
+
+
+Execute = Callable[[Any, CommandContext], object]
+
+
+def translating(
+    execute: Execute,
+    errors: tuple[type[Exception], ...],
+    translate: Callable[[Exception], CommandError],
+) -> Execute:
+    """`execute`, with `errors` from the layer below reported as the failure `translate` gives."""
+
+    def run(args: Any, ctx: CommandContext) -> object:
+        try:
+            return execute(args, ctx)
+        except errors as exc:
+            raise translate(exc) from None
+
+    return run

@@ -32,6 +32,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from flight.durable import (
+    TMP_SUFFIX,
+    create_durably,
+    fsync_directory,
+    replace_atomically,
+    write_all,
+)
+
 log = logging.getLogger(__name__)
 
 MAX_TRANSFER_ID = 0xFFFF
@@ -49,7 +57,6 @@ _INDEX_VERSION = 1
 # Scattered chunks add one journal record per range at each sync; once the journal holds this
 # many records more than the merged ranges need, it is rewritten so it cannot grow unbounded.
 _JOURNAL_SLACK = 256
-_TMP_SUFFIX = ".tmp"
 
 
 class FileStoreError(Exception):
@@ -305,43 +312,11 @@ def check_name(name: str) -> None:
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
-
-
-def _create_durably(path: Path, data: bytes) -> None:
-    """Write a new file's content and fsync it (the directory is left to the caller)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old content or the new one, never a mix, even after a power cut."""
-    tmp = path.with_name(path.name + _TMP_SUFFIX)
-    _create_durably(tmp, data)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _sha256_of(path: Path) -> bytes:
@@ -418,7 +393,7 @@ class UploadStore:
         for directory in (self.root, self._partial_dir, self._files_dir):
             if not directory.is_dir():
                 directory.mkdir(parents=True)
-                _fsync_dir(directory.parent)
+                fsync_directory(directory.parent)
         self._recover_index()
         self._recover_partials()
 
@@ -477,8 +452,8 @@ class UploadStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _create_durably(partial.journal_path, b"")
-        _replace_atomically(partial.meta_path, wanted.to_json())
+        create_durably(partial.journal_path, b"")
+        replace_atomically(partial.meta_path, wanted.to_json())
         self._partials[transfer_id] = partial
         log.info("transfer %d begun: %s, %d octets", transfer_id, name, size)
         return partial.status()
@@ -560,7 +535,7 @@ class UploadStore:
             )
         partial.close()
         os.replace(partial.data_path, target)
-        _fsync_dir(self._files_dir)
+        fsync_directory(self._files_dir)
         self._index[a.name] = StoredFile(a.name, a.size, digest)
         self._write_index()
         del self._partials[transfer_id]
@@ -620,14 +595,14 @@ class UploadStore:
         # Written aside in partial/ (same file system), then renamed: never a half file.
         tmp = self._partial_dir / f".put-{name}"
         try:
-            _create_durably(tmp, data)
+            create_durably(tmp, data)
             os.replace(tmp, self._files_dir / name)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(f"no space left on the disk for {name!r}") from None
             raise
-        _fsync_dir(self._files_dir)
+        fsync_directory(self._files_dir)
         stored = StoredFile(name, len(data), hashlib.sha256(data).digest())
         self._index[name] = stored
         # The index is a cache of sizes and digests (a file it lacks is hashed at the next
@@ -656,7 +631,7 @@ class UploadStore:
         """Remove a committed file."""
         self._stored(name)
         (self._files_dir / name).unlink(missing_ok=True)
-        _fsync_dir(self._files_dir)
+        fsync_directory(self._files_dir)
         del self._index[name]
         self._write_index()
         log.info("file deleted: %s", name)
@@ -693,12 +668,12 @@ class UploadStore:
         os.fsync(partial.fd)
         records = len(partial.pending)
         if partial.journal_records + records > 2 * len(partial.received) + _JOURNAL_SLACK:
-            _replace_atomically(partial.journal_path, _encode_ranges(partial.received))
+            replace_atomically(partial.journal_path, _encode_ranges(partial.received))
             partial.journal_records = len(partial.received)
         else:
             fd = os.open(partial.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                _write_all(fd, _encode_ranges(partial.pending))
+                write_all(fd, _encode_ranges(partial.pending))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -725,13 +700,13 @@ class UploadStore:
         # Metadata first: whatever a crash leaves behind is an orphan, not a half upload.
         for path in (partial.meta_path, partial.data_path, partial.journal_path):
             path.unlink(missing_ok=True)
-        _fsync_dir(self._partial_dir)
+        fsync_directory(self._partial_dir)
 
     def _write_index(self) -> None:
         self._index_dirty = False
         entries = {f.name: {"size": f.size, "sha256": f.sha256.hex()} for f in self.files()}
         raw = json.dumps({"version": _INDEX_VERSION, "files": entries}, indent=1, sort_keys=True)
-        _replace_atomically(self._index_path, raw.encode())
+        replace_atomically(self._index_path, raw.encode())
 
     def _recover_index(self) -> None:
         """Load the index and make it agree with root/files/, hashing files it lacks."""
@@ -745,7 +720,7 @@ class UploadStore:
             pass
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("file index %s unreadable (%s): rebuilding it", self._index_path, exc)
-        self._index_path.with_name(self._index_path.name + _TMP_SUFFIX).unlink(missing_ok=True)
+        self._index_path.with_name(self._index_path.name + TMP_SUFFIX).unlink(missing_ok=True)
         changed = False
         for path in sorted(self._files_dir.iterdir()):
             name = path.name
@@ -787,7 +762,7 @@ class UploadStore:
             log.info("removing %s left by an interrupted operation", file_name)
             (self._partial_dir / file_name).unlink(missing_ok=True)
         if debris:
-            _fsync_dir(self._partial_dir)
+            fsync_directory(self._partial_dir)
 
     def _recover_partial(self, partial: _Partial) -> bool:
         """Reload one upload; False when it turns out to be already committed."""
@@ -823,11 +798,11 @@ class UploadStore:
                 valid,
                 len(raw),
             )
-            _replace_atomically(partial.journal_path, _encode_ranges(ranges))
+            replace_atomically(partial.journal_path, _encode_ranges(ranges))
             valid = len(ranges)
         elif not partial.journal_path.exists():
-            _create_durably(partial.journal_path, b"")
-            _fsync_dir(self._partial_dir)
+            create_durably(partial.journal_path, b"")
+            fsync_directory(self._partial_dir)
         partial.received.update(ranges)
         partial.journal_records = valid
         log.info(
@@ -841,12 +816,12 @@ class UploadStore:
 
     def _reset_partial(self, partial: _Partial) -> None:
         """Start the upload over: empty journal first, then a data file of the right size."""
-        _replace_atomically(partial.journal_path, b"")
+        replace_atomically(partial.journal_path, b"")
         fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, partial.announcement.size)
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self._partial_dir)
+        fsync_directory(self._partial_dir)
         partial.journal_records = 0

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flight.durable import fsync_directory, replace_atomically
 from flight.files.upload_store import BadFileName, check_name
 from flight.jobs.model_check import ModelSignature, TensorSpec, validate_model, weight_checksums
 
@@ -73,24 +73,6 @@ def signature_text(signature: ModelSignature) -> str:
         return ", ".join(parts)
 
     return f"{one(signature.inputs)} -> {one(signature.outputs)}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class ModelRegistry:
@@ -156,7 +138,7 @@ class ModelRegistry:
             for e in self.entries()
         ]
         raw = json.dumps({"version": _INDEX_VERSION, "models": models}, indent=1, sort_keys=True)
-        _write_durably(self.root / INDEX_FILE, raw.encode())
+        replace_atomically(self.root / INDEX_FILE, raw.encode())
 
     def register(self, name: str, version: int, data: bytes) -> ModelEntry:
         """Validate `data` and register it; ModelRejected (model_check) when it is refused."""
@@ -184,7 +166,7 @@ class ModelRegistry:
         with self._lock:
             if (name, version) in self._models:
                 raise ModelExists(f"model {name} version {version} is registered already")
-            _write_durably(entry.path, data)
+            replace_atomically(entry.path, data)
             self._models[(name, version)] = entry
             self._save()
         log.info("model %s v%d registered: %s", name, version, signature_text(signature))
@@ -217,6 +199,6 @@ class ModelRegistry:
             del self._models[(entry.name, entry.version)]
             self._save()
         entry.path.unlink(missing_ok=True)
-        _fsync_dir(self.root)
+        fsync_directory(self.root)
         log.info("model %s v%d deleted", name, version)
         return entry

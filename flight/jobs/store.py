@@ -11,7 +11,6 @@ import contextlib
 import enum
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from flight.durable import fsync_directory
 from flight.jobs.redundancy import Redundancy
 
 log = logging.getLogger(__name__)
@@ -184,15 +184,6 @@ def _row_to_job(row: tuple[Any, ...]) -> Job:
     )
 
 
-def _sync_directory(directory: Path) -> None:
-    # A new file's directory entry is not durable until the directory itself is synced.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _state_names(states: Collection[JobState]) -> str:
     return " or ".join(s.name for s in sorted(states))
 
@@ -215,7 +206,7 @@ class JobStore:
             self._open()
             if created:
                 try:
-                    _sync_directory(path.parent)
+                    fsync_directory(path.parent)
                 except OSError as exc:
                     raise JobStoreError(
                         f"cannot sync the directory of new store {path}: {exc}"

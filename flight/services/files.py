@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from flight.commanding import DEFERRED, CommandContext, CommandError, named_failure
+from flight.commanding import (
+    DEFERRED,
+    CommandContext,
+    CommandError,
+    named_failure,
+    translating,
+)
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import ChecksumMismatch, FileStoreError, UploadStatus, UploadStore
 from flight.router import CommandRouter
@@ -89,18 +95,12 @@ class FileService:
             ("FILE_DOWNLOAD", self._download),
             ("FILE_DOWNLOAD_CANCEL", self._cancel_download),
         ):
-            router.register_command(d.command(name), self._guarded(execute))
-
-    def _guarded(
-        self, execute: Callable[[dict[str, Any], CommandContext], object]
-    ) -> Callable[[dict[str, Any], CommandContext], object]:
-        def run(args: dict[str, Any], ctx: CommandContext) -> object:
-            try:
-                return execute(args, ctx)
-            except (FileStoreError, OSError) as exc:
-                raise store_failure(self._d, exc) from None
-
-        return run
+            router.register_command(
+                d.command(name),
+                translating(
+                    execute, (FileStoreError, OSError), lambda e: store_failure(self._d, e)
+                ),
+            )
 
     # -- uploads ------------------------------------------------------------------------------
 

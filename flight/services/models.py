@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flight.commanding import CommandContext, CommandError, named_failure
+from flight.commanding import CommandContext, CommandError, named_failure, translating
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.model_check import ModelRejected, RejectReason
 from flight.jobs.registry import (
@@ -80,18 +80,14 @@ class ModelService:
             ("MODEL_LIST", self._list),
             ("MODEL_DELETE", self._delete),
         ):
-            router.register_command(d.command(name), self._guarded(execute))
-
-    def _guarded(
-        self, execute: Callable[[dict[str, Any], CommandContext], None]
-    ) -> Callable[[dict[str, Any], CommandContext], None]:
-        def run(args: dict[str, Any], ctx: CommandContext) -> None:
-            try:
-                execute(args, ctx)
-            except (ModelRejected, RegistryError, FileStoreError, OSError) as exc:
-                raise registry_failure(self._d, exc) from None
-
-        return run
+            router.register_command(
+                d.command(name),
+                translating(
+                    execute,
+                    (ModelRejected, RegistryError, FileStoreError, OSError),
+                    lambda e: registry_failure(self._d, e),
+                ),
+            )
 
     def _reply(self, entry: ModelEntry, ctx: CommandContext) -> None:
         ctx.reply_packet(

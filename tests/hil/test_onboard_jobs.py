@@ -77,9 +77,9 @@ def missing(report: dict[str, Any]) -> list[tuple[int, int]]:
     return list(zip(report["missing_offsets"], report["missing_lengths"], strict=True))
 
 
-def upload(api: GroundTestApi, name: str, data: bytes, transfer_id: int = 7) -> None:
-    """Upload and commit through the file service, as a ground tool does."""
-    report = upload_report(
+def begin(api: GroundTestApi, name: str, data: bytes, transfer_id: int) -> dict[str, Any]:
+    """FILE_UPLOAD_BEGIN for `data`: the payload's report of what it still needs."""
+    return upload_report(
         api,
         "FILE_UPLOAD_BEGIN",
         transfer_id=transfer_id,
@@ -87,6 +87,11 @@ def upload(api: GroundTestApi, name: str, data: bytes, transfer_id: int = 7) -> 
         sha256=hashlib.sha256(data).digest(),
         name=name,
     )
+
+
+def upload(api: GroundTestApi, name: str, data: bytes, transfer_id: int = 7) -> None:
+    """Upload and commit through the file service, as a ground tool does."""
+    report = begin(api, name, data, transfer_id)
     while report["missing_ranges"]:
         send_chunks(api, transfer_id, data, missing(report))
         report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=transfer_id)
@@ -278,14 +283,7 @@ def test_a_disk_that_is_full_refuses_uploads(make_bench: Any, tmp_path: Path) ->
 def test_upload_resumes_after_kill_9(bench: Bench) -> None:
     data = np.random.default_rng(3).bytes(300_000)
     with open_test_api(bench.ground_port, bench.baud) as api:
-        report = upload_report(
-            api,
-            "FILE_UPLOAD_BEGIN",
-            transfer_id=5,
-            size=len(data),
-            sha256=hashlib.sha256(data).digest(),
-            name="big.bin",
-        )
+        report = begin(api, "big.bin", data, 5)
         send_chunks(api, 5, data, [(0, 150_000)])
         # The status request makes what was received durable, as a ground tool's check does.
         report = upload_report(api, "FILE_UPLOAD_STATUS", transfer_id=5)
@@ -294,14 +292,7 @@ def test_upload_resumes_after_kill_9(bench: Bench) -> None:
     bench.stop_flight(signal.SIGKILL)
     bench.start_flight()
     with open_test_api(bench.ground_port, bench.baud) as api:
-        report = upload_report(
-            api,
-            "FILE_UPLOAD_BEGIN",
-            transfer_id=5,
-            size=len(data),
-            sha256=hashlib.sha256(data).digest(),
-            name="big.bin",
-        )
+        report = begin(api, "big.bin", data, 5)
         assert report["received"] >= 150_000  # resumed, not restarted
         while report["missing_ranges"]:
             send_chunks(api, 5, data, missing(report))
