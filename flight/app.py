@@ -68,6 +68,13 @@ STOP_DRAIN_S = 2.0
 # services.
 MODE_NOMINAL = 0
 
+# onnxruntime's provider names as the dictionary enum ExecutionProvider calls them.
+PROVIDER_LABELS = {
+    "CPUExecutionProvider": "CPU",
+    "CUDAExecutionProvider": "CUDA",
+    "TensorrtExecutionProvider": "TENSORRT",
+}
+
 EXIT_OK = 0
 EXIT_PORT_FAILED = 1
 EXIT_USAGE = 2
@@ -198,8 +205,7 @@ class Payload:
 
     def _job_parameters(self) -> dict[str, Callable[[], object]]:
         finals = (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
-        providers = {"CPUExecutionProvider": 0, "CUDAExecutionProvider": 1}
-        provider_code = providers.get(self.provider.provider, 2)
+        provider_code = self.dictionary.enums["ExecutionProvider"].values[self._provider_label()]
         executor = self.runner.executor
         return {
             "JOBS_QUEUED": lambda: self._job_counts()[JobState.QUEUED],
@@ -304,14 +310,17 @@ class Payload:
             return EXIT_PORT_FAILED
         return EXIT_OK
 
+    def _provider_label(self) -> str:
+        """The provider in use as the dictionary's ExecutionProvider names it."""
+        return PROVIDER_LABELS[self.provider.provider]
+
     def _report_provider(self) -> None:
         choice = self.provider
-        codes = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA"}
         passed = "; ".join(f"{p}: {why}" for p, why in choice.tried)
         log.info("jobs run on %s (%s)", choice.provider, passed or "first choice")
         self.events.raise_event(
             "EXECUTION_PROVIDER_SELECTED",
-            provider=codes.get(choice.provider, "TENSORRT"),
+            provider=self._provider_label(),
             passed_over=passed.encode()[:255].decode(errors="ignore"),
         )
 

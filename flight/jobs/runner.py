@@ -1,9 +1,10 @@
-"""Runs queued jobs one at a time on a worker thread, from the queue to the stored result.
+"""Runs queued jobs one at a time, from the queue to the stored result, on two threads.
 
-The worker picks the next job as soon as one is queued (no polling latency), records every
-change of its state in the job store (a durable commit) before reporting it, runs onnxruntime,
-stores the result atomically, and reports to the TC that submitted the job. The main loop only
-enforces the running job's deadline and carries out cancellations; a run cut short is stopped
+The compute thread only runs onnxruntime. The bookkeeping thread prepares the next job (picks it
+as soon as one is queued, records it started, loads and checks its input) while the current one
+computes, and records each outcome (result file stored atomically, state committed durably,
+then the reports to the TC that submitted the job and the events) while the next computes. The
+main loop only enforces deadlines and carries out cancellations; a run cut short is stopped
 through onnxruntime's RunOptions, and whatever it still returns is dropped, since the store
 refuses a second final state.
 """

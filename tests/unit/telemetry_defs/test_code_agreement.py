@@ -69,3 +69,11 @@ def test_every_failure_name_the_services_report_is_defined() -> None:
     for name in names:
         D.failure_named(name)  # UnknownName if a service reports an undefined failure
     assert set(model_service._REJECTED) == set(RejectReason)
+
+
+def test_every_provider_the_payload_may_pick_has_a_dictionary_name() -> None:
+    from flight.app import PROVIDER_LABELS
+    from flight.jobs.providers import PREFERENCE
+
+    assert set(PROVIDER_LABELS) == set(PREFERENCE)
+    assert set(PROVIDER_LABELS.values()) == set(D.enums["ExecutionProvider"].values)
