@@ -384,3 +384,31 @@ def test_deadlines_and_cancellation_stop_running_jobs(bench: Bench) -> None:
         after, record = submit(api, model="slow", input="s.npy")
         record.finished.wait(30)
         assert record.failure is None and job_report(api, after)["state"] == 2
+
+
+def test_a_download_on_vc1_never_delays_real_time_telemetry(make_bench: Any) -> None:
+    # At 921600 baud a 600 kB download keeps VC 1 busy for about 7 s; a ping answered on VC 0
+    # meanwhile waits at most for the frame already on the line, not behind the download.
+    bench = make_bench(baud=921600)
+    data = np.random.default_rng(5).bytes(600_000)
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        upload(api, "big.bin", data, transfer_id=4)
+
+        def ping_ms() -> float:
+            record = api.send_and_assert(17, 1)
+            reply = api.await_packet(17, 2, since=record.sent_at)
+            return (reply.received_at - record.sent_at) * 1000
+
+        quiet = min(ping_ms() for _ in range(3))
+        chunk = D.packets["FILE_DOWNLOAD_CHUNK"]
+        before = len(api.tm_history(chunk.service, chunk.subtype))
+        api.command("FILE_DOWNLOAD", download_id=9, name="big.bin", offset=0, length=0)
+        while len(api.tm_history(chunk.service, chunk.subtype)) < before + 20:
+            time.sleep(0.01)
+        busy = [ping_ms() for _ in range(5)]
+        during = len(api.tm_history(chunk.service, chunk.subtype)) - before
+        assert during < 600_000 // 1024  # the pings were answered while chunks still flowed
+        # One TM frame takes 12 ms at 921600: a ping queued behind the download would wait
+        # seconds.
+        print(f"ping {quiet:.1f} ms quiet, {max(busy):.1f} ms at most during a download")
+        assert max(busy) < quiet + 60, (quiet, busy)
