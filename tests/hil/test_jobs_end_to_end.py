@@ -77,6 +77,23 @@ def local_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
 
 
+def run_job(bench: Bench, data: Path, name: str, x: np.ndarray, *options: str) -> np.ndarray:
+    """`job submit` with `x` as input, `job wait`, `job result`: the result array."""
+    npy = data.parent / f"{name}-input.npy"
+    np.save(npy, x, allow_pickle=False)
+    code, out, err = groundsw(
+        bench, data, "job", "submit", "--model", name, "--input", str(npy), *options
+    )
+    assert code == 0, err
+    job_id = out.strip().splitlines()[-1]
+    code, out, err = groundsw(bench, data, "job", "wait", job_id, "--timeout", "120", timeout=150)
+    assert code == 0, err
+    result = data.parent / f"{name}-result.npy"
+    code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
+    assert code == 0, err
+    return np.load(result, allow_pickle=False)
+
+
 def upload_model(bench: Bench, data: Path, model: onnx.ModelProto, name: str) -> str:
     path = data.parent / f"{name}.onnx"
     path.write_bytes(model_gen.model_bytes(model))
@@ -274,19 +291,8 @@ def test_the_generated_cnn_runs_under_tmr(make_bench: Callable[..., Bench], tmp_
     out = upload_model(bench, data, model, "cnn")
     assert "registered cnn version 1" in out
     x = model_gen.random_input(model, batch=1, seed=7)
-    npy = tmp_path / "image.npy"
-    np.save(npy, x)
-    code, out, err = groundsw(
-        bench, data, "job", "submit", "--model", "cnn", "--input", str(npy), "--redundancy", "tmr"
-    )
-    assert code == 0, err
-    job_id = out.splitlines()[-1]
-    code, out, err = groundsw(bench, data, "job", "wait", job_id, "--timeout", "120", timeout=150)
-    assert code == 0, err
-    result = tmp_path / "y.npy"
-    code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
-    assert code == 0, err
-    assert np.load(result).tobytes() == local_run(model, x).tobytes()
+    result = run_job(bench, data, "cnn", x, "--redundancy", "tmr")
+    assert result.tobytes() == local_run(model, x).tobytes()
 
 
 def test_a_1_mib_model_arrives_bit_exact_at_921600_with_ber_1e5(
@@ -311,15 +317,4 @@ def test_a_1_mib_model_arrives_bit_exact_at_921600_with_ber_1e5(
         f" {up.bits_flipped} uplink and {down.bits_flipped} downlink bits flipped"
     )
     x = np.random.default_rng(2).standard_normal((2, 256)).astype(np.float32)
-    input_path = tmp_path / "x.npy"
-    np.save(input_path, x, allow_pickle=False)
-    code, out, err = groundsw(
-        bench, data, "job", "submit", "--model", "mib", "--input", str(input_path)
-    )
-    assert code == 0, err
-    job_id = out.strip().splitlines()[-1]
-    assert groundsw(bench, data, "job", "wait", job_id, "--timeout", "60")[0] == 0
-    result = tmp_path / "y.npy"
-    code, _, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
-    assert code == 0, err
-    assert np.load(result).tobytes() == local_run(model, x).tobytes()
+    assert run_job(bench, data, "mib", x).tobytes() == local_run(model, x).tobytes()
