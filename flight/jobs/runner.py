@@ -155,6 +155,10 @@ class JobRunner:
         self._monotonic = monotonic
         self.scheduler = Scheduler(store, clock, on_expired=self._expired)
         self._wake = threading.Event()
+        # Set when a job may be waiting in the queue; cleared when the queue was found empty.
+        # Looking for a next job while one computes costs the run time (the cores are shared),
+        # so it is done only when there may be one.
+        self._maybe_queued = threading.Event()
         # Held by JOB_SUBMIT while it stores and acknowledges a job: the worker does not start
         # a job before its submission is reported.
         self.submitting = threading.Lock()
@@ -179,6 +183,7 @@ class JobRunner:
         """Requeue what a crash interrupted, then start the worker."""
         for job in self.store.recover():
             self._events.raise_event("JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts)
+        self._maybe_queued.set()  # jobs queued before the restart
         for thread in self._threads:
             thread.start()
 
@@ -208,6 +213,7 @@ class JobRunner:
 
     def wake(self) -> None:
         """A job was queued: the worker looks at the queue now."""
+        self._maybe_queued.set()
         self._wake.set()
 
     @property
@@ -286,7 +292,8 @@ class JobRunner:
             self._current = work
             self.progress = 0
             self._next = None
-            self._wake.set()  # the bookkeeper prepares the one after
+            if self._maybe_queued.is_set():
+                self._wake.set()  # the bookkeeper prepares the one after
             started = self._monotonic()
             reporter = self.reporter(work.job)
             if reporter is not None and not work.run_options.terminate:
@@ -307,6 +314,7 @@ class JobRunner:
                 with self.submitting:
                     job = self.scheduler.next_job()
                     if job is None:
+                        self._maybe_queued.clear()
                         return None
                     job = self.store.mark_running(job.job_id)
             except InvalidTransition:
