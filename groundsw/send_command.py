@@ -25,19 +25,23 @@ def describe_tm(dictionary: Dictionary, item: ReceivedTm) -> str:
 
 
 def describe_failure(dictionary: Dictionary, report: VerificationReport) -> str:
-    """The failure code by the dictionary's name, with its data decoded where it has a layout."""
+    """`INPUT_WRONG_SHAPE (code 284): <detail>`: the failure by its dictionary name, with its
+    data decoded where the failure has a layout (a lone `detail` text shown as it is)."""
     code = report.failure_code or 0
     failure = dictionary.failure(code)
     name = failure.name if failure is not None else failure_name(code)
-    text = f"code {code} ({name})"
+    text = f"{name} (code {code})"
     data = report.failure_data
     if not data:
         return text
     if failure is not None and failure.layout is not None:
         try:
-            return f"{text}: {failure.layout.to_text(failure.layout.parse(data))}"
+            values = failure.layout.parse(data)
         except CodecError:
-            pass
+            return f"{text}: data {data.hex()}"
+        if list(values) == ["detail"]:
+            return f"{text}: {values['detail']}"
+        return f"{text}: {failure.layout.to_text(values)}"
     return f"{text}: data {data.hex()}"
 
 

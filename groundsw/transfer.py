@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
+from groundsw.send_command import describe_failure
 from groundsw.session import CommandRecord, EventKind, LinkTimeout, ReceivedTm
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
 from spacelink.icd import TC_MAX_DATA_LENGTH, TM_DATA_LENGTH, TM_FRAME_LENGTH, line_seconds
-from spacelink.pus import EVENT_SERVICE, Stage, VerificationReport, failure_name
+from spacelink.pus import EVENT_SERVICE, Stage, VerificationReport
+from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags
 from telemetry_defs.model import CodecError, Dictionary, UnknownName
 
@@ -117,59 +119,6 @@ def readable_file(path: Path) -> int:
 
 
 # -- range bookkeeping --------------------------------------------------------------------------
-
-
-class ByteRanges:
-    """Disjoint, merged [start, end) ranges of octets, kept sorted."""
-
-    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
-        self._spans: list[tuple[int, int]] = []
-        for offset, length in ranges:
-            self.add(offset, length)
-
-    def add(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0:
-            raise ValueError(f"a range needs offset and length >= 0, got {offset}, {length}")
-        if length == 0:
-            return
-        start, end = offset, offset + length
-        kept: list[tuple[int, int]] = []
-        for s, e in self._spans:
-            if e < start or s > end:
-                kept.append((s, e))
-            else:
-                start, end = min(start, s), max(end, e)
-        kept.append((start, end))
-        kept.sort()
-        self._spans = kept
-
-    @property
-    def covered(self) -> int:
-        return sum(e - s for s, e in self._spans)
-
-    def ranges(self) -> list[tuple[int, int]]:
-        """(offset, length) of each range."""
-        return [(s, e - s) for s, e in self._spans]
-
-    def missing(self, size: int) -> list[tuple[int, int]]:
-        """(offset, length) of the gaps within [0, size)."""
-        gaps: list[tuple[int, int]] = []
-        pos = 0
-        for s, e in self._spans:
-            if s >= size:
-                break
-            if s > pos:
-                gaps.append((pos, s - pos))
-            pos = max(pos, e)
-        if pos < size:
-            gaps.append((pos, size - pos))
-        return gaps
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ByteRanges) and self._spans == other._spans
-
-    def __repr__(self) -> str:
-        return f"ByteRanges({self.ranges()})"
 
 
 def plan_chunks(
@@ -322,7 +271,7 @@ class PartialDownload:
         self.sidecar = out.with_name(out.name + ".part.json")
         self.size: int | None = None
         self.sha256: bytes | None = None
-        self.received = ByteRanges()
+        self.received = RangeSet()
         self.dropped = 0
         self._fd: int | None = None
         self._dirty = False
@@ -334,7 +283,7 @@ class PartialDownload:
             if saved["name"] != self.name:
                 return
             size, sha = int(saved["size"]), bytes.fromhex(saved["sha256"])
-            ranges = ByteRanges((int(o), int(n)) for o, n in saved["ranges"])
+            ranges = RangeSet((int(o), int(n)) for o, n in saved["ranges"])
             if len(sha) != _SHA256_OCTETS or self.part.stat().st_size != size:
                 return
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -351,7 +300,7 @@ class PartialDownload:
         """Take the file's size and SHA-256; False when what was kept belongs to another file."""
         kept = self.size == size and self.sha256 == sha256
         if not kept:
-            self.received = ByteRanges()
+            self.received = RangeSet()
         self.size, self.sha256 = size, sha256
         if self._fd is None:
             self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -380,7 +329,7 @@ class PartialDownload:
     def missing(self) -> list[tuple[int, int]]:
         if self.size is None:
             raise RuntimeError("the download's size is not known yet")
-        return self.received.missing(self.size)
+        return list(self.received.missing(self.size))
 
     @property
     def complete(self) -> bool:
@@ -395,7 +344,7 @@ class PartialDownload:
             "name": self.name,
             "size": self.size,
             "sha256": self.sha256.hex(),
-            "ranges": self.received.ranges(),
+            "ranges": [list(r) for r in self.received.ranges],
         }
         tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
         with open(tmp, "w") as f:
@@ -429,7 +378,7 @@ class PartialDownload:
         self.close()
         self.part.unlink(missing_ok=True)
         self.sidecar.unlink(missing_ok=True)
-        self.size, self.sha256, self.received = None, None, ByteRanges()
+        self.size, self.sha256, self.received = None, None, RangeSet()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -464,27 +413,6 @@ class PayloadLink(Protocol):
     def subscribe(self) -> queue.Queue[ReceivedTm]: ...
 
     def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None: ...
-
-
-def failure_text(dictionary: Dictionary, report: VerificationReport) -> str:
-    """`INPUT_WRONG_SHAPE (code 284): <detail>` from a failure report."""
-    code = report.failure_code or 0
-    failure = dictionary.failure(code)
-    name = failure.name if failure is not None else failure_name(code)
-    detail = ""
-    if report.failure_data:
-        detail = f"data {report.failure_data.hex()}"
-        if failure is not None and failure.layout is not None:
-            try:
-                values = failure.layout.parse(report.failure_data)
-                detail = (
-                    str(values["detail"])
-                    if list(values) == ["detail"]
-                    else failure.layout.to_text(values)
-                )
-            except CodecError:
-                pass
-    return f"{name} (code {code})" + (f": {detail}" if detail else "")
 
 
 def failure_code(exc: CommandFailed) -> int | None:
@@ -567,7 +495,7 @@ class Exchange:
                 if not report.success:
                     raise CommandFailed(
                         f"{command} failed at {report.stage.name.lower()}: "
-                        f"{failure_text(self.dictionary, report)}",
+                        f"{describe_failure(self.dictionary, report)}",
                         report,
                     )
                 if on_report is not None:
@@ -717,7 +645,7 @@ class Uploader:
                 if record.failure is not None:
                     raise CommandFailed(
                         "FILE_UPLOAD_CHUNK failed: "
-                        f"{failure_text(self.exchange.dictionary, record.failure)}",
+                        f"{describe_failure(self.exchange.dictionary, record.failure)}",
                         record.failure,
                     )
             if int(report["received"]) <= received:
@@ -850,7 +778,8 @@ class Downloader:
             if partial.resumable:
                 assert partial.size is not None
                 self.out(
-                    f"{label}: resuming, {partial.received.covered} of {partial.size} octets here"
+                    f"{label}: resuming, {partial.received.covered_bytes} of {partial.size}"
+                    " octets here"
                 )
                 requests = coalesce(partial.missing(), MAX_DOWNLOAD_REQUESTS) or [(0, 1)]
             else:
@@ -858,7 +787,7 @@ class Downloader:
             stalled = 0
             last_checkpoint = self._clock()
             while True:
-                before = partial.received.covered
+                before = partial.received.covered_bytes
                 records = [self._ask(name, offset, length, ids) for offset, length in requests]
                 last_heard = self._clock()
                 done_at: float | None = None
@@ -885,14 +814,14 @@ class Downloader:
                         accepted += got
                         last_heard = self._clock()
                         if progress is not None:
-                            progress.update(partial.received.covered)
+                            progress.update(partial.received.covered_bytes)
                     now = self._clock()
                     if now - last_checkpoint > CHECKPOINT_INTERVAL_S:
                         partial.checkpoint()
                         last_checkpoint = now
                     if partial.complete:
                         break
-                    outstanding = (partial.size or 0) - partial.received.covered
+                    outstanding = (partial.size or 0) - partial.received.covered_bytes
                     quiet = DOWNLOAD_QUIET_S + downlink_seconds(outstanding, self.baud)
                     if done_at is not None and now - max(last_heard, done_at) > quiet:
                         break
@@ -905,14 +834,14 @@ class Downloader:
                         f"FILE_DOWNLOAD of {name} completed but its FILE_DOWNLOAD_START "
                         "(TM[128,11]) never arrived"
                     )
-                if partial.received.covered > before:
+                if partial.received.covered_bytes > before:
                     stalled = 0
                 else:
                     stalled += 1
                     if stalled >= MAX_STALLED_ROUNDS:
                         raise TransferStalled(
                             f"download of {name}: {stalled} rounds brought nothing "
-                            f"({partial.received.covered} of {partial.size} octets here)"
+                            f"({partial.received.covered_bytes} of {partial.size} octets here)"
                         )
                 requests = coalesce(partial.missing(), MAX_DOWNLOAD_REQUESTS)
             assert partial.size is not None
@@ -950,7 +879,7 @@ class Downloader:
         if record.failure is not None:
             raise CommandFailed(
                 f"FILE_DOWNLOAD failed at {record.failure.stage.name.lower()}: "
-                f"{failure_text(self.exchange.dictionary, record.failure)}",
+                f"{describe_failure(self.exchange.dictionary, record.failure)}",
                 record.failure,
             )
         if record.finished.is_set():

@@ -4,7 +4,6 @@ progress text), and the engines driven by an in-process fake payload that follow
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import queue
 import zlib
@@ -13,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from groundsw.session import CommandEvent, CommandRecord, EventKind, ReceivedTm
 from groundsw.transfer import (
     UPLOAD_CHUNK_OCTETS,
-    ByteRanges,
     Downloader,
     Exchange,
     GroundInputError,
@@ -40,43 +36,13 @@ from groundsw.transfer import (
 from groundsw.verification import CommandFailed
 from spacelink.icd import PAYLOAD_APID, TC_MAX_DATA_LENGTH
 from spacelink.pus import Stage, VerificationReport
+from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
 
 D = default_dictionary()
 
-# -- ranges and chunk plans ---------------------------------------------------------------------
-
-
-def test_ranges_merge_and_report_gaps() -> None:
-    r = ByteRanges()
-    r.add(10, 5)
-    r.add(0, 3)
-    r.add(15, 5)  # touches the first: merged
-    assert r.ranges() == [(0, 3), (10, 10)]
-    assert r.covered == 13
-    assert r.missing(30) == [(3, 7), (20, 10)]
-    r.add(2, 9)
-    assert r.ranges() == [(0, 20)]
-    assert r.missing(20) == []
-    assert r.missing(25) == [(20, 5)]
-
-
-@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 80)), max_size=30))
-def test_ranges_match_a_set_of_octets(pieces: list[tuple[int, int]]) -> None:
-    size = 400
-    r = ByteRanges(pieces)
-    octets = {i for o, n in pieces for i in range(o, o + n)}
-    assert r.covered == len(octets)
-    missing = {i for o, n in r.missing(size) for i in range(o, o + n)}
-    assert missing == set(range(size)) - octets
-    spans = r.ranges()
-    assert all(a[0] + a[1] < b[0] for a, b in itertools.pairwise(spans))
-
-
-def test_a_negative_range_is_refused() -> None:
-    with pytest.raises(ValueError, match="offset and length >= 0"):
-        ByteRanges().add(-1, 4)
+# -- chunk plans ---------------------------------------------------------------------
 
 
 def test_chunks_fill_a_tc_frame_and_cover_the_ranges_exactly() -> None:
@@ -293,7 +259,7 @@ class FakePayload:
                 "transfer_id": tid,
                 "state": 1 if not missing else 0,
                 "size": len(u["data"]),
-                "received": u["got"].covered,
+                "received": u["got"].covered_bytes,
                 "missing_ranges": len(missing),
                 "missing_offsets": [o for o, _ in missing[:64]],
                 "missing_lengths": [n for _, n in missing[:64]],
@@ -309,7 +275,7 @@ class FakePayload:
                 "name": v["name"],
                 "sha": v["sha256"],
                 "data": bytearray(v["size"]),
-                "got": ByteRanges(),
+                "got": RangeSet(),
             }
         self._upload_report(tid)
         return None
@@ -332,7 +298,7 @@ class FakePayload:
     def do_file_upload_commit(self, v: dict[str, Any]) -> tuple[str, str] | None:
         u = self.uploads[v["transfer_id"]]
         if hashlib.sha256(u["data"]).digest() != u["sha"]:
-            u["got"] = ByteRanges()
+            u["got"] = RangeSet()
             return "CHECKSUM_MISMATCH", "the octets received do not match"
         self.files[u["name"]] = bytes(u["data"])
         del self.uploads[v["transfer_id"]]
