@@ -402,18 +402,34 @@ class GroundTestApi:
         self.await_tm(match, timeout=timeout, since=since, description=f"event {event.name}")
         return found[-1]
 
-    def get_parameters(self, *names: str) -> dict[str, Any]:
-        """Current raw values, asked for with TC[20,1]."""
-        params = [self.dictionary.parameter(n) for n in names]
-        command = self.dictionary.command("PARAM_REPORT")
-        reply = self.dictionary.packets["PARAM_VALUES"]
+    def query_command(
+        self,
+        name: str,
+        reply: str,
+        /,
+        *,
+        attempts: int = 5,
+        timeout: float | None = None,
+        **values: Any,
+    ) -> DecodedTm:
+        """Send dictionary command `name` and await its reply packet `reply`, decoded (asking
+        again if the reply is lost)."""
+        command = self.dictionary.command(name)
+        packet = self.dictionary.packets[reply]
         item = self.query(
             command.service,
             command.subtype,
-            command.encode({"ids": [p.id for p in params]}),
-            (reply.service, reply.subtype),
+            command.encode(values),
+            (packet.service, packet.subtype),
+            attempts=attempts,
+            timeout=timeout,
         )
-        return self.decode(item).parameters
+        return self.decode(item)
+
+    def get_parameters(self, *names: str) -> dict[str, Any]:
+        """Current raw values, asked for with TC[20,1]."""
+        ids = [self.dictionary.parameter(n).id for n in names]
+        return self.query_command("PARAM_REPORT", "PARAM_VALUES", ids=ids).parameters
 
 
 def _acknowledged(record: CommandRecord) -> bool:

@@ -56,16 +56,7 @@ def open_test_api(port_path: str, baud: int = 115200, **kwargs: Any) -> Iterator
 
 def sequence_report(api: GroundTestApi, reset: bool = False) -> tuple[int, int, int]:
     """The link-test counters (TC[17,129]): executed, out of order, next expected."""
-    d = api.dictionary
-    request = d.command("LINK_SEQUENCE_REPORT")
-    counters = d.packets["LINK_SEQUENCE_COUNTERS"]
-    reply = api.query(
-        request.service,
-        request.subtype,
-        request.encode({"reset": reset}),
-        (counters.service, counters.subtype),
-        attempts=10,
-        timeout=5,
-    )
-    values = api.decode(reply).values
+    values = api.query_command(
+        "LINK_SEQUENCE_REPORT", "LINK_SEQUENCE_COUNTERS", attempts=10, timeout=5, reset=reset
+    ).values
     return values["executed"], values["out_of_order"], values["next"]

@@ -47,12 +47,7 @@ def npy(array: np.ndarray) -> bytes:
 
 
 def upload_report(api: GroundTestApi, command_name: str, **values: Any) -> dict[str, Any]:
-    command = D.command(command_name)
-    packet = D.packets["FILE_UPLOAD_REPORT"]
-    item = api.query(
-        command.service, command.subtype, command.encode(values), (packet.service, packet.subtype)
-    )
-    return api.decode(item).values
+    return api.query_command(command_name, "FILE_UPLOAD_REPORT", **values).values
 
 
 def send_chunks(api: GroundTestApi, transfer_id: int, data: bytes, ranges: list[tuple[int, int]]):
@@ -117,15 +112,7 @@ def submit(api: GroundTestApi, **values: Any) -> tuple[int, Any]:
 
 
 def job_report(api: GroundTestApi, job_id: int) -> dict[str, Any]:
-    command = D.command("JOB_STATUS")
-    packet = D.packets["JOB_REPORT"]
-    item = api.query(
-        command.service,
-        command.subtype,
-        command.encode({"job_id": job_id}),
-        (packet.service, packet.subtype),
-    )
-    values = api.decode(item).values
+    values = api.query_command("JOB_STATUS", "JOB_REPORT", job_id=job_id).values
     assert values["job_id"] == job_id
     return values
 
@@ -243,6 +230,14 @@ def test_every_refusal_has_its_code_and_the_payload_stays_healthy(
         )
         refused("FILE_UPLOAD_CHUNK", "UNKNOWN_TRANSFER", transfer_id=23, offset=0, data=b"x")
         refused("FILE_UPLOAD_COMMIT", "TRANSFER_INCOMPLETE", transfer_id=20)
+        api.command_and_assert("FILE_UPLOAD_ABORT", transfer_id=20)
+        refused("FILE_UPLOAD_STATUS", "UNKNOWN_TRANSFER", transfer_id=20)
+        size = len(npy(np.zeros((2, 16), np.float32)))
+        refused("FILE_DOWNLOAD", "DOWNLOAD_RANGE", download_id=1, name="x.npy", offset=size + 1,
+                length=0)  # fmt: skip
+        refused("FILE_DOWNLOAD", "NO_SUCH_FILE", download_id=1, name="none.bin", offset=0,
+                length=0)  # fmt: skip
+        refused("FILE_DOWNLOAD_CANCEL", "UNKNOWN_TRANSFER", download_id=1)
 
         # ONNX files that fail validation, each with its reason.
         for transfer, (name, blob, failure) in enumerate(
@@ -402,7 +397,7 @@ def test_a_download_on_vc1_never_delays_real_time_telemetry(make_bench: Any) -> 
         quiet = min(ping_ms() for _ in range(3))
         chunk = D.packets["FILE_DOWNLOAD_CHUNK"]
         before = len(api.tm_history(chunk.service, chunk.subtype))
-        api.command("FILE_DOWNLOAD", download_id=9, name="big.bin", offset=0, length=0)
+        download = api.command("FILE_DOWNLOAD", download_id=9, name="big.bin", offset=0, length=0)
         while len(api.tm_history(chunk.service, chunk.subtype)) < before + 20:
             time.sleep(0.01)
         busy = [ping_ms() for _ in range(5)]
@@ -412,3 +407,13 @@ def test_a_download_on_vc1_never_delays_real_time_telemetry(make_bench: Any) -> 
         # seconds.
         print(f"ping {quiet:.1f} ms quiet, {max(busy):.1f} ms at most during a download")
         assert max(busy) < quiet + 60, (quiet, busy)
+        # Cancelled, the download ends with a failed completion and its chunks stop.
+        api.command_and_assert("FILE_DOWNLOAD_CANCEL", download_id=9)
+        download.finished.wait(10)
+        assert download.failure is not None
+        assert download.failure.failure_code == code("EXECUTION_FAILED")
+        time.sleep(0.5)  # chunks already on the line arrive
+        sent = len(api.tm_history(chunk.service, chunk.subtype))
+        time.sleep(1.0)
+        assert len(api.tm_history(chunk.service, chunk.subtype)) == sent
+        assert sent - before < 600_000 // 1024
