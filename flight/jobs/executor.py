@@ -164,10 +164,8 @@ class Executor:
 
     def __init__(self, cache: SessionCache) -> None:
         self.cache = cache
-        self.job_count = 0
         self.run_count = 0
         self.disagreement_count = 0
-        self.vote_count = 0
 
     def execute(
         self,
@@ -210,10 +208,8 @@ class Executor:
         try:
             result = run_redundant(run, mode)
         finally:
-            self.job_count += 1
             self.run_count += runs
         self.disagreement_count += result.disagreements
-        self.vote_count += result.voted
         return result
 
 

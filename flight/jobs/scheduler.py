@@ -1,4 +1,4 @@
-"""What to run next: deadlines first, then priority, held back while the payload is throttled.
+"""What to run next: overdue jobs timed out first, then the highest priority, first come.
 
 Pure decisions over the job store; the executor owns the threads and the clock's consumers.
 """
@@ -12,10 +12,6 @@ from collections.abc import Callable
 from flight.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
-
-# Throttle levels come from the thermal governor: 0 nominal, 1 warm (running jobs slow down but
-# new ones may start), 2 and above hot (nothing new starts until it cools).
-STOP_STARTING_AT_LEVEL = 2
 
 
 class Scheduler:
@@ -38,13 +34,6 @@ class Scheduler:
             if self._on_expired is not None:
                 self._on_expired(job)
         return self._store.next_runnable()
-
-    @staticmethod
-    def may_start(throttle_level: int) -> bool:
-        """Whether a new job may start at this thermal throttle level (0 = nominal)."""
-        if throttle_level < 0:
-            raise ValueError(f"throttle level must be >= 0, got {throttle_level}")
-        return throttle_level < STOP_STARTING_AT_LEVEL
 
     def overdue(self, job: Job, now: float | None = None) -> bool:
         """Whether a job's deadline has passed at `now` (the scheduler's clock when omitted)."""

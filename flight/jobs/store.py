@@ -439,14 +439,6 @@ class JobStore:
             )
             return self._fetch(conn, job_id)
 
-    def mark_progress(self, job_id: int, percent: int) -> None:
-        """Record a RUNNING job's progress; committed but not synced (a loss is harmless)."""
-        if not 0 <= percent <= 100:
-            raise ValueError(f"progress must be 0..100 percent, got {percent}")
-        self._transition(
-            "report progress", job_id, {JobState.RUNNING}, {"progress": percent}, durable=False
-        )
-
     def mark_succeeded(
         self,
         job_id: int,

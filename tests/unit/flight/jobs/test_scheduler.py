@@ -82,16 +82,6 @@ def test_expiry_without_a_listener_still_happens(store: JobStore, clock: FakeClo
     assert store.get(job.job_id).state is JobState.TIMED_OUT
 
 
-@pytest.mark.parametrize(("level", "allowed"), [(0, True), (1, True), (2, False), (3, False)])
-def test_may_start_depends_on_throttle_level(level: int, allowed: bool) -> None:
-    assert Scheduler.may_start(level) is allowed
-
-
-def test_negative_throttle_level_is_refused(store: JobStore, clock: FakeClock) -> None:
-    with pytest.raises(ValueError, match="got -1"):
-        Scheduler(store, clock).may_start(-1)
-
-
 def test_overdue_matches_the_stores_expiry(store: JobStore, clock: FakeClock) -> None:
     scheduler = Scheduler(store, clock)
     no_deadline = submit(store, 1)

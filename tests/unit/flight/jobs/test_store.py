@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -179,7 +178,6 @@ def put_in_state(store: JobStore, state: JobState) -> Job:
 
 OPERATIONS: dict[str, Callable[[JobStore, int], object]] = {
     "mark_running": lambda s, i: s.mark_running(i),
-    "mark_progress": lambda s, i: s.mark_progress(i, 40),
     "mark_succeeded": lambda s, i: s.mark_succeeded(i, "out.npy", SHA),
     "mark_failed": lambda s, i: s.mark_failed(i, 5, "out of memory"),
     "mark_timed_out": lambda s, i: s.mark_timed_out(i),
@@ -189,7 +187,6 @@ OPERATIONS: dict[str, Callable[[JobStore, int], object]] = {
 # operation -> {legal source state: resulting state}
 LEGAL: dict[str, dict[JobState, JobState]] = {
     "mark_running": {JobState.QUEUED: JobState.RUNNING},
-    "mark_progress": {JobState.RUNNING: JobState.RUNNING},
     "mark_succeeded": {JobState.RUNNING: JobState.SUCCEEDED},
     "mark_failed": {JobState.RUNNING: JobState.FAILED},
     "mark_timed_out": {JobState.QUEUED: JobState.TIMED_OUT, JobState.RUNNING: JobState.TIMED_OUT},
@@ -235,18 +232,12 @@ def test_unknown_job_is_refused_by_every_operation(store: JobStore, operation: s
         store.get(99)
 
 
-def test_running_records_attempt_start_and_progress(store: JobStore, clock: FakeClock) -> None:
+def test_running_records_attempt_and_start(store: JobStore, clock: FakeClock) -> None:
     job = submit(store)
     clock.advance(5.0)
     running = store.mark_running(job.job_id)
     assert (running.state, running.attempts, running.started_at) == (JobState.RUNNING, 1, T0 + 5)
-    store.mark_progress(job.job_id, 0)
-    store.mark_progress(job.job_id, 55)
-    assert store.get(job.job_id).progress == 55
-    for bad in (-1, 101):
-        with pytest.raises(ValueError, match=f"got {bad}"):
-            store.mark_progress(job.job_id, bad)
-    assert store.get(job.job_id).progress == 55
+    assert running.progress == 0
 
 
 def test_success_records_result(store: JobStore, clock: FakeClock) -> None:
@@ -273,29 +264,6 @@ def test_failure_records_code_and_text(store: JobStore) -> None:
     failed = store.mark_failed(job.job_id, 0x0203, "input shape (1, 3) != (1, 4)")
     assert (failed.failure_code, failed.failure_text) == (0x0203, "input shape (1, 3) != (1, 4)")
     assert failed.result_file is None
-
-
-def test_progress_may_come_from_another_thread(store: JobStore) -> None:
-    job = store.mark_running(submit(store).job_id)
-    errors: list[BaseException] = []
-
-    def report() -> None:
-        try:
-            for percent in range(0, 101, 10):
-                store.mark_progress(job.job_id, percent)
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=report)
-    worker.start()
-    for _ in range(10):
-        submit(store)
-    worker.join()
-    assert errors == []
-    assert store.get(job.job_id).progress == 100
-
-
-# -- listing ----------------------------------------------------------------------------------
 
 
 def test_list_is_newest_first_filtered_and_limited(store: JobStore) -> None:
@@ -404,7 +372,6 @@ def test_recover_requeues_jobs_left_running(db_path: Path, clock: FakeClock) -> 
         a, b, c, d = (submit(store) for _ in range(4))
         store.mark_running(a.job_id)
         store.mark_running(b.job_id)
-        store.mark_progress(b.job_id, 70)
         store.mark_running(c.job_id)
         store.mark_succeeded(c.job_id, "out.npy", SHA)
     with JobStore(db_path, clock) as store:
