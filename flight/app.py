@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import serial
 
@@ -36,6 +37,10 @@ from flight.jobs.registry import ModelEntry, ModelRegistry
 from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.parameters import ParameterPool
+from flight.protection.injection import FaultInjector
+from flight.protection.model_guard import ModelGuard
+from flight.protection.scrubber import PassReport, Scrubber
+from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
 from flight.services import test as test_service
@@ -45,6 +50,7 @@ from flight.services.housekeeping import HousekeepingService
 from flight.services.jobs import JobService
 from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
+from flight.services.protection import ProtectionService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
 from flight.uplink import UplinkReceiver
@@ -158,19 +164,35 @@ class Payload:
             quota_bytes=storage.quota_bytes,
             reserve_bytes=storage.reserve_bytes,
         )
-        self.registry = ModelRegistry(state_dir / "models", max_model_bytes=storage.max_model_bytes)
+        self.upsets = UpsetLog()
+        self.upsets.subscribe(self._upset_event)
+        self.registry = ModelRegistry(
+            state_dir / "models", max_model_bytes=storage.max_model_bytes, upsets=self.upsets
+        )
         self.provider = provider or select_provider(OnnxruntimeBackend())
         threads = jobs.intra_op_threads or default_intra_op_threads()
         self.sessions = SessionCache(jobs.session_cache, self.provider, threads)
         self.jobs = JobStore.in_state_dir(state_dir)
+        self.guard = ModelGuard(
+            self.registry, Executor(self.sessions), self.upsets, monotonic=self._monotonic
+        )
         self.runner = JobRunner(
             self.dictionary,
             self.jobs,
             self.registry,
             self.files,
-            Executor(self.sessions),
+            self.guard.executor,
             self.tm,
             self.events,
+            monotonic=self._monotonic,
+            guard=self.guard,
+        )
+        self.scrubber = Scrubber(
+            self.guard,
+            self.registry,
+            self.upsets,
+            busy=lambda: self.runner.current_job != 0,
+            on_late=self._scrub_late,
             monotonic=self._monotonic,
         )
         self.file_service = FileService(
@@ -179,8 +201,16 @@ class Payload:
             self.tm,
             self.events,
             lambda: self.downlink.pending_octets(TM_VCID_BULK),
+            upsets=self.upsets,
         )
         self.file_service.register(self.router)
+        ProtectionService(
+            self.dictionary,
+            self.scrubber,
+            FaultInjector(self.guard, self.registry, self.files),
+            self.events,
+            test_commands=self.config.protection.test_commands,
+        ).register(self.router)
 
         def forget_session(entry: ModelEntry) -> None:
             self.sessions.evict(entry.key)
@@ -192,6 +222,7 @@ class Payload:
             self.events,
             self.runner.model_in_use,
             forget_session,
+            record_answer=self.guard.record_answer,
         ).register(self.router)
         JobService(
             self.dictionary, self.runner, self.registry, self.files, jobs.max_queued
@@ -225,6 +256,39 @@ class Payload:
             "DOWNLOADS_ACTIVE": lambda: self.file_service.active_downloads,
         }
 
+    def _protection_parameters(self) -> dict[str, Callable[[], object]]:
+        upsets, scrubber = self.upsets, self.scrubber
+
+        def at(location: UpsetLocation) -> Callable[[], int]:
+            return lambda: upsets.at(location) & 0xFFFFFFFF
+
+        return {
+            "UPSETS_CORRECTED": lambda: upsets.total(Outcome.CORRECTED) & 0xFFFFFFFF,
+            "UPSETS_UNCORRECTABLE": lambda: upsets.total(Outcome.UNCORRECTABLE) & 0xFFFFFFFF,
+            **{f"UPSETS_{location.name}": at(location) for location in UpsetLocation},
+            "SCRUB_PASSES": lambda: scrubber.passes & 0xFFFFFFFF,
+            "LAST_SCRUB_AGE": lambda: min(int(scrubber.last_pass_age_s()), 0xFFFFFFFF),
+            "WEIGHTS_PROTECTED": lambda: min(scrubber.protected_octets, 0xFFFFFFFF),
+            "KNOWN_ANSWER_RUNS": lambda: self.guard.answer_runs & 0xFFFFFFFF,
+        }
+
+    def _upset_event(self, upset: Upset) -> None:
+        name = "UPSET_CORRECTED" if upset.outcome is Outcome.CORRECTED else "UPSET_UNCORRECTABLE"
+        self.events.raise_event(
+            name,
+            location=int(upset.location),
+            count=min(upset.count, 0xFFFF),
+            where=upset.where.encode()[:255].decode(errors="ignore"),
+        )
+
+    def _scrub_late(self, report: PassReport, period_s: float) -> None:
+        self.events.raise_event(
+            "SCRUB_PASS_LATE",
+            octets=min(report.octets, 0xFFFFFFFF),
+            duration=int(report.duration_s),
+            period=int(period_s),
+        )
+
     def _parameter_pool(self, state_dir: Path) -> ParameterPool:
         pool = ParameterPool(self.dictionary)
         resources = ResourceMonitor(state_dir)
@@ -237,6 +301,7 @@ class Payload:
                 **resources.getters(),
                 **link_parameters(self.counters, self.farm, self._tm_queue_octets),
                 **self._job_parameters(),
+                **self._protection_parameters(),
             }
         )
         missing = pool.missing()
@@ -250,6 +315,18 @@ class Payload:
         pool.subscribe(
             "DOWNLINK_IDLE_INTERVAL", lambda ms: self.downlink.set_idle_interval(ms / 1000)
         )
+        scrubber = self.scrubber
+
+        def scrub_setting(attribute: str, scale: float) -> Callable[[Any], None]:
+            def apply(raw: Any) -> None:
+                setattr(scrubber, attribute, float(raw) * scale)
+                scrubber.wake()
+
+            return apply
+
+        pool.subscribe("SCRUB_PERIOD", scrub_setting("period_s", 1.0))
+        pool.subscribe("SCRUB_RATE", scrub_setting("rate_octets_s", 1000.0))
+        pool.subscribe("KNOWN_ANSWER_INTERVAL", scrub_setting("answer_interval_s", 1.0))
         return pool
 
     def _tm_queue_octets(self) -> int:
@@ -280,6 +357,7 @@ class Payload:
         )
         self._report_provider()
         self.runner.start()
+        self.scrubber.start()
         try:
             while not self._stop.is_set():
                 try:
@@ -300,6 +378,7 @@ class Payload:
                 self.events.raise_event("PAYLOAD_STOPPING", reason="SIGNAL")
                 self.downlink.drain(STOP_DRAIN_S)
             self._stop.set()
+            self.scrubber.stop()
             self.runner.stop()
             self.file_service.close()
             self.jobs.close()

@@ -47,10 +47,19 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class ProtectionConfig:
+    """[protection]: what the ground may not change by command."""
+
+    # Test commands (FAULT_INJECT) corrupt the payload on purpose: off in flight.
+    test_commands: bool = False
+
+
+@dataclass(frozen=True)
 class FlightConfig:
     link: LinkParameters = field(default_factory=LinkParameters)
     storage: StorageConfig = field(default_factory=StorageConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    protection: ProtectionConfig = field(default_factory=ProtectionConfig)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -85,10 +94,11 @@ def load_config(path: Path | None) -> FlightConfig:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - {"link", "storage", "jobs"}
+    unknown = set(raw) - {"link", "storage", "jobs", "protection"}
     if unknown:
         raise ConfigError(
-            f"unknown section [{sorted(unknown)[0]}] in {path} (known: [link], [storage], [jobs])"
+            f"unknown section [{sorted(unknown)[0]}] in {path} "
+            "(known: [link], [storage], [jobs], [protection])"
         )
     link = _section(LinkParameters, raw.get("link", {}), f"[link] of {path}")
     if link.tm_frame_length < 64 or link.tm_frame_length > 2048:
@@ -101,4 +111,5 @@ def load_config(path: Path | None) -> FlightConfig:
                 raise ConfigError(f"[{where}] {key} = {value}: expected 0 or more")
     if storage.quota_bytes < 1 or jobs.session_cache < 1 or jobs.max_queued < 1:
         raise ConfigError(f"{path}: quota_bytes, session_cache and max_queued must be at least 1")
-    return FlightConfig(link=link, storage=storage, jobs=jobs)
+    protection = _section(ProtectionConfig, raw.get("protection", {}), f"[protection] of {path}")
+    return FlightConfig(link=link, storage=storage, jobs=jobs, protection=protection)

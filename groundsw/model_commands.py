@@ -48,6 +48,12 @@ def add_model_commands(sub: argparse._SubParsersAction[Any]) -> None:
     upload.add_argument("file", type=Path)
     upload.add_argument("--name", required=True, help="model name")
     upload.add_argument("--version", default="1", help="model version (default 1)")
+    upload.add_argument(
+        "--tolerance",
+        default="0",
+        help="how far redundant runs may differ on a GPU provider, relative (default 0: bit "
+        "for bit; the CPU provider always compares bit for bit)",
+    )
     add_operation(models, "list", "list the registered models", run_list)
     info = add_operation(models, "info", "describe a model", run_info, _check_info)
     info.add_argument("name")
@@ -62,6 +68,18 @@ def _check(args: argparse.Namespace) -> None:
     check_file_name(args.name, "model name")
     # The file name carries the version: it must fit the store's names too.
     check_file_name(model_file_name(args.name, parse_version(args.version)), "model file name")
+    parse_tolerance(args.tolerance)
+
+
+def parse_tolerance(text: str) -> float:
+    """A comparison tolerance: a finite number of 0 or more."""
+    try:
+        tolerance = float(text)
+    except ValueError:
+        raise GroundInputError(f"tolerance {text!r} is not a number") from None
+    if not 0.0 <= tolerance < float("inf"):
+        raise GroundInputError(f"tolerance {text} must be a finite number of 0 or more")
+    return tolerance
 
 
 def _check_info(args: argparse.Namespace) -> None:
@@ -77,6 +95,9 @@ def describe_model(report: dict[str, Any]) -> list[str]:
     return [
         f"model {report['model']} version {report['version']}: {report['size']} octets, "
         f"opset {report['opset']}, {report['weights']} weights with golden checksums",
+        f"  copies     {report['copies']} of 2 intact at the last check",
+        f"  tolerance  {report['tolerance']:g}"
+        + (" (bit for bit)" if not report["tolerance"] else ""),
         f"  sha256     {bytes(report['sha256']).hex()}",
         f"  signature  {report['signature']}",
     ]
@@ -88,7 +109,12 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
     ctx.uploader().upload(args.file, file_name)
     report = ctx.exchange().request(
         "MODEL_REGISTER",
-        {"file": file_name, "model": args.name, "version": version},
+        {
+            "file": file_name,
+            "model": args.name,
+            "version": version,
+            "tolerance": parse_tolerance(args.tolerance),
+        },
         reply="MODEL_REPORT",
         match=lambda v: v["model"] == args.name and v["version"] == version,
     )

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from flight.jobs.executor import reference_session
 from hil.bench import Bench
 from tools.model_gen import cnn_classifier, random_input, save, slow_model
 
@@ -132,7 +132,7 @@ def main() -> int:
         return 1
 
     banner("comparing with a local onnxruntime run of the same model and input")
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = reference_session(model_path.read_bytes())
     expected = session.run(None, {"image": x})[0]
     result = np.load(result_path, allow_pickle=False)
     exact = result.dtype == expected.dtype and result.tobytes() == expected.tobytes()

@@ -537,6 +537,12 @@ class UploadStore:
         """A committed file's size and SHA-256."""
         return self._stored(name)
 
+    def intact(self, name: str) -> bool:
+        """Whether the committed file still matches the SHA-256 recorded when it was stored."""
+        stored = self.info(name)
+        with open(self.path_of(name), "rb") as file:
+            return hashlib.file_digest(file, "sha256").digest() == stored.sha256
+
     @_locked
     def path_of(self, name: str) -> Path:
         """Where the committed file is."""

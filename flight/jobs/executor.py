@@ -1,16 +1,20 @@
 """Runs inference jobs on onnxruntime: one cached session per model, redundancy on request.
 
 Creating a session (loading weights, optimising the graph, on TensorRT building an engine) costs
-far more than a run, so sessions live in an LRU cache keyed by the model's SHA-256.
+far more than a run, so sessions live in an LRU cache keyed by the model's SHA-256. On the CPU
+a session computes from weight arrays the payload owns (flight/protection/weights.py), which
+the scrubber checks and repairs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +22,20 @@ import onnxruntime as ort
 
 from flight.jobs.providers import CPU, ORT_QUIET_SEVERITY, ProviderChoice
 from flight.jobs.redundancy import Outputs, Redundancy, RunResult, run_redundant
+from flight.protection.faults import FaultModel, inject
+from flight.protection.weights import (
+    WeightSet,
+    initializer_arrays,
+    optimised_form,
+    owned_session_options,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Creates a session from a model file, its options and the provider list.
-SessionFactory = Callable[[Path, ort.SessionOptions, list[str]], ort.InferenceSession]
+#: Creates a session from a serialised model, its options and the provider list.
+SessionFactory = Callable[[bytes, ort.SessionOptions, list[str]], ort.InferenceSession]
+#: Where a model's bytes come from: a file, or a reader that checks them (the registry's copies).
+ModelSource = Path | Callable[[], bytes]
 
 
 def default_intra_op_threads() -> int:
@@ -44,10 +57,41 @@ class InferenceError(ExecutorError):
 
 
 def create_session(
-    model_path: Path, options: ort.SessionOptions, providers: list[str]
+    model: bytes, options: ort.SessionOptions, providers: list[str]
 ) -> ort.InferenceSession:
-    """The real factory: an onnxruntime session on the model file."""
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    """The real factory: an onnxruntime session on the serialised model."""
+    return ort.InferenceSession(model, sess_options=options, providers=providers)
+
+
+def reference_session(model: bytes, intra_op_num_threads: int = 0) -> ort.InferenceSession:
+    """A CPU session that computes bit for bit what the payload's CPU sessions compute: to check
+    a result elsewhere (the ground, the tests).
+
+    The payload turns prepacking off (its weights must stay where it checks them), and prepacked
+    GEMM kernels round differently, so a default session can differ in the last bits.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = ORT_QUIET_SEVERITY
+    options.intra_op_num_threads = intra_op_num_threads
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    return ort.InferenceSession(model, sess_options=options, providers=[CPU])
+
+
+def read_source(source: ModelSource) -> bytes:
+    return source.read_bytes() if isinstance(source, Path) else source()
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model's session and, on the CPU, the weight arrays it computes from."""
+
+    key: str
+    session: ort.InferenceSession
+    weights: WeightSet | None
+    # onnxruntime uses these in place: they must live as long as the session.
+    _values: list[ort.OrtValue] = field(default_factory=list, repr=False)
+    #: Monotonic time of the last known-answer check passed (-inf: none yet).
+    answer_checked: float = -math.inf
 
 
 class SessionCache:
@@ -59,7 +103,10 @@ class SessionCache:
         provider: ProviderChoice,
         intra_op_num_threads: int = 0,
         factory: SessionFactory = create_session,
+        own_weights: bool | None = None,
     ) -> None:
+        """`own_weights`: sessions compute from payload-owned arrays (default: on the CPU only;
+        an accelerator copies weights into its own memory, where the known answer checks them)."""
         if capacity < 1:
             raise ValueError(f"session cache capacity: expected at least 1, found {capacity}")
         if intra_op_num_threads < 0:
@@ -72,9 +119,10 @@ class SessionCache:
         self.intra_op_num_threads = intra_op_num_threads
         # The CPU provider stays behind an accelerator for the operators it does not implement.
         self.providers = [CPU] if provider.provider == CPU else [provider.provider, CPU]
+        self.own_weights = provider.provider == CPU if own_weights is None else own_weights
         self.creations = 0
         self._factory = factory
-        self._sessions: OrderedDict[str, ort.InferenceSession] = OrderedDict()
+        self._sessions: OrderedDict[str, LoadedModel] = OrderedDict()
         # Bumped by evict(): a session being created while its model is evicted is not cached.
         self._epochs: dict[str, int] = {}
         # The model service evicts from its own thread while the executor looks sessions up.
@@ -93,6 +141,16 @@ class SessionCache:
         with self._lock:
             return list(self._sessions)
 
+    def loaded(self) -> list[LoadedModel]:
+        """The cached models, least recently used first (for the scrubber)."""
+        with self._lock:
+            return list(self._sessions.values())
+
+    def peek(self, key: str) -> LoadedModel | None:
+        """The cached model for `key` without loading or touching its recency."""
+        with self._lock:
+            return self._sessions.get(key)
+
     def options(self) -> ort.SessionOptions:
         """The options every session is created with."""
         options = ort.SessionOptions()
@@ -107,47 +165,77 @@ class SessionCache:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
-    def get(self, key: str, model_path: Path) -> ort.InferenceSession:
-        """The session for `key`, created from `model_path` on a miss.
+    def get(self, key: str, source: ModelSource) -> LoadedModel:
+        """The loaded model for `key`, created from `source` on a miss.
 
-        On a hit `model_path` is not read: the key names the model's content, not its file.
+        On a hit `source` is not read: the key names the model's content, not its file.
         """
         with self._lock:
-            session = self._sessions.get(key)
-            if session is not None:
+            loaded = self._sessions.get(key)
+            if loaded is not None:
                 self._sessions.move_to_end(key)
-                return session
+                return loaded
             epoch = self._epochs.get(key, 0)
         # Created outside the lock: a TensorRT engine build takes seconds, and evict() must not
         # wait for it.
-        session = self._create(key, model_path)
+        loaded = self._create(key, source)
         with self._lock:
             if self._epochs.get(key, 0) != epoch:
                 logger.info("model %s evicted while its session was created: not cached", key)
-                return session
+                return loaded
             # Another thread may have created the same session meanwhile: keep the first one.
-            session = self._sessions.setdefault(key, session)
+            loaded = self._sessions.setdefault(key, loaded)
             self._sessions.move_to_end(key)
             while len(self._sessions) > self.capacity:
                 evicted, _ = self._sessions.popitem(last=False)
                 logger.debug("session for model %s evicted (least recently used)", evicted)
-            return session
+            return loaded
 
-    def _create(self, key: str, model_path: Path) -> ort.InferenceSession:
+    def _create(self, key: str, source: ModelSource) -> LoadedModel:
+        where = f" at {source}" if isinstance(source, Path) else ""
         try:
-            session = self._factory(model_path, self.options(), list(self.providers))
+            data = read_source(source)
+        except OSError as error:
+            raise SessionError(f"model {key}{where}: not readable: {error}") from error
+        try:
+            loaded = self._load(key, data, source)
         except Exception as error:
             # onnxruntime's errors derive from Exception alone (InvalidProtobuf, Fail, NoSuchFile).
             raise SessionError(
-                f"model {key} at {model_path}: expected a loadable ONNX model, "
+                f"model {key}{where}: expected a loadable ONNX model, "
                 f"onnxruntime said {type(error).__name__}: {error}"
             ) from error
         with self._lock:
             self.creations += 1
-        kept = list(session.get_providers())
+        kept = list(loaded.session.get_providers())
         if kept[:1] != self.providers[:1]:
             logger.warning("model %s: asked for %s, onnxruntime kept %s", key, self.providers, kept)
-        return session
+        return loaded
+
+    def _load(self, key: str, data: bytes, source: ModelSource) -> LoadedModel:
+        providers = list(self.providers)
+        if not self.own_weights:
+            return LoadedModel(key, self._factory(data, self.options(), providers), None)
+        optimised = optimised_form(data, self.options(), providers)
+        arrays = initializer_arrays(optimised)
+        if any(not array.dtype.isnative or array.dtype.hasobject for array in arrays.values()):
+            # String initializers cannot be handed over as OrtValues: this model keeps
+            # onnxruntime's copies, and its known answer is its only check.
+            return LoadedModel(key, self._factory(data, self.options(), providers), None)
+        options = owned_session_options(self.options())
+        values = []
+        for name, array in arrays.items():
+            value = ort.OrtValue.ortvalue_from_numpy(array)
+            options.add_initializer(name, value)
+            values.append(value)
+        session = self._factory(optimised, options, providers)
+
+        def golden() -> dict[str, np.ndarray]:
+            return initializer_arrays(
+                optimised_form(read_source(source), self.options(), providers)
+            )
+
+        return LoadedModel(key, session, WeightSet(key, arrays, golden), values)
 
     def evict(self, key: str) -> bool:
         """Drop the session for `key` (model deleted or reloaded); True if one was cached.
@@ -166,25 +254,46 @@ class Executor:
         self.cache = cache
         self.run_count = 0
         self.disagreement_count = 0
+        # A test command's fault for one run of the next redundant job: (model, seed).
+        self._armed: tuple[FaultModel, int] | None = None
+
+    @property
+    def bit_exact(self) -> bool:
+        """Runs of one session on one input give the same bytes (the CPU provider)."""
+        return self.cache.provider.provider == CPU
+
+    def tolerance(self, model_tolerance: float) -> float:
+        """The tolerance redundant runs are compared with: none on a bit-exact provider."""
+        return 0.0 if self.bit_exact else model_tolerance
+
+    def arm_output_fault(self, model: FaultModel, seed: int) -> None:
+        """Corrupt one run's output of the next DMR or TMR job (a test command)."""
+        self._armed = (model, seed)
 
     def execute(
         self,
         key: str,
-        model_path: Path,
+        source: ModelSource,
         feeds: dict[str, np.ndarray],
         mode: Redundancy,
         *,
+        tolerance: float = 0.0,
         on_run: Callable[[int], None] | None = None,
         run_options: ort.RunOptions | None = None,
     ) -> RunResult:
         """Run the model `key` on `feeds` under `mode`; `on_run(n)` after the n-th run;
         `run_options.terminate = True` from another thread aborts a run (InferenceError).
+        `tolerance`: the model's, used only where runs are not bit-exact.
 
         Raises SessionError, InferenceError, or VotingError when redundant runs have no majority.
         """
-        session = self.cache.get(key, model_path)
+        session = self.cache.get(key, source).session
         names = [output.name for output in session.get_outputs()]
         runs = 0
+        armed = None
+        if mode != Redundancy.NONE:
+            armed, self._armed = self._armed, None
+        upset_run = int(np.random.default_rng(armed[1]).integers(2)) + 1 if armed else 0
 
         def run() -> Outputs:
             nonlocal runs
@@ -201,12 +310,17 @@ class Executor:
                     f"found {_feeds_signature(feeds)}; onnxruntime said "
                     f"{type(error).__name__}: {error}"
                 ) from error
+            if runs == upset_run and armed is not None and values:
+                upset = np.array(values[0], order="C")
+                inject(upset, armed[0], np.random.default_rng(armed[1]))
+                values[0] = upset
+                logger.warning("model %s: run %d output corrupted by a test command", key, runs)
             if on_run is not None:
                 on_run(runs)
             return dict(zip(names, values, strict=True))
 
         try:
-            result = run_redundant(run, mode)
+            result = run_redundant(run, mode, self.tolerance(tolerance))
         finally:
             self.run_count += runs
         self.disagreement_count += result.disagreements

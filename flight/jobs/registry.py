@@ -1,13 +1,16 @@
 """The model registry: validated ONNX models by name and version, with their signatures and the
 golden checksums of their weights, in a directory of the state directory.
 
-Files are `<name>-v<version>.onnx`; `index.json` lists them and is replaced atomically after
-each file is durable, so a crash leaves either the old index or the new one, never a model the
-index does not describe (an orphan file is removed at the next open).
+Files are `<name>-v<version>.onnx`, with a second copy in `copies/` (radiation protection: each
+copy is checked against the SHA-256 and repaired from the other) and the known answer recorded
+at registration in `<name>-v<version>.answer.npz`. `index.json` lists them and is replaced
+atomically after each file is durable, so a crash leaves either the old index or the new one,
+never a model the index does not describe (an orphan file is removed at the next open).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,11 +23,15 @@ from pathlib import Path
 from flight.durable import fsync_directory, replace_atomically
 from flight.files.upload_store import BadFileName, check_name
 from flight.jobs.model_check import ModelSignature, TensorSpec, validate_model, weight_checksums
+from flight.protection import known_answer
+from flight.protection.known_answer import KnownAnswer
+from flight.protection.upsets import UpsetLocation, UpsetLog
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.json"
-_INDEX_VERSION = 1
+COPIES_DIR = "copies"
+_INDEX_VERSION = 2
 
 
 class RegistryError(Exception):
@@ -43,6 +50,14 @@ class BadModelName(RegistryError):
     """A model name the registry cannot store."""
 
 
+class BadTolerance(RegistryError):
+    """A comparison tolerance that is negative or not a number."""
+
+
+class ModelCorrupt(RegistryError):
+    """Both stored copies of a model fail its SHA-256: only the ground can replace it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
     """One registered model."""
@@ -55,11 +70,25 @@ class ModelEntry:
     checksums: dict[str, int]
     registered_at: float
     path: Path
+    tolerance: float = 0.0
+    answer: KnownAnswer | None = None
 
     @property
     def key(self) -> str:
         """What names the model's content (the session cache key)."""
         return self.sha256.hex()
+
+    @property
+    def copy_path(self) -> Path:
+        """The second stored copy."""
+        return self.path.parent / COPIES_DIR / self.path.name
+
+    @property
+    def answer_path(self) -> Path:
+        return self.path.with_name(f"{self.name}-v{self.version}.answer.npz")
+
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
 
 
 def signature_text(signature: ModelSignature) -> str:
@@ -79,15 +108,24 @@ class ModelRegistry:
     """Registered models under `root`; validation limits given at construction."""
 
     def __init__(
-        self, root: Path, *, max_model_bytes: int, clock: Callable[[], float] = time.time
+        self,
+        root: Path,
+        *,
+        max_model_bytes: int,
+        clock: Callable[[], float] = time.time,
+        upsets: UpsetLog | None = None,
     ) -> None:
         self.root = root
         self.max_model_bytes = max_model_bytes
         self._clock = clock
+        self.upsets = upsets or UpsetLog()
         root.mkdir(parents=True, exist_ok=True)
+        (root / COPIES_DIR).mkdir(exist_ok=True)
         # The job worker looks models up while commands register and delete them.
         self._lock = threading.RLock()
         self._models: dict[tuple[str, int], ModelEntry] = {}
+        # Intact stored copies of each model at its last check.
+        self.intact: dict[tuple[str, int], int] = {}
         self._load()
 
     def _file(self, name: str, version: int) -> Path:
@@ -107,22 +145,49 @@ class ModelRegistry:
                     checksums={k: int(v) for k, v in item["checksums"].items()},
                     registered_at=float(item["registered_at"]),
                     path=self._file(item["name"], int(item["version"])),
+                    tolerance=float(item.get("tolerance", 0.0)),
                 )
-                if not entry.path.is_file():
+                if not entry.path.is_file() and not entry.copy_path.is_file():
                     log.error(
                         "model %s v%d: file %s missing", entry.name, entry.version, entry.path
                     )
                     continue
+                entry = self._with_answer(entry, item.get("answer"))
                 self._models[(entry.name, entry.version)] = entry
+                self.intact[(entry.name, entry.version)] = 2
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as exc:
             # The files are kept: an operator can register them again from a ground copy.
             log.error("model index %s unreadable (%s): registry starts empty", index, exc)
         known = {e.path.name for e in self._models.values()} | {INDEX_FILE}
-        for path in self.root.iterdir():
-            if path.name not in known and path.name.startswith("."):
-                path.unlink(missing_ok=True)  # an interrupted write
+        for directory in (self.root, self.root / COPIES_DIR):
+            for path in directory.iterdir():
+                if path.name not in known and path.name.startswith("."):
+                    path.unlink(missing_ok=True)  # an interrupted write
+        # A registry from before the second copy existed gets one now.
+        for entry in list(self._models.values()):
+            if not entry.copy_path.is_file():
+                try:
+                    self.verify_copies(entry)
+                except (ModelCorrupt, OSError) as exc:
+                    log.error("model %s: no second copy made: %s", entry.label(), exc)
+
+    def _with_answer(self, entry: ModelEntry, raw: object) -> ModelEntry:
+        if not isinstance(raw, dict):
+            return entry
+        try:
+            data = entry.answer_path.read_bytes()
+            digest = bytes.fromhex(raw["digest"])
+            answer = known_answer.from_bytes(str(raw["provider"]), digest, data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Recorded again at the model's next check: the answer is derived, not precious.
+            log.warning("model %s: known answer unreadable (%s)", entry.label(), exc)
+            return entry
+        if known_answer.digest(answer.outputs) != digest:
+            log.warning("model %s: known answer file corrupt: recorded again", entry.label())
+            return entry
+        return dataclasses.replace(entry, answer=answer)
 
     def _save(self) -> None:
         models = [
@@ -134,14 +199,20 @@ class ModelRegistry:
                 "signature": e.signature.to_json(),
                 "checksums": e.checksums,
                 "registered_at": e.registered_at,
+                "tolerance": e.tolerance,
+                "answer": None
+                if e.answer is None
+                else {"provider": e.answer.provider, "digest": e.answer.digest.hex()},
             }
             for e in self.entries()
         ]
         raw = json.dumps({"version": _INDEX_VERSION, "models": models}, indent=1, sort_keys=True)
         replace_atomically(self.root / INDEX_FILE, raw.encode())
 
-    def register(self, name: str, version: int, data: bytes) -> ModelEntry:
+    def register(self, name: str, version: int, data: bytes, tolerance: float = 0.0) -> ModelEntry:
         """Validate `data` and register it; ModelRejected (model_check) when it is refused."""
+        if not tolerance >= 0.0 or tolerance == float("inf"):
+            raise BadTolerance(f"tolerance: expected a finite value of 0 or more, got {tolerance}")
         try:
             check_name(name)
         except BadFileName:
@@ -162,12 +233,15 @@ class ModelRegistry:
             checksums=weight_checksums(data),
             registered_at=self._clock(),
             path=self._file(name, version),
+            tolerance=tolerance,
         )
         with self._lock:
             if (name, version) in self._models:
                 raise ModelExists(f"model {name} version {version} is registered already")
             replace_atomically(entry.path, data)
+            replace_atomically(entry.copy_path, data)
             self._models[(name, version)] = entry
+            self.intact[(name, version)] = 2
             self._save()
         log.info("model %s v%d registered: %s", name, version, signature_text(signature))
         return entry
@@ -197,8 +271,69 @@ class ModelRegistry:
         with self._lock:
             entry = self._entry(name, version)
             del self._models[(entry.name, entry.version)]
+            self.intact.pop((entry.name, entry.version), None)
             self._save()
-        entry.path.unlink(missing_ok=True)
+        for path in (entry.path, entry.copy_path, entry.answer_path):
+            path.unlink(missing_ok=True)
         fsync_directory(self.root)
+        fsync_directory(self.root / COPIES_DIR)
         log.info("model %s v%d deleted", name, version)
         return entry
+
+    def set_answer(self, entry: ModelEntry, answer: KnownAnswer) -> ModelEntry:
+        """Record `answer` as the model's known answer (durably); the updated entry."""
+        with self._lock:
+            current = self._entry(entry.name, entry.version)
+            replace_atomically(current.answer_path, known_answer.to_bytes(answer))
+            updated = dataclasses.replace(current, answer=answer)
+            self._models[(entry.name, entry.version)] = updated
+            self._save()
+        return updated
+
+    # -- the two stored copies ----------------------------------------------------------------
+
+    def read_verified(self, entry: ModelEntry) -> bytes:
+        """The model's bytes, from a copy that matches its SHA-256; a bad copy is repaired.
+
+        Raises ModelCorrupt when neither copy matches.
+        """
+        first = _read_or_none(entry.path)
+        if first is not None and hashlib.sha256(first).digest() == entry.sha256:
+            return first
+        self.verify_copies(entry)  # repairs the first copy from the second, or raises
+        return entry.path.read_bytes()
+
+    def verify_copies(self, entry: ModelEntry) -> int:
+        """Check both stored copies against the SHA-256 and repair a bad one from the other;
+        the number of copies that were intact. Raises ModelCorrupt when none was."""
+        paths = (entry.path, entry.copy_path)
+        contents = [_read_or_none(path) for path in paths]
+        good = [
+            data
+            for data in contents
+            if data is not None and hashlib.sha256(data).digest() == entry.sha256
+        ]
+        bad = [path for path, data in zip(paths, contents, strict=True) if data not in good]
+        with self._lock:
+            self.intact[(entry.name, entry.version)] = len(good)
+        if not good:
+            self.upsets.uncorrectable(UpsetLocation.MODEL_FILE, entry.label(), len(bad))
+            raise ModelCorrupt(
+                f"model {entry.label()}: both stored copies fail the SHA-256 recorded at "
+                "registration: delete the model and register it again"
+            )
+        for path in bad:
+            replace_atomically(path, good[0])
+        if bad:
+            names = ", ".join(str(p.relative_to(self.root)) for p in bad)
+            self.upsets.corrected(UpsetLocation.MODEL_FILE, f"{entry.label()}: {names}", len(bad))
+            with self._lock:
+                self.intact[(entry.name, entry.version)] = 2
+        return len(good)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

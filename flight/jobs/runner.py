@@ -12,6 +12,8 @@ refuses a second final state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import logging
 import queue
@@ -29,12 +31,20 @@ import onnxruntime as ort
 from flight.commanding import VerificationReporter, detail_octets
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
-from flight.jobs.executor import Executor, ExecutorError
+from flight.jobs.executor import Executor, ExecutorError, ModelSource
 from flight.jobs.model_check import InputMismatch, InputProblem, check_input, load_input
 from flight.jobs.redundancy import Redundancy, VotingError
-from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
+from flight.jobs.registry import ModelCorrupt, ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.store import InvalidTransition, Job, JobState, JobStore, JobStoreError
+from flight.protection.model_guard import (
+    GuardError,
+    KnownAnswerFailed,
+    ModelGuard,
+    WeightsUncorrectable,
+)
+from flight.protection.upsets import UpsetLocation, UpsetLog
+from flight.protection.weights import crc_of
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
 from spacelink.pus import Stage
@@ -77,7 +87,27 @@ def _preparation_failure(exc: Exception) -> str:
         return "UNKNOWN_MODEL"
     if isinstance(exc, InputMismatch):
         return input_failure(exc)
+    if isinstance(exc, InputCorrupt):
+        return "INPUT_CORRUPT"
     return "NO_SUCH_FILE"
+
+
+def _guard_failure(exc: Exception) -> str:
+    if isinstance(exc, KnownAnswerFailed):
+        return "KNOWN_ANSWER_FAILED"
+    if isinstance(exc, WeightsUncorrectable):
+        return "WEIGHTS_UNCORRECTABLE"
+    if isinstance(exc, ModelCorrupt):
+        return "MODEL_CORRUPT"
+    return "INFERENCE_FAILED"
+
+
+class InputCorrupt(Exception):
+    """A job's input file no longer matches the SHA-256 recorded when it was stored."""
+
+
+# Times a job is run again after a check found (and corrected) an upset, before it fails.
+MAX_RERUNS = 2
 
 
 def result_file_name(job_id: int, outputs: int) -> str:
@@ -113,6 +143,8 @@ class _Work:
     entry: ModelEntry
     feeds: dict[str, np.ndarray]
     run_options: ort.RunOptions
+    # CRC-32 of each input array when it was loaded: an upset in memory shows after the runs.
+    feed_crcs: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -120,6 +152,9 @@ class _Finished:
     outputs: dict[str, np.ndarray]
     runs: int
     disagreements: int
+    outvoted: int = 0
+    # Repair generation of the model's weights when the runs began (-1: not owned).
+    generation: int = -1
 
 
 @dataclass(frozen=True)
@@ -143,12 +178,17 @@ class JobRunner:
         events: EventReporter,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        guard: ModelGuard | None = None,
     ) -> None:
+        """`guard`: checks the model before a result is accepted (none: results are not
+        checked beyond the job's own redundancy)."""
         self._d = dictionary
         self.store = store
         self.registry = registry
         self._files = files
         self.executor = executor
+        self.guard = guard
+        self.upsets = guard.upsets if guard is not None else UpsetLog()
         self._tm = tm
         self._events = events
         self._clock = clock
@@ -324,24 +364,75 @@ class JobRunner:
                 return None
             try:
                 entry = self.registry.entry(job.model, job.model_version)
-                data = self._files.path_of(job.input_file).read_bytes()
-                feeds = check_input(entry.signature, load_input(data))
-            except (RegistryError, FileStoreError, OSError, InputMismatch) as exc:
+                feeds = self._load_input(job, entry)
+            except (RegistryError, FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
                 self._fail(job, _preparation_failure(exc), str(exc))
                 continue
             log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
                      entry.name, entry.version)  # fmt: skip
-            return _Work(job, entry, feeds, ort.RunOptions())
+            crcs = {name: crc_of(array) for name, array in feeds.items()}
+            return _Work(job, entry, feeds, ort.RunOptions(), crcs)
         return None
+
+    def _load_input(self, job: Job, entry: ModelEntry) -> dict[str, np.ndarray]:
+        """The job's input, checked against the SHA-256 recorded when its file was stored."""
+        data = self._files.path_of(job.input_file).read_bytes()
+        if hashlib.sha256(data).digest() != self._files.info(job.input_file).sha256:
+            self.upsets.uncorrectable(UpsetLocation.INPUT, f"file {job.input_file}")
+            raise InputCorrupt(
+                f"input {job.input_file} no longer matches the SHA-256 recorded at its upload"
+            )
+        return check_input(entry.signature, load_input(data))
 
     def _record(self, work: _Work, outcome: _Finished | _Failed, started: float) -> None:
         job = work.job
+        if not work.run_options.terminate and isinstance(outcome, _Finished):
+            outcome = self._accepted(work, outcome)
         if work.run_options.terminate:
             log.info("job %d stopped: its outcome is dropped", job.job_id)
         elif isinstance(outcome, _Failed):
             self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
         else:
             self._store_result(job, outcome, started)
+
+    def _accepted(self, work: _Work, outcome: _Finished) -> _Finished | _Failed:
+        """The outcome once the model and the input are checked: when a check found (and
+        corrected) an upset that the runs may have seen, the job runs again."""
+        runs = outcome.runs
+        for _ in range(MAX_RERUNS + 1):
+            try:
+                suspect = self._suspect(work, outcome)
+            except (GuardError, RegistryError, ExecutorError) as exc:
+                return _Failed(_guard_failure(exc), str(exc), runs)
+            except (FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
+                return _Failed(_preparation_failure(exc), str(exc), runs)
+            if suspect is None:
+                return dataclasses.replace(outcome, runs=runs)
+            log.warning("job %d: %s; running it again", work.job.job_id, suspect)
+            work = dataclasses.replace(work, **self._fresh_input(work))
+            rerun = self._compute(work)
+            if isinstance(rerun, _Failed):
+                return dataclasses.replace(rerun, runs=runs + rerun.runs)
+            outcome = rerun
+            runs += rerun.runs
+        return _Failed("WEIGHTS_UNCORRECTABLE", "upsets found after every rerun", runs)
+
+    def _suspect(self, work: _Work, outcome: _Finished) -> str | None:
+        """What makes the runs' result suspect (found and corrected now), or None."""
+        if self.guard is not None:
+            return self.guard.result_suspect(
+                work.entry, work.job.redundancy, outcome.generation, work.feeds, work.feed_crcs
+            )
+        if {n: crc_of(a) for n, a in work.feeds.items()} != work.feed_crcs:
+            self.upsets.corrected(UpsetLocation.INPUT, f"job {work.job.job_id} input in memory")
+            return "its input changed in memory"
+        return None
+
+    def _fresh_input(self, work: _Work) -> dict[str, Any]:
+        if {n: crc_of(a) for n, a in work.feeds.items()} == work.feed_crcs:
+            return {}
+        feeds = self._load_input(work.job, work.entry)
+        return {"feeds": feeds, "feed_crcs": {n: crc_of(a) for n, a in feeds.items()}}
 
     def _store_result(self, job: Job, outcome: _Finished, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))
@@ -378,8 +469,9 @@ class JobRunner:
             self._events.raise_event(
                 "VOTE_DISAGREEMENT",
                 job_id=job.job_id,
-                runs=outcome.runs,
-                disagreements=outcome.disagreements,
+                runs=min(outcome.runs, 255),
+                disagreements=min(outcome.disagreements, 255),
+                outvoted=outcome.outvoted,
             )
         self._events.raise_event(
             "JOB_SUCCEEDED",
@@ -431,17 +523,35 @@ class JobRunner:
             # Kept in memory: a database write here would sit on the path of every run.
             self.progress = min(95, 95 * n // expected)
 
+        entry = work.entry
+        source: ModelSource = entry.path
+        generation = -1
         try:
+            if self.guard is not None:
+                source = self.guard.source(entry)
+                self.guard.load(entry)
+                generation = self.guard.generation(entry)
             result = self.executor.execute(
-                work.entry.key,
-                work.entry.path,
+                entry.key,
+                source,
                 work.feeds,
                 job.redundancy,
+                tolerance=entry.tolerance,
                 on_run=on_run,
                 run_options=work.run_options,
             )
         except VotingError as exc:
+            self.upsets.uncorrectable(UpsetLocation.OUTPUT, f"job {job.job_id}: {exc}", runs)
             return _Failed("VOTE_FAILED", str(exc), runs)
+        except ModelCorrupt as exc:
+            return _Failed("MODEL_CORRUPT", str(exc), runs)
         except ExecutorError as exc:
             return _Failed("INFERENCE_FAILED", str(exc), runs)
-        return _Finished(result.outputs, result.runs, result.disagreements)
+        if result.outvoted:
+            runs_text = ", ".join(str(i + 1) for i in sorted(result.outvoted))
+            self.upsets.corrected(
+                UpsetLocation.OUTPUT, f"job {job.job_id} run {runs_text}", len(result.outvoted)
+            )
+        return _Finished(
+            result.outputs, result.runs, result.disagreements, result.outvoted_mask, generation
+        )

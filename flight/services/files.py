@@ -21,7 +21,14 @@ from flight.commanding import (
     translating,
 )
 from flight.files.failures import store_failure_name
-from flight.files.upload_store import ChecksumMismatch, FileStoreError, UploadStatus, UploadStore
+from flight.files.upload_store import (
+    ChecksumMismatch,
+    FileStoreError,
+    StoredFile,
+    UploadStatus,
+    UploadStore,
+)
+from flight.protection.upsets import UpsetLocation, UpsetLog
 from flight.router import CommandRouter
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
@@ -70,8 +77,10 @@ class FileService:
         tm: TmPublisher,
         events: EventReporter,
         bulk_backlog: Callable[[], int],
+        upsets: UpsetLog | None = None,
     ) -> None:
         self._d = dictionary
+        self.upsets = upsets or UpsetLog()
         self.store = store
         self._tm = tm
         self._events = events
@@ -172,6 +181,7 @@ class FileService:
                 self._d, "TRANSFER_CONFLICT", f"download {download_id} is being sent already"
             )
         stored = self.store.info(args["name"])
+        self._verify(stored)
         offset, length = args["offset"], args["length"]
         end = stored.size if length == 0 else offset + length
         if offset > stored.size or end > stored.size or (length and offset == stored.size):
@@ -196,6 +206,17 @@ class FileService:
         log.info("download %d of %s: octets %d..%d", download_id, stored.name, offset, end)
         self.tick()
         return DEFERRED
+
+    def _verify(self, stored: StoredFile) -> None:
+        """Refuse to send a file that no longer matches the SHA-256 recorded when it was stored:
+        the ground would only find out after the whole transfer."""
+        if not self.store.intact(stored.name):
+            self.upsets.uncorrectable(UpsetLocation.RESULT_FILE, stored.name)
+            raise named_failure(
+                self._d,
+                "RESULT_CORRUPT",
+                f"{stored.name} no longer matches the SHA-256 recorded when it was stored",
+            )
 
     def _cancel_download(self, args: dict[str, Any], ctx: CommandContext) -> None:
         download = self._downloads.pop(args["download_id"], None)

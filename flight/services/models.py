@@ -8,9 +8,12 @@ from typing import Any
 
 from flight.commanding import CommandContext, CommandError, named_failure, translating
 from flight.files.upload_store import FileStoreError, UploadStore
+from flight.jobs.executor import ExecutorError
 from flight.jobs.model_check import ModelRejected, RejectReason
 from flight.jobs.registry import (
     BadModelName,
+    BadTolerance,
+    ModelCorrupt,
     ModelEntry,
     ModelExists,
     ModelRegistry,
@@ -44,8 +47,10 @@ def registry_failure(dictionary: Dictionary, exc: Exception) -> CommandError:
         return named_failure(dictionary, "UNKNOWN_MODEL", str(exc))
     if isinstance(exc, ModelExists):
         return named_failure(dictionary, "MODEL_EXISTS", str(exc))
-    if isinstance(exc, BadModelName):
+    if isinstance(exc, BadModelName | BadTolerance):
         return named_failure(dictionary, "BAD_APPLICATION_DATA", str(exc))
+    if isinstance(exc, ModelCorrupt):
+        return named_failure(dictionary, "MODEL_CORRUPT", str(exc))
     return store_failure(dictionary, exc)
 
 
@@ -60,9 +65,12 @@ class ModelService:
         events: EventReporter,
         in_use: Callable[[str, int], bool],
         on_delete: Callable[[ModelEntry], None],
+        record_answer: Callable[[ModelEntry], ModelEntry] | None = None,
     ) -> None:
         """`in_use(name, version)`: a queued or running job needs the model; `on_delete`:
-        told when a model goes (its cached session must go too)."""
+        told when a model goes (its cached session must go too); `record_answer`: loads a new
+        model and records its known answer (ExecutorError when onnxruntime cannot run it)."""
+        self._record_answer = record_answer
         self._d = dictionary
         self.registry = registry
         self._files = files
@@ -99,6 +107,8 @@ class ModelService:
                 "sha256": entry.sha256,
                 "opset": entry.signature.opset,
                 "weights": min(len(entry.checksums), 0xFFFF),
+                "tolerance": entry.tolerance,
+                "copies": self.registry.intact.get((entry.name, entry.version), 0),
                 "signature": signature_text(entry.signature)[:4000],
             },
         )
@@ -106,8 +116,17 @@ class ModelService:
     def _register(self, args: dict[str, Any], ctx: CommandContext) -> None:
         path = self._files.path_of(args["file"])
         data = path.read_bytes()
-        entry = self.registry.register(args["model"], args["version"], data)
-        # The registry holds its own durable copy now: the uploaded file is no longer needed.
+        entry = self.registry.register(args["model"], args["version"], data, args["tolerance"])
+        if self._record_answer is not None:
+            try:
+                entry = self._record_answer(entry)
+            except ExecutorError as exc:
+                # Valid ONNX that this payload's onnxruntime cannot run: refuse it now rather
+                # than fail every job on it later.
+                self.registry.delete(entry.name, entry.version)
+                self._on_delete(entry)
+                raise named_failure(self._d, "MODEL_LOAD_FAILED", str(exc)) from exc
+        # The registry holds its own durable copies now: the uploaded file is no longer needed.
         self._files.delete(args["file"])
         self._events.raise_event("MODEL_REGISTERED", version=entry.version, model=entry.name)
         self._reply(entry, ctx)

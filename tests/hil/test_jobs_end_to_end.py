@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from flight.jobs.executor import reference_session
 from hil.bench import Bench
 from hil.impairments import Impairments
 from telemetry_defs.loader import DEFAULT_DIRECTORY
@@ -73,7 +73,7 @@ def one_sentence(stderr: str) -> str:
 
 
 def local_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model_gen.model_bytes(model), providers=["CPUExecutionProvider"])
+    session = reference_session(model_gen.model_bytes(model))
     return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
 
 

@@ -170,6 +170,8 @@ def _raw_values(p: Parameter) -> st.SearchStrategy[Any]:
         return st.booleans()
     assert isinstance(p.type, IntType), p.name
     low, high = p.type.bounds
+    if p.range is not None:  # a settable parameter holds only values in its range
+        low, high = max(low, int(p.range[0])), min(high, int(p.range[1]))
     return st.integers(low, high)
 
 

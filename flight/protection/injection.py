@@ -1,0 +1,127 @@
+"""Fault injection into the running payload (test command FAULT_INJECT): the real buffers and
+files the protection watches, corrupted by a fault model from a seed.
+
+Targets that belong to other layers (the protected state, the job store) are given as callables
+by whoever owns them, so this module does not reach into their internals.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flight.files.upload_store import FileStoreError, UploadStore
+from flight.jobs.registry import ModelRegistry, RegistryError
+from flight.protection.faults import FaultModel, Injection, NothingToInject, inject, inject_bytes
+from flight.protection.model_guard import ModelGuard
+
+log = logging.getLogger(__name__)
+
+
+class FaultTarget(enum.IntEnum):
+    """Where a fault goes (dictionary enum FaultTarget)."""
+
+    WEIGHTS = 0
+    MODEL_FILE = 1
+    STATE = 2
+    JOB_STORE = 3
+    RESULT_FILE = 4
+    OUTPUT = 5
+
+
+class TargetMissing(Exception):
+    """Nothing to inject into: no such model or file, or nothing of that kind on board."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injected:
+    """Where a fault went and how many bits it changed."""
+
+    where: str
+    bits: int
+
+
+#: Corrupts a target owned elsewhere: (fault model, random generator) -> what it did.
+ExternalTarget = Callable[[FaultModel, np.random.Generator], Injected]
+
+
+class FaultInjector:
+    """Injects faults into weights, stored models, result files, outputs, and given targets."""
+
+    def __init__(
+        self,
+        guard: ModelGuard,
+        registry: ModelRegistry,
+        files: UploadStore,
+        external: dict[FaultTarget, ExternalTarget] | None = None,
+    ) -> None:
+        self.guard = guard
+        self.registry = registry
+        self.files = files
+        self.external = dict(external or {})
+
+    def inject(
+        self, target: FaultTarget, model: FaultModel, name: str, version: int, seed: int
+    ) -> Injected:
+        """Inject one fault; TargetMissing when there is nothing to corrupt."""
+        rng = np.random.default_rng(seed)
+        try:
+            if target == FaultTarget.WEIGHTS:
+                return self._weights(model, name, version, rng)
+            if target == FaultTarget.MODEL_FILE:
+                entry = self.registry.entry(name, version)
+                copy = int(rng.integers(2))
+                path = entry.path if copy == 0 else entry.copy_path
+                return _corrupt_file(path, model, rng, f"{entry.label()} copy {copy + 1}")
+            if target == FaultTarget.RESULT_FILE:
+                return _corrupt_file(self.files.path_of(self.files.info(name).name), model, rng,
+                                     name)  # fmt: skip
+            if target == FaultTarget.OUTPUT:
+                self.guard.executor.arm_output_fault(model, seed)
+                return Injected("one run of the next DMR or TMR job", 0)
+            external = self.external.get(target)
+            if external is None:
+                raise TargetMissing(f"{target.name}: no such target on this payload")
+            return external(model, rng)
+        except (RegistryError, FileStoreError, OSError, NothingToInject) as exc:
+            raise TargetMissing(str(exc)) from exc
+
+    def _weights(
+        self, model: FaultModel, name: str, version: int, rng: np.random.Generator
+    ) -> Injected:
+        entry = self.registry.entry(name, version)
+        loaded = self.guard.load(entry)
+        if loaded.weights is None:
+            raise TargetMissing(
+                f"model {entry.label()}: its weights live in the provider's memory, not the "
+                "payload's (the known answer checks them)"
+            )
+        arrays = {k: a for k, a in loaded.weights.arrays.items() if a.nbytes >= 4}
+        if not arrays:
+            raise TargetMissing(f"model {entry.label()} has no weight of 4 octets or more")
+        tensor = choose_by_size(arrays, rng)
+        injection = inject(arrays[tensor], model, rng)
+        return Injected(f"{entry.label()} {tensor} {injection.describe()}", injection.bits)
+
+
+def choose_by_size(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> str:
+    """A tensor picked with probability proportional to its size: an upset strikes octets."""
+    names = sorted(arrays)
+    sizes = np.array([arrays[n].nbytes for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=sizes / sizes.sum()))]
+
+
+def _corrupt_file(path: Path, model: FaultModel, rng: np.random.Generator, label: str) -> Injected:
+    data = bytearray(path.read_bytes())
+    injection: Injection = inject_bytes(data, model, rng)
+    # In place and without a sync, as an upset in the flash would leave it.
+    with open(path, "r+b") as file:
+        start = injection.word * 4
+        file.seek(start)
+        file.write(data[start : start + injection.words * 4])
+    return Injected(f"{label} octet {injection.word * 4}", injection.bits)

@@ -1,0 +1,247 @@
+"""The scrubber: a thread that checks every loaded weight, the stored models, the protected
+state and the known answers periodically, and repairs what it finds through the model guard.
+
+A pass starts every period; within a pass the weights are read at no more than the set rate
+(its share of a core), in slices, so a pass over large models does not starve the link or the
+jobs. A pass that outlasts its period is reported: the promise that a weight upset is found
+within one period holds only while passes fit in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flight.jobs.executor import ExecutorError
+from flight.jobs.registry import ModelRegistry, RegistryError
+from flight.protection.model_guard import GuardError, ModelGuard
+from flight.protection.upsets import Outcome, Upset, UpsetLog
+
+log = logging.getLogger(__name__)
+
+# Stored model copies are read from disk (SHA-256) on every tenth pass: they change far less
+# often than memory is hit, and reading them costs I/O on the board's flash.
+MODEL_FILES_EVERY = 10
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """What one scrub pass checked and found (dictionary packet SCRUB_REPORT)."""
+
+    octets: int
+    tensors: int
+    model_files: int
+    detected: int
+    corrected: int
+    uncorrectable: int
+    duration_s: float
+
+
+class _PassCount:
+    """Upsets reported from the scrubber's own thread during a pass."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.corrected = 0
+        self.uncorrectable = 0
+
+    def __call__(self, upset: Upset) -> None:
+        if threading.current_thread() is not self.thread:
+            return
+        if upset.outcome is Outcome.CORRECTED:
+            self.corrected += upset.count
+        else:
+            self.uncorrectable += upset.count
+
+
+class Scrubber:
+    """Periodic scrub passes (`start`), or one pass on demand (`run_pass`, `request_pass`)."""
+
+    def __init__(
+        self,
+        guard: ModelGuard,
+        registry: ModelRegistry,
+        upsets: UpsetLog,
+        *,
+        period_s: float = 60.0,
+        rate_octets_s: float = 64e6,
+        answer_interval_s: float = 300.0,
+        scrub_state: Callable[[], None] | None = None,
+        busy: Callable[[], bool] = lambda: False,
+        on_late: Callable[[PassReport, float], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`scrub_state`: votes and repairs the protected state; `busy`: a job is computing
+        (periodic known answers wait for a pause, they would share its cores)."""
+        self.guard = guard
+        self.registry = registry
+        self.period_s = period_s
+        self.rate_octets_s = rate_octets_s
+        self.answer_interval_s = answer_interval_s
+        self._scrub_state = scrub_state
+        self._busy = busy
+        self._on_late = on_late
+        self._monotonic = monotonic
+        self._count = _PassCount()
+        upsets.subscribe(self._count)
+        self.passes = 0
+        self.started_at = monotonic()
+        self.last_pass_at: float | None = None
+        self.last_report: PassReport | None = None
+        self._requests: list[Callable[[PassReport], None]] = []
+        self._requests_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="scrubber", daemon=True)
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def request_pass(self, on_done: Callable[[PassReport], None]) -> None:
+        """Run a full-speed pass now on the scrubber's thread; `on_done(report)` after it."""
+        with self._requests_lock:
+            self._requests.append(on_done)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """A setting changed: the next pass is scheduled again."""
+        self._wake.set()
+
+    @property
+    def protected_octets(self) -> int:
+        return sum(m.weights.octets for m in self.guard.executor.cache.loaded() if m.weights)
+
+    def last_pass_age_s(self) -> float:
+        since = self.last_pass_at if self.last_pass_at is not None else self.started_at
+        return self._monotonic() - since
+
+    # -- passes -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_at = self._monotonic()
+        while not self._stopping.is_set():
+            self._wake.wait(max(0.0, next_at - self._monotonic()))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            with self._requests_lock:
+                requests, self._requests = self._requests, []
+            if not requests and self._monotonic() < next_at:
+                # Woken by a setting: the period may have changed.
+                next_at = min(next_at, (self.last_pass_at or self.started_at) + self.period_s)
+                continue
+            started = self._monotonic()
+            try:
+                report = self.run_pass(full_speed=bool(requests))
+            except Exception:  # the scrubber must outlive any bug in one pass
+                log.exception("scrub pass failed")
+                report = PassReport(0, 0, 0, 0, 0, 0, self._monotonic() - started)
+            for on_done in requests:
+                try:
+                    on_done(report)
+                except Exception:
+                    log.exception("scrub pass report failed")
+            period = self.period_s
+            if report.duration_s > period and self._on_late is not None and not requests:
+                self._on_late(report, period)
+            next_at = started + period
+
+    def run_pass(self, full_speed: bool = False) -> PassReport:
+        """One pass: weights, stored models (every tenth pass, or when `full_speed`), state,
+        due known answers. Synchronous, on the calling thread."""
+        started = self._monotonic()
+        count = self._count
+        count.thread, count.corrected, count.uncorrectable = threading.current_thread(), 0, 0
+        try:
+            octets, tensors = self._scrub_weights(full_speed)
+            files = 0
+            if full_speed or self.passes % MODEL_FILES_EVERY == 0:
+                files = self._scrub_model_files()
+            if self._scrub_state is not None:
+                self._scrub_state()
+            self._check_answers()
+        finally:
+            count.thread = None
+        self.passes += 1
+        self.last_pass_at = self._monotonic()
+        report = PassReport(
+            octets=octets,
+            tensors=tensors,
+            model_files=files,
+            detected=count.corrected + count.uncorrectable,
+            corrected=count.corrected,
+            uncorrectable=count.uncorrectable,
+            duration_s=self.last_pass_at - started,
+        )
+        self.last_report = report
+        log.debug("scrub pass %d: %s", self.passes, report)
+        return report
+
+    def _scrub_weights(self, full_speed: bool) -> tuple[int, int]:
+        octets = tensors = 0
+        began = self._monotonic()
+        for loaded in self.guard.executor.cache.loaded():
+            weights = loaded.weights
+            if weights is None:
+                continue
+            suspects: list[str] = []
+            crc = 0
+            for name, piece, last in weights.slices():
+                crc = zlib.crc32(piece, crc)
+                octets += len(piece)
+                if last:
+                    tensors += 1
+                    if crc != weights.crcs[name]:
+                        suspects.append(name)
+                    crc = 0
+                if not full_speed:
+                    self._pace(octets, began)
+                if self._stopping.is_set():
+                    return octets, tensors
+            if suspects:
+                try:
+                    self.guard.repair_weights(loaded, suspects)
+                except (GuardError, RegistryError, ExecutorError) as exc:
+                    log.error("scrub: %s", exc)
+        return octets, tensors
+
+    def _pace(self, octets: int, began: float) -> None:
+        ahead = octets / self.rate_octets_s - (self._monotonic() - began)
+        if ahead > 0:
+            self._stopping.wait(ahead)
+
+    def _scrub_model_files(self) -> int:
+        checked = 0
+        for entry in self.registry.entries():
+            try:
+                self.registry.verify_copies(entry)
+            except (RegistryError, OSError) as exc:
+                log.error("scrub: %s", exc)
+            checked += 2
+        return checked
+
+    def _check_answers(self) -> None:
+        for loaded in self.guard.executor.cache.loaded():
+            if self._busy() or self._stopping.is_set():
+                return
+            if self._monotonic() - loaded.answer_checked < self.answer_interval_s:
+                continue
+            entry = next((e for e in self.registry.entries() if e.key == loaded.key), None)
+            if entry is None:
+                continue
+            try:
+                self.guard.check_answer(entry, self.answer_interval_s)
+            except (GuardError, RegistryError, ExecutorError) as exc:
+                log.error("scrub: known answer of %s: %s", entry.label(), exc)
