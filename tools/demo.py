@@ -2,9 +2,10 @@
 
 Starts the HIL bench (link emulator at 921600 baud + payload-flight), then, with the real
 `groundsw` as an operator would: checks the link, uploads a CNN classifier made by
-tools/model_gen.py, submits a TMR inference job, watches housekeeping while it runs, fetches
-the result and compares it with a local onnxruntime run of the same model and input (bit-exact
-on the CPU), prints a summary and stops everything.
+tools/model_gen.py, submits a TMR inference job, fetches the result and compares it with a
+local onnxruntime run of the same model and input (bit-exact on the CPU), injects an upset into
+the model's weights and watches a scrub pass repair it, watches housekeeping while a longer job
+runs, prints a summary and stops everything.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def main() -> int:
 
     banner(f"starting the HIL bench: emulated {BAUD}-baud serial link + payload-flight")
     try:
-        with Bench(workdir / "state", baud=BAUD) as bench:
+        config = workdir / "payload.toml"
+        config.write_text("[protection]\ntest_commands = true\n")
+        with Bench(workdir / "state", baud=BAUD, flight_args=["--config", str(config)]) as bench:
             print(f"payload on {bench.link.flight_port}, ground on {bench.ground_port}")
             op = Operator(bench.ground_port, workdir / "ground-data")
             op.run("TC[17,1] through CLTU/BCH, TC frames, COP-1, PUS-C", "ping", "--count", "2")
@@ -104,6 +107,19 @@ def main() -> int:
                 "job", "result", job_id, "--out", str(result_path),
             )  # fmt: skip
 
+            banner("radiation: an upset injected into the CNN's weights in memory")
+            op.run(
+                "a test command: the bench's configuration enables them, flight's does not",
+                "cmd", "FAULT_INJECT", "target=WEIGHTS", "fault=MULTI_BIT", "model=cnn",
+                "version=0", "seed=7",
+            )  # fmt: skip
+            scrub, _ = op.run(
+                "a scrub pass now: CRC-32 of every weight, repair from the stored model",
+                "cmd", "SCRUB_NOW",
+            )  # fmt: skip
+            if not re.search(r"corrected\s*[=:]?\s*1\b", scrub):
+                raise DemoFailed("the scrub pass did not report the upset corrected")
+
             banner("a longer job, to watch housekeeping while it runs")
             slow_path = workdir / "slow.onnx"
             save(slow_model(), slow_path)
@@ -118,9 +134,9 @@ def main() -> int:
             )  # fmt: skip
             slow_id = out.strip().splitlines()[-1]
             op.run(
-                "jobs running, progress, provider, inference runs, disagreements",
+                "jobs running, progress, provider, runs, disagreements, upsets, scrubber",
                 "tm", "live", "--duration", "3", "--refresh",
-                sections=("JOBS_STATUS", "PAYLOAD_STATUS"),
+                sections=("JOBS_STATUS", "RADIATION_STATUS", "PAYLOAD_STATUS"),
             )  # fmt: skip
             op.run("until it is final", "job", "wait", slow_id, "--timeout", "120")
             op.run("everything above is in the ground archive", "events", "--since", "10m")
