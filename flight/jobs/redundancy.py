@@ -86,10 +86,13 @@ def within_tolerance(a: object, b: object, tolerance: float) -> bool:
         return False
     if a.dtype.kind not in "fc":
         return fingerprint(a) == fingerprint(b)
+    wide = np.complex128 if a.dtype.kind == "c" else np.float64
     with np.errstate(invalid="ignore", over="ignore"):
-        x, y = a.astype(np.float64), b.astype(np.float64)
+        x, y = a.astype(wide), b.astype(wide)
         scale = np.maximum(1.0, np.maximum(np.abs(x), np.abs(y)))
-        close = np.abs(x - y) <= tolerance * scale
+        # Only finite values can be near each other: inf x tolerance would admit anything.
+        finite = np.isfinite(x) & np.isfinite(y)
+        close = finite & (np.abs(x - y) <= tolerance * scale)
     both_nan = np.isnan(x) & np.isnan(y)
     same_inf = np.isinf(x) & (x == y)
     return bool(np.all(close | both_nan | same_inf))

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+import zipfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,6 +127,8 @@ class ModelRegistry:
         self._models: dict[tuple[str, int], ModelEntry] = {}
         # Intact stored copies of each model at its last check.
         self.intact: dict[tuple[str, int], int] = {}
+        # Models found with both copies corrupt (reported once).
+        self._corrupt: set[tuple[str, int]] = set()
         self._load()
 
     def _file(self, name: str, version: int) -> Path:
@@ -165,13 +168,18 @@ class ModelRegistry:
             for path in directory.iterdir():
                 if path.name not in known and path.name.startswith("."):
                     path.unlink(missing_ok=True)  # an interrupted write
-        # A registry from before the second copy existed gets one now.
+        # A registry from before the second copy existed gets one now (not an upset).
         for entry in list(self._models.values()):
-            if not entry.copy_path.is_file():
-                try:
-                    self.verify_copies(entry)
-                except (ModelCorrupt, OSError) as exc:
-                    log.error("model %s: no second copy made: %s", entry.label(), exc)
+            if entry.copy_path.is_file():
+                continue
+            data = _read_or_none(entry.path)
+            if data is None or hashlib.sha256(data).digest() != entry.sha256:
+                continue  # the first check reports it
+            try:
+                replace_atomically(entry.copy_path, data)
+                log.info("model %s: second copy made", entry.label())
+            except OSError as exc:
+                log.error("model %s: no second copy made: %s", entry.label(), exc)
 
     def _with_answer(self, entry: ModelEntry, raw: object) -> ModelEntry:
         if not isinstance(raw, dict):
@@ -180,7 +188,7 @@ class ModelRegistry:
             data = entry.answer_path.read_bytes()
             digest = bytes.fromhex(raw["digest"])
             answer = known_answer.from_bytes(str(raw["provider"]), digest, data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
             # Recorded again at the model's next check: the answer is derived, not precious.
             log.warning("model %s: known answer unreadable (%s)", entry.label(), exc)
             return entry
@@ -272,6 +280,7 @@ class ModelRegistry:
             entry = self._entry(name, version)
             del self._models[(entry.name, entry.version)]
             self.intact.pop((entry.name, entry.version), None)
+            self._corrupt.discard((entry.name, entry.version))
             self._save()
         for path in (entry.path, entry.copy_path, entry.answer_path):
             path.unlink(missing_ok=True)
@@ -316,8 +325,14 @@ class ModelRegistry:
         bad = [path for path, data in zip(paths, contents, strict=True) if data not in good]
         with self._lock:
             self.intact[(entry.name, entry.version)] = len(good)
+            first_time = not good and (entry.name, entry.version) not in self._corrupt
+            if first_time:
+                self._corrupt.add((entry.name, entry.version))
         if not good:
-            self.upsets.uncorrectable(UpsetLocation.MODEL_FILE, entry.label(), len(bad))
+            # Once per model: it stays corrupt until deleted, and every later check would
+            # count the same damage again.
+            if first_time:
+                self.upsets.uncorrectable(UpsetLocation.MODEL_FILE, entry.label(), len(bad))
             raise ModelCorrupt(
                 f"model {entry.label()}: both stored copies fail the SHA-256 recorded at "
                 "registration: delete the model and register it again"

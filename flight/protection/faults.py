@@ -88,7 +88,7 @@ def inject(
         words[index] = np.uint32(new)
         return Injection(index, 1, bin(old ^ new).count("1"))
     if model == FaultModel.ROW:
-        row = row_length or (int(np.prod(buffer.shape[1:])) if buffer.ndim >= 2 else n)
+        row = row_length or (max(1, buffer[0].nbytes // 4) if buffer.ndim >= 2 else n)
         row = min(row, n)
         length = min(int(rng.integers(2, 17)), row)
         row_start = int(rng.integers(max(1, n // row))) * row
