@@ -27,7 +27,7 @@ from groundsw.verification import CommandFailed, drain
 from spacelink.pus import Stage, VerificationReport
 from telemetry_defs.model import Dictionary
 
-REDUNDANCY = ("none", "dmr", "tmr")
+REDUNDANCY = ("none", "dmr", "tmr", "abft")
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_JOB_ID = 0xFFFFFFFF
@@ -91,7 +91,7 @@ def parse_job_id(text: str) -> int:
 
 def parse_redundancy(text: str) -> str:
     if text.lower() not in REDUNDANCY:
-        raise GroundInputError(f"unknown redundancy {text!r}: use none, dmr or tmr")
+        raise GroundInputError(f"unknown redundancy {text!r}: use none, dmr, tmr or abft")
     return text.upper()
 
 
@@ -112,7 +112,9 @@ def add_job_commands(sub: argparse._SubParsersAction[Any]) -> None:
     submit.add_argument("--model", required=True)
     submit.add_argument("--version", default="0", help="default: the highest registered")
     submit.add_argument("--input", required=True, type=Path, help="input tensor (.npy)")
-    submit.add_argument("--redundancy", default="none", help="none, dmr or tmr (default none)")
+    submit.add_argument(
+        "--redundancy", default="none", help="none, dmr, tmr or abft (default none)"
+    )
     submit.add_argument("--priority", default="0", help="0 to 255, higher first (default 0)")
     submit.add_argument("--deadline", default="0", help="seconds to finish in; 0: none")
     status = add_operation(jobs, "status", "report a job", run_status, _check_id)

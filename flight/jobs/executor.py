@@ -8,6 +8,7 @@ the scrubber checks and repairs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -21,7 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 from flight.jobs.providers import CPU, ORT_QUIET_SEVERITY, ProviderChoice
-from flight.jobs.redundancy import Outputs, Redundancy, RunResult, run_redundant
+from flight.jobs.redundancy import Outputs, Redundancy, RunResult, run_checked, run_redundant
+from flight.protection.abft import RESIDUAL_OUTPUT, check
 from flight.protection.faults import FaultModel, inject
 from flight.protection.weights import (
     WeightSet,
@@ -278,12 +280,16 @@ class Executor:
         mode: Redundancy,
         *,
         tolerance: float = 0.0,
+        abft_threshold: float = 0.0,
+        before_rerun: Callable[[], None] | None = None,
         on_run: Callable[[int], None] | None = None,
         run_options: ort.RunOptions | None = None,
     ) -> RunResult:
         """Run the model `key` on `feeds` under `mode`; `on_run(n)` after the n-th run;
         `run_options.terminate = True` from another thread aborts a run (InferenceError).
-        `tolerance`: the model's, used only where runs are not bit-exact.
+        `tolerance`: the model's, used only where runs are not bit-exact. ABFT: `key` and
+        `source` are the model with checksums, whose residual must stay under `abft_threshold`;
+        `before_rerun` is called when it does not, before the run is repeated.
 
         Raises SessionError, InferenceError, or VotingError when redundant runs have no majority.
         """
@@ -291,7 +297,7 @@ class Executor:
         names = [output.name for output in session.get_outputs()]
         runs = 0
         armed = None
-        if mode != Redundancy.NONE:
+        if mode in (Redundancy.DMR, Redundancy.TMR):
             armed, self._armed = self._armed, None
         upset_run = int(np.random.default_rng(armed[1]).integers(2)) + 1 if armed else 0
 
@@ -320,7 +326,14 @@ class Executor:
             return dict(zip(names, values, strict=True))
 
         try:
-            result = run_redundant(run, mode, self.tolerance(tolerance))
+            if mode == Redundancy.ABFT:
+                result = run_checked(
+                    run, lambda o: check(o[RESIDUAL_OUTPUT], abft_threshold), before_rerun
+                )
+                outputs = {k: v for k, v in result.outputs.items() if k != RESIDUAL_OUTPUT}
+                result = dataclasses.replace(result, outputs=outputs)
+            else:
+                result = run_redundant(run, mode, self.tolerance(tolerance))
         finally:
             self.run_count += runs
         self.disagreement_count += result.disagreements

@@ -26,6 +26,7 @@ class Redundancy(enum.IntEnum):
     NONE = 0
     DMR = 1
     TMR = 2
+    ABFT = 3
 
 
 Outputs = dict[str, np.ndarray]
@@ -119,6 +120,28 @@ def run_redundant(
     if mode == Redundancy.TMR:
         return _vote([_Run(outputs, tolerance) for outputs in (run(), run(), run())], mode)
     raise ValueError(f"redundancy mode: expected one of {list(Redundancy)}, found {mode!r}")
+
+
+def run_checked(
+    run: Callable[[], Outputs],
+    passes: Callable[[Outputs], bool],
+    before_rerun: Callable[[], None] | None = None,
+) -> RunResult:
+    """ABFT: one run whose own checks pass, or a rerun when they fail (run 1 is outvoted);
+    `before_rerun` repairs what may have caused the failure (the weights).
+
+    Raises VotingError when the checks fail on the rerun too.
+    """
+    first = run()
+    if passes(first):
+        return RunResult(first, runs=1, disagreements=0, voted=False)
+    logger.warning("ABFT: the checksums of run 1 failed: running it again")
+    if before_rerun is not None:
+        before_rerun()
+    second = run()
+    if passes(second):
+        return RunResult(second, runs=2, disagreements=1, voted=True, outvoted=frozenset({0}))
+    raise VotingError("ABFT: the checksums failed on run 1 and again on its rerun")
 
 
 class _Run:

@@ -15,8 +15,8 @@ import hashlib
 import json
 import logging
 import threading
-import zipfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,8 @@ class ModelEntry:
     path: Path
     tolerance: float = 0.0
     answer: KnownAnswer | None = None
+    #: ABFT residual threshold, calibrated at the model's first ABFT job (None: not yet).
+    abft_threshold: float | None = None
 
     @property
     def key(self) -> str:
@@ -149,6 +151,7 @@ class ModelRegistry:
                     registered_at=float(item["registered_at"]),
                     path=self._file(item["name"], int(item["version"])),
                     tolerance=float(item.get("tolerance", 0.0)),
+                    abft_threshold=_optional_float(item.get("abft_threshold")),
                 )
                 if not entry.path.is_file() and not entry.copy_path.is_file():
                     log.error(
@@ -208,6 +211,7 @@ class ModelRegistry:
                 "checksums": e.checksums,
                 "registered_at": e.registered_at,
                 "tolerance": e.tolerance,
+                "abft_threshold": e.abft_threshold,
                 "answer": None
                 if e.answer is None
                 else {"provider": e.answer.provider, "digest": e.answer.digest.hex()},
@@ -299,6 +303,15 @@ class ModelRegistry:
             self._save()
         return updated
 
+    def set_abft_threshold(self, entry: ModelEntry, threshold: float) -> ModelEntry:
+        """Record the model's calibrated ABFT threshold (durably); the updated entry."""
+        with self._lock:
+            current = self._entry(entry.name, entry.version)
+            updated = dataclasses.replace(current, abft_threshold=threshold)
+            self._models[(entry.name, entry.version)] = updated
+            self._save()
+        return updated
+
     # -- the two stored copies ----------------------------------------------------------------
 
     def read_verified(self, entry: ModelEntry) -> bytes:
@@ -345,6 +358,10 @@ class ModelRegistry:
             with self._lock:
                 self.intact[(entry.name, entry.version)] = 2
         return len(good)
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _read_or_none(path: Path) -> bytes | None:

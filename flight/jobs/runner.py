@@ -38,6 +38,7 @@ from flight.jobs.registry import ModelCorrupt, ModelEntry, ModelRegistry, Regist
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.store import InvalidTransition, Job, JobState, JobStore, JobStoreError
 from flight.protection.model_guard import (
+    AbftUnsupported,
     GuardError,
     KnownAnswerFailed,
     ModelGuard,
@@ -69,7 +70,7 @@ _INPUT_FAILURES = {
     InputProblem.WRONG_RANK: "INPUT_WRONG_RANK",
     InputProblem.WRONG_DIMENSION: "INPUT_WRONG_SHAPE",
 }
-_EXPECTED_RUNS = {Redundancy.NONE: 1, Redundancy.DMR: 2, Redundancy.TMR: 3}
+_EXPECTED_RUNS = {Redundancy.NONE: 1, Redundancy.DMR: 2, Redundancy.TMR: 3, Redundancy.ABFT: 1}
 
 
 def pack_request(request_id: RequestId, source_id: int, ack: AckFlags) -> bytes:
@@ -93,6 +94,8 @@ def _preparation_failure(exc: Exception) -> str:
 
 
 def _guard_failure(exc: Exception) -> str:
+    if isinstance(exc, AbftUnsupported):
+        return "ABFT_UNSUPPORTED"
     if isinstance(exc, KnownAnswerFailed):
         return "KNOWN_ANSWER_FAILED"
     if isinstance(exc, WeightsUncorrectable):
@@ -524,22 +527,36 @@ class JobRunner:
             self.progress = min(95, 95 * n // expected)
 
         entry = work.entry
-        source: ModelSource = entry.path
-        generation = -1
+        key, source = entry.key, cast(ModelSource, entry.path)
+        generation, threshold = -1, 0.0
+        before_rerun = None
         try:
-            if self.guard is not None:
+            if job.redundancy == Redundancy.ABFT:
+                if self.guard is None:
+                    return _Failed("ABFT_UNSUPPORTED", "ABFT needs the model guard", runs)
+                form = self.guard.abft_form(entry)
+                key, source, threshold = form.key, form.source, form.threshold
+            elif self.guard is not None:
                 source = self.guard.source(entry)
-                self.guard.load(entry)
-                generation = self.guard.generation(entry)
+            if self.guard is not None:
+                loaded = self.executor.cache.get(key, source)
+                generation = self.guard.generation(entry, key)
+                guard = self.guard
+                # A failed checksum may come from a weight upset, which a rerun would repeat.
+                before_rerun = lambda: guard.repair_weights(loaded)  # noqa: E731
             result = self.executor.execute(
-                entry.key,
+                key,
                 source,
                 work.feeds,
                 job.redundancy,
                 tolerance=entry.tolerance,
+                abft_threshold=threshold,
+                before_rerun=before_rerun,
                 on_run=on_run,
                 run_options=work.run_options,
             )
+        except GuardError as exc:
+            return _Failed(_guard_failure(exc), str(exc), runs)
         except VotingError as exc:
             self.upsets.uncorrectable(UpsetLocation.OUTPUT, f"job {job.job_id}: {exc}", runs)
             return _Failed("VOTE_FAILED", str(exc), runs)
@@ -547,7 +564,14 @@ class JobRunner:
             return _Failed("MODEL_CORRUPT", str(exc), runs)
         except ExecutorError as exc:
             return _Failed("INFERENCE_FAILED", str(exc), runs)
-        if result.outvoted:
+        repaired = False
+        if job.redundancy == Redundancy.ABFT and result.outvoted and self.guard is not None:
+            # The weights were repaired between the failed run and its rerun (and counted
+            # there): the rerun computed on the repaired weights, which the check after the
+            # job compares with.
+            now = self.guard.generation(entry, key)
+            repaired, generation = now != generation, now
+        if result.outvoted and not repaired:
             runs_text = ", ".join(str(i + 1) for i in sorted(result.outvoted))
             self.upsets.corrected(
                 UpsetLocation.OUTPUT, f"job {job.job_id} run {runs_text}", len(result.outvoted)

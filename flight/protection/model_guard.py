@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 from flight.jobs.executor import Executor, ExecutorError, LoadedModel
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelEntry, ModelRegistry
-from flight.protection import known_answer
+from flight.protection import abft, known_answer
+from flight.protection.abft import AbftModel
 from flight.protection.known_answer import KnownAnswer
 from flight.protection.upsets import UpsetLocation, UpsetLog
 from flight.protection.weights import RepairReport, WeightError, crc_of
@@ -41,6 +44,25 @@ class KnownAnswerFailed(GuardError):
 
 class WeightsUncorrectable(GuardError):
     """Weight tensors stayed corrupt after repair from the stored model."""
+
+
+class AbftUnsupported(GuardError):
+    """The model has no layer that ABFT checksums can cover."""
+
+
+# The session cache key of a model's form with ABFT checksums: the model's key plus this.
+ABFT_SUFFIX = "+abft"
+# Seeded inputs an ABFT threshold is calibrated on (once per model, at its first ABFT job).
+ABFT_CALIBRATION_RUNS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class AbftForm:
+    """What an ABFT job runs: the checked model's cache key, its source and threshold."""
+
+    key: str
+    source: Callable[[], bytes]
+    threshold: float
 
 
 class ModelGuard:
@@ -71,6 +93,48 @@ class ModelGuard:
 
     def load(self, entry: ModelEntry) -> LoadedModel:
         return self.executor.cache.get(entry.key, self.source(entry))
+
+    # -- ABFT -------------------------------------------------------------------------------
+
+    def abft_form(self, entry: ModelEntry) -> AbftForm:
+        """The model with checksums, loaded, and its threshold (calibrated on first use).
+
+        Raises AbftUnsupported when no layer of the model can be checked.
+        """
+        key = entry.key + ABFT_SUFFIX
+
+        def transformed() -> AbftModel:
+            model = onnx.load_model_from_string(self.registry.read_verified(entry))
+            try:
+                return abft.add_checksums(model)
+            except abft.AbftError as exc:
+                raise AbftUnsupported(f"model {entry.label()}: {exc}") from exc
+
+        def source() -> bytes:
+            return transformed().model.SerializeToString()
+
+        current = self.registry.entry(entry.name, entry.version)
+        if current.abft_threshold is not None:
+            return AbftForm(key, source, current.abft_threshold)
+        checked = transformed()
+        loaded = self.executor.cache.get(key, source)
+        feeds = abft.random_feeds(
+            checked.model, ABFT_CALIBRATION_RUNS, int.from_bytes(entry.sha256[:4], "big")
+        )
+
+        def run(feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+            return list(loaded.session.run(None, dict(feed)))
+
+        try:
+            calibration = abft.calibrate(run, checked, feeds)
+        except abft.AbftError as exc:
+            raise AbftUnsupported(f"model {entry.label()}: {exc}") from exc
+        log.info(
+            "model %s: ABFT on %d layers, threshold %.3g (%d runs)",
+            entry.label(), len(checked.layers), calibration.threshold, calibration.runs,
+        )  # fmt: skip
+        self.registry.set_abft_threshold(entry, calibration.threshold)
+        return AbftForm(key, source, calibration.threshold)
 
     # -- known answers ------------------------------------------------------------------------
 
@@ -158,7 +222,8 @@ class ModelGuard:
         if {name: crc_of(array) for name, array in feeds.items()} != feed_crcs:
             self.upsets.corrected(UpsetLocation.INPUT, f"{entry.label()} job input in memory")
             return "its input changed in memory"
-        if redundancy != Redundancy.NONE and not self.weights_clean_since(entry, generation):
+        key = entry.key + ABFT_SUFFIX if redundancy == Redundancy.ABFT else entry.key
+        if redundancy != Redundancy.NONE and not self.weights_clean_since(entry, generation, key):
             return "the model's weights were repaired"
         if self.check_answer(entry, ANSWER_FRESH_S):
             return "the model's known answer failed and was restored"
@@ -166,17 +231,20 @@ class ModelGuard:
 
     # -- weights ------------------------------------------------------------------------------
 
-    def generation(self, entry: ModelEntry) -> int:
-        """The repair generation of the model's loaded weights (-1: not loaded, or not owned)."""
-        loaded = self.executor.cache.peek(entry.key)
+    def generation(self, entry: ModelEntry, key: str | None = None) -> int:
+        """The repair generation of the model's loaded weights (-1: not loaded, or not owned);
+        `key`: of another form of the model (ABFT)."""
+        loaded = self.executor.cache.peek(key or entry.key)
         if loaded is None or loaded.weights is None:
             return -1
         return loaded.weights.generation
 
-    def weights_clean_since(self, entry: ModelEntry, generation: int) -> bool:
+    def weights_clean_since(
+        self, entry: ModelEntry, generation: int, key: str | None = None
+    ) -> bool:
         """Check every weight of the loaded model (repairing what fails): True when all were
         intact and no repair happened since `generation` was read."""
-        loaded = self.executor.cache.peek(entry.key)
+        loaded = self.executor.cache.peek(key or entry.key)
         if loaded is None:
             # Evicted meanwhile (perhaps reloaded after a failed check): the runs are suspect.
             return False
@@ -188,7 +256,7 @@ class ModelGuard:
     def repair_weights(self, loaded: LoadedModel, suspects: list[str] | None = None) -> None:
         """Check (and repair) the weights of a loaded model, whose entry is looked up by key."""
         entry = self._entry_of(loaded.key)
-        if entry is not None:
+        if entry is not None and loaded.weights is not None:
             self._repair(entry, loaded, suspects)
 
     def _repair(
@@ -220,6 +288,7 @@ class ModelGuard:
         return report
 
     def _entry_of(self, key: str) -> ModelEntry | None:
+        key = key.removesuffix(ABFT_SUFFIX)
         for entry in self.registry.entries():
             if entry.key == key:
                 return entry
