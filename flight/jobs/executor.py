@@ -295,6 +295,8 @@ class Executor:
         """
         session = self.cache.get(key, source).session
         names = [output.name for output in session.get_outputs()]
+        if mode == Redundancy.ABFT and RESIDUAL_OUTPUT not in names:
+            raise ExecutorError(f"model {key}: ABFT runs the model with checksums, not this one")
         runs = 0
         armed = None
         if mode in (Redundancy.DMR, Redundancy.TMR):

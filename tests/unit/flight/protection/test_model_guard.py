@@ -310,7 +310,7 @@ def job(
     return generation, feeds, crcs, result.outputs
 
 
-@pytest.mark.parametrize("mode", list(Redundancy))
+@pytest.mark.parametrize("mode", [Redundancy.NONE, Redundancy.DMR, Redundancy.TMR])
 def test_a_clean_job_is_accepted(payload: Payload, mode: Redundancy) -> None:
     entry = register(payload)
     generation, feeds, crcs, outputs = job(payload, entry, mode)
