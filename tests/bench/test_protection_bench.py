@@ -20,6 +20,7 @@ from flight.protection.upsets import UpsetLog
 from tools.model_gen import cnn_classifier, mlp, model_bytes, random_input
 
 SECTION = "Radiation protection (issue 6)"
+MODES = [Redundancy.NONE, Redundancy.DMR, Redundancy.TMR]
 
 
 def _guard(root: Path) -> ModelGuard:
@@ -68,14 +69,14 @@ def test_tmr_cost_in_runs(tmp_path: Path, report: Callable[[str, str], None]) ->
     feeds = {"image": random_input(model, batch=1, seed=3)}
     executor, source = guard.executor, guard.source(entry)
     executor.execute(entry.key, source, feeds, Redundancy.NONE)
-    times: dict[Redundancy, list[float]] = {mode: [] for mode in Redundancy}
+    times: dict[Redundancy, list[float]] = {mode: [] for mode in MODES}
     for _ in range(30):
-        for mode in Redundancy:
+        for mode in MODES:
             started = time.perf_counter()
             executor.execute(entry.key, source, feeds, mode)
             times[mode].append(time.perf_counter() - started)
     single = statistics.median(times[Redundancy.NONE])
-    ratios = {mode: statistics.median(times[mode]) / single for mode in Redundancy}
+    ratios = {mode: statistics.median(times[mode]) / single for mode in MODES}
     report(
         SECTION,
         f"CNN batch 1 in the executor: single run {single * 1e3:.2f} ms; DMR"
