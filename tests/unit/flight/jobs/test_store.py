@@ -1,4 +1,5 @@
-"""The job store: state machine, ordering, deadlines, recovery, ids, corruption, kill -9."""
+"""The job store: state machine, ordering, deadlines, recovery, ids, record checksums, damaged
+files, migration, kill -9."""
 
 from __future__ import annotations
 
@@ -16,17 +17,23 @@ import pytest
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.store import (
     _NEXT_RUNNABLE_SQL,
+    FAULT_COLUMNS,
     FINAL_STATES,
     JOBS_DB_FILE,
     MAX_JOB_ID,
+    SCHEMA_VERSION,
     InvalidTransition,
     Job,
     JobState,
     JobStore,
     JobStoreError,
+    RecordCorrupt,
+    RecordSite,
+    StoreCheck,
     StoreCorrupt,
     UnknownJob,
 )
+from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHA = bytes(range(32))
@@ -112,7 +119,7 @@ def test_store_file_is_in_wal_mode(store: JobStore, db_path: Path) -> None:
     probe = sqlite3.connect(db_path)
     try:
         assert probe.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert probe.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert probe.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         probe.close()
 
@@ -436,18 +443,218 @@ def test_ids_stop_at_u32(db_path: Path, clock: FakeClock) -> None:
         assert store.counts()[JobState.QUEUED] == 1
 
 
+# -- record checksums -------------------------------------------------------------------------
+
+
+class Upsets:
+    """An upset log and every job-store upset it was told of."""
+
+    def __init__(self) -> None:
+        self.log = UpsetLog()
+        self.found: list[Upset] = []
+        self.log.subscribe(self.found.append)
+
+    def take(self) -> list[tuple[Outcome, int]]:
+        found = [(u.outcome, u.count) for u in self.found]
+        assert all(u.location is UpsetLocation.JOB_STORE for u in self.found)
+        self.found.clear()
+        return found
+
+
+@pytest.fixture
+def upsets() -> Upsets:
+    return Upsets()
+
+
+@pytest.fixture
+def guarded(db_path: Path, clock: FakeClock, upsets: Upsets) -> Iterator[JobStore]:
+    with JobStore(db_path, clock, upsets.log) as s:
+        yield s
+
+
+def raw_update(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
+    """Change the file behind the store's back: no checksum is updated, no CHECK holds."""
+    raw = sqlite3.connect(db_path)
+    try:
+        raw.execute("PRAGMA ignore_check_constraints = ON")
+        with raw:
+            raw.execute(sql, params)
+    finally:
+        raw.close()
+
+
+def a_finished_job(store: JobStore, failed: bool = False) -> Job:
+    """A job with every field set: those of a result, or those of a failure."""
+    job = store.mark_running(store.submit("m.onnx", "in.npy", 7, Redundancy.TMR, 60.0).job_id)
+    if failed:
+        return store.mark_failed(job.job_id, 283, "input shape (1, 3) != (1, 4)", runs=1)
+    return store.mark_succeeded(job.job_id, "out.npy", SHA, result_size=99, runs=3)
+
+
+def flip(octet: int, bit: int) -> Callable[[bytearray], None]:
+    def mutate(buffer: bytearray) -> None:
+        buffer[octet % len(buffer)] ^= 1 << bit
+
+    return mutate
+
+
+def test_a_changed_field_is_found_and_restored_from_the_copy(
+    guarded: JobStore, db_path: Path, upsets: Upsets
+) -> None:
+    job = a_finished_job(guarded)
+    raw_update(db_path, "UPDATE jobs SET model = 'evil.onnx', priority = 250 WHERE job_id = 1")
+    assert guarded.get(1) == job
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+    assert guarded.get(1) == job
+    assert upsets.take() == [], "repaired in the file: found once"
+    with JobStore(db_path) as reopened:
+        assert reopened.opened == StoreCheck(records=1)
+
+
+@pytest.mark.parametrize("column", FAULT_COLUMNS)
+def test_a_flipped_bit_in_any_stored_field_is_corrected(
+    guarded: JobStore, upsets: Upsets, column: str
+) -> None:
+    job = a_finished_job(guarded, failed=column.startswith("failure"))
+    (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == column]
+    for octet in range(0, site.octets, max(1, site.octets // 8)):
+        guarded.corrupt_record(site, flip(octet, octet % 8))
+        assert guarded.get(job.job_id) == job, (column, octet)
+        assert upsets.take() == [(Outcome.CORRECTED, 1)], (column, octet)
+
+
+def test_record_sites_are_the_fields_that_are_not_null(guarded: JobStore) -> None:
+    job = guarded.submit("m.onnx", "in.npy", 1, Redundancy.NONE, None)
+    sites = guarded.record_sites(job.job_id)
+    assert {s.column for s in sites} == {
+        "model", "input_file", "priority", "redundancy", "submitted_at", "state", "attempts",
+        "progress", "model_version", "request", "runs", "disagreements", "crc", "copy",
+    }  # fmt: skip
+    sizes = {s.column: s.octets for s in sites}
+    assert (sizes["model"], sizes["priority"], sizes["submitted_at"]) == (6, 8, 8)
+    assert sites[0].describe() == f"job {job.job_id} model"
+    with pytest.raises(UnknownJob):
+        guarded.record_sites(99)
+
+
+def state_type_octet(data: bytes, model: bytes) -> int:
+    """Where the record of the job with this (unique) model keeps the serial type of its
+    state: in the record's header, before its first value (the model's text)."""
+    body = data.index(model)
+    text_type = 13 + 2 * len(model)
+    # The header: its size, then serial types: job_id NULL (the rowid), the model's text, ...
+    (size,) = [h for h in range(3, 64) if data[body - h : body - h + 3] == bytes([h, 0, text_type])]
+    return body - size + 1 + 8  # ..., submitted_at, then state
+
+
+def test_a_state_flipped_in_the_file_is_restored(
+    db_path: Path, clock: FakeClock, upsets: Upsets
+) -> None:
+    with JobStore(db_path, clock) as store:
+        job = submit(store, priority=9, model="unique-model.onnx")
+    data = bytearray(db_path.read_bytes())
+    octet = state_type_octet(bytes(data), b"unique-model.onnx")
+    assert data[octet] == 8  # SQLite's serial type for the integer 0: QUEUED
+    data[octet] ^= 1  # 9: the integer 1, RUNNING; the index still says QUEUED
+    db_path.write_bytes(bytes(data))
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert store.opened.repaired == 1
+        assert store.next_runnable() == job
+        assert store.counts()[JobState.QUEUED] == 1
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+
+
+def test_a_state_changed_with_its_index_is_restored_by_verify(
+    guarded: JobStore, upsets: Upsets
+) -> None:
+    job = submit(guarded, priority=9)
+    (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "state"]
+    guarded.corrupt_record(site, flip(7, 2))  # QUEUED -> CANCELLED, in the index as well
+    assert guarded.next_runnable() is None, "the index follows the damage until a check"
+    assert guarded.verify() == StoreCheck(records=1, repaired=1)
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+    assert guarded.next_runnable() == job
+
+
+def test_text_made_invalid_utf8_is_restored(guarded: JobStore, upsets: Upsets) -> None:
+    job = guarded.submit("modèle.onnx", "in.npy", 1, Redundancy.NONE, None)
+    (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "model"]
+    guarded.corrupt_record(site, flip(3, 6))  # in the two octets of è: no longer UTF-8
+    assert guarded.get(job.job_id) == job
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+
+
+def test_a_record_damaged_beyond_repair_is_set_aside_and_reported_once(
+    guarded: JobStore, db_path: Path, upsets: Upsets
+) -> None:
+    jobs = [submit(guarded, priority=p) for p in (5, 200, 9)]
+    # The fields and their copy both changed: only the CRC is left, it agrees with neither.
+    raw_update(db_path, "UPDATE jobs SET priority = 201, copy = x'00' WHERE job_id = 2")
+    assert guarded.next_runnable() == jobs[2]
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, 1)]
+    assert [j.job_id for j in guarded.list()] == [3, 1]
+    assert guarded.counts()[JobState.QUEUED] == 2
+    for operation in OPERATIONS.values():
+        with pytest.raises(RecordCorrupt, match="job 2: its record failed its checksums"):
+            operation(guarded, 2)
+    with pytest.raises(RecordCorrupt) as raised:
+        guarded.get(2)
+    assert isinstance(raised.value, JobStoreError) and raised.value.job_id == 2
+    assert guarded.damaged() == [2]
+    assert upsets.take() == [], "reported once, not on every read"
+    with JobStore(db_path) as reopened:
+        assert reopened.opened == StoreCheck(records=2)
+        assert reopened.damaged() == [2]
+        assert submit(reopened).job_id == 4
+
+
+def test_a_damaged_checksum_is_rewritten(guarded: JobStore, upsets: Upsets) -> None:
+    job = a_finished_job(guarded)
+    (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "crc"]
+    guarded.corrupt_record(site, flip(6, 2))
+    assert guarded.list() == [job]
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+    assert guarded.verify() == StoreCheck(records=1)
+
+
+def test_verify_checks_every_record_and_sums_up(
+    guarded: JobStore, db_path: Path, upsets: Upsets
+) -> None:
+    for i in range(30):
+        submit(guarded, priority=i)
+    assert guarded.verify() == StoreCheck(records=30)
+    assert upsets.take() == []
+    for job_id in (3, 17, 29):
+        raw_update(db_path, "UPDATE jobs SET input_file = 'x' WHERE job_id = ?", (job_id,))
+    raw_update(db_path, "UPDATE jobs SET input_file = 'y', crc = 1 WHERE job_id = 8")
+    assert guarded.verify() == StoreCheck(records=30, repaired=3, set_aside=1)
+    assert upsets.take() == [(Outcome.CORRECTED, 3), (Outcome.UNCORRECTABLE, 1)]
+    assert guarded.verify() == StoreCheck(records=29)
+
+
+def test_corrupt_record_refuses_what_it_cannot_do(guarded: JobStore) -> None:
+    job = submit(guarded)
+    with pytest.raises(ValueError, match="expected one of"):
+        guarded.corrupt_record(RecordSite(job.job_id, "job_id", 8), flip(0, 0))
+    with pytest.raises(ValueError, match="must keep"):
+        guarded.corrupt_record(RecordSite(job.job_id, "model", 6), lambda b: b.append(0))
+    with pytest.raises(UnknownJob):
+        guarded.corrupt_record(RecordSite(99, "model", 6), flip(0, 0))
+
+
 # -- damaged files ----------------------------------------------------------------------------
 
 
-def test_a_file_that_is_not_sqlite_is_corrupt(db_path: Path) -> None:
-    db_path.write_bytes(b"this is not a database, just some bytes " * 200)
-    with pytest.raises(StoreCorrupt, match="not a database"):
-        JobStore(db_path)
+def fill(db_path: Path, clock: FakeClock, n: int = 400) -> dict[int, Job]:
+    with JobStore(db_path, clock) as store:
+        jobs = [submit(store, priority=i % 256, model=f"model-{i:04d}-" + "x" * 150)
+                for i in range(n)]  # fmt: skip
+    return {job.job_id: job for job in jobs}
 
 
 def damage_pages(data: bytearray) -> bytes:
     page = 4096
-    data[3 * page : 8 * page] = b"\xa5" * (5 * page)
+    data[20 * page : 23 * page] = b"\xa5" * (3 * page)
     return bytes(data)
 
 
@@ -456,31 +663,156 @@ def truncate(data: bytearray) -> bytes:
 
 
 @pytest.mark.parametrize("damage", [damage_pages, truncate])
-def test_damaged_files_are_corrupt(
-    db_path: Path, clock: FakeClock, damage: Callable[[bytearray], bytes]
+def test_a_damaged_file_is_rebuilt_from_what_can_be_read(
+    db_path: Path, clock: FakeClock, upsets: Upsets, damage: Callable[[bytearray], bytes]
+) -> None:
+    original = fill(db_path, clock)
+    data = bytearray(db_path.read_bytes())
+    assert len(data) > 40 * 4096
+    damaged = damage(data)
+    db_path.write_bytes(damaged)
+    with JobStore(db_path, clock, upsets.log) as store:
+        kept = {job.job_id: job for job in store.list(limit=1_000_000)}
+        opened = store.opened
+        assert submit(store).job_id == 401, "ids of lost jobs are not reused"
+    assert opened.rebuilt and opened.lost == 400 - len(kept)
+    assert 100 <= len(kept) < 400
+    assert all(original[job_id] == job for job_id, job in kept.items())
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, opened.lost)]
+    aside = db_path.with_name(JOBS_DB_FILE + ".damaged-1")
+    assert aside.read_bytes() == damaged, "the damaged file is kept as it was"
+    with JobStore(db_path, clock, upsets.log) as reopened:
+        assert reopened.opened == StoreCheck(records=len(kept) + 1)
+    assert upsets.take() == []
+
+
+def test_damage_to_an_index_loses_nothing(db_path: Path, clock: FakeClock, upsets: Upsets) -> None:
+    original = fill(db_path, clock)
+    raw = sqlite3.connect(db_path)
+    root = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_by_state'").fetchone()
+    raw.close()
+    data = bytearray(db_path.read_bytes())
+    end = root[0] * 4096
+    data[end - 1500 : end] = b"\x5a" * 1500
+    db_path.write_bytes(bytes(data))
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert {job.job_id: job for job in store.list(limit=1_000_000)} == original
+        assert store.counts()[JobState.QUEUED] == 400
+        assert store.opened.lost == 0
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+
+
+@pytest.mark.parametrize(("octet", "bit"), [(0, 0), (16, 0), (17, 4), (21, 1), (28, 7), (60, 1)])
+def test_a_flipped_bit_in_the_file_header_loses_nothing(
+    db_path: Path, clock: FakeClock, upsets: Upsets, octet: int, bit: int
+) -> None:
+    original = fill(db_path, clock, 50)
+    data = bytearray(db_path.read_bytes())
+    data[octet] ^= 1 << bit
+    db_path.write_bytes(bytes(data))
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert {job.job_id: job for job in store.list(limit=1_000_000)} == original
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+
+
+def rename_a_column(data: bytearray) -> None:
+    data[data.index(b"result_size INTEGER") + 3] ^= 0x01  # resulu_size: parses, does not fit
+
+
+def break_utf8_in_the_schema(data: bytearray) -> None:
+    data[data.index(b"CREATE INDEX jobs_by_state") + 2] ^= 0x80  # SQLite quotes it in errors
+
+
+def break_the_schema_page(data: bytearray) -> None:
+    data[100] ^= 0x04  # page 1's b-tree page type: the schema table cannot be read
+
+
+@pytest.mark.parametrize(
+    "damage", [rename_a_column, break_utf8_in_the_schema, break_the_schema_page]
+)
+def test_damage_to_the_schema_loses_nothing(
+    db_path: Path, clock: FakeClock, upsets: Upsets, damage: Callable[[bytearray], None]
+) -> None:
+    original = fill(db_path, clock, 50)
+    data = bytearray(db_path.read_bytes())
+    damage(data)
+    db_path.write_bytes(bytes(data))
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert store.opened.rebuilt
+        assert {job.job_id: job for job in store.list(limit=1_000_000)} == original
+        assert submit(store).job_id == 51
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+
+
+def test_a_file_that_is_not_sqlite_is_set_aside(db_path: Path, upsets: Upsets) -> None:
+    garbage = b"this is not a database, just some bytes " * 200
+    db_path.write_bytes(garbage)
+    with JobStore(db_path, upsets=upsets.log) as store:
+        assert store.opened.rebuilt
+        assert submit(store).job_id == 1
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, 1)]
+    assert db_path.with_name(JOBS_DB_FILE + ".damaged-1").read_bytes() == garbage
+
+
+def test_rows_failing_the_integrity_check_are_restored_in_place(
+    db_path: Path, clock: FakeClock, upsets: Upsets
 ) -> None:
     with JobStore(db_path, clock) as store:
-        for i in range(400):
-            submit(store, priority=i % 256, model=f"model-{i:04d}-" + "x" * 150)
-    data = bytearray(db_path.read_bytes())
-    assert len(data) > 12 * 4096
-    db_path.write_bytes(damage(data))
-    with pytest.raises(StoreCorrupt, match="database corrupt: database disk image is malformed"):
-        JobStore(db_path, clock)
+        job = submit(store)
+    raw_update(db_path, "UPDATE jobs SET progress = 200")
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert store.get(job.job_id) == job
+        assert store.opened == StoreCheck(records=1, repaired=1, indexes_rebuilt=True)
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [JOBS_DB_FILE]
 
 
-def test_rows_failing_quick_check_are_corrupt(db_path: Path, clock: FakeClock) -> None:
+def test_damage_found_while_open_is_rebuilt_by_verify(
+    db_path: Path, clock: FakeClock, upsets: Upsets
+) -> None:
+    fill(db_path, clock)
+    with JobStore(db_path, clock, upsets.log) as store:
+        with open(db_path, "r+b") as file:
+            file.seek(30 * 4096)
+            file.write(b"\x5a" * 4096)
+        check = store.verify()
+        assert check.rebuilt and 0 < check.lost < 40
+        assert len(store.list(limit=1_000_000)) == 400 - check.lost
+        assert store.verify() == StoreCheck(records=400 - check.lost)
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, check.lost)]
+
+
+def test_an_operation_that_meets_damage_fails_and_the_next_works(
+    db_path: Path, clock: FakeClock, upsets: Upsets
+) -> None:
+    fill(db_path, clock)
+    with JobStore(db_path, clock, upsets.log) as store:
+        store._conn.execute("PRAGMA cache_size = 0")  # every read goes to the file
+        with open(db_path, "r+b") as file:
+            file.seek(30 * 4096)
+            file.write(b"\x5a" * 4096)
+        with pytest.raises(StoreCorrupt, match="list jobs: database corrupt"):
+            store.list(limit=1_000_000)
+        (outcome, lost), *_ = upsets.take()
+        assert outcome is Outcome.UNCORRECTABLE
+        assert len(store.list(limit=1_000_000)) == 400 - lost
+        assert submit(store).job_id == 401
+    assert db_path.with_name(JOBS_DB_FILE + ".damaged-1").exists()
+
+
+def test_an_interrupted_rebuild_is_completed_or_discarded(db_path: Path, clock: FakeClock) -> None:
+    original = fill(db_path, clock, 5)
+    rebuild = db_path.with_name(JOBS_DB_FILE + ".rebuild")
+    # Cut while the new file was written: the damaged file is still in place.
+    rebuild.write_bytes(b"half a file")
     with JobStore(db_path, clock) as store:
-        submit(store)
-    raw = sqlite3.connect(db_path)
-    try:
-        raw.execute("PRAGMA ignore_check_constraints = ON")
-        with raw:
-            raw.execute("UPDATE jobs SET progress = 200")
-    finally:
-        raw.close()
-    with pytest.raises(StoreCorrupt, match="quick_check expected 'ok', found: CHECK constraint"):
-        JobStore(db_path, clock)
+        assert len(store.list()) == 5
+    assert not rebuild.exists()
+    # Cut after the damaged file went aside: the new file was complete.
+    db_path.rename(rebuild)
+    with JobStore(db_path, clock) as store:
+        assert {job.job_id: job for job in store.list()} == original
+    assert not rebuild.exists()
 
 
 def test_a_foreign_database_is_not_taken_over(db_path: Path) -> None:
@@ -500,12 +832,27 @@ def test_a_newer_schema_is_refused_without_calling_it_corrupt(
     JobStore(db_path, clock).close()
     raw = sqlite3.connect(db_path)
     try:
-        raw.execute("PRAGMA user_version = 9")
+        raw.execute("ALTER TABLE jobs ADD COLUMN energy REAL")
+        raw.execute("PRAGMA user_version = 3")
     finally:
         raw.close()
-    with pytest.raises(JobStoreError, match="schema version 9 is newer") as raised:
+    with pytest.raises(JobStoreError, match="schema version 3 is newer") as raised:
         JobStore(db_path, clock)
     assert not isinstance(raised.value, StoreCorrupt)
+
+
+def test_a_damaged_schema_version_is_repaired_from_the_schema(
+    db_path: Path, clock: FakeClock, upsets: Upsets
+) -> None:
+    JobStore(db_path, clock).close()
+    raw = sqlite3.connect(db_path)
+    try:
+        raw.execute("PRAGMA user_version = 6")  # 2 with bit 2 flipped
+    finally:
+        raw.close()
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert submit(store).job_id == 1
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
 
 
 def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
@@ -518,6 +865,89 @@ def test_a_closed_store_refuses_work(db_path: Path) -> None:
     store.close()
     with pytest.raises(JobStoreError):
         submit(store)
+
+
+# -- migration from schema 1 ------------------------------------------------------------------
+
+SCHEMA_1 = (
+    f"""CREATE TABLE jobs (
+        job_id INTEGER PRIMARY KEY AUTOINCREMENT CHECK (job_id BETWEEN 1 AND {MAX_JOB_ID}),
+        model TEXT NOT NULL,
+        input_file TEXT NOT NULL,
+        priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 255),
+        redundancy INTEGER NOT NULL CHECK (redundancy BETWEEN 0 AND 2),
+        deadline_s REAL,
+        deadline_at REAL,
+        submitted_at REAL NOT NULL,
+        state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        finished_at REAL,
+        result_file TEXT,
+        result_sha256 BLOB,
+        failure_code INTEGER,
+        failure_text TEXT,
+        progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+        model_version INTEGER NOT NULL DEFAULT 0,
+        request BLOB NOT NULL DEFAULT x'',
+        runs INTEGER NOT NULL DEFAULT 0,
+        disagreements INTEGER NOT NULL DEFAULT 0,
+        result_size INTEGER
+    ) STRICT""",
+    "CREATE INDEX jobs_runnable ON jobs (priority DESC, job_id) WHERE state = 0",
+    "CREATE INDEX jobs_by_state ON jobs (state, job_id)",
+    "CREATE INDEX jobs_deadline ON jobs (deadline_at) WHERE state IN (0, 1)",
+    "PRAGMA user_version = 1",
+)
+
+
+def test_a_schema_1_store_is_migrated_with_its_jobs(
+    db_path: Path, clock: FakeClock, upsets: Upsets
+) -> None:
+    raw = sqlite3.connect(db_path)
+    try:
+        raw.execute("PRAGMA journal_mode=WAL")
+        for statement in SCHEMA_1:
+            raw.execute(statement)
+        with raw:
+            raw.execute(
+                "INSERT INTO jobs (model, input_file, priority, redundancy, deadline_s, "
+                "deadline_at, submitted_at, state, model_version, request) "
+                "VALUES ('a.onnx', 'in.npy', 9, 2, 30.0, ?, ?, 0, 3, x'01020304000501')",
+                (T0 + 30.0, T0),
+            )
+            raw.execute(
+                "INSERT INTO jobs (model, input_file, priority, redundancy, submitted_at, state, "
+                "attempts, started_at, finished_at, failure_code, failure_text) "
+                "VALUES ('b.onnx', 'in.npy', 1, 0, ?, 3, 1, ?, ?, 283, 'wrong shape')",
+                (T0, T0 + 1, T0 + 2),
+            )
+    finally:
+        raw.close()
+    with JobStore(db_path, clock, upsets.log) as store:
+        assert store.opened == StoreCheck(records=2)
+        first, second = store.get(1), store.get(2)
+        assert (first.model, first.redundancy, first.deadline_at, first.request) == (
+            "a.onnx", Redundancy.TMR, T0 + 30.0, bytes([1, 2, 3, 4, 0, 5, 1])
+        )  # fmt: skip
+        assert (second.state, second.failure_code, second.failure_text) == (
+            JobState.FAILED, 283, "wrong shape"
+        )  # fmt: skip
+        assert store.next_runnable() == first
+        assert submit(store).job_id == 3
+        # Made before ABFT existed: its redundancy constraint was widened to hold it.
+        abft = store.submit("c.onnx", "in.npy", 0, Redundancy.ABFT, None)
+        assert store.get(abft.job_id).redundancy == Redundancy.ABFT
+    assert upsets.take() == []
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("SELECT count(*) FROM jobs WHERE crc = 0").fetchone()[0] == 0
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        raw.close()
+    with JobStore(db_path, clock) as store:
+        assert store.get(1) == first
 
 
 # -- kill -9 ----------------------------------------------------------------------------------
