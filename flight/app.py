@@ -37,8 +37,14 @@ from flight.jobs.registry import ModelEntry, ModelRegistry
 from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.parameters import ParameterPool
-from flight.protection.injection import FaultInjector
+from flight.protection.injection import (
+    FaultInjector,
+    FaultTarget,
+    job_store_target,
+    state_target,
+)
 from flight.protection.model_guard import ModelGuard
+from flight.protection.protected_state import ProtectedState
 from flight.protection.scrubber import PassReport, Scrubber
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 from flight.resource_parameters import ResourceMonitor
@@ -130,7 +136,6 @@ class Payload:
         self.dictionary = dictionary or default_dictionary()
         self._monotonic = monotonic
         self._started = monotonic()
-        self.boot_count = next_boot_count(state_dir)
         self.mode = MODE_NOMINAL
         self.counters = LinkCounters()
         link = config.link
@@ -143,11 +148,20 @@ class Payload:
         )
         self.tm = TmPublisher(link.apid, self.downlink.enqueue, clock)
         self.events = EventReporter(self.dictionary, self.tm)
+        # Every check reports here; the events go out from the first finding on (the boot
+        # count's and the protected state's own, at load).
+        self.upsets = UpsetLog()
+        self.upsets.subscribe(self._upset_event)
+        self.boot_count = next_boot_count(state_dir, self.upsets)
         self.router = CommandRouter(
             link.apid, self.tm, self.counters, monotonic, on_crash=self._command_crashed
         )
         self._open_job_services(state_dir, provider)
         self.parameters = self._parameter_pool(state_dir)
+        self.protected = ProtectedState(state_dir, self.upsets, self.parameters)
+        self.protected.restore_parameters()
+        self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
+        self.scrubber.scrub_state = self._scrub_state
         self.housekeeping = HousekeepingService(
             self.dictionary, self.parameters, self.tm, self.events, monotonic()
         )
@@ -164,15 +178,13 @@ class Payload:
             quota_bytes=storage.quota_bytes,
             reserve_bytes=storage.reserve_bytes,
         )
-        self.upsets = UpsetLog()
-        self.upsets.subscribe(self._upset_event)
         self.registry = ModelRegistry(
             state_dir / "models", max_model_bytes=storage.max_model_bytes, upsets=self.upsets
         )
         self.provider = provider or select_provider(OnnxruntimeBackend())
         threads = jobs.intra_op_threads or default_intra_op_threads()
         self.sessions = SessionCache(jobs.session_cache, self.provider, threads)
-        self.jobs = JobStore.in_state_dir(state_dir)
+        self.jobs = JobStore.in_state_dir(state_dir, upsets=self.upsets)
         self.guard = ModelGuard(
             self.registry, Executor(self.sessions), self.upsets, monotonic=self._monotonic
         )
@@ -204,10 +216,16 @@ class Payload:
             upsets=self.upsets,
         )
         self.file_service.register(self.router)
+        self.injector = FaultInjector(
+            self.guard,
+            self.registry,
+            self.files,
+            external={FaultTarget.JOB_STORE: job_store_target(self.jobs)},
+        )
         ProtectionService(
             self.dictionary,
             self.scrubber,
-            FaultInjector(self.guard, self.registry, self.files),
+            self.injector,
             self.events,
             test_commands=self.config.protection.test_commands,
         ).register(self.router)
@@ -280,6 +298,13 @@ class Payload:
             count=min(upset.count, 0xFFFF),
             where=upset.where.encode()[:255].decode(errors="ignore"),
         )
+
+    def _scrub_state(self) -> None:
+        self.protected.scrub()
+        try:
+            self.jobs.verify()
+        except JobStoreError as exc:  # reported by the store; the next pass tries again
+            log.error("job store check: %s", exc)
 
     def _scrub_late(self, report: PassReport, period_s: float) -> None:
         self.events.raise_event(

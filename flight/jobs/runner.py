@@ -36,7 +36,14 @@ from flight.jobs.model_check import InputMismatch, InputProblem, check_input, lo
 from flight.jobs.redundancy import Redundancy, VotingError
 from flight.jobs.registry import ModelCorrupt, ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
-from flight.jobs.store import InvalidTransition, Job, JobState, JobStore, JobStoreError
+from flight.jobs.store import (
+    InvalidTransition,
+    Job,
+    JobState,
+    JobStore,
+    JobStoreError,
+    RecordCorrupt,
+)
 from flight.protection.model_guard import (
     AbftUnsupported,
     GuardError,
@@ -461,6 +468,9 @@ class JobRunner:
             log.info("job %d: result not recorded: %s", job.job_id, exc)
             with contextlib.suppress(FileStoreError, OSError):
                 self._files.delete(name)
+            if isinstance(exc, RecordCorrupt):
+                # The record is set aside: the submitting TC still hears why it ends.
+                self._ended(job, "JOB_RECORD_CORRUPT", str(exc))
             return
         duration_ms = int((self._monotonic() - started) * 1000)
         self.last_duration_ms = duration_ms
@@ -489,6 +499,9 @@ class JobRunner:
         code = self._d.failure_named(failure).code
         try:
             job = self.store.mark_failed(job.job_id, code, text, runs=runs)
+        except RecordCorrupt as exc:
+            self._ended(job, "JOB_RECORD_CORRUPT", f"{text}; {exc}")
+            return
         except JobStoreError as exc:
             log.info("job %d: failure (%s) not recorded: %s", job.job_id, text, exc)
             return

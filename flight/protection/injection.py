@@ -17,8 +17,10 @@ import numpy as np
 
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.registry import ModelRegistry, RegistryError
+from flight.jobs.store import JobStore, JobStoreError
 from flight.protection.faults import FaultModel, Injection, NothingToInject, inject, inject_bytes
 from flight.protection.model_guard import ModelGuard
+from flight.protection.triplicate import TripleStore
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class FaultInjector:
             if external is None:
                 raise TargetMissing(f"{target.name}: no such target on this payload")
             return external(model, rng)
-        except (RegistryError, FileStoreError, OSError, NothingToInject) as exc:
+        except (RegistryError, FileStoreError, JobStoreError, OSError, NothingToInject) as exc:
             raise TargetMissing(str(exc)) from exc
 
     def _weights(
@@ -107,6 +109,33 @@ class FaultInjector:
         tensor = choose_by_size(arrays, rng)
         injection = inject(arrays[tensor], model, rng)
         return Injected(f"{entry.label()} {tensor} {injection.describe()}", injection.bits)
+
+
+def state_target(store: TripleStore) -> ExternalTarget:
+    """Faults into the protected state: one record of one memory copy, or one file."""
+
+    def corrupt(model: FaultModel, rng: np.random.Generator) -> Injected:
+        sites = store.fault_sites()
+        site = sites[int(rng.integers(len(sites)))]
+        injection = store.corrupt(site, lambda data: inject_bytes(data, model, rng))
+        return Injected(f"{site.describe()} octet {injection.word * 4}", injection.bits)
+
+    return corrupt
+
+
+def job_store_target(store: JobStore) -> ExternalTarget:
+    """Faults into one stored field of one job record (the newest jobs first in the draw)."""
+
+    def corrupt(model: FaultModel, rng: np.random.Generator) -> Injected:
+        jobs = store.list(limit=100)
+        if not jobs:
+            raise TargetMissing("the job store holds no job")
+        sites = store.record_sites(jobs[int(rng.integers(len(jobs)))].job_id)
+        site = sites[int(rng.integers(len(sites)))]
+        injection = store.corrupt_record(site, lambda data: inject_bytes(data, model, rng))
+        return Injected(f"{site.describe()} octet {injection.word * 4}", injection.bits)
+
+    return corrupt
 
 
 def choose_by_size(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> str:

@@ -82,7 +82,7 @@ class Scrubber:
         self.period_s = period_s
         self.rate_octets_s = rate_octets_s
         self.answer_interval_s = answer_interval_s
-        self._scrub_state = scrub_state
+        self.scrub_state = scrub_state
         self._busy = busy
         self._on_late = on_late
         self._monotonic = monotonic
@@ -169,8 +169,8 @@ class Scrubber:
             files = 0
             if full_speed or self.passes % MODEL_FILES_EVERY == 0:
                 files = self._scrub_model_files()
-            if self._scrub_state is not None:
-                self._scrub_state()
+            if self.scrub_state is not None:
+                self.scrub_state()
             self._check_answers()
         finally:
             count.thread = None

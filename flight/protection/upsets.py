@@ -62,6 +62,13 @@ class UpsetLog:
                 self._counts[key] = int(value)
         self._listeners: list[Listener] = []
 
+    def carry_over(self, earlier: dict[str, int]) -> None:
+        """Add counts of earlier boots (keyed as `counts()` gives them) to this boot's."""
+        with self._lock:
+            for key, value in earlier.items():
+                if key in self._counts:
+                    self._counts[key] += int(value)
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

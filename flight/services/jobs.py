@@ -16,7 +16,14 @@ from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelRegistry, RegistryError
 from flight.jobs.runner import STEP_QUEUED, JobRunner, input_failure, pack_request
-from flight.jobs.store import InvalidTransition, Job, JobState, JobStoreError, UnknownJob
+from flight.jobs.store import (
+    InvalidTransition,
+    Job,
+    JobState,
+    JobStoreError,
+    RecordCorrupt,
+    UnknownJob,
+)
 from flight.router import CommandRouter
 from flight.services.models import registry_failure
 from telemetry_defs.model import Dictionary
@@ -103,6 +110,8 @@ class JobService:
             return self._store.get(job_id)
         except UnknownJob as exc:
             raise named_failure(self._d, "UNKNOWN_JOB", str(exc)) from None
+        except RecordCorrupt as exc:
+            raise named_failure(self._d, "JOB_RECORD_CORRUPT", str(exc)) from None
         except JobStoreError as exc:
             raise named_failure(self._d, "JOB_STORE_FAILED", str(exc)) from None
 
@@ -112,6 +121,8 @@ class JobService:
             self._runner.cancel(args["job_id"])
         except InvalidTransition as exc:
             raise named_failure(self._d, "JOB_ALREADY_FINISHED", str(exc)) from None
+        except RecordCorrupt as exc:
+            raise named_failure(self._d, "JOB_RECORD_CORRUPT", str(exc)) from None
         except JobStoreError as exc:
             raise named_failure(self._d, "JOB_STORE_FAILED", str(exc)) from None
 

@@ -5,6 +5,7 @@ and the test command is refused unless the configuration enables it."""
 from __future__ import annotations
 
 import io
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from hil.bench import Bench
 from hil.testapi import GroundTestApi
 from tests.harness import open_test_api
 from tests.hil.onboard import (
-    D,
     TINY_WIDTHS,
+    D,
     code,
     download,
     job_report,
@@ -158,3 +159,50 @@ def test_fault_injection_is_refused_unless_the_configuration_enables_it(bench: B
         )  # fmt: skip
         # SCRUB_NOW is an operations command, always available.
         assert scrub(api)["uncorrectable"] == 0
+
+
+def test_state_and_job_store_upsets_are_repaired_abft_runs_and_counts_survive_kill_9(
+    test_bench: Bench,
+) -> None:
+    model = mlp(seed=5, widths=TINY_WIDTHS)
+    x = np.random.default_rng(2).standard_normal((2, 16)).astype(np.float32)
+    expected = reference_session(model_bytes(model)).run(None, {"features": x})[0]
+    with open_test_api(test_bench.ground_port, test_bench.baud) as api:
+        register(api, "tiny", model_bytes(model))
+        upload(api, "x.npy", npy(x), transfer_id=8)
+
+        # ABFT: the model with checksums gives the model's own result.
+        job_id, record = submit(api, model="tiny", input="x.npy", redundancy="ABFT")
+        record.finished.wait(60)
+        assert record.failure is None, record.failure
+        job = job_report(api, job_id)
+        assert (job["runs"], job["redundancy"]) == (1, 3)
+        result = np.load(io.BytesIO(download(api, job["result"])), allow_pickle=False)
+        assert result.tobytes() == expected.tobytes()
+
+        # A stored field of that job's record: repaired from its second copy when read.
+        since = time.monotonic()
+        assert inject(api, "JOB_STORE", "VALUE", seed=6).startswith(f"job {job_id} ")
+        assert job_report(api, job_id) == job
+        corrected(api, "JOB_STORE", since)
+
+        # The protected state: a copy in memory or on flash, outvoted at the next pass.
+        since = time.monotonic()
+        inject(api, "STATE", "MULTI_BIT", seed=7)
+        assert scrub(api)["corrected"] >= 1
+        corrected(api, "STATE", since)
+
+        # A setting the operator changed is critical configuration: kept across a crash.
+        period = D.parameter("SCRUB_PERIOD").id
+        api.command_and_assert("PARAM_SET", values=[{"id": period, "value": 120}])
+        before = api.get_parameters("UPSETS_CORRECTED", "UPSETS_JOB_STORE", "UPSETS_STATE")
+        assert before["UPSETS_JOB_STORE"] == 1 and before["UPSETS_STATE"] >= 1
+
+    test_bench.stop_flight(signal.SIGKILL)
+    test_bench.start_flight()
+    with open_test_api(test_bench.ground_port, test_bench.baud) as api:
+        after = api.get_parameters(
+            "UPSETS_CORRECTED", "UPSETS_JOB_STORE", "UPSETS_STATE", "SCRUB_PERIOD"
+        )
+        assert after["SCRUB_PERIOD"] == 120
+        assert {k: after[k] for k in before} == before
