@@ -438,6 +438,15 @@ class JobRunner:
             return "its input changed in memory"
         return None
 
+    def _restore_input(self, work: _Work) -> None:
+        """Input arrays changed since they were loaded get their loaded values back, in place."""
+        if {n: crc_of(a) for n, a in work.feeds.items()} == work.feed_crcs:
+            return
+        fresh = self._load_input(work.job, work.entry)
+        for name, array in work.feeds.items():
+            np.copyto(array, fresh[name])
+        self.upsets.corrected(UpsetLocation.INPUT, f"job {work.job.job_id} input in memory")
+
     def _fresh_input(self, work: _Work) -> dict[str, Any]:
         if {n: crc_of(a) for n, a in work.feeds.items()} == work.feed_crcs:
             return {}
@@ -555,8 +564,13 @@ class JobRunner:
                 loaded = self.executor.cache.get(key, source)
                 generation = self.guard.generation(entry, key)
                 guard = self.guard
-                # A failed checksum may come from a weight upset, which a rerun would repeat.
-                before_rerun = lambda: guard.repair_weights(loaded)  # noqa: E731
+
+                def before_rerun() -> None:
+                    # A failed checksum may come from an upset in the weights or the input,
+                    # which a rerun would repeat.
+                    guard.repair_weights(loaded)
+                    self._restore_input(work)
+
             result = self.executor.execute(
                 key,
                 source,
@@ -570,6 +584,8 @@ class JobRunner:
             )
         except GuardError as exc:
             return _Failed(_guard_failure(exc), str(exc), runs)
+        except (FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
+            return _Failed(_preparation_failure(exc), str(exc), runs)  # input reloaded
         except VotingError as exc:
             self.upsets.uncorrectable(UpsetLocation.OUTPUT, f"job {job.job_id}: {exc}", runs)
             return _Failed("VOTE_FAILED", str(exc), runs)
