@@ -489,7 +489,11 @@ def _is_corruption(exc: BaseException) -> bool:
     if isinstance(exc, UnicodeDecodeError):
         return True  # only damage puts text that is not UTF-8 into SQLite's messages
     code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and (code & 0xFF) in _CORRUPTION_CODES
+    if code is not None and (code & 0xFF) in _CORRUPTION_CODES:
+        return True
+    # A damaged schema format number in the header (octets 44-47): SQLite reports a generic
+    # error, but this store only ever writes formats it reads.
+    return "unsupported file format" in str(exc)
 
 
 def _state_names(states: Collection[JobState]) -> str:
