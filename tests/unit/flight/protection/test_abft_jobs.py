@@ -10,11 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from flight.jobs.executor import Executor, SessionCache, reference_session
+from flight.jobs.executor import Executor, LoadedModel, SessionCache, reference_session
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.redundancy import Redundancy, VotingError
 from flight.jobs.registry import ModelEntry, ModelRegistry
-from flight.protection.model_guard import AbftUnsupported, ModelGuard
+from flight.protection.model_guard import AbftForm, AbftUnsupported, ModelGuard
 from flight.protection.upsets import UpsetLocation, UpsetLog
 from tools.model_gen import cnn_classifier, model_bytes, random_input
 
@@ -29,6 +29,16 @@ def cnn(tmp_path: Path) -> tuple[ModelGuard, ModelEntry, bytes]:
     guard = make_guard(tmp_path)
     data = model_bytes(cnn_classifier(seed=1))
     return guard, guard.record_answer(guard.registry.register("cnn", 1, data)), data
+
+
+def upset_the_largest_weight(guard: ModelGuard, form: AbftForm) -> LoadedModel:
+    """The checked form, loaded, with one high bit flipped in its largest weight tensor."""
+    loaded = guard.executor.cache.get(form.key, form.source)
+    assert loaded.weights is not None
+    arrays = loaded.weights.arrays
+    largest = max(arrays, key=lambda name: arrays[name].nbytes)
+    arrays[largest].reshape(-1).view(np.uint32)[5] ^= np.uint32(1 << 30)
+    return loaded
 
 
 def feeds() -> dict[str, np.ndarray]:
@@ -58,10 +68,7 @@ def test_a_weight_upset_fails_the_checksums_and_the_rerun_runs_on_repaired_weigh
 ) -> None:
     guard, entry, data = cnn
     form = guard.abft_form(entry)
-    loaded = guard.executor.cache.get(form.key, form.source)
-    assert loaded.weights is not None
-    largest = max(loaded.weights.arrays, key=lambda n: loaded.weights.arrays[n].nbytes)  # type: ignore[union-attr]
-    loaded.weights.arrays[largest].reshape(-1).view(np.uint32)[5] ^= np.uint32(1 << 30)
+    loaded = upset_the_largest_weight(guard, form)
 
     def repair() -> None:
         guard.repair_weights(loaded)
@@ -81,10 +88,7 @@ def test_checksums_that_fail_twice_fail_the_job(
 ) -> None:
     guard, entry, _ = cnn
     form = guard.abft_form(entry)
-    loaded = guard.executor.cache.get(form.key, form.source)
-    assert loaded.weights is not None
-    largest = max(loaded.weights.arrays, key=lambda n: loaded.weights.arrays[n].nbytes)  # type: ignore[union-attr]
-    loaded.weights.arrays[largest].reshape(-1).view(np.uint32)[5] ^= np.uint32(1 << 30)
+    upset_the_largest_weight(guard, form)
     with pytest.raises(VotingError, match="ABFT"):
         guard.executor.execute(
             form.key, form.source, feeds(), Redundancy.ABFT, abft_threshold=form.threshold
