@@ -6,8 +6,9 @@ The payload side is the real code path without the link: the job store (SQLite, 
 commits), the upload store (input read, result written and synced atomically), the model
 registry, input checks against the signature, the cached session on payload-owned weights, the
 checks before a result is accepted (model guard: input CRCs, weights for DMR/TMR, known answer
-at most 1 s old) and the worker thread that reports the job's end. Both sides run the same session options on the same input; the two are
-measured alternately so that drift on a busy host hits both alike, and the medians compared.
+at most 1 s old) and the worker thread that reports the job's end. Both sides run the same
+session options on the same input; the two are measured alternately so that drift on a busy
+host hits both alike, and the medians compared.
 """
 
 from __future__ import annotations
