@@ -240,3 +240,8 @@ def export(model: nn.Module, example: torch.Tensor, opset: int, input_name: str)
             dynamo=False,
         )
         return path.read_bytes()
+
+
+def exported_image_model(kind: str, seed: int = 3, opset: int = 13) -> bytes:
+    """The image model `kind` built from `seed` and exported, its input named `image`."""
+    return export(build(kind, seed=seed, opset=opset), example_input(kind), opset, "image")

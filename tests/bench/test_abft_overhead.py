@@ -78,9 +78,7 @@ def make_runner(model: onnx.ModelProto) -> Runner:
 
 @cache
 def exported(kind: str) -> onnx.ModelProto:
-    net = torch_models.build(kind, seed=3, opset=13)
-    data = torch_models.export(net, torch_models.example_input(kind), 13, "image")
-    return onnx.load_model_from_string(data)
+    return onnx.load_model_from_string(torch_models.exported_image_model(kind))
 
 
 MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
