@@ -130,7 +130,9 @@ class Scrubber:
     # -- passes -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        next_at = self._monotonic()
+        # The first pass waits a period: the stores were checked as they opened, and a stop
+        # soon after the start must not wait for a pass.
+        next_at = self._monotonic() + self.period_s
         while not self._stopping.is_set():
             self._wake.wait(max(0.0, next_at - self._monotonic()))
             self._wake.clear()
