@@ -52,7 +52,7 @@ from flight.protection.model_guard import (
     WeightsUncorrectable,
 )
 from flight.protection.upsets import UpsetLocation, UpsetLog
-from flight.protection.weights import crc_of
+from flight.protection.weights import crcs_of
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
 from spacelink.pus import Stage
@@ -380,7 +380,7 @@ class JobRunner:
                 continue
             log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
                      entry.name, entry.version)  # fmt: skip
-            crcs = {name: crc_of(array) for name, array in feeds.items()}
+            crcs = crcs_of(feeds)
             return _Work(job, entry, feeds, ort.RunOptions(), crcs)
         return None
 
@@ -419,7 +419,7 @@ class JobRunner:
             if suspect is None:
                 return dataclasses.replace(outcome, runs=runs)
             log.warning("job %d: %s; running it again", work.job.job_id, suspect)
-            work = dataclasses.replace(work, **self._fresh_input(work))
+            self._restore_input(work)
             rerun = self._compute(work)
             if isinstance(rerun, _Failed):
                 return dataclasses.replace(rerun, runs=runs + rerun.runs)
@@ -433,25 +433,20 @@ class JobRunner:
             return self.guard.result_suspect(
                 work.entry, work.job.redundancy, outcome.generation, work.feeds, work.feed_crcs
             )
-        if {n: crc_of(a) for n, a in work.feeds.items()} != work.feed_crcs:
+        if crcs_of(work.feeds) != work.feed_crcs:
             self.upsets.corrected(UpsetLocation.INPUT, f"job {work.job.job_id} input in memory")
             return "its input changed in memory"
         return None
 
-    def _restore_input(self, work: _Work) -> None:
-        """Input arrays changed since they were loaded get their loaded values back, in place."""
-        if {n: crc_of(a) for n, a in work.feeds.items()} == work.feed_crcs:
-            return
+    def _restore_input(self, work: _Work) -> bool:
+        """Input arrays changed since they were loaded get their loaded values back, in place
+        (the file is checked against its SHA-256 again); True when they had changed."""
+        if crcs_of(work.feeds) == work.feed_crcs:
+            return False
         fresh = self._load_input(work.job, work.entry)
         for name, array in work.feeds.items():
             np.copyto(array, fresh[name])
-        self.upsets.corrected(UpsetLocation.INPUT, f"job {work.job.job_id} input in memory")
-
-    def _fresh_input(self, work: _Work) -> dict[str, Any]:
-        if {n: crc_of(a) for n, a in work.feeds.items()} == work.feed_crcs:
-            return {}
-        feeds = self._load_input(work.job, work.entry)
-        return {"feeds": feeds, "feed_crcs": {n: crc_of(a) for n, a in feeds.items()}}
+        return True
 
     def _store_result(self, job: Job, outcome: _Finished, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))
@@ -569,7 +564,10 @@ class JobRunner:
                     # A failed checksum may come from an upset in the weights or the input,
                     # which a rerun would repeat.
                     guard.repair_weights(loaded)
-                    self._restore_input(work)
+                    if self._restore_input(work):
+                        self.upsets.corrected(
+                            UpsetLocation.INPUT, f"job {work.job.job_id} input in memory"
+                        )
 
             result = self.executor.execute(
                 key,

@@ -861,7 +861,6 @@ class JobStore:
         return _plus(dataclasses.replace(mended, records=0), swept)
 
     def _migrate(self) -> None:
-        self._widen_redundancy()
         with self._transaction("create schema") as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             shape = _schema_shape(conn)
@@ -890,11 +889,10 @@ class JobStore:
                 conn.execute(statement)
             log.info("created job store %s (schema version %d)", self._path, SCHEMA_VERSION)
 
-    def _widen_redundancy(self) -> None:
-        """Let a store made before ABFT (redundancy 3) hold it: the CHECK constraint is widened
-        in the schema text, which SQLite documents as safe for a constraint that every stored
-        row satisfies already (no row changes)."""
-        conn = self._conn
+    def _widen_redundancy(self, conn: sqlite3.Connection) -> None:
+        """Let a schema-1 store hold ABFT (redundancy 3): the CHECK constraint is widened in the
+        schema text, which SQLite documents as safe for a constraint that every stored row
+        satisfies already (no row changes)."""
         row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
         if row is None or _OLD_REDUNDANCY_CHECK not in str(row[0]):
             return
@@ -913,6 +911,7 @@ class JobStore:
     def _migrate_from_1(self, conn: sqlite3.Connection) -> None:
         for statement in _MIGRATE_FROM_1:
             conn.execute(statement)
+        self._widen_redundancy(conn)
         rows = conn.execute(f"SELECT {_COLUMNS} FROM jobs").fetchall()
         for row in rows:
             values = tuple(row)

@@ -25,7 +25,7 @@ from flight.protection import abft, known_answer
 from flight.protection.abft import AbftModel
 from flight.protection.known_answer import KnownAnswer
 from flight.protection.upsets import UpsetLocation, UpsetLog
-from flight.protection.weights import RepairReport, WeightError, crc_of
+from flight.protection.weights import RepairReport, WeightError, crcs_of
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class ModelGuard:
         weight (redundant runs share the weights, so only this catches a weight upset); and the
         known answer unless one passed within ANSWER_FRESH_S. Raises what check_answer raises.
         """
-        if {name: crc_of(array) for name, array in feeds.items()} != feed_crcs:
+        if crcs_of(feeds) != feed_crcs:
             self.upsets.corrected(UpsetLocation.INPUT, f"{entry.label()} job input in memory")
             return "its input changed in memory"
         key = entry.key + ABFT_SUFFIX if redundancy == Redundancy.ABFT else entry.key
@@ -255,7 +255,7 @@ class ModelGuard:
 
     def repair_weights(self, loaded: LoadedModel, suspects: list[str] | None = None) -> None:
         """Check (and repair) the weights of a loaded model, whose entry is looked up by key."""
-        entry = self._entry_of(loaded.key)
+        entry = self.entry_of(loaded.key)
         if entry is not None and loaded.weights is not None:
             self._repair(entry, loaded, suspects)
 
@@ -287,7 +287,8 @@ class ModelGuard:
             )
         return report
 
-    def _entry_of(self, key: str) -> ModelEntry | None:
+    def entry_of(self, key: str) -> ModelEntry | None:
+        """The registered model a cache key (plain or ABFT form) belongs to."""
         key = key.removesuffix(ABFT_SUFFIX)
         for entry in self.registry.entries():
             if entry.key == key:

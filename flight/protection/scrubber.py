@@ -240,7 +240,7 @@ class Scrubber:
                 return
             if self._monotonic() - loaded.answer_checked < self.answer_interval_s:
                 continue
-            entry = next((e for e in self.registry.entries() if e.key == loaded.key), None)
+            entry = self.guard.entry_of(loaded.key)
             if entry is None:
                 continue
             try:

@@ -58,6 +58,11 @@ def crc_of(array: np.ndarray) -> int:
     return crc
 
 
+def crcs_of(arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """CRC-32 of every array, by name: taken when arrays are loaded, compared after use."""
+    return {name: crc_of(array) for name, array in arrays.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class RepairReport:
     """What a check found: tensors repaired from the golden source, and those that stayed bad."""
@@ -81,7 +86,7 @@ class WeightSet:
         """`arrays` are taken over (not copied); their CRCs now are the golden values."""
         self.name = name
         self.arrays = arrays
-        self.crcs = {key: crc_of(array) for key, array in arrays.items()}
+        self.crcs = crcs_of(arrays)
         self._golden = golden
         # Bumped by each repair: a job that saw the same generation before and after its runs
         # computed on weights no repair touched.
