@@ -26,6 +26,8 @@ def _one(t: ValueType, f: Field, high: bool) -> Any:
         low, top = f.range if f.range is not None else t.bounds
         return int(top if high else low)
     if isinstance(t, FloatType):
+        if f.range is not None:
+            return float(f.range[1] if high else f.range[0])
         return 3.25 if high else -1500.5  # exact in 32 bits
     if isinstance(t, StringType):
         size = t.length if isinstance(t.length, int) else (12 if high else 0)

@@ -15,7 +15,14 @@ from spacelink.errors import DiscardReason
 from spacelink.pus import FailureCode
 from telemetry_defs.loader import DEFAULT_DIRECTORY, DictionaryError, load_dictionary
 from telemetry_defs.model import CodecError, Parameter, UnknownName
-from telemetry_defs.valuetypes import BadText, BoolType, EnumType, IntType, ValueOutOfRange
+from telemetry_defs.valuetypes import (
+    BadText,
+    BoolType,
+    EnumType,
+    FloatType,
+    IntType,
+    ValueOutOfRange,
+)
 
 D = load_dictionary()
 
@@ -168,6 +175,9 @@ def _raw_values(p: Parameter) -> st.SearchStrategy[Any]:
         return st.sampled_from(sorted(p.type.values.values()))
     if isinstance(p.type, BoolType):
         return st.booleans()
+    if isinstance(p.type, FloatType):  # NaN (no reading) is left out: it equals nothing
+        low_f, high_f = p.range if p.range is not None else (None, None)
+        return st.floats(low_f, high_f, width=32, allow_nan=False)
     assert isinstance(p.type, IntType), p.name
     low, high = p.type.bounds
     if p.range is not None:  # a settable parameter holds only values in its range
