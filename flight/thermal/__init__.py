@@ -1,0 +1,1 @@
+"""Thermal management: temperature sensors (sysfs, simulated), the governor and its actuators."""
