@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flight.thermal.rc_model import ThermalModelParameters
+from flight.thermal.readings import Sensor
+from flight.thermal.sysfs import DEFAULT_ZONES
 from spacelink.icd import LinkParameters
 
 
@@ -54,12 +57,46 @@ class ProtectionConfig:
     test_commands: bool = False
 
 
+THERMAL_SOURCES = ("sysfs", "simulated")
+
+
+@dataclass(frozen=True)
+class ThermalConfig:
+    """[thermal]: where temperatures come from and how the power mode is set."""
+
+    # "sysfs": the board's thermal zones; "simulated": the bench's thermal model ([thermal_model]).
+    source: str = "sysfs"
+    # The tree under which sys/class/thermal is read (tests point it at a fake tree).
+    sysfs_root: str = "/"
+    # Zone types (sysfs `type`) accepted for each sensor, first match wins; [] : not fitted.
+    cpu_zones: list[str] = field(default_factory=lambda: list(DEFAULT_ZONES[Sensor.CPU]))
+    gpu_zones: list[str] = field(default_factory=lambda: list(DEFAULT_ZONES[Sensor.GPU]))
+    board_zones: list[str] = field(default_factory=lambda: list(DEFAULT_ZONES[Sensor.BOARD]))
+    # Seconds between two readings of the sensors.
+    poll_interval_s: float = 0.5
+    # The nvpmodel command, e.g. ["sudo", "-n", "nvpmodel"]; []: the power mode is not touched.
+    nvpmodel: list[str] = field(default_factory=list)
+    # nvpmodel mode numbers at NOMINAL, at THROTTLED and PAUSED, in safe mode; -1: left alone.
+    power_mode_nominal: int = -1
+    power_mode_throttled: int = -1
+    power_mode_safe: int = -1
+
+    def zones(self) -> dict[Sensor, list[str]]:
+        return {
+            Sensor.CPU: self.cpu_zones,
+            Sensor.GPU: self.gpu_zones,
+            Sensor.BOARD: self.board_zones,
+        }
+
+
 @dataclass(frozen=True)
 class FlightConfig:
     link: LinkParameters = field(default_factory=LinkParameters)
     storage: StorageConfig = field(default_factory=StorageConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)
+    thermal_model: ThermalModelParameters = field(default_factory=ThermalModelParameters)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -67,6 +104,8 @@ def _same_kind(value: object, default: object) -> bool:
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
         return isinstance(value, int | float)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, type(default))
 
 
@@ -78,14 +117,18 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"unknown key {key!r} in {where} (known keys: {known})")
         default = getattr(cls(), key)
         if not _same_kind(value, default):
-            raise ConfigError(f"{where} {key} = {value!r}: expected a {type(default).__name__}")
-    return cls(**values)
+            kind = "list of strings" if isinstance(default, list) else type(default).__name__
+            raise ConfigError(f"{where} {key} = {value!r}: expected a {kind}")
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a value the section itself refuses (ranges, relations)
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_config(path: Path | None) -> FlightConfig:
-    """Read `path`, or return the ICD defaults when no file is given."""
-    if path is None:
-        return FlightConfig()
+SECTIONS = ("link", "storage", "jobs", "protection", "thermal", "thermal_model")
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -94,12 +137,27 @@ def load_config(path: Path | None) -> FlightConfig:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - {"link", "storage", "jobs", "protection"}
+    unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ConfigError(
-            f"unknown section [{sorted(unknown)[0]}] in {path} "
-            "(known: [link], [storage], [jobs], [protection])"
-        )
+        known = ", ".join(f"[{name}]" for name in SECTIONS)
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}] in {path} (known: {known})")
+    for name, section in raw.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{name} in {path} must be a section ([{name}])")
+    return raw
+
+
+def load_config(path: Path | list[Path] | None) -> FlightConfig:
+    """Read `path` (several: each overrides the keys it sets), or return the ICD defaults
+    when no file is given."""
+    paths = [] if path is None else path if isinstance(path, list) else [path]
+    if not paths:
+        return FlightConfig()
+    raw: dict[str, dict[str, Any]] = {}
+    for one in paths:
+        for name, section in _read(one).items():
+            raw.setdefault(name, {}).update(section)
+    path = paths[-1] if len(paths) == 1 else Path(" + ".join(str(p) for p in paths))
     link = _section(LinkParameters, raw.get("link", {}), f"[link] of {path}")
     if link.tm_frame_length < 64 or link.tm_frame_length > 2048:
         raise ConfigError(f"[link] tm_frame_length {link.tm_frame_length}: 64..2048 octets")
@@ -112,4 +170,22 @@ def load_config(path: Path | None) -> FlightConfig:
     if storage.quota_bytes < 1 or jobs.session_cache < 1 or jobs.max_queued < 1:
         raise ConfigError(f"{path}: quota_bytes, session_cache and max_queued must be at least 1")
     protection = _section(ProtectionConfig, raw.get("protection", {}), f"[protection] of {path}")
-    return FlightConfig(link=link, storage=storage, jobs=jobs, protection=protection)
+    thermal = _section(ThermalConfig, raw.get("thermal", {}), f"[thermal] of {path}")
+    if thermal.source not in THERMAL_SOURCES:
+        raise ConfigError(
+            f"[thermal] source = {thermal.source!r} in {path}: expected one of "
+            + ", ".join(repr(s) for s in THERMAL_SOURCES)
+        )
+    if not thermal.poll_interval_s > 0:
+        raise ConfigError(f"[thermal] poll_interval_s in {path}: expected more than 0")
+    model = _section(
+        ThermalModelParameters, raw.get("thermal_model", {}), f"[thermal_model] of {path}"
+    )
+    return FlightConfig(
+        link=link,
+        storage=storage,
+        jobs=jobs,
+        protection=protection,
+        thermal=thermal,
+        thermal_model=model,
+    )

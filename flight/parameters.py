@@ -16,6 +16,8 @@ from telemetry_defs.valuetypes import DictionaryValueError
 
 Getter = Callable[[], Any]
 OnChange = Callable[[Any], None]
+# Checks settable values that must agree with each other; raises ParameterError saying why not.
+Rule = Callable[[Mapping[str, Any]], None]
 
 
 class ParameterError(Exception):
@@ -30,6 +32,7 @@ class ParameterPool:
         self._getters: dict[str, Getter] = {}
         self._settable: dict[str, Any] = {}
         self._on_change: dict[str, list[OnChange]] = {}
+        self._rules: list[tuple[frozenset[str], Rule]] = []
         for p in dictionary.parameters.values():
             if p.settable:
                 self._settable[p.name] = p.default
@@ -71,6 +74,9 @@ class ParameterPool:
             raise ParameterError(f"{parameter.name} has no source on this payload")
         return getter()
 
+    def read_named(self, name: str) -> Any:
+        return self.read(self.dictionary.parameter(name))
+
     def read_by_id(self, pid: int) -> tuple[Parameter, Any]:
         parameter = self.dictionary.parameter_by_id(pid)
         if parameter is None:
@@ -89,6 +95,20 @@ class ParameterPool:
         except DictionaryValueError as exc:
             raise ParameterError(str(exc)) from None
         return parameter
+
+    def add_rule(self, names: tuple[str, ...], rule: Rule) -> None:
+        """Check every setting of `names` with `rule`, given all their values as they would be."""
+        for name in names:
+            if not self.dictionary.parameter(name).settable:
+                raise ParameterError(f"{name} is not settable: a rule on it cannot fail")
+        self._rules.append((frozenset(names), rule))
+
+    def check_rules(self, changes: Mapping[str, Any]) -> None:
+        """ParameterError when the values `changes` would set break a rule."""
+        for names, rule in self._rules:
+            if names.isdisjoint(changes):
+                continue
+            rule({name: changes.get(name, self._settable[name]) for name in names})
 
     def set(self, parameter: Parameter, raw: Any) -> None:
         """Set a value that `check_setting` accepted, and tell the subscribers."""

@@ -21,6 +21,26 @@ from hil.ptylink import PtyLink
 _PR_SET_PDEATHSIG = 1
 
 
+# The bench has no temperature sensors: the payload runs on its thermal model. The baseplate is
+# the spacecraft's interface temperature; the time scale lets a test see an hour in minutes.
+DEFAULT_BASEPLATE_C = 20.0
+
+
+def bench_config(baseplate_c: float, time_scale: float) -> str:
+    """The payload configuration the bench gives before any of the caller's (which override it)."""
+    # The governor polls a few model seconds apart at any speed-up (0.5 s at real time).
+    poll_s = min(0.5, 3.0 / time_scale)
+    return (
+        "# Written by the HIL bench: the payload's temperatures come from its thermal model.\n"
+        "[thermal]\n"
+        'source = "simulated"\n'
+        f"poll_interval_s = {poll_s!r}\n"
+        "[thermal_model]\n"
+        f"baseplate_c = {float(baseplate_c)!r}\n"
+        f"time_scale = {float(time_scale)!r}\n"
+    )
+
+
 class BenchError(Exception):
     """The bench could not start or its payload process failed."""
 
@@ -54,11 +74,18 @@ class Bench:
         seed: int = 0,
         flight_log: Path | None = None,
         flight_args: list[str] | None = None,
+        baseplate_c: float = DEFAULT_BASEPLATE_C,
+        time_scale: float = 1.0,
     ) -> None:
+        """`baseplate_c`, `time_scale`: the payload's thermal model (see `bench_config`)."""
+        if time_scale <= 0:
+            raise BenchError(f"time scale must be above 0, found {time_scale:g}")
         self.state_dir = state_dir
         self.baud = baud
         self.flight_log = flight_log or state_dir.parent / f"{state_dir.name}-flight.log"
         self.flight_args = flight_args or []
+        self.config_path = state_dir.parent / f"{state_dir.name}-bench.toml"
+        self.thermal_config = bench_config(baseplate_c, time_scale)
         self.link = PtyLink(baud, uplink=uplink, downlink=downlink, seed=seed)
         self.flight: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
@@ -80,9 +107,11 @@ class Bench:
         """Start (or restart) the payload and wait for its first frame on the link."""
         self.flight_log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.flight_log, "ab")  # noqa: SIM115 - closed in stop_flight
+        self.config_path.write_text(self.thermal_config)
         before = self.link.stats("downlink").octets_in
+        args = ["--config", str(self.config_path), *self.flight_args]
         self.flight = subprocess.Popen(
-            flight_command(self.link.flight_port, self.baud, self.state_dir, self.flight_args),
+            flight_command(self.link.flight_port, self.baud, self.state_dir, args),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from hil.bench import Bench, BenchError, die_with_parent
+from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
 from spacelink.icd import DEFAULT_BAUD
 from spacelink.serialport import PortError, open_port
@@ -27,7 +27,7 @@ from spacelink.serialport import PortError, open_port
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-_EMULATOR_OPTIONS = ("ber", "burst", "drop", "latency", "cut")
+_EMULATOR_OPTIONS = ("ber", "burst", "drop", "latency", "cut", "baseplate", "time_scale")
 T = TypeVar("T")
 
 
@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="payload state (default: a new temp dir)")
     run.add_argument("--stats-interval", type=float, default=10.0, help="seconds between stats")
     run.add_argument(
+        "--baseplate",
+        type=float,
+        help=f"baseplate of the payload's thermal model, C (default {DEFAULT_BASEPLATE_C:g})",
+    )
+    run.add_argument(
+        "--time-scale",
+        type=float,
+        help="the thermal model's seconds per real second (default 1)",
+    )
+    run.add_argument(
         "--flight-port",
         metavar="DEVICE",
         help="a real board's serial port: no emulator, no local payload",
@@ -127,7 +137,11 @@ class _Stopper:
 
 
 def run_real_board(args: argparse.Namespace, stopper: _Stopper) -> int:
-    used = [f"--{name}" for name in _EMULATOR_OPTIONS if getattr(args, name)]
+    used = [
+        "--" + name.replace("_", "-")
+        for name in _EMULATOR_OPTIONS
+        if getattr(args, name) not in (None, [])
+    ]
     if used:
         raise UsageError(f"{used[0]} needs the emulated link; it cannot go with --flight-port")
     open_port(args.flight_port, args.baud).close()  # fail now, with a sentence, if it is wrong
@@ -144,7 +158,17 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
     uplink, downlink = impairments_from(args)
     cuts = [_cut(c) for c in args.cut]
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="hil-bench-")) / "state"
-    bench = Bench(state_dir, baud=args.baud, uplink=uplink, downlink=downlink, seed=args.seed)
+    if args.time_scale is not None and args.time_scale <= 0:
+        raise UsageError("--time-scale must be above 0")
+    bench = Bench(
+        state_dir,
+        baud=args.baud,
+        uplink=uplink,
+        downlink=downlink,
+        seed=args.seed,
+        baseplate_c=DEFAULT_BASEPLATE_C if args.baseplate is None else args.baseplate,
+        time_scale=1.0 if args.time_scale is None else args.time_scale,
+    )
     try:
         bench.start()
     except BenchError as exc:

@@ -31,6 +31,7 @@ from flight.protection.weights import (
     optimised_form,
     owned_session_options,
 )
+from flight.thermal.duty import ComputeGate
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +253,10 @@ class SessionCache:
 class Executor:
     """Runs a job's inputs through its model's cached session, as many times as its mode asks."""
 
-    def __init__(self, cache: SessionCache) -> None:
+    def __init__(self, cache: SessionCache, gate: ComputeGate | None = None) -> None:
+        """`gate`: asked before every run (the thermal governor's duty cycle and holds)."""
         self.cache = cache
+        self.gate = gate or ComputeGate()
         self.run_count = 0
         self.disagreement_count = 0
         # A test command's fault for one run of the next redundant job: (model, seed).
@@ -302,16 +305,24 @@ class Executor:
         if mode in (Redundancy.DMR, Redundancy.TMR):
             armed, self._armed = self._armed, None
         upset_run = int(np.random.default_rng(armed[1]).integers(2)) + 1 if armed else 0
+        gate = self.gate
+
+        def cancelled() -> bool:
+            # A run held by the gate and then cancelled goes to onnxruntime, which refuses it at
+            # once: the caller sees the same error as for a run stopped midway.
+            return run_options is not None and run_options.terminate
 
         def run() -> Outputs:
             nonlocal runs
             runs += 1
+            gate.admit(cancelled)
             try:
                 # feeds go to onnxruntime as they are: a copy here would be pure overhead.
-                if run_options is None:
-                    values = session.run(None, feeds)
-                else:
-                    values = session.run(None, feeds, run_options)
+                with gate.running():
+                    if run_options is None:
+                        values = session.run(None, feeds)
+                    else:
+                        values = session.run(None, feeds, run_options)
             except Exception as error:
                 raise InferenceError(
                     f"model {key}: expected inputs {_signature(session)}, "

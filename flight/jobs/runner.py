@@ -214,6 +214,7 @@ class JobRunner:
         self.submitting = threading.Lock()
         self._stopping = threading.Event()
         self._paused = False
+        self._thermal_hold = False
         # The next job, prepared while the current one computes, and the current one.
         self._next: _Work | None = None
         self._current: _Work | None = None
@@ -232,7 +233,9 @@ class JobRunner:
     def start(self) -> None:
         """Requeue what a crash interrupted, then start the worker."""
         for job in self.store.recover():
-            self._events.raise_event("JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts)
+            self._events.raise_event(
+                "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="RESTART"
+            )
         self._maybe_queued.set()  # jobs queued before the restart
         for thread in self._threads:
             thread.start()
@@ -260,6 +263,37 @@ class JobRunner:
     def paused(self, hold: bool) -> None:
         self._paused = hold
         self._wake.set()
+
+    @property
+    def thermal_hold(self) -> bool:
+        """True: no queued job starts (the thermal governor paused, or safe mode)."""
+        return self._thermal_hold
+
+    def hold_jobs(self, hold: bool) -> None:
+        """The thermal monitor holds (or releases) the queue."""
+        self._thermal_hold = hold
+        if not hold:
+            self._maybe_queued.set()
+        self._wake.set()
+
+    def requeue_started(self) -> int:
+        """Stop the started jobs and queue them again (safe mode); how many there were."""
+        requeued = 0
+        for work in (self._current, self._next):
+            if work is None or work.run_options.terminate:
+                continue
+            try:
+                job = self.store.requeue(work.job.job_id)
+            except JobStoreError as exc:  # it ended meanwhile: that final state stands
+                log.info("job %d not requeued: %s", work.job.job_id, exc)
+                continue
+            work.run_options.terminate = True
+            requeued += 1
+            self._events.raise_event(
+                "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="SAFE_MODE"
+            )
+        self._maybe_queued.set()
+        return requeued
 
     def wake(self) -> None:
         """A job was queued: the worker looks at the queue now."""
@@ -325,7 +359,7 @@ class JobRunner:
                     except queue.Empty:
                         break
                     self._record(work, outcome, started)
-                if self._stopping.is_set() or self._paused or self._next is not None:
+                if self._stopping.is_set() or self._held() or self._next is not None:
                     continue
                 prepared = self._prepare_next()
                 if prepared is not None:
@@ -334,11 +368,16 @@ class JobRunner:
             except Exception:  # the payload must outlive any bug in one job
                 log.exception("job bookkeeper: unexpected error")
 
+    def _held(self) -> bool:
+        return self._paused or self._thermal_hold
+
     def _computer(self) -> None:
         while True:
             work = self._ready.get()
             if work is None:
                 return
+            if self._thermal_hold and self._put_back(work):
+                continue
             self._current = work
             self.progress = 0
             self._next = None
@@ -356,6 +395,20 @@ class JobRunner:
             self._current = None
             self._done.put((work, outcome, started))
             self._wake.set()
+
+    def _put_back(self, work: _Work) -> bool:
+        """A prepared job that has not started computing goes back to the queue (the thermal
+        governor holds it), its attempt not counted; False when it ended meanwhile."""
+        self._next = None
+        try:
+            self.store.requeue(work.job.job_id, undo_attempt=True)
+        except JobStoreError as exc:
+            log.info("job %d not put back: %s", work.job.job_id, exc)
+            return work.run_options.terminate
+        log.info("job %d held by the thermal governor: queued again", work.job.job_id)
+        self._maybe_queued.set()
+        self._wake.set()
+        return True
 
     def _prepare_next(self) -> _Work | None:
         """The next queued job, started and with its input loaded; None when there is none."""

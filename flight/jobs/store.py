@@ -1632,6 +1632,19 @@ class JobStore:
             {"state": JobState.CANCELLED, "finished_at": self._clock()},
         )
 
+    def requeue(self, job_id: int, *, undo_attempt: bool = False) -> Job:
+        """RUNNING -> QUEUED: the job was stopped to run again later. `undo_attempt`: it was
+        held before it computed anything, so its attempt does not count."""
+        with self._transaction(f"requeue job {job_id}") as conn:
+            job = self._fetch(conn, job_id)
+            if job.state is not JobState.RUNNING:
+                self._refuse("requeue", job, {JobState.RUNNING})
+            attempts = max(job.attempts - 1, 0) if undo_attempt else job.attempts
+            return self._write(
+                conn,
+                dataclasses.replace(job, state=JobState.QUEUED, progress=0, attempts=attempts),
+            )
+
     def recover(self) -> builtins.list[Job]:
         """At start-up: requeue jobs a crash left RUNNING (attempts kept) and return them."""
         with self._transaction("recover interrupted jobs") as conn:

@@ -1,5 +1,6 @@
-"""The protection's own critical state in triplicate: lifetime upset counts and the settings
-an operator gave the scrubber, so that neither an upset nor a reboot loses them."""
+"""The payload's critical state in triplicate: lifetime upset counts, the settings an operator
+gave the scrubber and the thermal governor, and safe mode, so that neither an upset nor a reboot
+loses them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,26 @@ from typing import Any
 from flight.parameters import ParameterError, ParameterPool
 from flight.protection.triplicate import TripleStore
 from flight.protection.upsets import Upset, UpsetLog
+from flight.thermal.monitor import SafeModeReason
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = "protection"
-#: Settable parameters kept across reboots (critical configuration of the protection).
-PERSISTED_PARAMETERS = ("SCRUB_PERIOD", "SCRUB_RATE", "KNOWN_ANSWER_INTERVAL")
+#: Settable parameters kept across reboots (critical configuration of the protection and of
+#: the thermal governor).
+PERSISTED_PARAMETERS = (
+    "SCRUB_PERIOD",
+    "SCRUB_RATE",
+    "KNOWN_ANSWER_INTERVAL",
+    "THERMAL_THROTTLE",
+    "THERMAL_PAUSE",
+    "THERMAL_CRITICAL",
+    "THERMAL_HYSTERESIS",
+    "THERMAL_SENSORS_USED",
+    "SAFE_MODE_AUTO_EXIT",
+)
+# Safe mode: 0 not in it, else the SafeModeReason it was entered for. A restart stays in it.
+SAFE_MODE_KEY = "safe_mode"
 
 
 class ProtectedState:
@@ -30,6 +45,7 @@ class ProtectedState:
         defaults: dict[str, int | float | bool | str] = dict.fromkeys(upsets.counts(), 0)
         for name in PERSISTED_PARAMETERS:
             defaults[name] = pool.read(pool.dictionary.parameter(name))
+        defaults[SAFE_MODE_KEY] = 0
         self.store = TripleStore(state_dir / STATE_DIR, defaults, upsets, name="protection state")
         earlier = self.store.values()
         upsets.carry_over({key: int(earlier[key]) for key in upsets.counts()})
@@ -47,6 +63,7 @@ class ProtectedState:
     def restore_parameters(self) -> None:
         """Give the persisted settings back to the parameter pool, and keep them in step."""
         dictionary = self.pool.dictionary
+        restored = {}
         for name in PERSISTED_PARAMETERS:
             parameter = dictionary.parameter(name)
             value = self.store.get(name)
@@ -55,7 +72,15 @@ class ProtectedState:
             except ParameterError as exc:  # a stale value outside a newer range: the default
                 log.warning("persisted %s = %r refused (%s): default kept", name, value, exc)
             else:
-                self.pool.set(parameter, value)
+                restored[name] = value
+        try:
+            self.pool.check_rules(restored)
+        except ParameterError as exc:  # values that no longer agree: the defaults, all of them
+            log.warning("persisted settings refused (%s): defaults kept", exc)
+            restored = {}
+        for name, value in restored.items():
+            self.pool.set(dictionary.parameter(name), value)
+        for name in PERSISTED_PARAMETERS:
             self.pool.subscribe(name, self._persister(name))
 
     def _persister(self, name: str) -> Callable[[Any], None]:
@@ -66,6 +91,20 @@ class ProtectedState:
                 log.error("setting %s not persisted: %s", name, exc)
 
         return persist
+
+    def safe_mode(self) -> SafeModeReason | None:
+        """Why the payload is in safe mode (kept across restarts), or None."""
+        value = self.store.get(SAFE_MODE_KEY)
+        try:
+            return SafeModeReason(int(value)) if value else None
+        except ValueError:  # an unknown reason still means safe
+            return SafeModeReason.GROUND
+
+    def set_safe_mode(self, reason: SafeModeReason | None) -> None:
+        try:
+            self.store.set(SAFE_MODE_KEY, 0 if reason is None else int(reason))
+        except OSError as exc:  # kept in memory; the monitor holds the jobs either way
+            log.error("safe mode not persisted: %s", exc)
 
     def scrub(self) -> None:
         """Vote and repair every copy (the scrubber calls this each pass)."""

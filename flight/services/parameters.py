@@ -46,6 +46,10 @@ class ParameterService:
                 checked.append((self._pool.check_setting(item["id"], item["value"]), item["value"]))
             except ParameterError as exc:
                 raise BadApplicationData(str(exc)) from None
+        try:
+            self._pool.check_rules({parameter.name: raw for parameter, raw in checked})
+        except ParameterError as exc:
+            raise BadApplicationData(str(exc)) from None
         return checked
 
     def _set_values(self, settings: list[tuple[Parameter, Any]], ctx: CommandContext) -> None:

@@ -1,0 +1,98 @@
+"""The compute gate: every inference asks it before it starts, so that the thermal governor can
+space inferences (duty cycle) or hold them, and it counts the time spent computing."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+# How often a waiting inference looks at its cancellation flag (onnxruntime's RunOptions cannot
+# wake a Python wait): the delay of a cancel, a deadline or a stop while held.
+POLL_S = 0.05
+
+
+def spacing_s(run_s: float, duty: float) -> float:
+    """Idle time after a run of `run_s` seconds that keeps the share of time computing at `duty`."""
+    if duty >= 1.0:
+        return 0.0
+    if duty <= 0.0:
+        return math.inf
+    return run_s * (1.0 - duty) / duty
+
+
+class ComputeGate:
+    """Admits inferences at the allowed duty cycle, holds them while told to; thread-safe."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._cond = threading.Condition()
+        self._duty = 1.0
+        self._held = False
+        self._closed = False
+        self._busy_s = 0.0
+        self._run_started: float | None = None
+        self._last_end = -math.inf
+        self._last_run_s = 0.0
+
+    @property
+    def duty(self) -> float:
+        """The share of time inferences may take (0 while held)."""
+        return 0.0 if self._held else self._duty
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def allow(self, duty: float, *, held: bool = False) -> None:
+        """Let inferences take `duty` of the time (0 < duty <= 1), or none while `held`."""
+        with self._cond:
+            self._duty = min(1.0, max(duty, 1e-6))
+            self._held = held
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop waiting for good: every waiting and later inference is admitted at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def busy_seconds(self) -> float:
+        """Seconds spent in inferences since start, the one in progress included."""
+        with self._cond:
+            busy = self._busy_s
+            if self._run_started is not None:
+                busy += self._monotonic() - self._run_started
+            return busy
+
+    def admit(self, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Wait until an inference may start: not held, and the last run's spacing over.
+        Returns early when `cancelled()` turns true (the caller then does not compute)."""
+        with self._cond:
+            while not self._closed and not cancelled():
+                if not self._held:
+                    due = self._last_end + spacing_s(self._last_run_s, self._duty)
+                    wait = due - self._monotonic()
+                    if wait <= 0:
+                        return
+                else:
+                    wait = POLL_S
+                self._cond.wait(min(wait, POLL_S))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Around one inference: its time counts as busy and sets the spacing after it."""
+        with self._cond:
+            self._run_started = self._monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                started = self._run_started if self._run_started is not None else 0.0
+                end = self._monotonic()
+                self._run_started = None
+                self._last_run_s = end - started
+                self._last_end = end
+                self._busy_s += self._last_run_s
