@@ -69,7 +69,7 @@ class Gains:
     ~10 s, its board within ~10 min."""
 
     kp: float = 0.04
-    ki: float = 0.002
+    ki: float = 0.006
     # Below this the duty is not lowered: a pause is the cleaner way to stop computing.
     min_duty: float = 0.02
 
