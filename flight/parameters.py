@@ -105,10 +105,23 @@ class ParameterPool:
 
     def check_rules(self, changes: Mapping[str, Any]) -> None:
         """ParameterError when the values `changes` would set break a rule."""
+        broken = self.broken_rules(changes)
+        if broken:
+            raise broken[0][1]
+
+    def broken_rules(
+        self, changes: Mapping[str, Any]
+    ) -> list[tuple[frozenset[str], ParameterError]]:
+        """The names of each rule the values `changes` would break, with why."""
+        broken = []
         for names, rule in self._rules:
             if names.isdisjoint(changes):
                 continue
-            rule({name: changes.get(name, self._settable[name]) for name in names})
+            try:
+                rule({name: changes.get(name, self._settable[name]) for name in names})
+            except ParameterError as exc:
+                broken.append((names, exc))
+        return broken
 
     def set(self, parameter: Parameter, raw: Any) -> None:
         """Set a value that `check_setting` accepted, and tell the subscribers."""

@@ -73,11 +73,10 @@ class ProtectedState:
                 log.warning("persisted %s = %r refused (%s): default kept", name, value, exc)
             else:
                 restored[name] = value
-        try:
-            self.pool.check_rules(restored)
-        except ParameterError as exc:  # values that no longer agree: the defaults, all of them
-            log.warning("persisted settings refused (%s): defaults kept", exc)
-            restored = {}
+        # Values that no longer agree with each other (a newer rule): those keep their defaults.
+        for names, why in self.pool.broken_rules(restored):
+            log.warning("persisted %s refused (%s): defaults kept", ", ".join(sorted(names)), why)
+            restored = {name: value for name, value in restored.items() if name not in names}
         for name, value in restored.items():
             self.pool.set(dictionary.parameter(name), value)
         for name in PERSISTED_PARAMETERS:

@@ -176,9 +176,10 @@ class ThermalMonitor:
         with self._lock:
             now = self._monotonic()
             real_dt = 0.0 if self._last_poll is None else now - self._last_poll
-            self._last_poll = now
             readings = self.source.read()
             decision = self.governor.update(readings, real_dt * self.source.time_scale, self.used)
+            # Only now: the time before a failed poll counts at the next good one.
+            self._last_poll = now
             previous = self._decision
             self._readings, self._decision = readings, decision
             self._failing = False
@@ -205,18 +206,23 @@ class ThermalMonitor:
         )
 
     def _apply(self, decision: Decision) -> None:
-        held = decision.held or self._safe is not None
-        self.gate.allow(self.governor.duty, held=held)
-        if held != self._held:
-            self.actions.hold_jobs(held)
-            self._held = held
-        self._set_power(self.modes.wanted(decision.level, self._safe is not None))
+        # Under the lock: a safe mode entered by command meanwhile must not be released here.
+        with self._lock:
+            safe = self._safe is not None
+            held = decision.held or safe
+            self.gate.allow(self.governor.duty, held=held)
+            if held != self._held:
+                self.actions.hold_jobs(held)
+                self._held = held
+        self._set_power(self.modes.wanted(decision.level, safe))
 
     def _set_power(self, mode: int | None) -> None:
         if mode is None or mode == self._power_wanted:
             return
         self._power_wanted = mode  # one attempt per change: a failing nvpmodel is not hammered
         previous = self.power_mode
+        if mode == previous:  # already there (at start, typically): nothing to change
+            return
         try:
             self.power.set(mode)
         except PowerModeError as exc:
