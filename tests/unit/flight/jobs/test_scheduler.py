@@ -10,23 +10,14 @@ import pytest
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.store import JOBS_DB_FILE, Job, JobState, JobStore
+from tests.fake_clock import FakeClock
 
 T0 = 5_000.0
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -34,28 +34,16 @@ from flight.jobs.store import (
     UnknownJob,
 )
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
+from tests.fake_clock import FakeClock
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHA = bytes(range(32))
 T0 = 1_000.0
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -9,22 +9,10 @@ import threading
 import pytest
 
 from flight.thermal.duty import ComputeGate, spacing_s
+from tests.fake_clock import FakeClock
 
 WAIT_S = 10.0  # for a thread to do what it was asked: a bound on a hang, not a timing assert
 T0 = 1_000.0
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand; thread-safe enough for float reads."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Checks:
@@ -95,7 +83,7 @@ def run_for(gate: ComputeGate, clock: FakeClock, seconds: float) -> None:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -22,21 +22,11 @@ from flight.thermal.monitor import (
 )
 from flight.thermal.power import PowerModeError
 from flight.thermal.readings import Reading, Sensor, SensorFault
+from tests.fake_clock import FakeClock
 
 WAIT_S = 10.0  # for the monitor thread to do what it was asked: a bound on a hang
 T0 = 500.0
 MODES = PowerModes(nominal=0, throttled=2, safe=1)
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedSource:
@@ -158,7 +148,7 @@ class Rig:
         started: int = 0,
         thresholds: Thresholds | None = None,
     ) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(T0)
         self.source = ScriptedSource()
         self.gate = ComputeGate(self.clock)
         self.actions = FakeActions(started)
