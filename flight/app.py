@@ -68,7 +68,7 @@ from flight.thermal.monitor import POWER_MODE_UNKNOWN, PowerModes, ThermalMonito
 from flight.thermal.power import NoPowerControl, Nvpmodel, PowerControl
 from flight.thermal.rc_model import SimulatedThermal
 from flight.thermal.readings import Sensor, ThermalSource
-from flight.thermal.sysfs import SysfsThermal
+from flight.thermal.sysfs import SysfsThermal, zone_types
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1, FarmState
 from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
@@ -323,7 +323,17 @@ class Payload:
             return SimulatedThermal(
                 self.config.thermal_model, self.gate.busy_seconds, self._monotonic
             )
-        return SysfsThermal(Path(thermal.sysfs_root), thermal.zones())
+        root = Path(thermal.sysfs_root)
+        found = zone_types(root)
+        if found:
+            log.info("thermal zones under %s: %s", root, ", ".join(sorted(found)))
+        else:
+            log.warning(
+                "no thermal zone under %s: jobs are held until the sensors read (a bench without "
+                'sensors runs on the thermal model: [thermal] source = "simulated")',
+                root,
+            )
+        return SysfsThermal(root, thermal.zones())
 
     def _thermal_monitor(self) -> ThermalMonitor:
         """The monitor, its settings from the parameters (restored by now) and kept in step."""
