@@ -141,8 +141,9 @@ class Scrubber:
             with self._requests_lock:
                 requests, self._requests = self._requests, []
             if not requests and self._monotonic() < next_at:
-                # Woken by a setting: the period may have changed.
-                next_at = min(next_at, (self.last_pass_at or self.started_at) + self.period_s)
+                # Woken by a setting: the next pass comes one new period after the last (an
+                # operator who lengthens the period postpones it too).
+                next_at = (self.last_pass_at or self.started_at) + self.period_s
                 continue
             started = self._monotonic()
             try:
