@@ -117,6 +117,10 @@ class FloatType(ValueType):
         except ValueError:
             raise BadText(f"{where}: {text!r} is not a number") from None
 
+    def to_text(self, value: Any) -> str:
+        # A 32-bit float holds about 7 significant digits: more would show noise, not data.
+        return f"{value:.7g}" if self.bits == 32 else repr(float(value))
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
