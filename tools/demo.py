@@ -4,8 +4,9 @@ Starts the HIL bench (link emulator at 921600 baud + payload-flight), then, with
 `groundsw` as an operator would: checks the link, uploads a CNN classifier made by
 tools/model_gen.py, submits a TMR inference job, fetches the result and compares it with a
 local onnxruntime run of the same model and input (bit-exact on the CPU), injects an upset into
-the model's weights and watches a scrub pass repair it, watches housekeeping while a longer job
-runs, prints a summary and stops everything.
+the model's weights and watches a scrub pass repair it, watches housekeeping and the thermal
+governor (the bench's thermal model on a warm baseplate) while a longer job runs, prints a
+summary and stops everything.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _only_sections(text: str, sections: tuple[str, ...]) -> str:
     return "".join(line + "\n" for name in sections for line in kept.get(name, []))
 
 
+# The bench's thermal model for the demo: a warm spacecraft, and an hour of heat in 3 minutes.
+DEMO_BASEPLATE_C = 45.0
+DEMO_TIME_SCALE = 20.0
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="payload-demo-"))
     banner("making the demo model and input from fixed seeds (tools/model_gen.py)")
@@ -84,7 +90,13 @@ def main() -> int:
     try:
         config = workdir / "payload.toml"
         config.write_text("[protection]\ntest_commands = true\n")
-        with Bench(workdir / "state", baud=BAUD, flight_args=["--config", str(config)]) as bench:
+        with Bench(
+            workdir / "state",
+            baud=BAUD,
+            flight_args=["--config", str(config)],
+            baseplate_c=DEMO_BASEPLATE_C,
+            time_scale=DEMO_TIME_SCALE,
+        ) as bench:
             print(f"payload on {bench.link.flight_port}, ground on {bench.ground_port}")
             op = Operator(bench.ground_port, workdir / "ground-data")
             op.run("TC[17,1] through CLTU/BCH, TC frames, COP-1, PUS-C", "ping", "--count", "2")
@@ -109,6 +121,10 @@ def main() -> int:
 
             banner("radiation: an upset injected into the CNN's weights in memory")
             op.run(
+                "the periodic scrub pass out of the way, so that the one we ask for finds it",
+                "cmd", "PARAM_SET", "SCRUB_PERIOD=3600",
+            )  # fmt: skip
+            op.run(
                 "a test command: the bench's configuration enables them, flight's does not",
                 "cmd", "FAULT_INJECT", "target=WEIGHTS", "fault=MULTI_BIT", "model=cnn",
                 "version=0", "seed=7",
@@ -120,7 +136,15 @@ def main() -> int:
             if not re.search(r"corrected\s*[=:]?\s*1\b", scrub):
                 raise DemoFailed("the scrub pass did not report the upset corrected")
 
-            banner("a longer job, to watch housekeeping while it runs")
+            banner(
+                f"a longer job, to watch housekeeping while it runs; the payload's thermal "
+                f"model sits on a {DEMO_BASEPLATE_C:g} C baseplate at {DEMO_TIME_SCALE:g}x "
+                "real time"
+            )
+            op.run(
+                "a low throttle threshold, to see the thermal governor act within the demo",
+                "cmd", "PARAM_SET", "THERMAL_THROTTLE=60",
+            )  # fmt: skip
             slow_path = workdir / "slow.onnx"
             save(slow_model(), slow_path)
             scale_path = workdir / "scale.npy"
@@ -134,12 +158,16 @@ def main() -> int:
             )  # fmt: skip
             slow_id = out.strip().splitlines()[-1]
             op.run(
-                "jobs running, progress, provider, runs, disagreements, upsets, scrubber",
-                "tm", "live", "--duration", "3", "--refresh",
-                sections=("JOBS_STATUS", "RADIATION_STATUS", "PAYLOAD_STATUS"),
+                "jobs running, progress, temperatures, the governor's level and duty, upsets",
+                "tm", "live", "--duration", "4", "--refresh",
+                sections=("JOBS_STATUS", "THERMAL_STATUS", "RADIATION_STATUS", "PAYLOAD_STATUS"),
             )  # fmt: skip
             op.run("until it is final", "job", "wait", slow_id, "--timeout", "120")
-            op.run("everything above is in the ground archive", "events", "--since", "10m")
+            events, _ = op.run(
+                "everything above is in the ground archive", "events", "--since", "10m"
+            )
+            if "THERMAL_THROTTLED" not in events:
+                raise DemoFailed("the thermal governor did not throttle the longer job")
             up, down = bench.link.stats("uplink"), bench.link.stats("downlink")
             bench.stop_flight()
             counters = re.findall(r"link counters: (.*)", bench.flight_log_text())
