@@ -277,23 +277,24 @@ class JobRunner:
         self._wake.set()
 
     def requeue_started(self) -> int:
-        """Stop the started jobs and queue them again (safe mode); how many there were."""
-        requeued = 0
-        for work in (self._current, self._next):
-            if work is None or work.run_options.terminate:
-                continue
-            try:
-                job = self.store.requeue(work.job.job_id)
-            except JobStoreError as exc:  # it ended meanwhile: that final state stands
-                log.info("job %d not requeued: %s", work.job.job_id, exc)
-                continue
-            work.run_options.terminate = True
-            requeued += 1
-            self._events.raise_event(
-                "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="SAFE_MODE"
-            )
+        """Stop the running job and queue it again (safe mode), and put back the one prepared
+        after it; how many had started computing (0 or 1)."""
+        current, prepared = self._current, self._next
+        if prepared is not None and prepared is not current:
+            self._put_back(prepared)
         self._maybe_queued.set()
-        return requeued
+        if current is None or current.run_options.terminate:
+            return 0
+        try:
+            job = self.store.requeue(current.job.job_id)
+        except JobStoreError as exc:  # it ended meanwhile: that final state stands
+            log.info("job %d not requeued: %s", current.job.job_id, exc)
+            return 0
+        current.run_options.terminate = True
+        self._events.raise_event(
+            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="SAFE_MODE"
+        )
+        return 1
 
     def wake(self) -> None:
         """A job was queued: the worker looks at the queue now."""
@@ -405,6 +406,8 @@ class JobRunner:
         except JobStoreError as exc:
             log.info("job %d not put back: %s", work.job.job_id, exc)
             return work.run_options.terminate
+        # This preparation is spent: the job will be prepared again when it is picked.
+        work.run_options.terminate = True
         log.info("job %d held by the thermal governor: queued again", work.job.job_id)
         self._maybe_queued.set()
         self._wake.set()

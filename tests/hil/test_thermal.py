@@ -186,6 +186,8 @@ def test_levels_safe_mode_sensor_faults_and_power_modes_on_a_fake_sysfs_tree(
         upload(api, "scale.npy", npy(np.array([[2.0]], dtype=np.float32)))
         job_id, _ = submit(api, model="slow", input="scale.npy", redundancy="TMR")
         api.await_value("CURRENT_JOB", lambda v: v == job_id, timeout=30)
+        # Prepared while the first computes (started in the store, not yet computing).
+        second, _ = submit(api, model="slow", input="scale.npy")
         since = time.monotonic()
         zones.set(80.0, 60.0, 81.0)
         assert level_event(api, "THERMAL_PAUSED", since)["sensor"] == SENSOR["BOARD"]
@@ -203,6 +205,8 @@ def test_levels_safe_mode_sensor_faults_and_power_modes_on_a_fake_sysfs_tree(
         api.await_named_event("POWER_MODE_CHANGED", lambda v: v["mode"] == 1, since=since,
                               timeout=20)  # fmt: skip
         assert job_report(api, job_id)["state"] == JOB_STATE["QUEUED"]
+        queued = job_report(api, second)
+        assert (queued["state"], queued["attempts"]) == (JOB_STATE["QUEUED"], 0)
         assert api.get_parameters("MODE")["MODE"] == MODE["SAFE"]
         api.command_expect_failure("SAFE_MODE_EXIT", code("THERMAL_NOT_CLEARED"))
 
@@ -224,11 +228,13 @@ def test_levels_safe_mode_sensor_faults_and_power_modes_on_a_fake_sysfs_tree(
         left = api.await_named_event("SAFE_MODE_EXITED", since=since, timeout=20).values
         assert left["reason"] == D.enums["SafeModeReason"].values["GROUND"]
         deadline = time.monotonic() + 120
-        while job_report(api, job_id)["state"] != JOB_STATE["SUCCEEDED"]:
-            assert time.monotonic() < deadline, "the requeued job did not complete"
-            time.sleep(0.5)
+        for one in (job_id, second):
+            while job_report(api, one)["state"] != JOB_STATE["SUCCEEDED"]:
+                assert time.monotonic() < deadline, f"job {one} did not complete"
+                time.sleep(0.5)
         report = job_report(api, job_id)
         assert report["runs"] == 3 and report["attempts"] >= 2
+        assert job_report(api, second)["attempts"] == 1
 
         # A sensor gone, then nonsense: PAUSED and events; left out of the mask, NOMINAL again.
         since = time.monotonic()
