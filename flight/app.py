@@ -12,16 +12,14 @@ the multiplexer, which the downlink transmitter guards.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import logging
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,7 +36,7 @@ from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_pro
 from flight.jobs.registry import ModelEntry, ModelRegistry
 from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
-from flight.parameters import ParameterError, ParameterPool
+from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
@@ -63,12 +61,13 @@ from flight.services.thermal import ThermalService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
 from flight.thermal.duty import ComputeGate
-from flight.thermal.governor import Level, ThresholdError, Thresholds
-from flight.thermal.monitor import POWER_MODE_UNKNOWN, PowerModes, ThermalMonitor
-from flight.thermal.power import NoPowerControl, Nvpmodel, PowerControl
-from flight.thermal.rc_model import SimulatedThermal
-from flight.thermal.readings import Sensor, ThermalSource
-from flight.thermal.sysfs import SysfsThermal, zone_types
+from flight.thermal.setup import (
+    THRESHOLDS,
+    build_monitor,
+    follow_settings,
+    thermal_getters,
+    thresholds_rule,
+)
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1, FarmState
 from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
@@ -86,11 +85,6 @@ READ_TIMEOUT_S = 0.05
 # How long the last events may take to reach the line when stopping.
 STOP_DRAIN_S = 2.0
 
-# The payload's modes (dictionary enum Mode).
-MODE_NOMINAL = 0
-MODE_THROTTLED = 1
-MODE_SAFE = 2
-
 # onnxruntime's provider names as the dictionary enum ExecutionProvider calls them.
 PROVIDER_LABELS = {
     "CPUExecutionProvider": "CPU",
@@ -101,17 +95,6 @@ PROVIDER_LABELS = {
 EXIT_OK = 0
 EXIT_PORT_FAILED = 1
 EXIT_USAGE = 2
-
-
-# The thermal threshold parameters, in the order Thresholds takes them.
-THRESHOLDS = ("THERMAL_THROTTLE", "THERMAL_PAUSE", "THERMAL_CRITICAL", "THERMAL_HYSTERESIS")
-
-
-def _thresholds_rule(values: Mapping[str, Any]) -> None:
-    try:
-        Thresholds(*(float(values[name]) for name in THRESHOLDS))
-    except ThresholdError as exc:
-        raise ParameterError(str(exc)) from None
 
 
 class StateDirError(Exception):
@@ -181,7 +164,10 @@ class Payload:
         self.parameters = self._parameter_pool(state_dir)
         self.protected = ProtectedState(state_dir, self.upsets, self.parameters)
         self.protected.restore_parameters()
-        self.thermal = self._thermal_monitor()
+        self.thermal = build_monitor(
+            config, self.gate, self.runner, self.events, self.protected, monotonic
+        )
+        follow_settings(self.parameters, self.thermal)
         ThermalService(self.dictionary, self.thermal).register(self.router)
         self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
         self.scrubber.scrub_state = self._scrub_state
@@ -317,92 +303,6 @@ class Payload:
             "KNOWN_ANSWER_RUNS": lambda: self.guard.answer_runs & 0xFFFFFFFF,
         }
 
-    def _thermal_source(self) -> ThermalSource:
-        thermal = self.config.thermal
-        if thermal.source == "simulated":
-            return SimulatedThermal(
-                self.config.thermal_model, self.gate.busy_seconds, self._monotonic
-            )
-        root = Path(thermal.sysfs_root)
-        found = zone_types(root)
-        if found:
-            log.info("thermal zones under %s: %s", root, ", ".join(sorted(found)))
-        else:
-            log.warning(
-                "no thermal zone under %s: jobs are held until the sensors read (a bench without "
-                'sensors runs on the thermal model: [thermal] source = "simulated")',
-                root,
-            )
-        return SysfsThermal(root, thermal.zones())
-
-    def _thermal_monitor(self) -> ThermalMonitor:
-        """The monitor, its settings from the parameters (restored by now) and kept in step."""
-        thermal = self.config.thermal
-        power: PowerControl = Nvpmodel(thermal.nvpmodel) if thermal.nvpmodel else NoPowerControl()
-
-        def mode(number: int) -> int | None:
-            return None if number < 0 else number
-
-        monitor = ThermalMonitor(
-            self._thermal_source(),
-            self.gate,
-            self.runner,
-            self.events,
-            self.protected,
-            power,
-            PowerModes(
-                mode(thermal.power_mode_nominal),
-                mode(thermal.power_mode_throttled),
-                mode(thermal.power_mode_safe),
-            ),
-            poll_s=thermal.poll_interval_s,
-            monotonic=self._monotonic,
-        )
-        pool = self.parameters
-
-        def thresholds(_raw: Any) -> None:
-            # One of several values a command sets may not fit the others until all are set.
-            with contextlib.suppress(ThresholdError):
-                monitor.set_thresholds(Thresholds(*(pool.read_named(n) for n in THRESHOLDS)))
-
-        for name in THRESHOLDS:
-            pool.subscribe(name, thresholds)
-        pool.subscribe(
-            "THERMAL_SENSORS_USED",
-            lambda mask: monitor.set_used([s for s in Sensor if int(mask) >> s & 1]),
-        )
-        pool.subscribe("SAFE_MODE_AUTO_EXIT", lambda on: setattr(monitor, "auto_exit", bool(on)))
-        return monitor
-
-    def _mode(self) -> int:
-        thermal = self.thermal
-        if thermal.safe is not None:
-            return MODE_SAFE
-        return MODE_THROTTLED if thermal.level in (Level.THROTTLED, Level.PAUSED) else MODE_NOMINAL
-
-    def _thermal_parameters(self) -> dict[str, Callable[[], object]]:
-        # Read through self.thermal, which exists once the protected state has been restored.
-        def temperature(sensor: Sensor) -> Callable[[], float]:
-            return lambda: self.thermal.temperature(sensor)
-
-        def time_in(level: Level) -> Callable[[], int]:
-            return lambda: min(int(self.thermal.seconds_in(level)), 0xFFFFFFFF)
-
-        return {
-            "TEMP_CPU": temperature(Sensor.CPU),
-            "TEMP_GPU": temperature(Sensor.GPU),
-            "TEMP_BOARD": temperature(Sensor.BOARD),
-            "TEMP_PEAK": lambda: self.thermal.peak_c if self.thermal.peak_c > -1e9 else math.nan,
-            "THERMAL_LEVEL": lambda: int(self.thermal.level),
-            "SENSOR_FAULTS": lambda: self.thermal.fault_mask,
-            "DUTY_ALLOWED": lambda: round(self.gate.duty * 100),
-            "DUTY_MEASURED": lambda: round(self.thermal.duty_measured() * 100),
-            "POWER_MODE": lambda: (
-                POWER_MODE_UNKNOWN if self.thermal.power_mode is None else self.thermal.power_mode
-            ),
-            **{f"TIME_{level.name}": time_in(level) for level in Level},
-        }
-
     def _upset_event(self, upset: Upset) -> None:
         name = "UPSET_CORRECTED" if upset.outcome is Outcome.CORRECTED else "UPSET_UNCORRECTABLE"
         self.events.raise_event(
@@ -433,14 +333,13 @@ class Payload:
         pool.provide_many(
             {
                 "UPTIME": lambda: int(self._monotonic() - self._started) & 0xFFFFFFFF,
-                "MODE": self._mode,
                 "BOOT_COUNT": lambda: self.boot_count & 0xFFFFFFFF,
                 "DICTIONARY_HASH": lambda: self.dictionary.hash32,
                 **resources.getters(),
                 **link_parameters(self.counters, self.farm, self._tm_queue_octets),
                 **self._job_parameters(),
                 **self._protection_parameters(),
-                **self._thermal_parameters(),
+                **thermal_getters(lambda: self.thermal, self.gate),
             }
         )
         missing = pool.missing()
@@ -449,7 +348,7 @@ class Payload:
                 f"the dictionary defines parameters this payload has no source for: "
                 f"{', '.join(missing)}"
             )
-        pool.add_rule(THRESHOLDS, _thresholds_rule)
+        pool.add_rule(THRESHOLDS, thresholds_rule)
         pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
         pool.subscribe("JOB_QUEUE_HOLD", lambda hold: setattr(self.runner, "paused", bool(hold)))
         pool.subscribe(

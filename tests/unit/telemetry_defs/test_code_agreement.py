@@ -14,6 +14,10 @@ from flight.jobs.model_check import InputProblem, RejectReason
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.store import JobState
 from flight.services import models as model_service
+from flight.thermal.governor import Level
+from flight.thermal.monitor import SafeModeReason
+from flight.thermal.readings import Sensor, SensorFault
+from flight.thermal.setup import MODE_NOMINAL, MODE_SAFE, MODE_THROTTLED
 from spacelink.pus import FailureCode, Stage, VerificationReport
 from spacelink.spacepacket import RequestId
 from telemetry_defs.loader import default_dictionary
@@ -47,10 +51,25 @@ def test_icd_failure_codes_are_the_dictionary_s() -> None:
 
 @pytest.mark.parametrize(
     ("python", "name"),
-    [(JobState, "JobState"), (Redundancy, "Redundancy")],
+    [
+        (JobState, "JobState"),
+        (Redundancy, "Redundancy"),
+        (Level, "ThermalLevel"),
+        (Sensor, "ThermalSensor"),
+        (SensorFault, "SensorFault"),
+        (SafeModeReason, "SafeModeReason"),
+    ],
 )
 def test_enums_in_code_match_the_dictionary(python: type[enum.IntEnum], name: str) -> None:
     assert {m.name: int(m) for m in python} == dict(D.enums[name].values)
+
+
+def test_payload_modes_match_the_dictionary() -> None:
+    assert D.enums["Mode"].values == {
+        "NOMINAL": MODE_NOMINAL,
+        "THROTTLED": MODE_THROTTLED,
+        "SAFE": MODE_SAFE,
+    }
 
 
 def test_progress_steps_match_the_dictionary() -> None:

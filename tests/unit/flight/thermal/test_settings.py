@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from flight.app import THRESHOLDS, _thresholds_rule
 from flight.commanding import BadApplicationData
 from flight.config import ConfigError, FlightConfig, ThermalConfig, load_config
 from flight.jobs.redundancy import Redundancy
@@ -26,6 +25,7 @@ from flight.services.parameters import ParameterService
 from flight.thermal.monitor import SafeModeReason
 from flight.thermal.rc_model import ThermalModelParameters
 from flight.thermal.readings import Sensor
+from flight.thermal.setup import THRESHOLDS, thresholds_rule
 from telemetry_defs.loader import default_dictionary
 from telemetry_defs.model import Dictionary
 
@@ -239,7 +239,7 @@ def test_a_missing_file_among_several_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def pool() -> ParameterPool:
     pool = ParameterPool(DICTIONARY)
-    pool.add_rule(THRESHOLDS, _thresholds_rule)
+    pool.add_rule(THRESHOLDS, thresholds_rule)
     return pool
 
 
@@ -251,7 +251,7 @@ def test_the_defaults_follow_the_rule(pool: ParameterPool) -> None:
         "THERMAL_CRITICAL": 85.0,
         "THERMAL_HYSTERESIS": 3.0,
     }
-    _thresholds_rule(values)
+    thresholds_rule(values)
 
 
 def test_throttle_above_pause_is_refused(pool: ParameterPool) -> None:
@@ -290,7 +290,7 @@ def test_unrelated_settings_are_not_checked(pool: ParameterPool) -> None:
 
 def test_a_rule_on_a_read_only_parameter_is_refused(pool: ParameterPool) -> None:
     with pytest.raises(ParameterError, match="TEMP_CPU is not settable"):
-        pool.add_rule(("THERMAL_THROTTLE", "TEMP_CPU"), _thresholds_rule)
+        pool.add_rule(("THERMAL_THROTTLE", "TEMP_CPU"), thresholds_rule)
 
 
 class NoEvents:
@@ -333,7 +333,7 @@ def test_param_set_still_checks_each_range(pool: ParameterPool) -> None:
 def open_state(state_dir: Path) -> tuple[ProtectedState, ParameterPool]:
     """The protected state on `state_dir` as the payload opens it at start-up."""
     pool = ParameterPool(DICTIONARY)
-    pool.add_rule(THRESHOLDS, _thresholds_rule)
+    pool.add_rule(THRESHOLDS, thresholds_rule)
     state = ProtectedState(state_dir, UpsetLog(), pool)
     state.restore_parameters()
     return state, pool
