@@ -160,14 +160,16 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="hil-bench-")) / "state"
     if args.time_scale is not None and args.time_scale <= 0:
         raise UsageError("--time-scale must be above 0")
+    baseplate = DEFAULT_BASEPLATE_C if args.baseplate is None else args.baseplate
+    time_scale = 1.0 if args.time_scale is None else args.time_scale
     bench = Bench(
         state_dir,
         baud=args.baud,
         uplink=uplink,
         downlink=downlink,
         seed=args.seed,
-        baseplate_c=DEFAULT_BASEPLATE_C if args.baseplate is None else args.baseplate,
-        time_scale=1.0 if args.time_scale is None else args.time_scale,
+        baseplate_c=baseplate,
+        time_scale=time_scale,
     )
     try:
         bench.start()
@@ -184,6 +186,7 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             f"line: {args.baud} baud, seed {args.seed}; uplink {uplink}; downlink {downlink}",
             flush=True,
         )
+        print(f"thermal model: baseplate {baseplate:g} C, {time_scale:g}x real time", flush=True)
         for timer in timers:
             timer.daemon = True
             timer.start()

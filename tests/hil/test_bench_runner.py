@@ -92,6 +92,10 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
             "9",
             "--stats-interval",
             "0.5",
+            "--baseplate",
+            "45",
+            "--time-scale",
+            "10",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -100,7 +104,9 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
+        lines = [proc.stdout.readline() for _ in range(6)]
+        # The payload runs on the bench's thermal model with these settings.
+        bench_config = (tmp_path / "s-bench.toml").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
@@ -108,7 +114,9 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
         "line: 115200 baud, seed 9; uplink BER 1e-05, latency 20 ms; "
         "downlink BER 0.0001, latency 20 ms\n"
     )
-    assert lines[4].startswith("t=")
+    assert lines[4] == "thermal model: baseplate 45 C, 10x real time\n"
+    assert lines[5].startswith("t=")
+    assert "baseplate_c = 45.0" in bench_config and "time_scale = 10.0" in bench_config
 
 
 @pytest.mark.parametrize(
@@ -128,12 +136,22 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
             ["--flight-port", "/dev/null", "--ber", "1e-5"],
             "hil-bench: --ber needs the emulated link; it cannot go with --flight-port",
         ),
+        (
+            ["--flight-port", "/dev/null", "--time-scale", "10"],
+            "hil-bench: --time-scale needs the emulated link; it cannot go with --flight-port",
+        ),
+        (["--time-scale", "0"], "hil-bench: --time-scale must be above 0"),
+        (["--baseplate", "hot"], None),
     ],
 )
-def test_bad_options_are_one_sentence(args: list[str], message: str) -> None:
+def test_bad_options_are_one_sentence(args: list[str], message: str | None) -> None:
     result = run_tool("hil-bench", "run", *args)
     assert result.returncode == 2
-    assert result.stderr.strip() == message
+    if message is None:  # argparse's own: its usage, then one sentence
+        assert result.stderr.strip().splitlines()[-1].startswith("hil-bench run: error: ")
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.stderr.strip() == message
 
 
 def test_real_board_mode_points_the_ground_at_the_device(tmp_path: Path) -> None:
