@@ -1,0 +1,203 @@
+"""Authentication of TC frames in the style of CCSDS SDLS (355.0-B): a security header and a MAC
+trailer inside the frame's data field. Pure: keys come in as bytes, state as numbers.
+
+A secured TC frame:
+
+    primary header (5) | SPI (2) | IV (12, AES-GCM only) | ARSN (4) | data | MAC (16) | FECF (2)
+
+The frame length counts everything. The MAC covers the primary header as sent, the security
+header and the data (AES-GCM encrypts the data and authenticates the rest). ARSN is the
+anti-replay sequence number of the security association (SA) named by the SPI: the sender gives
+every frame it transmits, retransmissions included, the next ARSN; the receiver accepts an
+authentic frame only when its ARSN is above the last it accepted on that SA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from spacelink.tcframe import TcFrame
+
+SPI_LENGTH = 2
+ARSN_LENGTH = 4
+IV_LENGTH = 12
+MAC_LENGTH = 16
+MAX_ARSN = (1 << (8 * ARSN_LENGTH)) - 1
+_SPI = struct.Struct(">H")
+_ARSN = struct.Struct(">I")
+
+
+class Algorithm(enum.IntEnum):
+    """How a security association authenticates its frames."""
+
+    HMAC_SHA256 = 1  # HMAC-SHA-256, truncated to 128 bits
+    AES_CMAC = 2  # AES-CMAC (128 bits), key of 16 or 32 octets
+    AES_GCM = 3  # AES-GCM: data encrypted, 128-bit tag; key of 16 or 32 octets
+
+
+_KEY_LENGTHS = {
+    Algorithm.HMAC_SHA256: (32,),
+    Algorithm.AES_CMAC: (16, 32),
+    Algorithm.AES_GCM: (16, 32),
+}
+
+
+class SecurityFault(enum.Enum):
+    """Why a frame failed its security processing."""
+
+    TOO_SHORT = "too short for the security header and trailer"
+    UNKNOWN_SPI = "unknown security parameter index"
+    BAD_MAC = "MAC does not match"
+    REPLAY = "sequence number not above the last accepted"
+
+
+class SecurityError(Exception):
+    """A frame refused by its security processing; `fault` says why."""
+
+    def __init__(self, fault: SecurityFault, detail: str) -> None:
+        super().__init__(f"{fault.value}: {detail}")
+        self.fault = fault
+
+
+@dataclass(frozen=True)
+class SecurityAssociation:
+    """One SA: its SPI, its algorithm and key. Keys never appear in its repr."""
+
+    spi: int
+    algorithm: Algorithm
+    key: bytes = dataclasses.field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.spi <= 0xFFFF:
+            raise ValueError(f"SPI {self.spi} is outside 0..65535")
+        lengths = _KEY_LENGTHS[self.algorithm]
+        if len(self.key) not in lengths:
+            allowed = " or ".join(str(n) for n in lengths)
+            raise ValueError(
+                f"SPI {self.spi}: {self.algorithm.name} needs a key of {allowed} octets, "
+                f"found {len(self.key)}"
+            )
+
+    @property
+    def header_length(self) -> int:
+        iv = IV_LENGTH if self.algorithm is Algorithm.AES_GCM else 0
+        return SPI_LENGTH + iv + ARSN_LENGTH
+
+    @property
+    def overhead(self) -> int:
+        """Octets the security fields add to a frame's data field."""
+        return self.header_length + MAC_LENGTH
+
+
+def _iv(sa: SecurityAssociation, arsn: int) -> bytes:
+    # Unique per key as long as ARSNs are: the SPI and the ARSN, zero-padded.
+    return _SPI.pack(sa.spi) + bytes(IV_LENGTH - SPI_LENGTH - ARSN_LENGTH) + _ARSN.pack(arsn)
+
+
+def _primary_header(frame: TcFrame, data_length: int) -> bytes:
+    """The 5-octet primary header `frame` has when its data field is `data_length` octets."""
+    return dataclasses.replace(frame, data=bytes(data_length)).pack()[:5]
+
+
+def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
+    if sa.algorithm is Algorithm.HMAC_SHA256:
+        return hmac.new(sa.key, authenticated, hashlib.sha256).digest()[:MAC_LENGTH]
+    mac = cmac.CMAC(algorithms.AES(sa.key))
+    mac.update(authenticated)
+    return mac.finalize()
+
+
+def apply_security(frame: TcFrame, sa: SecurityAssociation, arsn: int) -> TcFrame:
+    """`frame` with its data field secured under `sa` with sequence number `arsn`."""
+    if not 0 <= arsn <= MAX_ARSN:
+        raise ValueError(f"ARSN {arsn} is outside 0..{MAX_ARSN}")
+    iv = _iv(sa, arsn) if sa.algorithm is Algorithm.AES_GCM else b""
+    header = _SPI.pack(sa.spi) + iv + _ARSN.pack(arsn)
+    primary = _primary_header(frame, len(header) + len(frame.data) + MAC_LENGTH)
+    if sa.algorithm is Algorithm.AES_GCM:
+        sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header)
+        return dataclasses.replace(frame, data=header + sealed)
+    mac = _mac(sa, primary + header + frame.data)
+    return dataclasses.replace(frame, data=header + frame.data + mac)
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A frame that passed its security processing: the frame with its plain data field, the SA
+    and the ARSN it came with."""
+
+    frame: TcFrame
+    spi: int
+    arsn: int
+
+
+class SecurityProcessor:
+    """The receiving end: the SAs it knows and the last ARSN accepted on each."""
+
+    def __init__(self, associations: Iterable[SecurityAssociation]) -> None:
+        self._sas = {sa.spi: sa for sa in associations}
+        self._last: dict[int, int] = dict.fromkeys(self._sas, -1)
+
+    @property
+    def spis(self) -> tuple[int, ...]:
+        return tuple(sorted(self._sas))
+
+    def last_arsn(self, spi: int) -> int:
+        """The last ARSN accepted on `spi` (-1: none yet)."""
+        return self._last[spi]
+
+    def restore(self, spi: int, arsn: int) -> None:
+        """Continue after `arsn` on `spi` (a counter kept across restarts); never goes back."""
+        self._last[spi] = max(self._last[spi], arsn)
+
+    def process(self, frame: TcFrame, primary_header: bytes | None = None) -> Verified:
+        """Check `frame`'s security fields; its plain data, or SecurityError saying why not.
+
+        `primary_header`: the 5 octets as received, authenticated as they are (spare bits
+        included); without it, the header `frame`'s fields make. The sequence number is checked
+        only once the MAC holds: a forged frame cannot move the receiver's state."""
+        data = frame.data
+        if len(data) < SPI_LENGTH:
+            raise SecurityError(SecurityFault.TOO_SHORT, f"data field of {len(data)} octets")
+        (spi,) = _SPI.unpack_from(data)
+        sa = self._sas.get(spi)
+        if sa is None:
+            raise SecurityError(SecurityFault.UNKNOWN_SPI, f"SPI {spi}")
+        if len(data) < sa.overhead + 1:
+            raise SecurityError(
+                SecurityFault.TOO_SHORT,
+                f"data field of {len(data)} octets, SPI {spi} needs {sa.overhead} and data",
+            )
+        header = data[: sa.header_length]
+        (arsn,) = _ARSN.unpack_from(header, sa.header_length - ARSN_LENGTH)
+        primary = (
+            _primary_header(frame, len(data)) if primary_header is None else primary_header[:5]
+        )
+        if sa.algorithm is Algorithm.AES_GCM:
+            iv = header[SPI_LENGTH : SPI_LENGTH + IV_LENGTH]
+            try:
+                plain = AESGCM(sa.key).decrypt(iv, data[sa.header_length :], primary + header)
+            except InvalidTag:
+                raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}") from None
+        else:
+            plain = data[sa.header_length : -MAC_LENGTH]
+            expected = _mac(sa, primary + header + plain)
+            if not hmac.compare_digest(expected, data[-MAC_LENGTH:]):
+                raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}")
+        if arsn <= self._last[spi]:
+            raise SecurityError(
+                SecurityFault.REPLAY, f"SPI {spi}: ARSN {arsn}, last accepted {self._last[spi]}"
+            )
+        self._last[spi] = arsn
+        return Verified(dataclasses.replace(frame, data=plain), spi, arsn)

@@ -1,0 +1,180 @@
+"""SDLS-style TC frame authentication: secured frames verify under their SA, every forged,
+truncated or replayed one is refused, and a refused frame leaves the receiver's state alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+
+import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from spacelink.errors import FrameError
+from spacelink.sdls import (
+    MAC_LENGTH,
+    Algorithm,
+    SecurityAssociation,
+    SecurityError,
+    SecurityFault,
+    SecurityProcessor,
+    apply_security,
+)
+from spacelink.tcframe import TcFrame
+
+KEYS = {
+    Algorithm.HMAC_SHA256: bytes(range(32)),
+    Algorithm.AES_CMAC: bytes(range(100, 116)),
+    Algorithm.AES_GCM: bytes(range(200, 232)),
+}
+SAS = [SecurityAssociation(spi, algorithm, KEYS[algorithm]) for spi, algorithm in
+       ((1, Algorithm.HMAC_SHA256), (2, Algorithm.AES_CMAC), (3, Algorithm.AES_GCM))]  # fmt: skip
+FRAME = TcFrame(
+    scid=0x1AB, vcid=1, seq=17, data=b"\x18\x64\xc0\x00\x00\x05\x2f\x11\x01\x00\x00\x00"
+)
+
+
+def receiver() -> SecurityProcessor:
+    return SecurityProcessor(SAS)
+
+
+@pytest.mark.parametrize("sa", SAS, ids=lambda sa: sa.algorithm.name)
+def test_a_secured_frame_verifies_and_gives_back_its_data(sa: SecurityAssociation) -> None:
+    secured = apply_security(FRAME, sa, arsn=7)
+    assert len(secured.data) == len(FRAME.data) + sa.overhead
+    on_the_wire = secured.pack()
+    verified = receiver().process(TcFrame.unpack(on_the_wire))
+    assert verified.frame == FRAME
+    assert (verified.spi, verified.arsn) == (sa.spi, 7)
+
+
+def test_hmac_is_sha256_truncated_over_header_security_header_and_data() -> None:
+    sa = SAS[0]
+    secured = apply_security(FRAME, sa, arsn=0x01020304).pack()
+    primary, body = secured[:5], secured[5:-2]
+    header, data, mac = body[:6], body[6:-MAC_LENGTH], body[-MAC_LENGTH:]
+    assert header == b"\x00\x01\x01\x02\x03\x04"
+    assert data == FRAME.data
+    expected = hmac.new(sa.key, primary + header + data, hashlib.sha256).digest()[:16]
+    assert mac == expected
+
+
+def test_cmac_is_aes_cmac_over_the_same() -> None:
+    sa = SAS[1]
+    secured = apply_security(FRAME, sa, arsn=9).pack()
+    primary, body = secured[:5], secured[5:-2]
+    reference = cmac.CMAC(algorithms.AES(sa.key))
+    reference.update(primary + body[:-MAC_LENGTH])
+    assert body[-MAC_LENGTH:] == reference.finalize()
+
+
+def test_gcm_hides_the_data() -> None:
+    secured = apply_security(FRAME, SAS[2], arsn=5)
+    assert FRAME.data not in secured.data
+    assert len(secured.data) == 2 + 12 + 4 + len(FRAME.data) + 16
+
+
+@pytest.mark.parametrize("sa", SAS, ids=lambda sa: sa.algorithm.name)
+@settings(max_examples=60, deadline=None)
+@given(bit=st.integers(min_value=0))
+@example(bit=4)  # the primary header's two spare bits, which the frame checks let through
+@example(bit=5)
+def test_any_flipped_bit_is_refused(sa: SecurityAssociation, bit: int) -> None:
+    wire = bytearray(apply_security(FRAME, sa, arsn=3).pack()[:-2])
+    bit %= 8 * len(wire)
+    wire[bit // 8] ^= 0x80 >> (bit % 8)
+    # The FECF is made again, as an attacker would: only the MAC stands in the way (or the
+    # frame checks, for a version or length bit).
+    sent = bytes(wire) + _fecf(bytes(wire))
+    try:
+        forged = TcFrame.unpack(sent)
+    except FrameError:
+        return
+    # Refused as forged, or as too short for the SA a flipped SPI names.
+    with pytest.raises(SecurityError):
+        receiver().process(forged, sent[:5])
+
+
+def _fecf(body: bytes) -> bytes:
+    from spacelink.crc import crc16
+
+    return crc16(body).to_bytes(2, "big")
+
+
+def test_a_header_field_changed_by_a_forger_is_refused() -> None:
+    secured = apply_security(FRAME, SAS[0], arsn=3)
+    for changed in (
+        dataclasses.replace(secured, seq=18),
+        dataclasses.replace(secured, vcid=2),
+        dataclasses.replace(secured, bypass=True),
+    ):
+        with pytest.raises(SecurityError) as refused:
+            receiver().process(changed)
+        assert refused.value.fault is SecurityFault.BAD_MAC
+
+
+def test_a_replayed_or_older_frame_is_refused_and_a_newer_one_accepted() -> None:
+    rx = receiver()
+    sa = SAS[0]
+    rx.process(apply_security(FRAME, sa, arsn=10))
+    for old in (10, 9, 0):
+        with pytest.raises(SecurityError) as refused:
+            rx.process(apply_security(FRAME, sa, arsn=old))
+        assert refused.value.fault is SecurityFault.REPLAY
+    assert rx.process(apply_security(FRAME, sa, arsn=11)).arsn == 11
+    assert rx.last_arsn(sa.spi) == 11
+    # Each SA counts on its own.
+    assert rx.process(apply_security(FRAME, SAS[1], arsn=0)).arsn == 0
+
+
+def test_a_refused_frame_does_not_move_the_counter() -> None:
+    rx = receiver()
+    sa = SAS[0]
+    forged = apply_security(FRAME, dataclasses.replace(sa, key=bytes(32)), arsn=1_000_000)
+    with pytest.raises(SecurityError):
+        rx.process(forged)
+    assert rx.last_arsn(sa.spi) == -1
+    assert rx.process(apply_security(FRAME, sa, arsn=1)).arsn == 1
+
+
+def test_unknown_spi_and_truncated_frames_are_refused() -> None:
+    other = SecurityAssociation(9, Algorithm.HMAC_SHA256, bytes(32))
+    with pytest.raises(SecurityError) as refused:
+        receiver().process(apply_security(FRAME, other, arsn=1))
+    assert refused.value.fault is SecurityFault.UNKNOWN_SPI
+    secured = apply_security(FRAME, SAS[0], arsn=1)
+    for cut in (1, 5, SAS[0].overhead):
+        with pytest.raises(SecurityError) as refused:
+            receiver().process(dataclasses.replace(secured, data=secured.data[:cut]))
+        assert refused.value.fault in (SecurityFault.TOO_SHORT, SecurityFault.BAD_MAC)
+
+
+def test_a_restored_counter_never_goes_back() -> None:
+    rx = receiver()
+    rx.restore(1, 500)
+    rx.restore(1, 20)
+    assert rx.last_arsn(1) == 500
+    with pytest.raises(SecurityError):
+        rx.process(apply_security(FRAME, SAS[0], arsn=500))
+
+
+@pytest.mark.parametrize(
+    ("spi", "algorithm", "key"),
+    [
+        (1, Algorithm.HMAC_SHA256, bytes(16)),
+        (1, Algorithm.AES_CMAC, bytes(24)),
+        (1, Algorithm.AES_GCM, bytes(8)),
+        (70000, Algorithm.AES_CMAC, bytes(16)),
+    ],
+)
+def test_bad_associations_are_refused(spi: int, algorithm: Algorithm, key: bytes) -> None:
+    with pytest.raises(ValueError):
+        SecurityAssociation(spi, algorithm, key)
+
+
+def test_a_key_never_shows_in_a_repr() -> None:
+    assert KEYS[Algorithm.HMAC_SHA256].hex() not in repr(SAS[0])
+    assert "key" not in repr(SAS[0])
