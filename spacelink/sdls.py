@@ -23,9 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives import cmac, hashes
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from spacelink.tcframe import TcFrame
 
@@ -201,3 +203,28 @@ class SecurityProcessor:
             )
         self._last[spi] = arsn
         return Verified(dataclasses.replace(frame, data=plain), spi, arsn)
+
+
+class KeyWrapError(Exception):
+    """A wrapped key that does not unwrap under the key it names (altered, or another key)."""
+
+
+def _key_encryption_key(under: SecurityAssociation) -> bytes:
+    # A key of its own for wrapping: the SA's key is never used for two jobs.
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"uplink key wrap").derive(
+        under.key
+    )
+
+
+def wrap_key(key: bytes, under: SecurityAssociation) -> bytes:
+    """`key` wrapped (AES key wrap, RFC 3394) under a key derived from `under`'s: what a key
+    rotation command carries, so that only a holder of the old key learns the new one."""
+    return aes_key_wrap(_key_encryption_key(under), key)
+
+
+def unwrap_key(wrapped: bytes, under: SecurityAssociation) -> bytes:
+    """The key `wrap_key` wrapped; KeyWrapError when it was altered or wrapped under another."""
+    try:
+        return aes_key_unwrap(_key_encryption_key(under), wrapped)
+    except (InvalidUnwrap, ValueError) as exc:
+        raise KeyWrapError(f"wrapped key does not unwrap under SPI {under.spi}: {exc}") from None

@@ -17,11 +17,14 @@ from spacelink.errors import FrameError
 from spacelink.sdls import (
     MAC_LENGTH,
     Algorithm,
+    KeyWrapError,
     SecurityAssociation,
     SecurityError,
     SecurityFault,
     SecurityProcessor,
     apply_security,
+    unwrap_key,
+    wrap_key,
 )
 from spacelink.tcframe import TcFrame
 
@@ -178,3 +181,18 @@ def test_bad_associations_are_refused(spi: int, algorithm: Algorithm, key: bytes
 def test_a_key_never_shows_in_a_repr() -> None:
     assert KEYS[Algorithm.HMAC_SHA256].hex() not in repr(SAS[0])
     assert "key" not in repr(SAS[0])
+
+
+def test_a_wrapped_key_unwraps_only_under_its_key_and_unaltered() -> None:
+    new_key = bytes(range(50, 82))
+    wrapped = wrap_key(new_key, SAS[0])
+    assert new_key not in wrapped and len(wrapped) == len(new_key) + 8
+    assert unwrap_key(wrapped, SAS[0]) == new_key
+    with pytest.raises(KeyWrapError):
+        unwrap_key(wrapped, SAS[1])
+    altered = bytearray(wrapped)
+    altered[3] ^= 1
+    with pytest.raises(KeyWrapError):
+        unwrap_key(bytes(altered), SAS[0])
+    with pytest.raises(KeyWrapError):
+        unwrap_key(wrapped[:-1], SAS[0])
