@@ -10,6 +10,12 @@ header and the data (AES-GCM encrypts the data and authenticates the rest). ARSN
 anti-replay sequence number of the security association (SA) named by the SPI: the sender gives
 every frame it transmits, retransmissions included, the next ARSN; the receiver accepts an
 authentic frame only when its ARSN is above the last it accepted on that SA.
+
+A receiver that has lost its last ARSN (its copies of it corrupted) cannot tell a replayed frame
+from a new one. It then sets a challenge on the SA: a random nonce it announces in telemetry.
+Until a frame arrives whose MAC also covers that nonce (appended to the authenticated data, not
+sent), it accepts nothing on the SA; that frame sets the counter. An old frame cannot carry a
+nonce drawn after it was made, so recording frames gives an attacker nothing.
 """
 
 from __future__ import annotations
@@ -120,17 +126,20 @@ def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
     return mac.finalize()
 
 
-def apply_security(frame: TcFrame, sa: SecurityAssociation, arsn: int) -> TcFrame:
-    """`frame` with its data field secured under `sa` with sequence number `arsn`."""
+def apply_security(
+    frame: TcFrame, sa: SecurityAssociation, arsn: int, challenge: bytes = b""
+) -> TcFrame:
+    """`frame` with its data field secured under `sa` with sequence number `arsn`; its MAC also
+    covers `challenge` when the receiver has set one."""
     if not 0 <= arsn <= MAX_ARSN:
         raise ValueError(f"ARSN {arsn} is outside 0..{MAX_ARSN}")
     iv = _iv(sa, arsn) if sa.algorithm is Algorithm.AES_GCM else b""
     header = _SPI.pack(sa.spi) + iv + _ARSN.pack(arsn)
     primary = _primary_header(frame, len(header) + len(frame.data) + MAC_LENGTH)
     if sa.algorithm is Algorithm.AES_GCM:
-        sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header)
+        sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header + challenge)
         return dataclasses.replace(frame, data=header + sealed)
-    mac = _mac(sa, primary + header + frame.data)
+    mac = _mac(sa, primary + header + frame.data + challenge)
     return dataclasses.replace(frame, data=header + frame.data + mac)
 
 
@@ -150,6 +159,7 @@ class SecurityProcessor:
     def __init__(self, associations: Iterable[SecurityAssociation]) -> None:
         self._sas = {sa.spi: sa for sa in associations}
         self._last: dict[int, int] = dict.fromkeys(self._sas, -1)
+        self._challenges: dict[int, bytes] = {}
 
     @property
     def spis(self) -> tuple[int, ...]:
@@ -162,6 +172,17 @@ class SecurityProcessor:
     def restore(self, spi: int, arsn: int) -> None:
         """Continue after `arsn` on `spi` (a counter kept across restarts); never goes back."""
         self._last[spi] = max(self._last[spi], arsn)
+
+    def set_challenge(self, spi: int, nonce: bytes) -> None:
+        """The counter of `spi` is lost: accept only a frame whose MAC covers `nonce` (fresh,
+        random, at least 16 octets), then count on from its ARSN."""
+        if len(nonce) < 16:
+            raise ValueError(f"a challenge of {len(nonce)} octets is too short to be unguessable")
+        self._challenges[spi] = bytes(nonce)
+
+    def challenge(self, spi: int) -> bytes | None:
+        """The nonce a frame on `spi` must answer, or None when its counter is known."""
+        return self._challenges.get(spi)
 
     def process(self, frame: TcFrame, primary_header: bytes | None = None) -> Verified:
         """Check `frame`'s security fields; its plain data, or SecurityError saying why not.
@@ -183,21 +204,27 @@ class SecurityProcessor:
             )
         header = data[: sa.header_length]
         (arsn,) = _ARSN.unpack_from(header, sa.header_length - ARSN_LENGTH)
+        challenge = self._challenges.get(spi, b"")
         primary = (
             _primary_header(frame, len(data)) if primary_header is None else primary_header[:5]
         )
         if sa.algorithm is Algorithm.AES_GCM:
             iv = header[SPI_LENGTH : SPI_LENGTH + IV_LENGTH]
             try:
-                plain = AESGCM(sa.key).decrypt(iv, data[sa.header_length :], primary + header)
+                plain = AESGCM(sa.key).decrypt(
+                    iv, data[sa.header_length :], primary + header + challenge
+                )
             except InvalidTag:
                 raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}") from None
         else:
             plain = data[sa.header_length : -MAC_LENGTH]
-            expected = _mac(sa, primary + header + plain)
+            expected = _mac(sa, primary + header + plain + challenge)
             if not hmac.compare_digest(expected, data[-MAC_LENGTH:]):
                 raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}")
-        if arsn <= self._last[spi]:
+        if challenge:
+            # The answer to the challenge sets the counter, wherever it was.
+            del self._challenges[spi]
+        elif arsn <= self._last[spi]:
             raise SecurityError(
                 SecurityFault.REPLAY, f"SPI {spi}: ARSN {arsn}, last accepted {self._last[spi]}"
             )

@@ -196,3 +196,30 @@ def test_a_wrapped_key_unwraps_only_under_its_key_and_unaltered() -> None:
         unwrap_key(bytes(altered), SAS[0])
     with pytest.raises(KeyWrapError):
         unwrap_key(wrapped[:-1], SAS[0])
+
+
+@pytest.mark.parametrize("sa", SAS, ids=lambda sa: sa.algorithm.name)
+def test_a_lost_counter_is_recovered_only_by_a_frame_answering_the_challenge(
+    sa: SecurityAssociation,
+) -> None:
+    rx = receiver()
+    recorded = [apply_security(FRAME, sa, arsn=n) for n in (5, 6, 7)]  # an attacker's tape
+    nonce = bytes(range(16))
+    rx.set_challenge(sa.spi, nonce)
+    assert rx.challenge(sa.spi) == nonce
+    for old in recorded:  # replays of genuine frames: all refused
+        with pytest.raises(SecurityError) as refused:
+            rx.process(old)
+        assert refused.value.fault is SecurityFault.BAD_MAC
+    assert rx.challenge(sa.spi) == nonce  # still waiting
+    answer = apply_security(FRAME, sa, arsn=3, challenge=nonce)
+    assert rx.process(answer).arsn == 3
+    assert rx.challenge(sa.spi) is None and rx.last_arsn(sa.spi) == 3
+    with pytest.raises(SecurityError):  # the answer itself cannot be replayed
+        rx.process(answer)
+    assert rx.process(apply_security(FRAME, sa, arsn=4)).arsn == 4
+
+
+def test_a_challenge_must_be_unguessable() -> None:
+    with pytest.raises(ValueError):
+        receiver().set_challenge(1, bytes(8))
