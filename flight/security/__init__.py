@@ -1,0 +1,1 @@
+"""Uplink security: keys, authentication of TC frames, anti-replay counters."""
