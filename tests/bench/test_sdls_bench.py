@@ -1,0 +1,54 @@
+"""Uplink authentication cost: CPU time to secure and check one full TC frame, against the time
+that frame takes on the line, and the octets the security fields take from each frame.
+
+The issue's target is under 5 % of uplink goodput: the octets are the cost that matters (a frame
+of 1017 data octets carries 995 with HMAC or CMAC, 983 with GCM); the CPU time must stay a small
+share of a frame's time on the line at the fastest rate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from spacelink.icd import TC_MAX_DATA_LENGTH, TC_MAX_FRAME_LENGTH
+from spacelink.sdls import Algorithm, SecurityAssociation, SecurityProcessor, apply_security
+from spacelink.tcframe import TcFrame
+
+BAUD = 921600
+# A CLTU carries the frame in 8-octet codeblocks of 7 data octets, plus start and tail sequences.
+CLTU_OCTETS = 2 + 8 * -(-TC_MAX_FRAME_LENGTH // 7) + 8
+LINE_S = CLTU_OCTETS * 10 / BAUD  # 8N1
+KEYS = {
+    Algorithm.HMAC_SHA256: bytes(range(32)),
+    Algorithm.AES_CMAC: bytes(range(16)),
+    Algorithm.AES_GCM: bytes(range(32)),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm), ids=lambda a: a.name)
+def test_secure_and_check_one_full_frame(benchmark, report, algorithm: Algorithm) -> None:  # type: ignore[no-untyped-def]
+    sa = SecurityAssociation(1, algorithm, KEYS[algorithm])
+    payload = bytes(range(256)) * 4
+    frame = TcFrame(scid=0x1AB, vcid=1, seq=0, data=payload[: TC_MAX_DATA_LENGTH - sa.overhead])
+    receiver = SecurityProcessor([sa])
+    counter = iter(range(1 << 31))
+
+    def round_trip() -> None:
+        arsn = next(counter)
+        secured = apply_security(dataclasses.replace(frame, seq=arsn & 0xFF), sa, arsn)
+        receiver.process(TcFrame.unpack(secured.pack()))
+
+    benchmark.group = "SDLS: secure + check one full TC frame"
+    benchmark(round_trip)
+    if benchmark.enabled:
+        cpu_s = benchmark.stats.stats.mean
+        octets = sa.overhead / TC_MAX_DATA_LENGTH
+        benchmark.extra_info["share of line time"] = round(cpu_s / LINE_S, 5)
+        report(
+            "Uplink authentication (issue 8)",
+            f"{algorithm.name:<12} {cpu_s * 1e6:7.1f} us per full frame, "
+            f"{cpu_s / LINE_S * 100:.2f} % of its {LINE_S * 1000:.1f} ms on the line at {BAUD}; "
+            f"security fields {sa.overhead} octets = {octets * 100:.1f} % of the data field",
+        )
+        assert octets < 0.05
