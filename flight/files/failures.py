@@ -14,7 +14,9 @@ from flight.files.upload_store import (
     FileExists,
     FileStoreError,
     NoSuchFile,
+    NotRegularFile,
     QuotaExceeded,
+    TooManyUploads,
     TransferConflict,
     TransferIncomplete,
     UnknownTransfer,
@@ -33,6 +35,8 @@ _FAILURES: dict[type[FileStoreError], str] = {
     NoSuchFile: "NO_SUCH_FILE",
     BadFileSize: "BAD_APPLICATION_DATA",
     BadTransferParameters: "BAD_APPLICATION_DATA",
+    NotRegularFile: "FILE_NOT_REGULAR",
+    TooManyUploads: "TOO_MANY_TRANSFERS",
 }
 
 

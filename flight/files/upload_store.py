@@ -10,6 +10,10 @@ On disk, under the store's root:
 The journal never claims octets that are not durably in the data file, so after `kill -9` or a
 power cut the worst case is that the last chunks are reported missing and sent again.
 The store is not thread-safe, and only one store may be open on a root at a time.
+
+Names come from the ground: they are checked before they reach a path, and the store never
+follows a symbolic link (nor opens a FIFO or device) planted under its root, so that nothing is
+read or written outside it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
 import re
+import stat
 import struct
 import threading
 import weakref
@@ -46,6 +52,15 @@ MAX_TRANSFER_ID = 0xFFFF
 MAX_NAME_LENGTH = 64
 DIGEST_SIZE = hashlib.sha256().digest_size
 DEFAULT_SYNC_INTERVAL = 256 * 1024
+# Uploads in progress at most: each may hold a descriptor open, and the ground must not be able
+# to exhaust the process's descriptors (or the store's memory) with announcements.
+DEFAULT_MAX_UPLOADS = 64
+# Names the payload gives the files it makes (job results, flight.jobs.runner.result_file_name):
+# an upload under one of them would be deleted when that job's result is stored. Any case: on a
+# case-insensitive file system JOB-1.NPY is job-1.npy.
+RESULT_NAMES = re.compile(r"job-[0-9]+\.np[yz]", re.IGNORECASE)
+# Opened without following a symbolic link, and without blocking on a FIFO planted in the store.
+_NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _PARTIAL_FILE = re.compile(r"(\d{5})\.(meta|data|journal)")
@@ -111,6 +126,14 @@ class ChecksumMismatch(FileStoreError):
     """The assembled file's SHA-256 is not the announced one; its data was discarded."""
 
 
+class TooManyUploads(FileStoreError):
+    """As many uploads as the store allows are in progress: one must be committed or aborted."""
+
+
+class NotRegularFile(FileStoreError):
+    """A path in the store is a symbolic link, a directory or a special file: not followed."""
+
+
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
     """Where an upload stands; `missing` holds sorted (offset, length) ranges."""
@@ -137,6 +160,46 @@ def disk_free_bytes(path: Path) -> int:
     """Octets an unprivileged process may still write on the file system holding `path`."""
     stats = os.statvfs(path)
     return stats.f_bavail * stats.f_frsize
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A descriptor on `path`, refused (NotRegularFile) unless it is a regular file: a symbolic
+    link is not followed, and a FIFO or device is not opened for real (no blocking, no effect)."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise NotRegularFile(f"{path} is not a regular file ({exc.strerror})") from None
+        raise
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise NotRegularFile(f"{path} is not a regular file (mode {stat.filemode(kind)})")
+        # O_NONBLOCK only guarded the open; regular files ignore it, but clear it all the same.
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The content of the regular file `path`, without following a symbolic link."""
+    with os.fdopen(open_regular(path), "rb") as file:
+        return file.read()
+
+
+def is_regular(path: Path) -> bool:
+    """Whether `path` itself (not what a symbolic link names) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _fold(name: str) -> str:
+    """The name as a case-insensitive file system sees it (names are ASCII)."""
+    return name.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +261,7 @@ class _Partial:
     @property
     def fd(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.data_path, os.O_RDWR)
+            self._fd = open_regular(self.data_path, os.O_RDWR)
             # Dropping the store without close() then behaves like kill -9: the descriptor is
             # closed, nothing is synced.
             self._closer = weakref.finalize(self, os.close, self._fd)
@@ -208,6 +271,11 @@ class _Partial:
         if self._closer is not None:
             self._closer()
         self._fd, self._closer = None, None
+
+    def paths(self) -> tuple[Path, ...]:
+        """Every file of the upload, with the temporary names an atomic replacement uses."""
+        main = (self.meta_path, self.data_path, self.journal_path)
+        return main + tuple(p.with_name(p.name + TMP_SUFFIX) for p in main)
 
     def status(self) -> UploadStatus:
         a = self.announcement
@@ -236,7 +304,7 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 
 def _sha256_of(path: Path) -> bytes:
-    with path.open("rb") as file:
+    with os.fdopen(open_regular(path), "rb") as file:
         return hashlib.file_digest(file, "sha256").digest()
 
 
@@ -288,28 +356,36 @@ class UploadStore:
         reserve_bytes: int,
         free_space: Callable[[Path], int] = disk_free_bytes,
         sync_interval_bytes: int = DEFAULT_SYNC_INTERVAL,
+        max_uploads: int = DEFAULT_MAX_UPLOADS,
+        reserved_names: re.Pattern[str] | None = RESULT_NAMES,
     ) -> None:
+        """`reserved_names`: names an upload may not take (those of the files made on board,
+        which `put` stores)."""
         self._lock = threading.RLock()
         self._index_dirty = False
-        if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1:
+        if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1 or max_uploads < 1:
             raise ValueError(
-                "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1, got"
-                f" {quota_bytes}, {reserve_bytes}, {sync_interval_bytes}"
+                "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1,"
+                f" max_uploads >= 1, got {quota_bytes}, {reserve_bytes}, {sync_interval_bytes},"
+                f" {max_uploads}"
             )
         self.root = Path(root)
         self.quota_bytes = quota_bytes
         self.reserve_bytes = reserve_bytes
         self.sync_interval_bytes = sync_interval_bytes
+        self.max_uploads = max_uploads
+        self._reserved = reserved_names
         self._free_space = free_space
         self._partial_dir = self.root / "partial"
         self._files_dir = self.root / "files"
         self._index_path = self.root / "index.json"
         self._partials: dict[int, _Partial] = {}
         self._index: dict[str, StoredFile] = {}
-        for directory in (self.root, self._partial_dir, self._files_dir):
-            if not directory.is_dir():
-                directory.mkdir(parents=True)
-                fsync_directory(directory.parent)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True)
+            fsync_directory(self.root.parent)
+        for directory in (self._partial_dir, self._files_dir):
+            _own_directory(directory)
         self._recover_index()
         self._recover_partials()
 
@@ -327,6 +403,11 @@ class UploadStore:
             raise BadTransferParameters(
                 f"a SHA-256 is {DIGEST_SIZE} octets, got {len(sha256)} for {name!r}"
             )
+        if self._reserved is not None and self._reserved.fullmatch(name):
+            raise BadFileName(
+                f"{name!r} is reserved for the files the payload makes (job results): upload"
+                " it under another name"
+            )
         wanted = _Announcement(transfer_id, name, size, bytes(sha256))
         existing = self._partials.get(transfer_id)
         if existing is not None:
@@ -339,14 +420,24 @@ class UploadStore:
                 )
             log.info("transfer %d resumed: %s", transfer_id, name)
             return existing.status()
-        if name in self._index:
-            raise FileExists(f"a file named {name!r} is already stored: delete it first")
+        # Names that differ only by case are one file on a case-insensitive file system: the
+        # second would replace the first there, so they are refused everywhere.
+        folded = _fold(name)
+        for stored in self._index:
+            if _fold(stored) == folded:
+                raise FileExists(f"a file named {stored!r} is already stored: delete it first")
         for other in self._partials.values():
-            if other.announcement.name == name:
+            if _fold(other.announcement.name) == folded:
                 raise TransferConflict(
-                    f"{name!r} is already being uploaded by transfer"
+                    f"{other.announcement.name!r} is already being uploaded by transfer"
                     f" {other.announcement.transfer_id}, not {transfer_id}"
                 )
+        if len(self._partials) >= self.max_uploads:
+            known = ", ".join(str(t) for t in sorted(self._partials))
+            raise TooManyUploads(
+                f"{len(self._partials)} uploads are in progress, at most {self.max_uploads}:"
+                f" commit or abort one first (transfers {known})"
+            )
         used = self.used_bytes()
         if used + size > self.quota_bytes:
             raise QuotaExceeded(
@@ -360,9 +451,13 @@ class UploadStore:
                 f" reserve of {self.reserve_bytes}"
             )
         partial = _Partial(wanted, self._partial_dir)
+        # Whatever lies at this transfer's paths is no upload's (debris, or something planted):
+        # removed, never opened, so that a symbolic link there cannot redirect the writes.
+        for path in partial.paths():
+            path.unlink(missing_ok=True)
         # The data and journal files are durable before the metadata that makes them an upload:
         # a crash in between leaves orphans, removed on the next open.
-        fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = open_regular(partial.data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         try:
             os.ftruncate(fd, size)
             os.fsync(fd)
@@ -439,7 +534,9 @@ class UploadStore:
                 f" {len(missing)} ranges"
             )
         target = self._files_dir / a.name
-        if a.name in self._index or target.exists():
+        # Only a regular file is a stored file: a symbolic link planted there is replaced by
+        # the rename (which never follows it).
+        if a.name in self._index or is_regular(target):
             raise FileExists(f"a file named {a.name!r} is already stored: delete it first")
         digest = _sha256_of(partial.data_path)
         if digest != a.sha256:
@@ -511,6 +608,7 @@ class UploadStore:
         # Written aside in partial/ (same file system), then renamed: never a half file.
         tmp = self._partial_dir / f".put-{name}"
         try:
+            tmp.unlink(missing_ok=True)  # a symbolic link left there would be followed
             create_durably(tmp, data)
             os.replace(tmp, self._files_dir / name)
         except OSError as exc:
@@ -538,15 +636,36 @@ class UploadStore:
         return self._stored(name)
 
     def intact(self, name: str) -> bool:
-        """Whether the committed file still matches the SHA-256 recorded when it was stored."""
+        """Whether the committed file still matches the SHA-256 recorded when it was stored
+        (False when it was replaced by a symbolic link or a special file)."""
         stored = self.info(name)
-        with open(self.path_of(name), "rb") as file:
-            return hashlib.file_digest(file, "sha256").digest() == stored.sha256
+        try:
+            with self.open(name) as file:
+                return hashlib.file_digest(file, "sha256").digest() == stored.sha256
+        except NotRegularFile:
+            return False
 
     @_locked
     def path_of(self, name: str) -> Path:
-        """Where the committed file is."""
-        return self._files_dir / self._stored(name).name
+        """Where the committed file is; NotRegularFile when that is no longer a regular file.
+
+        Open it with `open` or `read` rather than by this path: they never follow a link."""
+        path = self._files_dir / self._stored(name).name
+        if not is_regular(path):
+            raise NotRegularFile(f"stored file {name!r} is no longer a regular file: not used")
+        return path
+
+    def open(self, name: str) -> io.BufferedReader:
+        """The committed file, open for reading (NotRegularFile: it is no longer a regular
+        file, and what replaced it is not followed)."""
+        with self._lock:
+            path = self._files_dir / self._stored(name).name
+        return os.fdopen(open_regular(path), "rb")
+
+    def read(self, name: str) -> bytes:
+        """The committed file's content (see `open`)."""
+        with self.open(name) as file:
+            return file.read()
 
     @_locked
     def delete(self, name: str) -> None:
@@ -593,7 +712,7 @@ class UploadStore:
             replace_atomically(partial.journal_path, _encode_ranges(partial.received))
             partial.journal_records = len(partial.received)
         else:
-            fd = os.open(partial.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_regular(partial.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 write_all(fd, _encode_ranges(partial.pending))
                 os.fsync(fd)
@@ -605,7 +724,7 @@ class UploadStore:
 
     def _discard_data(self, partial: _Partial) -> None:
         """Forget every received range, durably, so that everything is requested again."""
-        fd = os.open(partial.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = open_regular(partial.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             os.fsync(fd)
         finally:
@@ -634,23 +753,29 @@ class UploadStore:
         """Load the index and make it agree with root/files/, hashing files it lacks."""
         recorded: dict[str, StoredFile] = {}
         try:
-            raw = json.loads(self._index_path.read_bytes())
+            raw = json.loads(read_regular(self._index_path))
             for name, entry in raw["files"].items():
                 digest = bytes.fromhex(entry["sha256"])
                 recorded[name] = StoredFile(name, int(entry["size"]), digest)
         except FileNotFoundError:
             pass
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, NotRegularFile) as exc:
             log.warning("file index %s unreadable (%s): rebuilding it", self._index_path, exc)
         self._index_path.with_name(self._index_path.name + TMP_SUFFIX).unlink(missing_ok=True)
         changed = False
         for path in sorted(self._files_dir.iterdir()):
             name = path.name
-            if not path.is_file() or not _valid_name(name):
+            if path.is_symlink():
+                # The store never makes one: whatever it names is outside the store.
+                log.warning("removing %s: a symbolic link, not a stored file", path)
+                path.unlink()
+                changed = True
+                continue
+            if not is_regular(path) or not _valid_name(name):
                 log.warning("ignoring %s: not a stored file", path)
                 continue
             entry = recorded.get(name)
-            size = path.stat().st_size
+            size = path.lstat().st_size
             if entry is None or entry.size != size:
                 entry = StoredFile(name, size, _sha256_of(path))
                 changed = True
@@ -661,16 +786,20 @@ class UploadStore:
     def _recover_partials(self) -> None:
         """Reload every upload in progress from its metadata and journal; clear the debris."""
         names = {path.name for path in self._partial_dir.iterdir()}
+        # Temporary files first: the atomic replacements of the recovery write through their
+        # names, and one left as a symbolic link would be followed.
+        stray = {n for n in names if _PARTIAL_FILE.fullmatch(n) is None}
+        self._remove_debris(stray)
         kept: set[str] = set()
-        for file_name in sorted(names):
+        for file_name in sorted(names - stray):
             match = _PARTIAL_FILE.fullmatch(file_name)
             if match is None or match[2] != "meta":
                 continue
             transfer_id = int(match[1])
             meta_path = self._partial_dir / file_name
             try:
-                announcement = _Announcement.from_json(meta_path.read_bytes(), transfer_id)
-            except (OSError, ValueError) as exc:
+                announcement = _Announcement.from_json(read_regular(meta_path), transfer_id)
+            except (OSError, ValueError, NotRegularFile) as exc:
                 log.warning("upload %s discarded: unreadable metadata (%s)", meta_path, exc)
                 continue
             partial = _Partial(announcement, self._partial_dir)
@@ -679,16 +808,26 @@ class UploadStore:
                 kept.update(
                     p.name for p in (partial.meta_path, partial.data_path, partial.journal_path)
                 )
-        debris = names - kept
-        for file_name in sorted(debris):
+        self._remove_debris(names - stray - kept)
+
+    def _remove_debris(self, names: set[str]) -> None:
+        for file_name in sorted(names):
+            path = self._partial_dir / file_name
+            if path.is_dir() and not path.is_symlink():
+                log.warning("ignoring directory %s: the store makes none there", path)
+                continue
             log.info("removing %s left by an interrupted operation", file_name)
-            (self._partial_dir / file_name).unlink(missing_ok=True)
-        if debris:
+            path.unlink(missing_ok=True)
+        if names:
             fsync_directory(self._partial_dir)
 
     def _recover_partial(self, partial: _Partial) -> bool:
         """Reload one upload; False when it turns out to be already committed."""
         a = partial.announcement
+        for path in (partial.data_path, partial.journal_path):
+            if os.path.lexists(path) and not is_regular(path):
+                log.warning("transfer %d: %s is not a regular file: removed", a.transfer_id, path)
+                path.unlink()
         if not partial.data_path.exists():
             stored = self._index.get(a.name)
             if stored is not None and (stored.size, stored.sha256) == (a.size, a.sha256):
@@ -698,17 +837,18 @@ class UploadStore:
             log.warning("transfer %d: data file lost, every octet is missing", a.transfer_id)
             self._reset_partial(partial)
             return True
-        if partial.data_path.stat().st_size != a.size:
+        found_size = partial.data_path.lstat().st_size
+        if found_size != a.size:
             log.warning(
                 "transfer %d: data file is %d octets, expected %d; every octet is missing",
                 a.transfer_id,
-                partial.data_path.stat().st_size,
+                found_size,
                 a.size,
             )
             self._reset_partial(partial)
             return True
         try:
-            raw = partial.journal_path.read_bytes()
+            raw = read_regular(partial.journal_path)
         except FileNotFoundError:
             raw = b""
         ranges, valid, damaged = _decode_journal(raw, a.size)
@@ -739,7 +879,7 @@ class UploadStore:
     def _reset_partial(self, partial: _Partial) -> None:
         """Start the upload over: empty journal first, then a data file of the right size."""
         replace_atomically(partial.journal_path, b"")
-        fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(partial.data_path, os.O_RDWR | os.O_CREAT)
         try:
             os.ftruncate(fd, partial.announcement.size)
             os.fsync(fd)
@@ -747,3 +887,14 @@ class UploadStore:
             os.close(fd)
         fsync_directory(self._partial_dir)
         partial.journal_records = 0
+
+
+def _own_directory(path: Path) -> None:
+    """Make `path` a directory of the store's own: a symbolic link found in its place (the store
+    never makes one) is removed rather than followed, and a directory created."""
+    if path.is_symlink():
+        log.error("%s is a symbolic link: removed, the store starts a new directory", path)
+        path.unlink()
+    if not path.is_dir():
+        path.mkdir()
+        fsync_directory(path.parent)

@@ -6,6 +6,9 @@ copy is checked against the SHA-256 and repaired from the other) and the known a
 at registration in `<name>-v<version>.answer.npz`. `index.json` lists them and is replaced
 atomically after each file is durable, so a crash leaves either the old index or the new one,
 never a model the index does not describe (an orphan file is removed at the next open).
+
+Model names come from the ground and from the index: both are checked before they make a path,
+and no file of the registry is read through a symbolic link.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flight.durable import fsync_directory, replace_atomically
-from flight.files.upload_store import BadFileName, check_name
+from flight.durable import TMP_SUFFIX, fsync_directory, replace_atomically
+from flight.files.upload_store import (
+    BadFileName,
+    NotRegularFile,
+    check_name,
+    is_regular,
+    read_regular,
+)
 from flight.jobs.model_check import ModelSignature, TensorSpec, validate_model, weight_checksums
 from flight.protection import known_answer
 from flight.protection.known_answer import KnownAnswer
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.json"
 COPIES_DIR = "copies"
+MAX_VERSION = 0xFFFF
 _INDEX_VERSION = 2
 
 
@@ -123,7 +133,12 @@ class ModelRegistry:
         self._clock = clock
         self.upsets = upsets or UpsetLog()
         root.mkdir(parents=True, exist_ok=True)
-        (root / COPIES_DIR).mkdir(exist_ok=True)
+        copies = root / COPIES_DIR
+        if copies.is_symlink():
+            # The registry never makes one: the copies it names are not the registry's.
+            log.error("%s is a symbolic link: removed, second copies are made again", copies)
+            copies.unlink()
+        copies.mkdir(exist_ok=True)
         # The job worker looks models up while commands register and delete them.
         self._lock = threading.RLock()
         self._models: dict[tuple[str, int], ModelEntry] = {}
@@ -138,9 +153,14 @@ class ModelRegistry:
 
     def _load(self) -> None:
         index = self.root / INDEX_FILE
+        self._remove_debris()
         try:
-            raw = json.loads(index.read_bytes())
+            raw = json.loads(read_regular(index))
             for item in raw["models"]:
+                if not _valid_key(item["name"], item["version"]):
+                    # A damaged index must not make a path outside the registry.
+                    log.error("model index %s: entry %r skipped", index, item["name"])
+                    continue
                 entry = ModelEntry(
                     name=item["name"],
                     version=int(item["version"]),
@@ -153,7 +173,7 @@ class ModelRegistry:
                     tolerance=float(item.get("tolerance", 0.0)),
                     abft_threshold=_optional_float(item.get("abft_threshold")),
                 )
-                if not entry.path.is_file() and not entry.copy_path.is_file():
+                if not is_regular(entry.path) and not is_regular(entry.copy_path):
                     log.error(
                         "model %s v%d: file %s missing", entry.name, entry.version, entry.path
                     )
@@ -163,14 +183,9 @@ class ModelRegistry:
                 self.intact[(entry.name, entry.version)] = 2
         except FileNotFoundError:
             pass
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, NotRegularFile) as exc:
             # The files are kept: an operator can register them again from a ground copy.
             log.error("model index %s unreadable (%s): registry starts empty", index, exc)
-        known = {e.path.name for e in self._models.values()} | {INDEX_FILE}
-        for directory in (self.root, self.root / COPIES_DIR):
-            for path in directory.iterdir():
-                if path.name not in known and path.name.startswith("."):
-                    path.unlink(missing_ok=True)  # an interrupted write
         # A registry from before the second copy existed gets one now (not an upset).
         for entry in list(self._models.values()):
             if entry.copy_path.is_file():
@@ -184,14 +199,31 @@ class ModelRegistry:
             except OSError as exc:
                 log.error("model %s: no second copy made: %s", entry.label(), exc)
 
+    def _remove_debris(self) -> None:
+        """Remove what interrupted writes leave: hidden files and atomic replacements' temporary
+        files (before anything is written through their names)."""
+        for directory in (self.root, self.root / COPIES_DIR):
+            for path in directory.iterdir():
+                debris = path.name.startswith(".") or path.name.endswith(TMP_SUFFIX)
+                if debris and (path.is_symlink() or not path.is_dir()):
+                    path.unlink(missing_ok=True)
+
     def _with_answer(self, entry: ModelEntry, raw: object) -> ModelEntry:
         if not isinstance(raw, dict):
             return entry
         try:
-            data = entry.answer_path.read_bytes()
+            data = read_regular(entry.answer_path)
             digest = bytes.fromhex(raw["digest"])
             answer = known_answer.from_bytes(str(raw["provider"]), digest, data)
-        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
+        except (
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+            ValueError,
+            KeyError,
+            TypeError,
+            NotRegularFile,
+        ) as exc:
             # Recorded again at the model's next check: the answer is derived, not precious.
             log.warning("model %s: known answer unreadable (%s)", entry.label(), exc)
             return entry
@@ -233,8 +265,7 @@ class ModelRegistry:
                 f"got {name!r}"
             ) from None
         with self._lock:
-            if (name, version) in self._models:
-                raise ModelExists(f"model {name} version {version} is registered already")
+            self._check_new(name, version)
         signature = validate_model(data, max_size=self.max_model_bytes)
         entry = ModelEntry(
             name=name,
@@ -248,8 +279,7 @@ class ModelRegistry:
             tolerance=tolerance,
         )
         with self._lock:
-            if (name, version) in self._models:
-                raise ModelExists(f"model {name} version {version} is registered already")
+            self._check_new(name, version)
             replace_atomically(entry.path, data)
             replace_atomically(entry.copy_path, data)
             self._models[(name, version)] = entry
@@ -257,6 +287,17 @@ class ModelRegistry:
             self._save()
         log.info("model %s v%d registered: %s", name, version, signature_text(signature))
         return entry
+
+    def _check_new(self, name: str, version: int) -> None:
+        if (name, version) in self._models:
+            raise ModelExists(f"model {name} version {version} is registered already")
+        # Names that differ only by case share their files on a case-insensitive file system:
+        # the second would overwrite the first's.
+        for known, _ in self._models:
+            if known != name and known.lower() == name.lower():
+                raise ModelExists(
+                    f"model {known} is registered: {name} differs from it only by case"
+                )
 
     def entry(self, name: str, version: int = 0) -> ModelEntry:
         """The model `name` at `version` (0: the highest registered)."""
@@ -323,7 +364,7 @@ class ModelRegistry:
         if first is not None and hashlib.sha256(first).digest() == entry.sha256:
             return first
         self.verify_copies(entry)  # repairs the first copy from the second, or raises
-        return entry.path.read_bytes()
+        return read_regular(entry.path)
 
     def verify_copies(self, entry: ModelEntry) -> int:
         """Check both stored copies against the SHA-256 and repair a bad one from the other;
@@ -364,8 +405,19 @@ def _optional_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def _read_or_none(path: Path) -> bytes | None:
+def _valid_key(name: object, version: object) -> bool:
+    if not isinstance(name, str) or not isinstance(version, int) or isinstance(version, bool):
+        return False
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        check_name(name)
+    except BadFileName:
+        return False
+    return 1 <= version <= MAX_VERSION
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    """The file's content; None when it is missing or not a regular file (never followed)."""
+    try:
+        return read_regular(path)
+    except (FileNotFoundError, NotRegularFile):
         return None

@@ -97,6 +97,8 @@ def _preparation_failure(exc: Exception) -> str:
         return input_failure(exc)
     if isinstance(exc, InputCorrupt):
         return "INPUT_CORRUPT"
+    if isinstance(exc, FileStoreError):
+        return store_failure_name(exc)  # gone, or replaced by a link or special file
     return "NO_SUCH_FILE"
 
 
@@ -442,7 +444,7 @@ class JobRunner:
 
     def _load_input(self, job: Job, entry: ModelEntry) -> dict[str, np.ndarray]:
         """The job's input, checked against the SHA-256 recorded when its file was stored."""
-        data = self._files.path_of(job.input_file).read_bytes()
+        data = self._files.read(job.input_file)
         if hashlib.sha256(data).digest() != self._files.info(job.input_file).sha256:
             self.upsets.uncorrectable(UpsetLocation.INPUT, f"file {job.input_file}")
             raise InputCorrupt(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from flight.files.upload_store import FileStoreError, UploadStore
+from flight.files.upload_store import FileStoreError, UploadStore, open_regular
 from flight.jobs.registry import ModelRegistry, RegistryError
 from flight.jobs.store import JobStore, JobStoreError
 from flight.protection.faults import FaultModel, Injection, NothingToInject, inject, inject_bytes
@@ -81,8 +82,7 @@ class FaultInjector:
                 path = entry.path if copy == 0 else entry.copy_path
                 return _corrupt_file(path, model, rng, f"{entry.label()} copy {copy + 1}")
             if target == FaultTarget.RESULT_FILE:
-                return _corrupt_file(self.files.path_of(self.files.info(name).name), model, rng,
-                                     name)  # fmt: skip
+                return _corrupt_file(self.files.path_of(name), model, rng, name)
             if target == FaultTarget.OUTPUT:
                 self.guard.executor.arm_output_fault(model, seed)
                 return Injected("one run of the next DMR or TMR job", 0)
@@ -146,10 +146,11 @@ def choose_by_size(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> s
 
 
 def _corrupt_file(path: Path, model: FaultModel, rng: np.random.Generator, label: str) -> Injected:
-    data = bytearray(path.read_bytes())
-    injection: Injection = inject_bytes(data, model, rng)
-    # In place and without a sync, as an upset in the flash would leave it.
-    with open(path, "r+b") as file:
+    # Through a descriptor that refuses a symbolic link: a fault never lands outside the store.
+    with os.fdopen(open_regular(path, os.O_RDWR), "r+b") as file:
+        data = bytearray(file.read())
+        injection: Injection = inject_bytes(data, model, rng)
+        # In place and without a sync, as an upset in the flash would leave it.
         start = injection.word * 4
         file.seek(start)
         file.write(data[start : start + injection.words * 4])

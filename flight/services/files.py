@@ -24,6 +24,7 @@ from flight.files.failures import store_failure_name
 from flight.files.upload_store import (
     ChecksumMismatch,
     FileStoreError,
+    NotRegularFile,
     StoredFile,
     UploadStatus,
     UploadStore,
@@ -47,6 +48,8 @@ BULK_BACKLOG_OCTETS = 16 * 1024
 REPORTED_RANGES = 64
 # Files listed in one TM[128,8].
 LISTED_FILES = 64
+# Downloads sent at once at most: each holds its file open until its last chunk is queued.
+MAX_DOWNLOADS = 16
 
 
 def store_failure(dictionary: Dictionary, exc: Exception) -> CommandError:
@@ -180,6 +183,13 @@ class FileService:
             raise named_failure(
                 self._d, "TRANSFER_CONFLICT", f"download {download_id} is being sent already"
             )
+        if len(self._downloads) >= MAX_DOWNLOADS:
+            raise named_failure(
+                self._d,
+                "TOO_MANY_TRANSFERS",
+                f"{len(self._downloads)} downloads are being sent, at most {MAX_DOWNLOADS}: wait"
+                f" for one or cancel it (downloads {', '.join(map(str, sorted(self._downloads)))})",
+            )
         stored = self.store.info(args["name"])
         self._verify(stored)
         offset, length = args["offset"], args["length"]
@@ -190,18 +200,23 @@ class FileService:
                 "DOWNLOAD_RANGE",
                 f"{stored.name} has {stored.size} octets: range {offset}+{length} is outside it",
             )
-        file = open(self.store.path_of(stored.name), "rb")  # noqa: SIM115 (closed by the pump)
-        ctx.reply_packet(
-            self._start,
-            {
-                "download_id": download_id,
-                "size": stored.size,
-                "sha256": stored.sha256,
-                "offset": offset,
-                "length": end - offset,
-                "name": stored.name,
-            },
-        )
+        # Open now: a file deleted (or replaced) meanwhile is still sent as announced.
+        file = self.store.open(stored.name)
+        try:
+            ctx.reply_packet(
+                self._start,
+                {
+                    "download_id": download_id,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                    "offset": offset,
+                    "length": end - offset,
+                    "name": stored.name,
+                },
+            )
+        except BaseException:
+            file.close()
+            raise
         self._downloads[download_id] = _Download(download_id, stored.name, file, offset, end, ctx)
         log.info("download %d of %s: octets %d..%d", download_id, stored.name, offset, end)
         self.tick()
@@ -210,6 +225,10 @@ class FileService:
     def _verify(self, stored: StoredFile) -> None:
         """Refuse to send a file that no longer matches the SHA-256 recorded when it was stored:
         the ground would only find out after the whole transfer."""
+        try:
+            self.store.path_of(stored.name)  # a link or special file in its place: not followed
+        except NotRegularFile as exc:
+            raise store_failure(self._d, exc) from exc
         if not self.store.intact(stored.name):
             self.upsets.uncorrectable(UpsetLocation.RESULT_FILE, stored.name)
             raise named_failure(

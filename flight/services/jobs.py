@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from flight.commanding import DEFERRED, CommandContext, named_failure
-from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.redundancy import Redundancy
@@ -25,6 +24,7 @@ from flight.jobs.store import (
     UnknownJob,
 )
 from flight.router import CommandRouter
+from flight.services.files import store_failure
 from flight.services.models import registry_failure
 from telemetry_defs.model import Dictionary
 
@@ -69,11 +69,11 @@ class JobService:
     def _check_submission(self, args: dict[str, Any]) -> None:
         try:
             entry = self._registry.entry(args["model"], args["version"])
-            data = self._files.path_of(args["input"]).read_bytes()
+            data = self._files.read(args["input"])
         except (RegistryError, FileStoreError, OSError) as exc:
             if isinstance(exc, RegistryError):
                 raise registry_failure(self._d, exc) from None
-            raise named_failure(self._d, store_failure_name(exc), str(exc)) from None
+            raise store_failure(self._d, exc) from None
         try:
             check_input(entry.signature, load_input(data))
         except InputMismatch as exc:

@@ -114,8 +114,15 @@ class ModelService:
         )
 
     def _register(self, args: dict[str, Any], ctx: CommandContext) -> None:
-        path = self._files.path_of(args["file"])
-        data = path.read_bytes()
+        stored = self._files.info(args["file"])
+        limit = self.registry.max_model_bytes
+        if stored.size > limit:
+            # Refused before it is read: a file up to the store's quota would fill the memory.
+            raise ModelRejected(
+                RejectReason.TOO_LARGE,
+                f"{stored.name} is {stored.size} octets, the model size limit is {limit}",
+            )
+        data = self._files.read(stored.name)
         entry = self.registry.register(args["model"], args["version"], data, args["tolerance"])
         if self._record_answer is not None:
             try:
