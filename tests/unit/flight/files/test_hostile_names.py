@@ -609,7 +609,9 @@ def test_a_stored_file_replaced_by_a_link_is_never_sent_registered_or_used(
         path.symlink_to(outside / "secret")
     before = snapshot(outside)
 
-    board.expect("FILE_NOT_REGULAR", "FILE_DOWNLOAD", download_id=1, name="x.npy", offset=0, length=0)
+    board.expect(
+        "FILE_NOT_REGULAR", "FILE_DOWNLOAD", download_id=1, name="x.npy", offset=0, length=0
+    )
     board.expect(
         "FILE_NOT_REGULAR", "MODEL_REGISTER", file="m.onnx", model="m", version=1, tolerance=0.0
     )
