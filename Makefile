@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench fuzz lint docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -31,6 +31,14 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m pytest -s tests/bench
 	$(PY) -m pytest -m slow --ignore=tests/bench tests || test $$? -eq 5  # 5: none collected
+
+# 1,000,000 mutated inputs per decoder (about 10 minutes on 2 cores); findings go to
+# fuzz-findings/. `make fuzz FUZZ_ENGINE=atheris` for coverage-guided fuzzing where it installs.
+FUZZ_INPUTS ?= 1000000
+FUZZ_ENGINE ?= random
+fuzz: $(STAMP)
+	@test "$(FUZZ_ENGINE)" != atheris || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[fuzz]'
+	$(PY) -m tools.fuzz --inputs $(FUZZ_INPUTS) --engine $(FUZZ_ENGINE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

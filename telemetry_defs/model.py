@@ -34,6 +34,14 @@ class CodecError(Exception):
     """Octets that do not decode with a definition's layout."""
 
 
+class DecodedValueOutOfRange(CodecError, ValueOutOfRange):
+    """Octets that decode to a value outside its type or range (an enum's unknown number...).
+
+    A CodecError, as readers of telemetry expect from octets that do not fit a definition, and
+    a ValueOutOfRange, as for the same value given in a command.
+    """
+
+
 class UnknownName(LookupError):
     """A command, packet, parameter, event or structure the dictionary does not define."""
 
@@ -184,14 +192,18 @@ class Layout:
             raise ValueOutOfRange(f"{self.what}: {_construct_message(exc)}") from None
 
     def parse(self, data: bytes) -> dict[str, Any]:
-        """Decode and check ranges: CodecError for octets that do not fit the layout."""
+        """Decode and check ranges: CodecError for octets that do not fit the layout (its
+        subclass DecodedValueOutOfRange when they decode to a value outside its range)."""
         try:
             parsed = _plain(self._struct.parse(data))
         except ConstructError as exc:
             raise CodecError(f"{self.what}: {_construct_message(exc)}") from None
         except UnicodeDecodeError:
             raise CodecError(f"{self.what}: text that is not UTF-8") from None
-        return {f.name: f.check(parsed[f.name], f.name) for f in self.fields}
+        try:
+            return {f.name: f.check(parsed[f.name], f.name) for f in self.fields}
+        except ValueOutOfRange as exc:
+            raise DecodedValueOutOfRange(str(exc)) from None
 
     def to_text(self, values: Mapping[str, Any]) -> str:
         return " ".join(f"{f.name}={f.to_text(values[f.name])}" for f in self.fields)
@@ -652,6 +664,7 @@ __all__ = [
     "CodecError",
     "Command",
     "DecodedTm",
+    "DecodedValueOutOfRange",
     "Dictionary",
     "DictionaryValueError",
     "Event",

@@ -11,6 +11,8 @@ import enum
 import io
 import json
 import logging
+import math
+import tokenize
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -194,7 +196,12 @@ def validate_model(
     opset = _default_opset(model)
     try:
         onnx.checker.check_model(model, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except (
+        onnx.checker.ValidationError,
+        onnx.shape_inference.InferenceError,
+        # Found by fuzzing: an unknown tensor data type, a name whose octets are not UTF-8.
+        ValueError,
+    ) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelRejected(RejectReason.CHECK_FAILED, f"ONNX checker: {first_line}") from exc
     operators = _operators(model.graph, allowed_operators)
@@ -222,18 +229,27 @@ def weight_checksums(data: bytes) -> dict[str, int]:
     _refuse_external_data(model)
     # to_array() normalizes raw_data and typed fields (float_data...) to the same bytes.
     return {
-        t.name: zlib.crc32(numpy_helper.to_array(t).tobytes())
+        t.name: zlib.crc32(_initializer_array(t).tobytes())
         for graph in _graphs(model.graph)
         for t in graph.initializer
     }
+
+
+def _initializer_array(tensor: TensorProto) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError) as exc:
+        # The checker lets through weights whose octets do not fill their declared shape.
+        raise ModelRejected(RejectReason.CHECK_FAILED, f"initializer {tensor.name}: {exc}") from exc
 
 
 def load_input(data: bytes) -> np.ndarray:
     """Read one .npy array (no pickles) into a native-endian, C-contiguous array."""
     stream = io.BytesIO(data)
     try:
+        _check_declared_size(data)
         array = np.lib.format.read_array(stream, allow_pickle=False)
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, tokenize.TokenError) as exc:
         raise InputMismatch(InputProblem.NOT_NPY, f"not a plain .npy array: {exc}") from exc
     trailing = len(data) - stream.tell()
     if trailing:
@@ -243,6 +259,32 @@ def load_input(data: bytes) -> np.ndarray:
     if array.dtype.hasobject:
         raise InputMismatch(InputProblem.NOT_NPY, f"object arrays are refused ({array.dtype})")
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+
+
+def _check_declared_size(data: bytes) -> None:
+    """Refuse a header whose shape and dtype do not match the octets that follow it.
+
+    numpy allocates the whole array the header declares before reading any of it, so a file of
+    a few octets could ask for terabytes (MemoryError) if this were not checked first.
+    """
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version not in _NPY_VERSIONS:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+    # Version 3.0 is 2.0 with a UTF-8 header: read as 2.0, only field names could differ.
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    declared = math.prod(shape) * dtype.itemsize
+    present = len(data) - stream.tell()
+    if declared != present:
+        raise ValueError(
+            f"the header declares {declared} octets of array data, {present} follow it"
+        )
+
+
+_NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
 
 
 def check_input(
