@@ -227,6 +227,7 @@ class Payload:
             self.events,
             lambda: self.downlink.pending_octets(TM_VCID_BULK),
             upsets=self.upsets,
+            in_use=self.runner.input_in_use,
         )
         self.file_service.register(self.router)
         self.injector = FaultInjector(

@@ -317,6 +317,13 @@ class JobRunner:
             self._tm, RequestId.unpack(request_id), source_id, AckFlags(ack)
         )
 
+    def input_in_use(self, name: str) -> int:
+        """The ID of a queued or running job whose input is the file `name` (0: none)."""
+        for job in self.store.list({JobState.QUEUED, JobState.RUNNING}, limit=1_000_000):
+            if job.input_file == name:
+                return job.job_id
+        return 0
+
     def model_in_use(self, name: str, version: int) -> bool:
         for job in self.store.list({JobState.QUEUED, JobState.RUNNING}, limit=1_000_000):
             if job.model == name and job.model_version in (0, version):

@@ -81,6 +81,7 @@ class FileService:
         events: EventReporter,
         bulk_backlog: Callable[[], int],
         upsets: UpsetLog | None = None,
+        in_use: Callable[[str], int] | None = None,
     ) -> None:
         self._d = dictionary
         self.upsets = upsets or UpsetLog()
@@ -88,6 +89,8 @@ class FileService:
         self._tm = tm
         self._events = events
         self._bulk_backlog = bulk_backlog
+        # The ID of a queued or running job whose input a file is (0: none): not deleted then.
+        self._in_use = in_use
         self._downloads: dict[int, _Download] = {}
         self._upload_report = dictionary.packets["FILE_UPLOAD_REPORT"]
         self._list_report = dictionary.packets["FILE_LIST_REPORT"]
@@ -172,6 +175,11 @@ class FileService:
         )
 
     def _delete(self, args: dict[str, Any], ctx: CommandContext) -> None:
+        job_id = self._in_use(args["name"]) if self._in_use is not None else 0
+        if job_id:
+            raise named_failure(
+                self._d, "FILE_IN_USE", f"{args['name']} is the input of job {job_id}"
+            )
         self.store.delete(args["name"])
         self._events.raise_event("FILE_DELETED", file=args["name"])
 

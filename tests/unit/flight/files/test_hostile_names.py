@@ -443,7 +443,9 @@ class Board:
         upsets = UpsetLog()
         guard = ModelGuard(self.registry, executor, upsets)
         runner = JobRunner(D, self.jobs, self.registry, self.store, executor, self.tm, events)
-        self.files = FileService(D, self.store, self.tm, events, lambda: self.backlog)
+        self.files = FileService(
+            D, self.store, self.tm, events, lambda: self.backlog, in_use=runner.input_in_use
+        )
         self.files.register(self.router)
         ModelService(
             D, self.registry, self.store, events, lambda name, version: False, lambda e: None
@@ -774,3 +776,17 @@ def test_a_file_deleted_during_its_download_is_sent_as_announced(board: Board) -
     assert bytes(received) == data
     assert any(r.stage is Stage.COMPLETION and r.success for r in board.reports(request))
     assert board.files.active_downloads == 0
+
+
+def test_the_input_of_a_queued_job_is_not_deleted(tmp_path: Path) -> None:
+    board = Board(tmp_path / "state")
+    try:
+        ready_for_a_job(board)
+        board.expect(None, "JOB_SUBMIT", **job_args())  # no runner thread: it stays queued
+        board.expect("FILE_IN_USE", "FILE_DELETE", name="x.npy")
+        assert board.store.exists("x.npy")
+        board.jobs.cancel(1)
+        board.expect(None, "FILE_DELETE", name="x.npy")
+        assert not board.store.exists("x.npy")
+    finally:
+        board.close()
