@@ -113,11 +113,6 @@ def _iv(sa: SecurityAssociation, arsn: int) -> bytes:
     return _SPI.pack(sa.spi) + bytes(IV_LENGTH - SPI_LENGTH - ARSN_LENGTH) + _ARSN.pack(arsn)
 
 
-def _primary_header(frame: TcFrame, data_length: int) -> bytes:
-    """The 5-octet primary header `frame` has when its data field is `data_length` octets."""
-    return dataclasses.replace(frame, data=bytes(data_length)).pack()[:5]
-
-
 def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
     if sa.algorithm is Algorithm.HMAC_SHA256:
         return hmac.new(sa.key, authenticated, hashlib.sha256).digest()[:MAC_LENGTH]
@@ -135,7 +130,7 @@ def apply_security(
         raise ValueError(f"ARSN {arsn} is outside 0..{MAX_ARSN}")
     iv = _iv(sa, arsn) if sa.algorithm is Algorithm.AES_GCM else b""
     header = _SPI.pack(sa.spi) + iv + _ARSN.pack(arsn)
-    primary = _primary_header(frame, len(header) + len(frame.data) + MAC_LENGTH)
+    primary = frame.primary_header(len(header) + len(frame.data) + MAC_LENGTH)
     if sa.algorithm is Algorithm.AES_GCM:
         sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header + challenge)
         return dataclasses.replace(frame, data=header + sealed)
@@ -160,10 +155,6 @@ class SecurityProcessor:
         self._sas = {sa.spi: sa for sa in associations}
         self._last: dict[int, int] = dict.fromkeys(self._sas, -1)
         self._challenges: dict[int, bytes] = {}
-
-    @property
-    def spis(self) -> tuple[int, ...]:
-        return tuple(sorted(self._sas))
 
     def last_arsn(self, spi: int) -> int:
         """The last ARSN accepted on `spi` (-1: none yet)."""
@@ -205,9 +196,7 @@ class SecurityProcessor:
         header = data[: sa.header_length]
         (arsn,) = _ARSN.unpack_from(header, sa.header_length - ARSN_LENGTH)
         challenge = self._challenges.get(spi, b"")
-        primary = (
-            _primary_header(frame, len(data)) if primary_header is None else primary_header[:5]
-        )
+        primary = frame.primary_header(len(data)) if primary_header is None else primary_header[:5]
         if sa.algorithm is Algorithm.AES_GCM:
             iv = header[SPI_LENGTH : SPI_LENGTH + IV_LENGTH]
             try:

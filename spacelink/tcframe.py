@@ -43,16 +43,19 @@ class TcFrame:
     def frame_type(self) -> FrameType:
         return FrameType((self.bypass, self.control))
 
-    def pack(self) -> bytes:
-        if not 1 <= len(self.data) <= TC_MAX_DATA_LENGTH:
-            raise ValueError(f"TC frame data field of {len(self.data)} octets, 1..1017 allowed")
-        length = TC_HEADER_LENGTH + len(self.data) + TC_FECF_LENGTH
-        head = _HEADER.pack(
+    def primary_header(self, data_length: int) -> bytes:
+        """The 5-octet primary header of this frame with a data field of `data_length` octets."""
+        length = TC_HEADER_LENGTH + data_length + TC_FECF_LENGTH
+        return _HEADER.pack(
             (self.bypass << 13) | (self.control << 12) | self.scid,
             (self.vcid << 10) | (length - 1),
             self.seq,
         )
-        body = head + self.data
+
+    def pack(self) -> bytes:
+        if not 1 <= len(self.data) <= TC_MAX_DATA_LENGTH:
+            raise ValueError(f"TC frame data field of {len(self.data)} octets, 1..1017 allowed")
+        body = self.primary_header(len(self.data)) + self.data
         return body + _FECF.pack(crc16(body))
 
     @classmethod

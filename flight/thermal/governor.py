@@ -182,7 +182,3 @@ class Governor:
             duty = 1.0
         self._error = error
         return min(1.0, max(self.gains.min_duty, duty))
-
-    def reset_faults(self) -> None:
-        """Forget the sensors known to have failed (a restart of monitoring reports them anew)."""
-        self._faults.clear()

@@ -122,7 +122,6 @@ class ThermalMonitor:
         self._decision: Decision | None = None
         self._safe = store.safe_mode()
         self._held: bool | None = None
-        self._failing = False
         self.peak_c = -math.inf
         self.time_in: dict[Level, float] = dict.fromkeys(Level, 0.0)
         self._duty_samples: collections.deque[tuple[float, float]] = collections.deque()
@@ -167,7 +166,6 @@ class ThermalMonitor:
             self._poll()
         except Exception:  # the payload must not compute blind because of a bug here
             log.exception("thermal monitor: poll failed; jobs held")
-            self._failing = True
             self.gate.allow(self.governor.duty, held=True)
             self.actions.hold_jobs(True)
             self._held = True
@@ -182,7 +180,6 @@ class ThermalMonitor:
             self._last_poll = now
             previous = self._decision
             self._readings, self._decision = readings, decision
-            self._failing = False
             if previous is not None:
                 self.time_in[previous.level] += real_dt
             self._sample_duty(now)

@@ -104,24 +104,15 @@ class Nvpmodel:
         argv = [*self._command, *args]
         shown = " ".join(argv)
         try:
-            if answer is None:
-                result = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=self._timeout_s,
-                    check=False,
-                )
-            else:
-                result = subprocess.run(
-                    argv,
-                    input=answer,
-                    capture_output=True,
-                    text=True,
-                    timeout=self._timeout_s,
-                    check=False,
-                )
+            # No answer: stdin is closed at once, so a prompt reads end of file, never blocks.
+            result = subprocess.run(
+                argv,
+                input=answer or "",
+                capture_output=True,
+                text=True,
+                timeout=self._timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise PowerModeError(f"{shown}: timed out after {self._timeout_s:g} s") from exc
         except OSError as exc:

@@ -11,7 +11,7 @@ import pytest
 from flight.thermal.governor import Level
 from flight.thermal.rc_model import ThermalModelParameters
 from tools import thermal_sim
-from tools.thermal_sim import Policy, Scenario, compare, simulate
+from tools.thermal_sim import Scenario, compare, simulate
 
 
 def scenario(baseplate_c: float, run_s: float = 0.05, hours: float = 2.0) -> Scenario:
@@ -78,7 +78,3 @@ def test_bad_arguments_get_one_sentence(capsys: pytest.CaptureFixture[str]) -> N
         thermal_sim.main(["--hours", "0"])
     assert raised.value.code == 2
     assert "--hours and --run-ms must be above 0" in capsys.readouterr().err
-
-
-def test_policies_are_named_for_the_report() -> None:
-    assert [p.value for p in Policy] == ["governor", "stop-and-go"]

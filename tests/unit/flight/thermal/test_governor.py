@@ -171,15 +171,6 @@ def test_failed_and_recovered_are_reported_once_per_transition() -> None:
     assert governor.update(broken, POLL_S, ALL).failed == (broken[Sensor.GPU],)
 
 
-def test_reset_faults_reports_known_failures_anew() -> None:
-    governor = Governor()
-    broken = readings()
-    broken[Sensor.CPU] = failed(Sensor.CPU)
-    governor.update(broken, POLL_S, ALL)
-    governor.reset_faults()
-    assert governor.update(broken, POLL_S, ALL).failed == (broken[Sensor.CPU],)
-
-
 def test_an_unused_failed_sensor_is_reported_but_does_not_pause() -> None:
     governor = Governor()
     values = readings(cpu=50.0, gpu=52.0)
