@@ -4,10 +4,21 @@ directory entries. Every store of the payload writes through these."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
+# Opened without following a symbolic link, and without blocking on a FIFO planted in its place.
+NO_FOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What open(2) says, with O_NOFOLLOW and O_NONBLOCK, of a link, a directory, a FIFO or socket.
+_NOT_REGULAR_ERRNOS = frozenset({errno.ELOOP, errno.EISDIR, errno.ENXIO})
+
+
+class NotRegularError(OSError):
+    """A path of the state directory is a symbolic link, a directory or a special file: a link is
+    never followed, a FIFO or device never opened for real. `strerror` says which it is."""
 
 
 def fsync_directory(path: Path) -> None:
@@ -17,6 +28,35 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_regular_file(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A descriptor on the regular file `path` (created with `mode` when `flags` ask for it);
+    NotRegularError when `path` itself is a symbolic link, a directory or a special file."""
+    try:
+        fd = os.open(path, flags | NO_FOLLOW, mode)
+    except OSError as exc:
+        if exc.errno not in _NOT_REGULAR_ERRNOS:
+            raise
+        what = "a symbolic link, not followed" if exc.errno == errno.ELOOP else exc.strerror
+        raise NotRegularError(exc.errno, what, str(path)) from None
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise NotRegularError(errno.EINVAL, f"mode {stat.filemode(kind)}", str(path))
+        # O_NONBLOCK only guarded the open; regular files ignore it, but clear it all the same.
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (create, mode 0600) the state directory's lock file for reading and writing; the
+    descriptor is not inherited by child processes. NotRegularError (an OSError) when `path` is
+    a symbolic link or not a regular file."""
+    return open_regular_file(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -31,7 +71,8 @@ def create_durably(path: Path, data: bytes) -> None:
 
     A symbolic link in its place is refused (OSError), never followed out of the state
     directory."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
     try:
         write_all(fd, data)
         os.fsync(fd)

@@ -39,8 +39,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from flight.durable import (
     TMP_SUFFIX,
+    NotRegularError,
     create_durably,
     fsync_directory,
+    open_regular_file,
     replace_atomically,
     write_all,
 )
@@ -55,12 +57,14 @@ DEFAULT_SYNC_INTERVAL = 256 * 1024
 # Uploads in progress at most: each may hold a descriptor open, and the ground must not be able
 # to exhaust the process's descriptors (or the store's memory) with announcements.
 DEFAULT_MAX_UPLOADS = 64
+# Separate received ranges an upload may hold: each costs some 80 octets of memory (160 until it
+# is synced) and a 20-octet journal record, so octets scattered one in two over a large file
+# would grow both without bound. A ground that sends in order leaves one range per lost chunk.
+DEFAULT_MAX_RANGES = 4096
 # Names the payload gives the files it makes (job results, flight.jobs.runner.result_file_name):
 # an upload under one of them would be deleted when that job's result is stored. Any case: on a
 # case-insensitive file system JOB-1.NPY is job-1.npy.
 RESULT_NAMES = re.compile(r"job-[0-9]+\.np[yz]", re.IGNORECASE)
-# Opened without following a symbolic link, and without blocking on a FIFO planted in the store.
-_NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _PARTIAL_FILE = re.compile(r"(\d{5})\.(meta|data|journal)")
@@ -130,6 +134,11 @@ class TooManyUploads(FileStoreError):
     """As many uploads as the store allows are in progress: one must be committed or aborted."""
 
 
+class TooManyRanges(FileStoreError):
+    """The chunk would start one more separate range than an upload may hold; it is refused and
+    the upload kept: the missing ranges between those received must be sent first."""
+
+
 class NotRegularFile(FileStoreError):
     """A path in the store is a symbolic link, a directory or a special file: not followed."""
 
@@ -166,21 +175,9 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int
     """A descriptor on `path`, refused (NotRegularFile) unless it is a regular file: a symbolic
     link is not followed, and a FIFO or device is not opened for real (no blocking, no effect)."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW, mode)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-            raise NotRegularFile(f"{path} is not a regular file ({exc.strerror})") from None
-        raise
-    try:
-        kind = os.fstat(fd).st_mode
-        if not stat.S_ISREG(kind):
-            raise NotRegularFile(f"{path} is not a regular file (mode {stat.filemode(kind)})")
-        # O_NONBLOCK only guarded the open; regular files ignore it, but clear it all the same.
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return open_regular_file(path, flags, mode)
+    except NotRegularError as exc:
+        raise NotRegularFile(f"{path} is not a regular file ({exc.strerror})") from None
 
 
 def read_regular(path: Path) -> bytes:
@@ -308,6 +305,18 @@ def _sha256_of(path: Path) -> bytes:
         return hashlib.file_digest(file, "sha256").digest()
 
 
+def _joins(ranges: RangeSet, offset: int, length: int) -> bool:
+    """Whether [offset, offset + length) overlaps or touches a range of `ranges` (adding it then
+    starts no new range). Linear, but only asked once an upload holds its most ranges."""
+    end = offset + length
+    for start, covered in ranges:
+        if start > end:
+            return False
+        if start + covered >= offset:
+            return True
+    return False
+
+
 def _encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
     out = bytearray()
     for offset, length in ranges:
@@ -358,22 +367,31 @@ class UploadStore:
         sync_interval_bytes: int = DEFAULT_SYNC_INTERVAL,
         max_uploads: int = DEFAULT_MAX_UPLOADS,
         reserved_names: re.Pattern[str] | None = RESULT_NAMES,
+        max_ranges: int = DEFAULT_MAX_RANGES,
     ) -> None:
-        """`reserved_names`: names an upload may not take (those of the files made on board,
-        which `put` stores)."""
+        """`max_uploads`: uploads in progress at most; `max_ranges`: separate received ranges
+        per upload at most; `reserved_names`: names an upload may not take (those of the files
+        made on board, which `put` stores)."""
         self._lock = threading.RLock()
         self._index_dirty = False
-        if quota_bytes < 1 or reserve_bytes < 0 or sync_interval_bytes < 1 or max_uploads < 1:
+        if (
+            quota_bytes < 1
+            or reserve_bytes < 0
+            or sync_interval_bytes < 1
+            or max_uploads < 1
+            or max_ranges < 1
+        ):
             raise ValueError(
                 "expected quota_bytes >= 1, reserve_bytes >= 0, sync_interval_bytes >= 1,"
-                f" max_uploads >= 1, got {quota_bytes}, {reserve_bytes}, {sync_interval_bytes},"
-                f" {max_uploads}"
+                f" max_uploads >= 1, max_ranges >= 1, got {quota_bytes}, {reserve_bytes},"
+                f" {sync_interval_bytes}, {max_uploads}, {max_ranges}"
             )
         self.root = Path(root)
         self.quota_bytes = quota_bytes
         self.reserve_bytes = reserve_bytes
         self.sync_interval_bytes = sync_interval_bytes
         self.max_uploads = max_uploads
+        self.max_ranges = max_ranges
         self._reserved = reserved_names
         self._free_space = free_space
         self._partial_dir = self.root / "partial"
@@ -471,13 +489,21 @@ class UploadStore:
 
     @_locked
     def write(self, transfer_id: int, offset: int, data: bytes) -> None:
-        """Store one chunk; it becomes durable at the next sync (every sync_interval_bytes)."""
+        """Store one chunk; it becomes durable at the next sync (every sync_interval_bytes, or
+        once max_ranges ranges wait for it). TooManyRanges: refused, the upload is kept."""
         partial = self._partial(transfer_id)
         size = partial.announcement.size
         if not data or offset < 0 or offset + len(data) > size:
             raise ChunkOutOfRange(
                 f"transfer {transfer_id}: a chunk must be non-empty and within 0..{size}, got"
                 f" {len(data)} octets at offset {offset}"
+            )
+        held = len(partial.received)
+        if held >= self.max_ranges and not _joins(partial.received, offset, len(data)):
+            raise TooManyRanges(
+                f"transfer {transfer_id}: {held} separate ranges received, at most"
+                f" {self.max_ranges}; {len(data)} octets at offset {offset} would start another:"
+                " send the missing ranges between them first"
             )
         try:
             _pwrite_all(partial.fd, data, offset)
@@ -491,7 +517,12 @@ class UploadStore:
         partial.received.add(offset, len(data))
         partial.pending.add(offset, len(data))
         partial.pending_bytes += len(data)
-        if partial.pending_bytes >= self.sync_interval_bytes:
+        # Chunks sent again over octets already received add no range to `received` but can
+        # scatter `pending`: it is bounded by the same limit.
+        if (
+            partial.pending_bytes >= self.sync_interval_bytes
+            or len(partial.pending) >= self.max_ranges
+        ):
             self._sync_partial(partial)
 
     @_locked

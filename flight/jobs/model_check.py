@@ -12,11 +12,12 @@ import io
 import json
 import logging
 import math
+import struct
 import tokenize
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MIN_OPSET = 11
 MAX_OPSET = 17
+# Octets of .npy header read at most: numpy's own limit (max_header_size), checked here before
+# the header is read rather than after.
+MAX_NPY_HEADER_OCTETS = 10_000
 DEFAULT_DOMAIN = "ai.onnx"
 _DEFAULT_DOMAINS = frozenset({"", DEFAULT_DOMAIN})
 
@@ -243,11 +247,21 @@ def _initializer_array(tensor: TensorProto) -> np.ndarray:
         raise ModelRejected(RejectReason.CHECK_FAILED, f"initializer {tensor.name}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class NpyHeader:
+    """The array a .npy file's header declares, as `load_input` gives it: its dtype (in native
+    byte order) and shape."""
+
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+
 def load_input(data: bytes) -> np.ndarray:
     """Read one .npy array (no pickles) into a native-endian, C-contiguous array."""
+    # Before numpy reads it: numpy allocates whatever the header declares.
+    read_input_header(io.BytesIO(data), len(data))
     stream = io.BytesIO(data)
     try:
-        _check_declared_size(data)
         array = np.lib.format.read_array(stream, allow_pickle=False)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError, tokenize.TokenError) as exc:
         raise InputMismatch(InputProblem.NOT_NPY, f"not a plain .npy array: {exc}") from exc
@@ -256,32 +270,70 @@ def load_input(data: bytes) -> np.ndarray:
         raise InputMismatch(
             InputProblem.NOT_NPY, f"{trailing} unexpected bytes after the .npy array"
         )
-    if array.dtype.hasobject:
-        raise InputMismatch(InputProblem.NOT_NPY, f"object arrays are refused ({array.dtype})")
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
 
 
-def _check_declared_size(data: bytes) -> None:
-    """Refuse a header whose shape and dtype do not match the octets that follow it.
+def read_input_header(file: BinaryIO, size: int) -> NpyHeader:
+    """The header of the .npy file of `size` octets open in `file` (at its start), checked as
+    `load_input` checks it (InputMismatch NOT_NPY) without reading the array: at most
+    MAX_NPY_HEADER_OCTETS and a few more are read."""
+    try:
+        header = _read_npy_header(file, size)
+    except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as exc:
+        raise InputMismatch(InputProblem.NOT_NPY, f"not a plain .npy array: {exc}") from exc
+    if header.dtype.hasobject:
+        raise InputMismatch(InputProblem.NOT_NPY, f"object arrays are refused ({header.dtype})")
+    return header
+
+
+def _read_npy_header(stream: BinaryIO, size: int) -> NpyHeader:
+    """Parse the header, refusing one whose shape and dtype do not match the octets after it.
 
     numpy allocates the whole array the header declares before reading any of it, so a file of
-    a few octets could ask for terabytes (MemoryError) if this were not checked first.
+    a few octets could ask for terabytes (MemoryError) if this were not checked first. numpy
+    also reads a header of any declared length before refusing a long one: its length is
+    checked here first, so that what is read stays bounded.
     """
-    stream = io.BytesIO(data)
     version = np.lib.format.read_magic(stream)
     if version not in _NPY_VERSIONS:
         raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+    length_format = "<H" if version == (1, 0) else "<I"
+    length_field = _read_exactly(stream, struct.calcsize(length_format), "the header length")
+    (header_octets,) = struct.unpack(length_format, length_field)
+    if header_octets > MAX_NPY_HEADER_OCTETS:
+        raise ValueError(
+            f"the header is {header_octets} octets long, at most {MAX_NPY_HEADER_OCTETS} are read"
+        )
+    text = io.BytesIO(length_field + _read_exactly(stream, header_octets, "the header"))
     # Version 3.0 is 2.0 with a UTF-8 header: read as 2.0, only field names could differ.
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        shape, _, dtype = np.lib.format.read_array_header_1_0(text)
     else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(text)
+    if dtype.subdtype is not None:
+        # numpy would turn the sub-array into axes of the array: np.save never writes one.
+        raise ValueError(f"dtype {dtype} holds a sub-array")
+    if dtype.itemsize == 0:
+        # No octets to check the shape against: any element count, even one numpy overflows.
+        raise ValueError(f"dtype {dtype} has no octets")
+    if any(type(n) is not int or n < 0 for n in shape):
+        raise ValueError(f"shape {shape} has an axis that is not a size")
+    data_offset = np.lib.format.MAGIC_LEN + len(length_field) + header_octets
     declared = math.prod(shape) * dtype.itemsize
-    present = len(data) - stream.tell()
+    present = size - data_offset
     if declared != present:
         raise ValueError(
             f"the header declares {declared} octets of array data, {present} follow it"
         )
+    # As load_input gives the array: np.ascontiguousarray makes a scalar a one-element array.
+    return NpyHeader(dtype.newbyteorder("="), shape or (1,))
+
+
+def _read_exactly(stream: BinaryIO, count: int, what: str) -> bytes:
+    data = stream.read(count)
+    if len(data) != count:
+        raise ValueError(f"the file ends in {what}: {len(data)} of {count} octets")
+    return data
 
 
 _NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
@@ -293,12 +345,7 @@ def check_input(
     """Check arrays against the model's inputs (a bare array for a one-input model); feed dict."""
     names = [spec.name for spec in signature.inputs]
     if isinstance(arrays, np.ndarray):
-        if len(names) != 1:
-            raise InputMismatch(
-                InputProblem.WRONG_COUNT,
-                f"one array given, the model has {len(names)} inputs ({', '.join(names)})",
-            )
-        arrays = {names[0]: arrays}
+        arrays = {_only_input(names): arrays}
     missing = [n for n in names if n not in arrays]
     extra = sorted(n for n in arrays if n not in names)
     if missing or extra:
@@ -315,30 +362,52 @@ def check_input(
                 InputProblem.WRONG_DTYPE,
                 f"input {spec.name}: a {type(array).__name__}, the model needs a numpy array",
             )
-        if array.dtype != np.dtype(spec.dtype):
-            raise InputMismatch(
-                InputProblem.WRONG_DTYPE,
-                f"input {spec.name}: dtype is {array.dtype}, the model needs {spec.dtype}",
-            )
-        if array.ndim != len(spec.shape):
-            raise InputMismatch(
-                InputProblem.WRONG_RANK,
-                f"input {spec.name}: rank is {array.ndim} (shape {array.shape}), "
-                f"the model needs {len(spec.shape)}",
-            )
-        for axis, (size, needed) in enumerate(zip(array.shape, spec.shape, strict=True)):
-            if needed is None and size < 1:
-                raise InputMismatch(
-                    InputProblem.WRONG_DIMENSION,
-                    f"input {spec.name}: axis {axis} is {size}, the model needs at least 1",
-                )
-            if needed is not None and size != needed:
-                raise InputMismatch(
-                    InputProblem.WRONG_DIMENSION,
-                    f"input {spec.name}: axis {axis} is {size}, the model needs {needed}",
-                )
+        _check_tensor(spec, array.dtype, array.shape)
         feed[spec.name] = array
     return feed
+
+
+def check_input_header(signature: ModelSignature, header: NpyHeader) -> None:
+    """`check_input` of the array a .npy header declares, with the same verdicts and messages,
+    before the array is read."""
+    names = [spec.name for spec in signature.inputs]
+    _only_input(names)
+    _check_tensor(signature.inputs[0], header.dtype, header.shape)
+
+
+def _only_input(names: list[str]) -> str:
+    """The name of a one-input model's input; WRONG_COUNT for another model."""
+    if len(names) != 1:
+        raise InputMismatch(
+            InputProblem.WRONG_COUNT,
+            f"one array given, the model has {len(names)} inputs ({', '.join(names)})",
+        )
+    return names[0]
+
+
+def _check_tensor(spec: TensorSpec, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    if dtype != np.dtype(spec.dtype):
+        raise InputMismatch(
+            InputProblem.WRONG_DTYPE,
+            f"input {spec.name}: dtype is {dtype}, the model needs {spec.dtype}",
+        )
+    if len(shape) != len(spec.shape):
+        raise InputMismatch(
+            InputProblem.WRONG_RANK,
+            f"input {spec.name}: rank is {len(shape)} (shape {shape}), "
+            f"the model needs {len(spec.shape)}",
+        )
+    for axis, (size, needed) in enumerate(zip(shape, spec.shape, strict=True)):
+        if needed is None and size < 1:
+            raise InputMismatch(
+                InputProblem.WRONG_DIMENSION,
+                f"input {spec.name}: axis {axis} is {size}, the model needs at least 1",
+            )
+        if needed is not None and size != needed:
+            raise InputMismatch(
+                InputProblem.WRONG_DIMENSION,
+                f"input {spec.name}: axis {axis} is {size}, the model needs {needed}",
+            )
 
 
 def _parse(data: bytes) -> onnx.ModelProto:

@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import sqlite3
+import stat
 import struct
 import tempfile
 import threading
@@ -513,7 +514,27 @@ def _integrity_problems(conn: sqlite3.Connection) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
+def _refuse_links(path: Path) -> None:
+    """JobStoreError when the database file, or its WAL or shared-memory file, is a symbolic
+    link or a special file: SQLite would follow a link out of the state directory (and block
+    on a FIFO). The store never makes one."""
+    for file in _database_files(path):
+        try:
+            mode = os.lstat(file).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            what = (
+                "a symbolic link" if stat.S_ISLNK(mode) else f"not a file ({stat.filemode(mode)})"
+            )
+            raise JobStoreError(
+                f"job store file {file} is {what}: not opened (the store never makes one),"
+                " remove it"
+            )
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    _refuse_links(path)
     try:
         # isolation_level=None: transactions are begun and committed explicitly.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -1134,8 +1155,9 @@ class JobStore:
     def _file_problems(self) -> builtins.list[str]:
         """SQLite's integrity check of the file as the disk holds it (a connection of its
         own); FileNotFoundError when the file is not there (never created by this)."""
-        if not self._path.exists():
+        if not os.path.lexists(self._path):
             raise FileNotFoundError(self._path)
+        _refuse_links(self._path)
         try:
             conn = sqlite3.connect(f"file:{self._path}?mode=rw", uri=True)
         except sqlite3.Error as exc:
@@ -1270,6 +1292,7 @@ class JobStore:
         content, not the old connection's cache; the damaged file is kept as it is)."""
         scratch = self._path.with_name(self._path.name + SALVAGE_SUFFIX)
         _remove_database(scratch)
+        _refuse_links(self._path)  # the copy would read what a link names into the store
         try:
             for source, target in zip(
                 _database_files(self._path)[:2], _database_files(scratch)[:2], strict=True

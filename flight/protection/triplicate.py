@@ -29,7 +29,9 @@ import enum
 import json
 import logging
 import math
+import os
 import re
+import stat
 import threading
 import zlib
 from collections import Counter
@@ -38,7 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from flight.durable import fsync_directory, replace_atomically
+from flight.durable import (
+    NotRegularError,
+    fsync_directory,
+    open_regular_file,
+    replace_atomically,
+)
 from flight.protection.upsets import UpsetLocation, UpsetLog
 
 log = logging.getLogger(__name__)
@@ -225,11 +232,16 @@ def parse_file(data: bytes) -> FileCopy:
 
 
 def read_file(path: Path) -> FileCopy:
-    """Parse one copy's file; a missing one is MISSING, an unreadable one DAMAGED."""
+    """Parse one copy's file; a missing one is MISSING, an unreadable one DAMAGED, and so is a
+    symbolic link or special file in its place (not followed, not read: rewritten as a file)."""
     try:
-        data = path.read_bytes()
+        with os.fdopen(open_regular_file(path), "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         return FileCopy(FileState.MISSING)
+    except NotRegularError as exc:
+        log.warning("protected state file %s is %s: a damaged copy", path, exc.strerror)
+        return FileCopy(FileState.DAMAGED)
     except OSError as exc:  # an unreadable sector is damage like any other
         log.warning("protected state file %s unreadable: %s", path, exc)
         return FileCopy(FileState.DAMAGED)
@@ -373,9 +385,11 @@ class TripleStore:
             ]
             for copy, path in enumerate(self._paths):
                 try:
-                    sites.append(FaultSite(Medium.FILE, copy, None, path.stat().st_size))
+                    found = os.lstat(path)
                 except FileNotFoundError:
                     continue
+                if stat.S_ISREG(found.st_mode):  # what a link names is not the store's
+                    sites.append(FaultSite(Medium.FILE, copy, None, found.st_size))
         return sites
 
     def corrupt(self, site: FaultSite, mutate: Callable[[bytearray], T]) -> T:
@@ -390,12 +404,13 @@ class TripleStore:
                     raise ValueError(f"no record {site.key!r} in memory copy {site.copy}")
                 return mutate(memory[site.key])
             path = self._paths[site.copy]
-            data = bytearray(path.read_bytes())
-            size = len(data)
-            result = mutate(data)
-            if len(data) != size:
-                raise ValueError(f"corrupt: {path.name} must keep its {size} octets")
-            with open(path, "r+b") as file:
+            with os.fdopen(open_regular_file(path, os.O_RDWR), "r+b") as file:
+                data = bytearray(file.read())
+                size = len(data)
+                result = mutate(data)
+                if len(data) != size:
+                    raise ValueError(f"corrupt: {path.name} must keep its {size} octets")
+                file.seek(0)
                 file.write(data)
             return result
 

@@ -26,6 +26,7 @@ from flight.files.upload_store import (
     FileStoreError,
     NotRegularFile,
     StoredFile,
+    TooManyRanges,
     UploadStatus,
     UploadStore,
 )
@@ -48,13 +49,18 @@ BULK_BACKLOG_OCTETS = 16 * 1024
 REPORTED_RANGES = 64
 # Files listed in one TM[128,8].
 LISTED_FILES = 64
-# Downloads sent at once at most: each holds its file open until its last chunk is queued.
+# Downloads sent at once at most (default): each holds its file open until its last chunk is
+# queued.
 MAX_DOWNLOADS = 16
+# A chunk refused because its upload holds as many separate ranges as it may: the payload lacks
+# the memory for another (flight.files.failures has no entry for TooManyRanges yet).
+TOO_MANY_RANGES_FAILURE = "RESOURCES_EXHAUSTED"
 
 
 def store_failure(dictionary: Dictionary, exc: Exception) -> CommandError:
     """The failure report for an upload store error, or an I/O error under it."""
-    return named_failure(dictionary, store_failure_name(exc), f"file store: {exc}")
+    name = TOO_MANY_RANGES_FAILURE if isinstance(exc, TooManyRanges) else store_failure_name(exc)
+    return named_failure(dictionary, name, f"file store: {exc}")
 
 
 @dataclass
@@ -82,8 +88,13 @@ class FileService:
         bulk_backlog: Callable[[], int],
         upsets: UpsetLog | None = None,
         in_use: Callable[[str], int] | None = None,
+        max_downloads: int = MAX_DOWNLOADS,
     ) -> None:
+        """`max_downloads`: downloads sent at once at most (TOO_MANY_TRANSFERS beyond)."""
+        if max_downloads < 1:
+            raise ValueError(f"expected max_downloads >= 1, got {max_downloads}")
         self._d = dictionary
+        self.max_downloads = max_downloads
         self.upsets = upsets or UpsetLog()
         self.store = store
         self._tm = tm
@@ -191,12 +202,13 @@ class FileService:
             raise named_failure(
                 self._d, "TRANSFER_CONFLICT", f"download {download_id} is being sent already"
             )
-        if len(self._downloads) >= MAX_DOWNLOADS:
+        if len(self._downloads) >= self.max_downloads:
+            sending = ", ".join(map(str, sorted(self._downloads)))
             raise named_failure(
                 self._d,
                 "TOO_MANY_TRANSFERS",
-                f"{len(self._downloads)} downloads are being sent, at most {MAX_DOWNLOADS}: wait"
-                f" for one or cancel it (downloads {', '.join(map(str, sorted(self._downloads)))})",
+                f"{len(self._downloads)} downloads are being sent, at most {self.max_downloads}:"
+                f" wait for one or cancel it (downloads {sending})",
             )
         stored = self.store.info(args["name"])
         self._verify(stored)

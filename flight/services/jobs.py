@@ -7,11 +7,12 @@ for reasons that arise while it runs. Its TC completes when the job ends (see Jo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flight.commanding import DEFERRED, CommandContext, named_failure
 from flight.files.upload_store import FileStoreError, UploadStore
-from flight.jobs.model_check import InputMismatch, check_input, load_input
+from flight.jobs.model_check import InputMismatch, check_input_header, read_input_header
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelRegistry, RegistryError
 from flight.jobs.runner import STEP_QUEUED, JobRunner, input_failure, pack_request
@@ -69,13 +70,15 @@ class JobService:
     def _check_submission(self, args: dict[str, Any]) -> None:
         try:
             entry = self._registry.entry(args["model"], args["version"])
-            data = self._files.read(args["input"])
+            # The header only: an input may be as large as the store's quota. The run reads
+            # the whole file and checks it again.
+            with self._files.open(args["input"]) as file:
+                header = read_input_header(file, os.fstat(file.fileno()).st_size)
+            check_input_header(entry.signature, header)
         except (RegistryError, FileStoreError, OSError) as exc:
             if isinstance(exc, RegistryError):
                 raise registry_failure(self._d, exc) from None
             raise store_failure(self._d, exc) from None
-        try:
-            check_input(entry.signature, load_input(data))
         except InputMismatch as exc:
             raise named_failure(self._d, input_failure(exc), str(exc)) from None
         queued = self._store.counts()[JobState.QUEUED]

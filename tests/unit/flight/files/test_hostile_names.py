@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from flight.commanding import detail_octets
 from flight.counters import LinkCounters
 from flight.files.upload_store import (
+    DEFAULT_MAX_RANGES,
     RESULT_NAMES,
     BadFileName,
     DiskFull,
@@ -31,9 +33,10 @@ from flight.files.upload_store import (
     open_regular,
 )
 from flight.jobs.executor import Executor, SessionCache
+from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.registry import COPIES_DIR, ModelExists, ModelRegistry
-from flight.jobs.runner import JobRunner, result_file_name
+from flight.jobs.runner import JobRunner, input_failure, result_file_name
 from flight.jobs.store import JobState, JobStore
 from flight.protection.injection import FaultInjector
 from flight.protection.model_guard import ModelGuard
@@ -434,6 +437,7 @@ class Board:
             reserve_bytes=0,
             free_space=lambda _: BIG,
             max_uploads=limits.get("max_uploads", 64),
+            max_ranges=limits.get("max_ranges", DEFAULT_MAX_RANGES),
         )
         self.registry = ModelRegistry(
             root / "models", max_model_bytes=limits.get("max_model_bytes", 1 << 20)
@@ -444,7 +448,13 @@ class Board:
         guard = ModelGuard(self.registry, executor, upsets)
         runner = JobRunner(D, self.jobs, self.registry, self.store, executor, self.tm, events)
         self.files = FileService(
-            D, self.store, self.tm, events, lambda: self.backlog, in_use=runner.input_in_use
+            D,
+            self.store,
+            self.tm,
+            events,
+            lambda: self.backlog,
+            in_use=runner.input_in_use,
+            max_downloads=limits.get("max_downloads", MAX_DOWNLOADS),
         )
         self.files.register(self.router)
         ModelService(
@@ -790,3 +800,107 @@ def test_the_input_of_a_queued_job_is_not_deleted(tmp_path: Path) -> None:
         assert not board.store.exists("x.npy")
     finally:
         board.close()
+
+
+def test_the_downloads_limit_is_the_file_services_parameter(tmp_path: Path) -> None:
+    board = Board(tmp_path / "state", max_downloads=2)
+    try:
+        board.upload("a.npy", b"a" * 5000)
+        board.backlog = 1 << 30
+        for download_id in range(2):
+            board.expect(None, "FILE_DOWNLOAD", download_id=download_id, name="a.npy", offset=0,
+                         length=0)  # fmt: skip
+        board.expect(
+            "TOO_MANY_TRANSFERS", "FILE_DOWNLOAD", download_id=9, name="a.npy", offset=0, length=0
+        )
+        assert board.files.active_downloads == 2
+    finally:
+        board.close()
+    with pytest.raises(ValueError, match="max_downloads >= 1"):
+        FileService(D, board.store, board.tm, EventReporter(D, board.tm), lambda: 0,
+                    max_downloads=0)  # fmt: skip
+
+
+def test_scattered_chunks_beyond_the_range_limit_are_refused_and_the_upload_kept(
+    tmp_path: Path,
+) -> None:
+    board = Board(tmp_path / "state", max_ranges=4)
+    try:
+        data = bytes(range(40))
+        board.expect(None, "FILE_UPLOAD_BEGIN", transfer_id=1, size=len(data), sha256=sha(data),
+                     name="d.bin")  # fmt: skip
+        for offset in range(0, 8, 2):
+            board.expect(None, "FILE_UPLOAD_CHUNK", transfer_id=1, offset=offset,
+                         data=data[offset : offset + 1])  # fmt: skip
+        request = board.send("FILE_UPLOAD_CHUNK", transfer_id=1, offset=20, data=data[20:21])
+        assert board.failure(request) == D.failure_named("RESOURCES_EXHAUSTED").code
+        (failed,) = [r for r in board.reports(request) if not r.success]
+        assert b"4 separate ranges received, at most 4" in failed.failure_data
+        assert board.store.status(1).received_bytes == 4  # the upload is kept
+        board.expect(None, "FILE_UPLOAD_STATUS", transfer_id=1)
+        for offset in range(0, len(data), 10):  # in order: joins what is there
+            board.expect(None, "FILE_UPLOAD_CHUNK", transfer_id=1, offset=offset,
+                         data=data[offset : offset + 10])  # fmt: skip
+        board.expect(None, "FILE_UPLOAD_COMMIT", transfer_id=1)
+        assert board.store.read("d.bin") == data
+    finally:
+        board.close()
+
+
+class CountingFile:
+    """A stored file opened by a service, counting the octets it reads."""
+
+    def __init__(self, file: io.BufferedReader, counts: list[int]) -> None:
+        self._file = file
+        self._counts = counts
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._file.read(n)
+        self._counts.append(len(data))
+        return data
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def __enter__(self) -> CountingFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+
+def test_job_submit_reads_only_the_header_of_its_input(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready_for_a_job(board)
+    big = npy(np.ones((1 << 16, 16), np.float32))  # 4 MiB
+    board.store.put("big.npy", big)
+    counts: list[int] = []
+    opened = board.store.open
+    monkeypatch.setattr(board.store, "open", lambda name: CountingFile(opened(name), counts))
+    board.expect(None, "JOB_SUBMIT", **job_args(input="big.npy"))
+    assert 0 < sum(counts) < 256 < len(big)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        npy(np.ones((2, 16), np.float64)),
+        npy(np.ones(16, np.float32)),
+        npy(np.ones((2, 15), np.float32)),
+        npy(np.ones((0, 16), np.float32)),
+        npy(np.ones((2, 16), np.float32))[:-1],
+        b"not a tensor",
+    ],
+    ids=["dtype", "rank", "dimension", "empty batch", "truncated", "not npy"],
+)
+def test_job_submit_refuses_an_input_as_its_run_would(board: Board, data: bytes) -> None:
+    ready_for_a_job(board)
+    board.store.put("bad.npy", data)
+    with pytest.raises(InputMismatch) as at_run:
+        check_input(board.registry.entry("tiny", 0).signature, load_input(data))
+    request = board.send("JOB_SUBMIT", **job_args(input="bad.npy"))
+    assert board.failure(request) == D.failure_named(input_failure(at_run.value)).code
+    (failed,) = [r for r in board.reports(request) if not r.success]
+    assert failed.failure_data == detail_octets(str(at_run.value))
+    assert board.jobs.counts()[JobState.QUEUED] == 0
