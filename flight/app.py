@@ -30,6 +30,7 @@ from flight.bootcount import next_boot_count
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
+from flight.durable import open_lock_file
 from flight.files.upload_store import UploadStore
 from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
@@ -108,9 +109,10 @@ def lock_state_dir(path: Path) -> int:
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_lock_file(path / ".lock")
     except OSError as exc:
-        raise StateDirError(f"cannot use state directory {path}: {exc.strerror}") from None
+        where = exc.filename or path
+        raise StateDirError(f"cannot use state directory {path}: {where}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -186,6 +188,8 @@ class Payload:
             state_dir / "files",
             quota_bytes=storage.quota_bytes,
             reserve_bytes=storage.reserve_bytes,
+            max_uploads=storage.max_uploads,
+            max_ranges=storage.max_ranges,
         )
         self.registry = ModelRegistry(
             state_dir / "models", max_model_bytes=storage.max_model_bytes, upsets=self.upsets
@@ -228,6 +232,7 @@ class Payload:
             lambda: self.downlink.pending_octets(TM_VCID_BULK),
             upsets=self.upsets,
             in_use=self.runner.input_in_use,
+            max_downloads=storage.max_downloads,
         )
         self.file_service.register(self.router)
         self.injector = FaultInjector(

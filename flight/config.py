@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flight.files.upload_store import DEFAULT_MAX_RANGES, DEFAULT_MAX_UPLOADS
+from flight.services.files import MAX_DOWNLOADS
 from flight.thermal.rc_model import ThermalModelParameters
 from flight.thermal.readings import Sensor
 from flight.thermal.sysfs import DEFAULT_ZONES
@@ -35,6 +37,12 @@ class StorageConfig:
     reserve_bytes: int = 256 * 1024**2
     # Largest model file the registry accepts.
     max_model_bytes: int = 512 * 1024**2
+    # Uploads in progress and downloads being sent at most (TOO_MANY_TRANSFERS beyond): each
+    # holds a descriptor open.
+    max_uploads: int = DEFAULT_MAX_UPLOADS
+    max_downloads: int = MAX_DOWNLOADS
+    # Separate received ranges one upload may hold (RESOURCES_EXHAUSTED beyond).
+    max_ranges: int = DEFAULT_MAX_RANGES
 
 
 @dataclass(frozen=True)
@@ -167,8 +175,17 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         for key, value in dataclasses.asdict(section).items():
             if value < 0:
                 raise ConfigError(f"[{where}] {key} = {value}: expected 0 or more")
-    if storage.quota_bytes < 1 or jobs.session_cache < 1 or jobs.max_queued < 1:
-        raise ConfigError(f"{path}: quota_bytes, session_cache and max_queued must be at least 1")
+    at_least_one = {
+        "quota_bytes": storage.quota_bytes,
+        "max_uploads": storage.max_uploads,
+        "max_downloads": storage.max_downloads,
+        "max_ranges": storage.max_ranges,
+        "session_cache": jobs.session_cache,
+        "max_queued": jobs.max_queued,
+    }
+    low = [key for key, value in at_least_one.items() if value < 1]
+    if low:
+        raise ConfigError(f"{path}: {', '.join(low)} must be at least 1")
     protection = _section(ProtectionConfig, raw.get("protection", {}), f"[protection] of {path}")
     thermal = _section(ThermalConfig, raw.get("thermal", {}), f"[thermal] of {path}")
     if thermal.source not in THERMAL_SOURCES:

@@ -27,8 +27,7 @@ class RangeSet:
             return
         start, end = offset, offset + length
         # Ranges that overlap the new one or merely touch it are merged into it.
-        first = bisect.bisect_left(self._ends, start)
-        stop = bisect.bisect_right(self._starts, end)
+        first, stop = self._neighbours(start, end)
         if first < stop:
             start = min(start, self._starts[first])
             end = max(end, self._ends[stop - 1])
@@ -38,6 +37,16 @@ class RangeSet:
         self._starts[first:stop] = [start]
         self._ends[first:stop] = [end]
         self._covered += end - start
+
+    def _neighbours(self, start: int, end: int) -> tuple[int, int]:
+        """Indexes [first, stop) of the ranges that overlap or touch [start, end)."""
+        return bisect.bisect_left(self._ends, start), bisect.bisect_right(self._starts, end)
+
+    def joins(self, offset: int, length: int) -> bool:
+        """Whether adding [offset, offset + length) would merge it into a range already held
+        (overlap or touch), so that the set would not hold one more range."""
+        first, stop = self._neighbours(offset, offset + length)
+        return first < stop
 
     def update(self, other: RangeSet) -> None:
         """Add every range of `other`."""

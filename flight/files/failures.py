@@ -16,6 +16,7 @@ from flight.files.upload_store import (
     NoSuchFile,
     NotRegularFile,
     QuotaExceeded,
+    TooManyRanges,
     TooManyUploads,
     TransferConflict,
     TransferIncomplete,
@@ -37,6 +38,8 @@ _FAILURES: dict[type[FileStoreError], str] = {
     BadTransferParameters: "BAD_APPLICATION_DATA",
     NotRegularFile: "FILE_NOT_REGULAR",
     TooManyUploads: "TOO_MANY_TRANSFERS",
+    # The payload keeps no more ranges per upload: its memory, not the store's room.
+    TooManyRanges: "RESOURCES_EXHAUSTED",
 }
 
 

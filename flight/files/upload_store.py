@@ -305,18 +305,6 @@ def _sha256_of(path: Path) -> bytes:
         return hashlib.file_digest(file, "sha256").digest()
 
 
-def _joins(ranges: RangeSet, offset: int, length: int) -> bool:
-    """Whether [offset, offset + length) overlaps or touches a range of `ranges` (adding it then
-    starts no new range). Linear, but only asked once an upload holds its most ranges."""
-    end = offset + length
-    for start, covered in ranges:
-        if start > end:
-            return False
-        if start + covered >= offset:
-            return True
-    return False
-
-
 def _encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
     out = bytearray()
     for offset, length in ranges:
@@ -499,7 +487,7 @@ class UploadStore:
                 f" {len(data)} octets at offset {offset}"
             )
         held = len(partial.received)
-        if held >= self.max_ranges and not _joins(partial.received, offset, len(data)):
+        if held >= self.max_ranges and not partial.received.joins(offset, len(data)):
             raise TooManyRanges(
                 f"transfer {transfer_id}: {held} separate ranges received, at most"
                 f" {self.max_ranges}; {len(data)} octets at offset {offset} would start another:"

@@ -26,7 +26,6 @@ from flight.files.upload_store import (
     FileStoreError,
     NotRegularFile,
     StoredFile,
-    TooManyRanges,
     UploadStatus,
     UploadStore,
 )
@@ -52,15 +51,11 @@ LISTED_FILES = 64
 # Downloads sent at once at most (default): each holds its file open until its last chunk is
 # queued.
 MAX_DOWNLOADS = 16
-# A chunk refused because its upload holds as many separate ranges as it may: the payload lacks
-# the memory for another (flight.files.failures has no entry for TooManyRanges yet).
-TOO_MANY_RANGES_FAILURE = "RESOURCES_EXHAUSTED"
 
 
 def store_failure(dictionary: Dictionary, exc: Exception) -> CommandError:
     """The failure report for an upload store error, or an I/O error under it."""
-    name = TOO_MANY_RANGES_FAILURE if isinstance(exc, TooManyRanges) else store_failure_name(exc)
-    return named_failure(dictionary, name, f"file store: {exc}")
+    return named_failure(dictionary, store_failure_name(exc), f"file store: {exc}")
 
 
 @dataclass

@@ -56,6 +56,7 @@ def limited_bench(make_bench: Any, tmp_path: Path) -> Bench:
     config.write_text(
         "[protection]\ntest_commands = true\n"
         f"[storage]\nquota_bytes = 1000000\nmax_model_bytes = {MAX_MODEL_BYTES}\n"
+        "max_uploads = 2\nmax_ranges = 2\n"
         "[jobs]\nmax_queued = 1\n"
     )
     bench: Bench = make_bench(baud=115200, flight_args=["--config", str(config)])
@@ -139,6 +140,20 @@ def test_hostile_inputs_are_refused_and_the_payload_carries_on(
         held, _ = submit(api, model="tiny", input="x.npy")
         fails(api, "QUEUE_FULL", "JOB_SUBMIT", model="tiny", version=0, input="x.npy",
               priority=0, redundancy="NONE", deadline=0)  # fmt: skip
+
+        # The configured transfer limits: two uploads in progress, two ranges each.
+        for transfer_id in (20, 21):
+            api.command_and_assert("FILE_UPLOAD_BEGIN", transfer_id=transfer_id, size=100,
+                                   sha256=bytes(32), name=f"open{transfer_id}.npy")  # fmt: skip
+        fails(api, "TOO_MANY_TRANSFERS", "FILE_UPLOAD_BEGIN", transfer_id=22, size=100,
+              sha256=bytes(32), name="open22.npy")  # fmt: skip
+        for offset in (0, 10):
+            api.command_and_assert("FILE_UPLOAD_CHUNK", transfer_id=20, offset=offset, data=b"a")
+        fails(api, "RESOURCES_EXHAUSTED", "FILE_UPLOAD_CHUNK",
+              transfer_id=20, offset=20, data=b"a")  # fmt: skip
+        api.command_and_assert("FILE_UPLOAD_CHUNK", transfer_id=20, offset=1, data=b"a")
+        for transfer_id in (20, 21):
+            api.command_and_assert("FILE_UPLOAD_ABORT", transfer_id=transfer_id)
 
         # Links and a FIFO planted for the next start: the recovery follows none of them.
         plant_link(files / "files" / "evil.npy", outside / "secret")

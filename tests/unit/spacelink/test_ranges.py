@@ -52,3 +52,15 @@ def test_rangeset_merges_touching_ranges_and_rejects_negative() -> None:
     assert len(rs) == 2
     with pytest.raises(ValueError, match="offset >= 0"):
         rs.add(-1, 4)
+
+
+@given(range_lists, st.integers(0, 300), st.integers(1, 60))
+def test_joins_says_whether_adding_keeps_the_number_of_ranges(
+    ranges: list[tuple[int, int]], offset: int, length: int
+) -> None:
+    rs = RangeSet(ranges)
+    held = len(rs)
+    joins = rs.joins(offset, length)
+    rs.add(offset, length)
+    # A range that joins others merges with them (never more ranges); one that does not is new.
+    assert (len(rs) <= held) == joins
