@@ -826,24 +826,24 @@ class Downloader:
                     if done_at is not None and now - max(last_heard, done_at) > quiet:
                         break
                     if done_at is None and now - last_heard > self._answer_limit(requests):
-                        raise LinkTimeout(f"no answer to FILE_DOWNLOAD of {name}")
+                        # Neither data nor the completion report: both lost on a noisy
+                        # downlink, or the payload is silent. Asked again, a bounded number
+                        # of times, as for a round that lost only data.
+                        break
                 if partial.complete:
                     break
-                if partial.size is None:
-                    raise LinkTimeout(
-                        f"FILE_DOWNLOAD of {name} completed but its FILE_DOWNLOAD_START "
-                        "(TM[128,11]) never arrived"
-                    )
                 if partial.received.covered_bytes > before:
                     stalled = 0
                 else:
                     stalled += 1
                     if stalled >= MAX_STALLED_ROUNDS:
-                        raise TransferStalled(
-                            f"download of {name}: {stalled} rounds brought nothing "
-                            f"({partial.received.covered_bytes} of {partial.size} octets here)"
-                        )
-                requests = coalesce(partial.missing(), MAX_DOWNLOAD_REQUESTS)
+                        raise self._stalled(name, partial, stalled)
+                # Without FILE_DOWNLOAD_START (lost) the size is unknown: the whole file again.
+                requests = (
+                    coalesce(partial.missing(), MAX_DOWNLOAD_REQUESTS)
+                    if partial.size is not None
+                    else [(0, 0)]
+                )
             assert partial.size is not None
             if progress is not None:
                 progress.update(partial.size)
@@ -862,6 +862,15 @@ class Downloader:
                 progress.close()
             link.unsubscribe(packets)
             partial.close()
+
+    @staticmethod
+    def _stalled(name: str, partial: PartialDownload, rounds: int) -> LinkError:
+        if partial.size is None:
+            return LinkTimeout(f"no answer to FILE_DOWNLOAD of {name} ({rounds} requests)")
+        return TransferStalled(
+            f"download of {name}: {rounds} rounds brought nothing "
+            f"({partial.received.covered_bytes} of {partial.size} octets here)"
+        )
 
     def _answer_limit(self, requests: list[tuple[int, int]]) -> float:
         return self.exchange.timeout + downlink_seconds(sum(n for _, n in requests), self.baud)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from groundsw.session import CommandEvent, CommandRecord, EventKind, ReceivedTm
+from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout, ReceivedTm
 from groundsw.transfer import (
     UPLOAD_CHUNK_OCTETS,
     Downloader,
@@ -199,6 +199,8 @@ class FakePayload:
         self.lose_download_chunk: Callable[[int], bool] = lambda offset: False
         self.corrupt_stored_once = False
         self.download_chunk = 700
+        # FILE_DOWNLOAD requests whose every answer (start, chunks, reports) the downlink loses.
+        self.lost_download_answers = 0
 
     # PayloadLink
     def subscribe(self) -> queue.Queue[ReceivedTm]:
@@ -220,6 +222,9 @@ class FakePayload:
         values = cmd.decode(data)
         self.sent.append((cmd.name, values))
         self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
+        if cmd.name == "FILE_DOWNLOAD" and self.lost_download_answers:
+            self.lost_download_answers -= 1
+            return record
         if ack & AckFlags.ACCEPTANCE:
             self._report(record, Stage.ACCEPTANCE)
         failure = getattr(self, "do_" + cmd.name.lower())(values)
@@ -362,9 +367,11 @@ class FastClock:
         return self.now
 
 
-def engines(payload: FakePayload) -> tuple[Uploader, Downloader, list[str]]:
+def engines(
+    payload: FakePayload, timeout: float = 1000.0
+) -> tuple[Uploader, Downloader, list[str]]:
     lines: list[str] = []
-    exchange = Exchange(payload, D, timeout=1000.0, clock=FastClock())
+    exchange = Exchange(payload, D, timeout=timeout, clock=FastClock())
     ids = iter(range(1, 1000))
     return (
         Uploader(exchange, lines.append),
@@ -483,3 +490,30 @@ def test_a_corrupt_whole_file_is_refused_and_unknown_names_fail(tmp_path: Path) 
     assert not (tmp_path / "f.bin").exists()
     with pytest.raises(CommandFailed, match=r"NO_SUCH_FILE \(code 266\): no file g.bin"):
         down.download("g.bin", tmp_path / "g.bin")
+
+
+def test_a_download_whose_every_answer_was_lost_is_asked_for_again(tmp_path: Path) -> None:
+    payload = FakePayload()
+    _, content = sample(tmp_path, 5_000)
+    payload.files["job-1.npy"] = content
+    payload.lost_download_answers = 2
+    _, down, _ = engines(payload, timeout=3.0)
+    out = tmp_path / "job-1.npy"
+    assert down.download("job-1.npy", out).size == len(content)
+    assert out.read_bytes() == content
+    asks = [(v["offset"], v["length"]) for n, v in payload.sent if n == "FILE_DOWNLOAD"]
+    assert asks == [(0, 0)] * 3
+
+
+def test_a_silent_payload_ends_the_download_after_a_bounded_number_of_requests(
+    tmp_path: Path,
+) -> None:
+    payload = FakePayload()
+    payload.files["job-1.npy"] = b"x" * 100
+    payload.lost_download_answers = 1000
+    _, down, _ = engines(payload, timeout=3.0)
+    with pytest.raises(
+        LinkTimeout, match=r"no answer to FILE_DOWNLOAD of job-1.npy \(5 requests\)"
+    ):
+        down.download("job-1.npy", tmp_path / "job-1.npy")
+    assert sum(1 for n, _ in payload.sent if n == "FILE_DOWNLOAD") == 5
