@@ -50,6 +50,7 @@ from flight.protection.scrubber import PassReport, Scrubber
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
+from flight.security.setup import build_authenticator, security_getters
 from flight.services import test as test_service
 from flight.services.events import EventReporter
 from flight.services.files import FileService
@@ -58,6 +59,7 @@ from flight.services.jobs import JobService
 from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
 from flight.services.protection import ProtectionService
+from flight.services.security import SecurityService
 from flight.services.thermal import ThermalService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
@@ -72,6 +74,7 @@ from flight.thermal.setup import (
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1, FarmState
 from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
+from spacelink.keystore import KeyStoreError
 from spacelink.serialport import PortError, open_port, read_burst
 from telemetry_defs.loader import DictionaryError, default_dictionary, load_dictionary
 from telemetry_defs.model import Dictionary
@@ -148,7 +151,6 @@ class Payload:
         self.farm = Farm1(link.tc_vcid, link.farm_window)
         self._clcw_word = self.farm.clcw().to_int()
         self._farm_state = self.farm.state
-        self.uplink = UplinkReceiver(link, self.farm, self.counters)
         self.downlink = DownlinkTransmitter(
             port.write, link, baud, lambda: self._clcw_word, self.counters
         )
@@ -159,6 +161,18 @@ class Payload:
         self.upsets = UpsetLog()
         self.upsets.subscribe(self._upset_event)
         self.boot_count = next_boot_count(state_dir, self.upsets)
+        self.auth = build_authenticator(
+            config.security,
+            state_dir,
+            self.upsets,
+            self.counters,
+            self.events.raise_event,
+            monotonic,
+            first_boot=self.boot_count <= 1,
+        )
+        self.uplink = UplinkReceiver(
+            link, self.farm, self.counters, None if self.auth is None else self.auth.verify
+        )
         self.router = CommandRouter(
             link.apid, self.tm, self.counters, monotonic, on_crash=self._command_crashed
         )
@@ -171,6 +185,7 @@ class Payload:
         )
         follow_settings(self.parameters, self.thermal)
         ThermalService(self.dictionary, self.thermal).register(self.router)
+        SecurityService(self.dictionary, self.auth).register(self.router)
         self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
         self.scrubber.scrub_state = self._scrub_state
         self.housekeeping = HousekeepingService(
@@ -346,6 +361,7 @@ class Payload:
                 **self._job_parameters(),
                 **self._protection_parameters(),
                 **thermal_getters(lambda: self.thermal, self.gate),
+                **security_getters(self.auth),
             }
         )
         missing = pool.missing()
@@ -401,6 +417,11 @@ class Payload:
             "PAYLOAD_STARTED", boot_count=self.boot_count, dictionary_hash=self.dictionary.hash32
         )
         self._report_provider()
+        if self.auth is None:
+            log.warning("uplink authentication is off: anyone who reaches the link commands")
+            self.events.raise_event("AUTHENTICATION_OFF")
+        else:
+            self.auth.start()
         self.thermal.start()  # first: jobs that must wait for the temperature wait from the start
         self.runner.start()
         self.scrubber.start()
@@ -414,6 +435,8 @@ class Payload:
                 if data:
                     self._receive(data)
                 self.housekeeping.tick(self._monotonic())
+                if self.auth is not None:
+                    self.auth.tick()
                 self.runner.tick()
                 self.file_service.tick()
                 if self.downlink.error is not None:
@@ -521,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         payload = Payload(config, port, args.baud, args.state_dir, dictionary)
-    except (DictionaryError, OSError, JobStoreError) as exc:
+    except (DictionaryError, OSError, JobStoreError, KeyStoreError) as exc:
         port.close()
         os.close(lock_fd)
         print(f"payload-flight: {exc}", file=sys.stderr)

@@ -65,6 +65,21 @@ class ProtectionConfig:
     test_commands: bool = False
 
 
+AUTHENTICATION_MODES = ("required", "off")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """[security]: authentication of the uplink (docs/security.md)."""
+
+    # "required": every TC frame must carry a valid security header and MAC; "off": ICD v1
+    # frames, unauthenticated: anyone who reaches the link commands the payload.
+    authentication: str = "required"
+    # The uplink key file (mode 0600, owned by the payload's user); a relative path is taken
+    # from the state directory.
+    key_file: str = "uplink-keys.toml"
+
+
 THERMAL_SOURCES = ("sysfs", "simulated")
 
 
@@ -105,6 +120,7 @@ class FlightConfig:
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
     thermal_model: ThermalModelParameters = field(default_factory=ThermalModelParameters)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -133,7 +149,7 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-SECTIONS = ("link", "storage", "jobs", "protection", "thermal", "thermal_model")
+SECTIONS = ("link", "storage", "jobs", "protection", "thermal", "thermal_model", "security")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -198,6 +214,14 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
     model = _section(
         ThermalModelParameters, raw.get("thermal_model", {}), f"[thermal_model] of {path}"
     )
+    security = _section(SecurityConfig, raw.get("security", {}), f"[security] of {path}")
+    if security.authentication not in AUTHENTICATION_MODES:
+        raise ConfigError(
+            f"[security] authentication = {security.authentication!r} in {path}: expected "
+            + " or ".join(repr(m) for m in AUTHENTICATION_MODES)
+        )
+    if not security.key_file:
+        raise ConfigError(f"[security] key_file in {path} is empty")
     return FlightConfig(
         link=link,
         storage=storage,
@@ -205,4 +229,5 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         protection=protection,
         thermal=thermal,
         thermal_model=model,
+        security=security,
     )

@@ -1,25 +1,39 @@
-"""Uplink receive chain: octets -> CLTUs -> TC frames -> FARM-1 -> space packets (ICD 2-5)."""
+"""Uplink receive chain: octets -> CLTUs -> TC frames -> security processing (when the uplink is
+authenticated, docs/security.md) -> FARM-1 -> space packets (ICD 2-5)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flight.counters import LinkCounters
 from spacelink.cltu import CltuDecoder, CltuEnd
 from spacelink.cop1 import Farm1
 from spacelink.errors import DiscardReason, FrameError
-from spacelink.icd import LinkParameters
+from spacelink.icd import TC_HEADER_LENGTH, LinkParameters
 from spacelink.spacepacket import PRIMARY_HEADER_LENGTH, packet_length_from_header
 from spacelink.tcframe import FrameType, TcFrame
 
 log = logging.getLogger(__name__)
 
+# A frame's security processing: the frame and its primary header as received in, the frame
+# with its plain data field out, or None when it is refused (counted and reported by it).
+Authenticate = Callable[[TcFrame, bytes], TcFrame | None]
+
 
 class UplinkReceiver:
     """Turns received octets into the TC packets FARM-1 lets through, counting every discard."""
 
-    def __init__(self, params: LinkParameters, farm: Farm1, counters: LinkCounters) -> None:
+    def __init__(
+        self,
+        params: LinkParameters,
+        farm: Farm1,
+        counters: LinkCounters,
+        authenticate: Authenticate | None = None,
+    ) -> None:
+        """`authenticate`: every frame's security processing, None on an unauthenticated link."""
         self._params = params
+        self._authenticate = authenticate
         self.farm = farm
         self.counters = counters
         self._decoder = CltuDecoder(stats=counters.cltu)
@@ -31,6 +45,8 @@ class UplinkReceiver:
         packets: list[bytes] = []
         for cltu in self._decoder.feed(data):
             frame = self._frame(cltu.data, cut=cltu.end is CltuEnd.UNCORRECTABLE)
+            if frame is not None and self._authenticate is not None:
+                frame = self._authenticate(frame, cltu.data[:TC_HEADER_LENGTH])
             if frame is None:
                 continue
             verdict = self.farm.receive(frame, buffer_available=buffer_available)

@@ -26,14 +26,16 @@ from groundsw.history_commands import (
     add_tm_commands,
 )
 from groundsw.job_commands import add_job_commands
+from groundsw.key_commands import add_key_commands
 from groundsw.live import run_live
 from groundsw.model_commands import add_model_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
 from groundsw.send_command import run_command
-from groundsw.session import InitMode, LinkSession, LinkTimeout, default_t1
+from groundsw.session import InitMode, LinkSession, LinkTimeout, PacketTooLong, default_t1
 from groundsw.timespec import TimeSpecError
 from groundsw.transfer import GroundInputError, OperationContext, add_file_commands
+from groundsw.uplink_security import UplinkKeyError, UplinkSecurity, keys_from_environment
 from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
@@ -95,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dictionary", type=Path, help="dictionary directory (default: the shipped one)"
     )
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        default=keys_from_environment(),
+        help="uplink key file (default: $GROUNDSW_KEYS); without one, frames go out "
+        "unauthenticated, which a payload requiring authentication discards",
+    )
+    parser.add_argument(
+        "--spi", type=int, help="security association to use (default: the key file's first)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log link details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ping = sub.add_parser("ping", help="TC[17,1] are-you-alive, with each verification stage")
@@ -133,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
     add_job_commands(sub)
     add_file_commands(sub)
+    add_key_commands(sub)
     return parser
 
 
@@ -141,16 +154,24 @@ def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterato
     """Open the port, acquire the link and start the AD service; archive every packet."""
     if not args.port:
         raise PortError("no serial port given: use --port PORT or set GROUNDSW_PORT")
+    security = args.security
     port = open_port(args.port, args.baud)
     try:
         session = LinkSession(
-            port, baud=args.baud, source_id=args.source_id, fop=FopConfig(t1=default_t1(args.baud))
+            port,
+            baud=args.baud,
+            source_id=args.source_id,
+            fop=FopConfig(t1=default_t1(args.baud)),
+            security=security,
         )
+        if security is not None:
+            session.add_packet_sink(security.packet_sink(args.dictionary_loaded))
         if archive is not None:
             session.add_packet_sink(archive.store)
         with session:
             link_up = session.initiate(InitMode(args.cop_init), args.timeout)
             print(f"link up on {args.port}: {link_up}")
+            args.link_up = True
             yield session
     finally:
         port.close()
@@ -163,7 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        offline = getattr(args, "offline", None)
+        if offline is not None:
+            return int(offline(args))
         dictionary = load_dictionary(args.dictionary)
+        args.dictionary_loaded = dictionary
+        args.security = (
+            None if args.keys is None else UplinkSecurity.from_key_file(args.keys, args.spi)
+        )
         prepared = None
         if args.command == "cmd":
             # Checked before the port is opened: a typo costs nothing on the link.
@@ -212,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                         _print,
                         _warn,
                         tty=sys.stdout.isatty(),
+                        security=args.security,
                     )
                     return int(operation(args, context))
     except (
@@ -223,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         TimeSpecError,
         PlotError,
         GroundInputError,
+        UplinkKeyError,
     ) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except PortError as exc:
@@ -231,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), EXIT_COMMAND_FAILED)
     except DictionaryMismatch as exc:
         return _fail(str(exc), EXIT_DICTIONARY_MISMATCH)
+    except PacketTooLong as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except (LinkTimeout, Cop1Error) as exc:
-        return _fail(str(exc), EXIT_NO_ANSWER)
+        return _fail(f"{exc}{_no_keys_hint(args)}", EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)
     except KeyboardInterrupt:
@@ -240,6 +272,16 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK  # watching ends with Ctrl-C
         return _fail("interrupted", EXIT_NO_ANSWER)
     return EXIT_OK
+
+
+def _no_keys_hint(args: argparse.Namespace) -> str:
+    # The downlink flows either way: only a silence after the link is up can be the keys'.
+    if getattr(args, "keys", None) is not None or not getattr(args, "link_up", False):
+        return ""
+    return (
+        " (no uplink key given: a payload that requires authentication discards every frame; "
+        "use --keys FILE or set GROUNDSW_KEYS)"
+    )
 
 
 def _print(line: str) -> None:

@@ -204,11 +204,9 @@ def run_submit(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 
 def job_status(ctx: OperationContext, job_id: int) -> dict[str, Any]:
-    report = ctx.exchange().request(
+    return ctx.exchange().query(
         "JOB_STATUS", {"job_id": job_id}, reply="JOB_REPORT", match=lambda v: v["job_id"] == job_id
     )
-    assert report is not None
-    return report
 
 
 def _enum(dictionary: Dictionary, enum: str, value: int) -> str:
@@ -258,8 +256,7 @@ def run_status(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 
 def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
-    report = ctx.exchange().request("JOB_LIST", {"limit": int(args.limit)}, reply="JOB_LIST_REPORT")
-    assert report is not None
+    report = ctx.exchange().query("JOB_LIST", {"limit": int(args.limit)}, reply="JOB_LIST_REPORT")
     ctx.out(
         f"{report['queued']} queued, {report['running']} running, {report['finished']} finished"
     )

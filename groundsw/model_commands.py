@@ -126,8 +126,7 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 
 def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
-    report = ctx.exchange().request("MODEL_LIST", reply="MODEL_LIST_REPORT")
-    assert report is not None
+    report = ctx.exchange().query("MODEL_LIST", reply="MODEL_LIST_REPORT")
     ctx.out(f"{report['models']} models registered")
     rows = zip(report["names"], report["versions"], report["sizes"], strict=True)
     for name, version, size in rows:
@@ -139,13 +138,12 @@ def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 def run_info(args: argparse.Namespace, ctx: OperationContext) -> int:
     version = parse_version(args.version, zero_ok=True)
-    report = ctx.exchange().request(
+    report = ctx.exchange().query(
         "MODEL_INFO",
         {"model": args.name, "version": version},
         reply="MODEL_REPORT",
         match=lambda v: v["model"] == args.name and version in (0, v["version"]),
     )
-    assert report is not None
     for line in describe_model(report):
         ctx.out(line)
     return 0

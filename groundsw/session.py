@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import serial
 
 from groundsw.recovery import OutageRecovery, RecoveryError, Unconfirmed
+from groundsw.uplink_security import UplinkSecurity
 from spacelink.cltu import encode_cltu
 from spacelink.cop1 import (
     AlertRaised,
@@ -37,7 +38,7 @@ from spacelink.cop1 import (
     Suspended,
 )
 from spacelink.errors import Cop1Error, LinkError, PacketError
-from spacelink.icd import LinkParameters, line_seconds
+from spacelink.icd import TC_MAX_DATA_LENGTH, LinkParameters, line_seconds
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
 from spacelink.serialport import read_burst
 from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
@@ -57,6 +58,10 @@ READ_GATHER_S = 0.004
 def default_t1(baud: int) -> float:
     """A T1 that covers a round trip of a maximum TC frame and a TM frame at `baud`."""
     return _T1_FLOOR_S + line_seconds(_T1_LINE_OCTETS, baud)
+
+
+class PacketTooLong(LinkError):
+    """A TC packet longer than a frame's data field can carry."""
 
 
 class LinkTimeout(LinkError):
@@ -167,9 +172,13 @@ class LinkSession:
         source_id: int = 1,
         recovery_timeout: float | None = DEFAULT_RECOVERY_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        security: UplinkSecurity | None = None,
     ) -> None:
-        """`recovery_timeout`: seconds to hold commands through a link outage (None: never)."""
+        """`recovery_timeout`: seconds to hold commands through a link outage (None: never).
+        `security`: secures every frame sent (retransmissions with a new ARSN); None sends ICD
+        v1 frames, which a payload requiring authentication discards."""
         self.port = port
+        self.security = security
         self.recovery_timeout = recovery_timeout
         self.params = params or LinkParameters()
         self.source_id = source_id
@@ -294,9 +303,20 @@ class LinkSession:
         )
         return self.send(tc)
 
+    @property
+    def max_packet_octets(self) -> int:
+        """The longest TC packet one frame carries (less with the security fields)."""
+        return TC_MAX_DATA_LENGTH - (self.security.overhead if self.security else 0)
+
     def send(self, tc: PusTc) -> CommandRecord:
         """Queue one TC packet (one frame) for sequence-controlled transfer."""
         self._raise_if_failed()
+        length = len(tc.pack())
+        if length > self.max_packet_octets:
+            raise PacketTooLong(
+                f"TC[{tc.service},{tc.subtype}] of {length} octets does not fit in a TC frame "
+                f"({self.max_packet_octets} at most)"
+            )
         record = CommandRecord(tc, self._clock())
         with self._lock:
             if self.fop.state is FopState.INITIAL and self._recovery is None:
@@ -360,6 +380,8 @@ class LinkSession:
             if not frames and not notes:
                 return
             for frame in frames:
+                if self.security is not None:
+                    frame = self.security.secure(frame)
                 self._tx.put(encode_cltu(frame.pack()))
             alert = next((n.alert for n in notes if isinstance(n, AlertRaised)), None)
             if alert in _OUTAGE_ALERTS and self.recovery_timeout is not None:

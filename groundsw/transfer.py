@@ -27,6 +27,7 @@ from typing import IO, Any, NoReturn, Protocol
 
 from groundsw.send_command import describe_failure
 from groundsw.session import CommandRecord, EventKind, LinkTimeout, ReceivedTm
+from groundsw.uplink_security import UplinkSecurity
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
 from spacelink.icd import TC_MAX_DATA_LENGTH, TM_DATA_LENGTH, TM_FRAME_LENGTH, line_seconds
@@ -44,7 +45,15 @@ Clock = Callable[[], float]
 # error control 2, transfer ID 2 and offset 4. What remains of a maximum frame is chunk data.
 _TC_PACKET_OVERHEAD = 6 + 5 + 2
 _CHUNK_ARGUMENTS = 2 + 4
-UPLOAD_CHUNK_OCTETS = TC_MAX_DATA_LENGTH - _TC_PACKET_OVERHEAD - _CHUNK_ARGUMENTS  # 998
+
+
+def chunk_octets(max_packet_octets: int) -> int:
+    """The FILE_UPLOAD_CHUNK data that fills a packet of `max_packet_octets` (976 under an
+    HMAC or CMAC security association, 964 under AES-GCM)."""
+    return max_packet_octets - _TC_PACKET_OVERHEAD - _CHUNK_ARGUMENTS
+
+
+UPLOAD_CHUNK_OCTETS = chunk_octets(TC_MAX_DATA_LENGTH)  # 998, unauthenticated
 # Frames sent and not yet acknowledged by the CLCW: inside FOP-1's window (K = 15), so chunks
 # never pile up in the session's queue ahead of the commands that follow them.
 UPLOAD_WINDOW = 12
@@ -61,6 +70,9 @@ CHECKPOINT_INTERVAL_S = 1.0
 ACK_GRACE_S = 130.0
 # A reply packet normally precedes the completion report on VC 0; allow for it to lag.
 REPLY_GRACE_S = 2.0
+# Requests of a read-only query within its timeout: at BER 1e-5 and 921600 baud one TM frame in
+# twelve is lost, and with it a query's reports and reply now and then.
+QUERY_ATTEMPTS = 3
 
 _SHA256_OCTETS = hashlib.sha256().digest_size
 _FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -406,6 +418,9 @@ class PayloadLink(Protocol):
     source_id: int
     error: BaseException | None
 
+    @property
+    def max_packet_octets(self) -> int: ...
+
     def command(
         self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
     ) -> CommandRecord: ...
@@ -427,6 +442,33 @@ class Exchange:
     dictionary: Dictionary
     timeout: float
     clock: Clock = time.monotonic
+
+    def query(
+        self,
+        command: str,
+        values: Mapping[str, Any] | None = None,
+        *,
+        reply: str,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+        attempts: int = QUERY_ATTEMPTS,
+    ) -> dict[str, Any]:
+        """`request` for a command that only reads (asking twice changes nothing): asked again
+        when its answer is lost, `attempts` times within the timeout in all."""
+        per_attempt = self.timeout / attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                found = self.request(command, values, reply=reply, match=match, timeout=per_attempt)
+            except LinkTimeout as exc:
+                if attempt == attempts:
+                    raise LinkTimeout(
+                        f"no answer to {command} ({attempts} requests in {self.timeout:g} s; "
+                        f"last: {exc})"
+                    ) from None
+                log.info("%s: %s; asking again", command, exc)
+                continue
+            assert found is not None
+            return found
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def request(
         self,
@@ -552,13 +594,14 @@ class Uploader:
         *,
         tty: bool = False,
         window: int = UPLOAD_WINDOW,
-        chunk: int = UPLOAD_CHUNK_OCTETS,
+        chunk: int | None = None,
     ) -> None:
         self.exchange = exchange
         self.out = out
         self.tty = tty
         self.window = window
-        self.chunk = chunk
+        # By default each chunk fills the largest packet the link's security leaves room for.
+        self.chunk = chunk_octets(exchange.link.max_packet_octets) if chunk is None else chunk
         d = exchange.dictionary
         self._chunk_cmd = d.command("FILE_UPLOAD_CHUNK")
 
@@ -942,6 +985,7 @@ class OperationContext:
     err: Print
     tty: bool = False
     clock: Clock = time.monotonic
+    security: UplinkSecurity | None = None
 
     def exchange(self) -> Exchange:
         return Exchange(self.link, self.dictionary, self.timeout, self.clock)
@@ -1024,8 +1068,7 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 
 def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
-    report = ctx.exchange().request("FILE_LIST", reply="FILE_LIST_REPORT")
-    assert report is not None
+    report = ctx.exchange().query("FILE_LIST", reply="FILE_LIST_REPORT")
     ctx.out(f"{report['files']} files, {report['used']} of {report['quota']} octets used")
     for name, size in zip(report["names"], report["sizes"], strict=True):
         ctx.out(f"  {size:>10}  {name}")

@@ -15,8 +15,15 @@ import time
 from pathlib import Path
 from typing import IO
 
+from flight.config import SecurityConfig
 from hil.impairments import Impairments
 from hil.ptylink import PtyLink
+from spacelink.keystore import create_keys
+from spacelink.sdls import Algorithm, SecurityAssociation
+
+DEVELOPMENT_SPI = 1
+# Where the payload finds its key file by default (in its state directory).
+PAYLOAD_KEY_FILE = SecurityConfig().key_file
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,12 +33,23 @@ _PR_SET_PDEATHSIG = 1
 DEFAULT_BASEPLATE_C = 20.0
 
 
-def bench_config(baseplate_c: float, time_scale: float) -> str:
-    """The payload configuration the bench gives before any of the caller's (which override it)."""
+def bench_config(baseplate_c: float, time_scale: float, authentication: bool = True) -> str:
+    """The payload configuration the bench gives before any of the caller's (which override it).
+
+    `authentication`: the payload requires its uplink authenticated under the bench's
+    development key (its copy in the state directory); False turns authentication off."""
     # The governor polls a few model seconds apart at any speed-up (0.5 s at real time).
     poll_s = min(0.5, 3.0 / time_scale)
+    if not authentication:
+        security = '[security]\nauthentication = "off"\n'
+    else:
+        # The payload reads its own copy in its state directory (the default key_file), as on
+        # a board provisioned before flight: a rotation must be saved there, not in the ground's.
+        security = '[security]\nauthentication = "required"\n'
     return (
-        "# Written by the HIL bench: the payload's temperatures come from its thermal model.\n"
+        "# Written by the HIL bench: the payload's temperatures come from its thermal model,\n"
+        "# its uplink key is the bench's development key.\n"
+        f"{security}"
         "[thermal]\n"
         'source = "simulated"\n'
         f"poll_interval_s = {poll_s!r}\n"
@@ -39,6 +57,13 @@ def bench_config(baseplate_c: float, time_scale: float) -> str:
         f"baseplate_c = {float(baseplate_c)!r}\n"
         f"time_scale = {float(time_scale)!r}\n"
     )
+
+
+def create_development_key(path: Path) -> None:
+    """A new random key file for a bench (one HMAC-SHA-256 SA, SPI 1), private to this user."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sa = SecurityAssociation(DEVELOPMENT_SPI, Algorithm.HMAC_SHA256, os.urandom(32))
+    create_keys(path, [sa], "Development key of a HIL bench: not for flight.")
 
 
 class BenchError(Exception):
@@ -76,8 +101,11 @@ class Bench:
         flight_args: list[str] | None = None,
         baseplate_c: float = DEFAULT_BASEPLATE_C,
         time_scale: float = 1.0,
+        authentication: bool = True,
     ) -> None:
-        """`baseplate_c`, `time_scale`: the payload's thermal model (see `bench_config`)."""
+        """`baseplate_c`, `time_scale`: the payload's thermal model (see `bench_config`).
+        `authentication`: the uplink is authenticated with a development key the bench
+        generates (`key_file`, for the ground too); False turns it off."""
         if time_scale <= 0:
             raise BenchError(f"time scale must be above 0, found {time_scale:g}")
         self.state_dir = state_dir
@@ -85,10 +113,24 @@ class Bench:
         self.flight_log = flight_log or state_dir.parent / f"{state_dir.name}-flight.log"
         self.flight_args = flight_args or []
         self.config_path = state_dir.parent / f"{state_dir.name}-bench.toml"
-        self.thermal_config = bench_config(baseplate_c, time_scale)
+        self.key_file: Path | None = (
+            state_dir.parent / f"{state_dir.name}-keys.toml" if authentication else None
+        )
+        self.bench_config = bench_config(baseplate_c, time_scale, authentication)
         self.link = PtyLink(baud, uplink=uplink, downlink=downlink, seed=seed)
         self.flight: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+
+    def _provision_key(self, key_file: Path) -> None:
+        """Generate the development key once, and give the payload a copy of it (mode 0600)."""
+        if not key_file.exists():
+            create_development_key(key_file)
+        board = self.state_dir / PAYLOAD_KEY_FILE
+        if not board.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(board, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key_file.read_bytes())
 
     @property
     def ground_port(self) -> str:
@@ -107,7 +149,9 @@ class Bench:
         """Start (or restart) the payload and wait for its first frame on the link."""
         self.flight_log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.flight_log, "ab")  # noqa: SIM115 - closed in stop_flight
-        self.config_path.write_text(self.thermal_config)
+        self.config_path.write_text(self.bench_config)
+        if self.key_file is not None:
+            self._provision_key(self.key_file)
         before = self.link.stats("downlink").octets_in
         args = ["--config", str(self.config_path), *self.flight_args]
         self.flight = subprocess.Popen(

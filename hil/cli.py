@@ -27,7 +27,9 @@ from spacelink.serialport import PortError, open_port
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-_EMULATOR_OPTIONS = ("ber", "burst", "drop", "latency", "cut", "baseplate", "time_scale")
+_EMULATOR_OPTIONS = (
+    "ber", "burst", "drop", "latency", "cut", "baseplate", "time_scale", "unauthenticated",
+)  # fmt: skip
 T = TypeVar("T")
 
 
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the thermal model's seconds per real second (default 1)",
     )
     run.add_argument(
+        "--unauthenticated",
+        action="store_true",
+        default=None,
+        help="turn the payload's uplink authentication off (default: a development key)",
+    )
+    run.add_argument(
         "--flight-port",
         metavar="DEVICE",
         help="a real board's serial port: no emulator, no local payload",
@@ -170,6 +178,7 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
         seed=args.seed,
         baseplate_c=baseplate,
         time_scale=time_scale,
+        authentication=not args.unauthenticated,
     )
     try:
         bench.start()
@@ -187,6 +196,12 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             flush=True,
         )
         print(f"thermal model: baseplate {baseplate:g} C, {time_scale:g}x real time", flush=True)
+        if bench.key_file is None:
+            print("uplink: unauthenticated (anyone on the link commands the payload)", flush=True)
+        else:
+            print(
+                f"uplink-keys: {bench.key_file} (export GROUNDSW_KEYS={bench.key_file})", flush=True
+            )
         for timer in timers:
             timer.daemon = True
             timer.start()

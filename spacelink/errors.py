@@ -24,6 +24,11 @@ class DiscardReason(enum.Enum):
     FARM_NEGATIVE_WINDOW = "farm_negative_window"
     FARM_LOCKOUT = "farm_lockout"
     FARM_WAIT = "farm_wait"
+    # Security processing of TC frames (docs/security.md), between the frame checks and FARM-1
+    AUTH_TOO_SHORT = "auth_too_short"
+    AUTH_UNKNOWN_SPI = "auth_unknown_spi"
+    AUTH_BAD_MAC = "auth_bad_mac"
+    AUTH_REPLAY = "auth_replay"
     # TM frames (ICD 6), on the ground
     TM_FRAME_FECF = "tm_frame_fecf"
     TM_FRAME_HEADER = "tm_frame_header"

@@ -1,5 +1,6 @@
 """Authentication of TC frames in the style of CCSDS SDLS (355.0-B): a security header and a MAC
-trailer inside the frame's data field. Pure: keys come in as bytes, state as numbers.
+trailer inside the frame's data field. Pure: keys come in as bytes, state as numbers (only the
+GCM IV's salt is drawn from the system's random source).
 
 A secured TC frame:
 
@@ -24,6 +25,7 @@ import dataclasses
 import enum
 import hashlib
 import hmac
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ SPI_LENGTH = 2
 ARSN_LENGTH = 4
 IV_LENGTH = 12
 MAC_LENGTH = 16
+IV_SALT_LENGTH = IV_LENGTH - SPI_LENGTH - ARSN_LENGTH
 MAX_ARSN = (1 << (8 * ARSN_LENGTH)) - 1
 _SPI = struct.Struct(">H")
 _ARSN = struct.Struct(">I")
@@ -71,11 +74,22 @@ class SecurityFault(enum.Enum):
 
 
 class SecurityError(Exception):
-    """A frame refused by its security processing; `fault` says why."""
+    """A frame refused by its security processing; `fault` says why, `spi` and `arsn` are the
+    frame's (None where it is too short for them), `last` the SA's last accepted ARSN."""
 
-    def __init__(self, fault: SecurityFault, detail: str) -> None:
+    def __init__(
+        self,
+        fault: SecurityFault,
+        detail: str,
+        spi: int | None = None,
+        arsn: int | None = None,
+        last: int | None = None,
+    ) -> None:
         super().__init__(f"{fault.value}: {detail}")
         self.fault = fault
+        self.spi = spi
+        self.arsn = arsn
+        self.last = last
 
 
 @dataclass(frozen=True)
@@ -108,9 +122,11 @@ class SecurityAssociation:
         return self.header_length + MAC_LENGTH
 
 
-def _iv(sa: SecurityAssociation, arsn: int) -> bytes:
-    # Unique per key as long as ARSNs are: the SPI and the ARSN, zero-padded.
-    return _SPI.pack(sa.spi) + bytes(IV_LENGTH - SPI_LENGTH - ARSN_LENGTH) + _ARSN.pack(arsn)
+def _iv(sa: SecurityAssociation, arsn: int, salt: bytes) -> bytes:
+    # SPI | salt | ARSN. The ARSN alone would make it unique per key only while the sender's
+    # counter never goes back (a lost ground counter file would repeat IVs, fatal to GCM); the
+    # random salt keeps it unique even then. The receiver takes the IV as sent.
+    return _SPI.pack(sa.spi) + salt + _ARSN.pack(arsn)
 
 
 def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
@@ -122,13 +138,23 @@ def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
 
 
 def apply_security(
-    frame: TcFrame, sa: SecurityAssociation, arsn: int, challenge: bytes = b""
+    frame: TcFrame,
+    sa: SecurityAssociation,
+    arsn: int,
+    challenge: bytes = b"",
+    iv_salt: bytes | None = None,
 ) -> TcFrame:
     """`frame` with its data field secured under `sa` with sequence number `arsn`; its MAC also
-    covers `challenge` when the receiver has set one."""
+    covers `challenge` when the receiver has set one. `iv_salt`: the GCM IV's 6 middle octets
+    (random when None; fixed only for worked examples)."""
     if not 0 <= arsn <= MAX_ARSN:
         raise ValueError(f"ARSN {arsn} is outside 0..{MAX_ARSN}")
-    iv = _iv(sa, arsn) if sa.algorithm is Algorithm.AES_GCM else b""
+    iv = b""
+    if sa.algorithm is Algorithm.AES_GCM:
+        salt = os.urandom(IV_SALT_LENGTH) if iv_salt is None else iv_salt
+        if len(salt) != IV_SALT_LENGTH:
+            raise ValueError(f"IV salt of {len(salt)} octets, {IV_SALT_LENGTH} expected")
+        iv = _iv(sa, arsn, salt)
     header = _SPI.pack(sa.spi) + iv + _ARSN.pack(arsn)
     primary = frame.primary_header(len(header) + len(frame.data) + MAC_LENGTH)
     if sa.algorithm is Algorithm.AES_GCM:
@@ -155,6 +181,21 @@ class SecurityProcessor:
         self._sas = {sa.spi: sa for sa in associations}
         self._last: dict[int, int] = dict.fromkeys(self._sas, -1)
         self._challenges: dict[int, bytes] = {}
+        # A challenge answered: frames the ground secured before it learnt so still verify.
+        self._answered: dict[int, bytes] = {}
+
+    @property
+    def spis(self) -> tuple[int, ...]:
+        return tuple(sorted(self._sas))
+
+    def association(self, spi: int) -> SecurityAssociation:
+        """The SA of `spi`; KeyError when there is none."""
+        return self._sas[spi]
+
+    def replace_key(self, spi: int, key: bytes) -> None:
+        """Give `spi` a new key (same algorithm); its counter goes on, so IVs stay unique."""
+        self._sas[spi] = SecurityAssociation(spi, self._sas[spi].algorithm, key)
+        self._answered.pop(spi, None)
 
     def last_arsn(self, spi: int) -> int:
         """The last ARSN accepted on `spi` (-1: none yet)."""
@@ -187,38 +228,54 @@ class SecurityProcessor:
         (spi,) = _SPI.unpack_from(data)
         sa = self._sas.get(spi)
         if sa is None:
-            raise SecurityError(SecurityFault.UNKNOWN_SPI, f"SPI {spi}")
+            raise SecurityError(SecurityFault.UNKNOWN_SPI, f"SPI {spi}", spi)
         if len(data) < sa.overhead + 1:
             raise SecurityError(
                 SecurityFault.TOO_SHORT,
                 f"data field of {len(data)} octets, SPI {spi} needs {sa.overhead} and data",
+                spi,
             )
-        header = data[: sa.header_length]
-        (arsn,) = _ARSN.unpack_from(header, sa.header_length - ARSN_LENGTH)
-        challenge = self._challenges.get(spi, b"")
+        (arsn,) = _ARSN.unpack_from(data, sa.header_length - ARSN_LENGTH)
         primary = frame.primary_header(len(data)) if primary_header is None else primary_header[:5]
-        if sa.algorithm is Algorithm.AES_GCM:
-            iv = header[SPI_LENGTH : SPI_LENGTH + IV_LENGTH]
-            try:
-                plain = AESGCM(sa.key).decrypt(
-                    iv, data[sa.header_length :], primary + header + challenge
-                )
-            except InvalidTag:
-                raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}") from None
+        challenge = self._challenges.get(spi)
+        if challenge is not None:
+            plain = _open(sa, primary, data, challenge)
         else:
-            plain = data[sa.header_length : -MAC_LENGTH]
-            expected = _mac(sa, primary + header + plain + challenge)
-            if not hmac.compare_digest(expected, data[-MAC_LENGTH:]):
-                raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}")
-        if challenge:
+            plain = _open(sa, primary, data, b"")
+            answered = self._answered.get(spi)
+            if plain is None and answered is not None:
+                plain = _open(sa, primary, data, answered)
+        last = self._last[spi]
+        if plain is None:
+            raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}", spi, arsn, last)
+        if challenge is not None:
             # The answer to the challenge sets the counter, wherever it was.
             del self._challenges[spi]
-        elif arsn <= self._last[spi]:
+            self._answered[spi] = challenge
+        elif arsn <= last:
             raise SecurityError(
-                SecurityFault.REPLAY, f"SPI {spi}: ARSN {arsn}, last accepted {self._last[spi]}"
+                SecurityFault.REPLAY,
+                f"SPI {spi}: ARSN {arsn}, last accepted {last}",
+                spi,
+                arsn,
+                last,
             )
         self._last[spi] = arsn
         return Verified(dataclasses.replace(frame, data=plain), spi, arsn)
+
+
+def _open(sa: SecurityAssociation, primary: bytes, data: bytes, extra: bytes) -> bytes | None:
+    """The plain data of a secured data field whose MAC holds over `extra` too, else None."""
+    header = data[: sa.header_length]
+    if sa.algorithm is Algorithm.AES_GCM:
+        iv = header[SPI_LENGTH : SPI_LENGTH + IV_LENGTH]
+        try:
+            return AESGCM(sa.key).decrypt(iv, data[sa.header_length :], primary + header + extra)
+        except InvalidTag:
+            return None
+    plain = data[sa.header_length : -MAC_LENGTH]
+    expected = _mac(sa, primary + header + plain + extra)
+    return plain if hmac.compare_digest(expected, data[-MAC_LENGTH:]) else None
 
 
 class KeyWrapError(Exception):

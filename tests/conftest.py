@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from groundsw.uplink_security import KEYS_ENV
 from hil.bench import Bench
 from hil.testapi import GroundTestApi
 from tests.harness import open_test_api
@@ -34,8 +35,11 @@ def real_port(config: pytest.Config) -> str | None:
 
 
 @pytest.fixture
-def make_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Bench]]:
-    """Start benches with any `Bench` settings; each is stopped at the end of the test."""
+def make_bench(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Bench]]:
+    """Start benches with any `Bench` settings; each is stopped at the end of the test. Ground
+    tools use the latest bench's development key ($GROUNDSW_KEYS), as an operator would."""
     if real_port(request.config):
         pytest.skip("needs the emulated link (running against a real board)")
     started: list[Bench] = []
@@ -45,6 +49,10 @@ def make_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
         kwargs.setdefault("flight_log", tmp_path / f"flight{n}.log")
         bench = Bench(tmp_path / f"state{n}", **kwargs).start()
         started.append(bench)
+        if bench.key_file is None:
+            monkeypatch.delenv(KEYS_ENV, raising=False)
+        else:
+            monkeypatch.setenv(KEYS_ENV, str(bench.key_file))
         return bench
 
     try:

@@ -12,7 +12,9 @@ from typing import Any
 import serial
 
 from groundsw.session import InitMode, LinkSession
+from groundsw.uplink_security import UplinkSecurity, keys_from_environment
 from hil.testapi import GroundTestApi
+from telemetry_defs.loader import default_dictionary
 
 BIN = Path(sys.executable).parent
 
@@ -28,13 +30,25 @@ def run_tool(name: str, *args: str, timeout: float = 60) -> subprocess.Completed
     )
 
 
+def security_from_environment() -> UplinkSecurity | None:
+    """The uplink security groundsw would use: the key file $GROUNDSW_KEYS names, if any."""
+    path = keys_from_environment()
+    return None if path is None else UplinkSecurity.from_key_file(path)
+
+
 @contextmanager
 def ground_session(
     port_path: str, init: InitMode | None = InitMode.AUTO, baud: int = 115200, **kwargs: Any
 ) -> Iterator[LinkSession]:
-    """A started ground session on `port_path`, initiated unless `init` is None."""
+    """A started ground session on `port_path`, initiated unless `init` is None; its frames
+    secured with the key file $GROUNDSW_KEYS names (as groundsw's), unless `security` is given."""
+    if "security" not in kwargs:
+        kwargs["security"] = security_from_environment()
     with serial.serial_for_url(port_path, baudrate=baud, timeout=0.05) as port:
-        session = LinkSession(port, baud=baud, **kwargs).start()
+        session = LinkSession(port, baud=baud, **kwargs)
+        if session.security is not None:
+            session.add_packet_sink(session.security.packet_sink(default_dictionary()))
+        session.start()
         try:
             if init is not None:
                 session.initiate(init, timeout=10)

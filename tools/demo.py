@@ -39,9 +39,11 @@ def banner(text: str) -> None:
 class Operator:
     """Runs groundsw against the bench and shows what it prints."""
 
-    def __init__(self, port: str, data_dir: Path) -> None:
+    def __init__(self, port: str, data_dir: Path, key_file: Path | None) -> None:
         self.base = [str(BIN / "groundsw"), "--port", port, "--baud", str(BAUD)]
         self.base += ["--data-dir", str(data_dir)]
+        if key_file is not None:
+            self.base += ["--keys", str(key_file)]
 
     def run(self, title: str, *args: str, sections: tuple[str, ...] = ()) -> tuple[str, float]:
         """Run groundsw; show its output (only these sections of a live table, if given)."""
@@ -98,8 +100,13 @@ def main() -> int:
             time_scale=DEMO_TIME_SCALE,
         ) as bench:
             print(f"payload on {bench.link.flight_port}, ground on {bench.ground_port}")
-            op = Operator(bench.ground_port, workdir / "ground-data")
-            op.run("TC[17,1] through CLTU/BCH, TC frames, COP-1, PUS-C", "ping", "--count", "2")
+            print(f"uplink authenticated with the bench's development key {bench.key_file}")
+            op = Operator(bench.ground_port, workdir / "ground-data", bench.key_file)
+            op.run(
+                "TC[17,1] through CLTU/BCH, TC frames secured with a MAC, COP-1, PUS-C",
+                "ping", "--count", "2",
+            )  # fmt: skip
+            op.run("KEY_ROTATE: a new key, wrapped under the current one", "key", "rotate")
             _, upload_s = op.run(
                 "chunks in the FOP-1 window, SHA-256 checked on board, then validated",
                 "model", "upload", str(model_path), "--name", "cnn",

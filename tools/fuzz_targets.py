@@ -9,6 +9,7 @@ mutation fuzzers to start from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import math
@@ -51,6 +52,13 @@ from spacelink.icd import (
 )
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
 from spacelink.randomizer import randomize
+from spacelink.sdls import (
+    Algorithm,
+    SecurityAssociation,
+    SecurityError,
+    SecurityProcessor,
+    apply_security,
+)
 from spacelink.spacepacket import (
     MAX_PACKET_LENGTH,
     PEC_LENGTH,
@@ -245,6 +253,59 @@ def _uplink(data: bytes) -> None:
         return [*packets, receiver.counters.discarded, receiver.farm.clcw()]
 
     same_in_chunks(feed, data)
+
+
+# Security associations the SDLS target knows: one per algorithm, fixed keys. SPI 3's counter is
+# lost (a challenge set), so that the challenge path is fuzzed too.
+FUZZ_SAS = (
+    SecurityAssociation(1, Algorithm.HMAC_SHA256, bytes(range(32))),
+    SecurityAssociation(2, Algorithm.AES_CMAC, bytes(range(16))),
+    SecurityAssociation(3, Algorithm.AES_GCM, bytes(range(32))),
+    SecurityAssociation(4, Algorithm.AES_GCM, bytes(range(16))),
+)
+FUZZ_CHALLENGE = bytes(range(0xA0, 0xB0))
+
+
+def _security_processor() -> SecurityProcessor:
+    processor = SecurityProcessor(FUZZ_SAS)
+    processor.restore(1, 10)
+    processor.set_challenge(3, FUZZ_CHALLENGE)
+    return processor
+
+
+def _sdls_seeds() -> list[bytes]:
+    frames = [TcFrame.unpack(f) for f in _tc_frames()]
+    out = []
+    for n, frame in enumerate(frames):
+        for sa in FUZZ_SAS:
+            if len(frame.data) + sa.overhead > TC_MAX_DATA_LENGTH:
+                frame = dataclasses.replace(frame, data=frame.data[: -sa.overhead])
+            challenge = FUZZ_CHALLENGE if sa.spi == 3 else b""
+            out.append(apply_security(frame, sa, 11 + n, challenge, bytes(6)).pack())
+    return out
+
+
+def fix_sdls_frame(data: bytes) -> bytes:
+    """A secured TC frame whose MAC is made again under the SA it names (when it names one and
+    is long enough), then its length and FECF: mutations reach the checks behind the MAC."""
+    data = fix_tc_frame(data)
+    try:
+        frame = TcFrame.unpack(data)
+    except FrameError:
+        return data
+    sa = next((a for a in FUZZ_SAS if frame.data[:2] == a.spi.to_bytes(2, "big")), None)
+    if sa is None or len(frame.data) < sa.overhead + 1:
+        return data
+    arsn = int.from_bytes(frame.data[sa.header_length - 4 : sa.header_length], "big")
+    plain = frame.data[sa.header_length : -16]
+    challenge = FUZZ_CHALLENGE if sa.spi == 3 else b""
+    salt = frame.data[4:10] if sa.algorithm is Algorithm.AES_GCM else None
+    return apply_security(TcFrame(frame.scid, frame.vcid, frame.seq, plain, frame.bypass,
+                                  frame.control), sa, arsn, challenge, salt).pack()  # fmt: skip
+
+
+def _sdls(data: bytes) -> None:
+    _security_processor().process(TcFrame.unpack(data), data[:5])
 
 
 def _space_packet(data: bytes) -> None:
@@ -613,6 +674,13 @@ TARGETS: dict[str, FuzzTarget] = {
     ),
     "tc_frame": FuzzTarget(
         TcFrame.unpack, (FrameError,), _tc_frames, "TcFrame.unpack", fix_tc_frame
+    ),
+    "sdls": FuzzTarget(
+        _sdls,
+        (FrameError, SecurityError),
+        _sdls_seeds,
+        "SecurityProcessor.process on a TC frame (4 SAs, one challenged; MAC remade)",
+        fix_sdls_frame,
     ),
     "control_command": FuzzTarget(
         parse_control_command,

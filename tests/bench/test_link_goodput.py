@@ -70,11 +70,14 @@ def quiet_housekeeping(api: GroundTestApi) -> None:
 
 
 def measure_uplink(api: GroundTestApi, baud: int, ber: float) -> Goodput:
+    """Full frames of test commands; under authentication each carries the security fields'
+    octets less (22 with the bench's HMAC key)."""
     frames = max(20, int(LINE_SECONDS / line_seconds(UPLINK_CLTU, baud)))
     sequence_report(api, reset=True)
     check = api.dictionary.command("LINK_SEQUENCE_CHECK")
-    filler = bytes(UPLINK_APP - 4)
-    assert len(PusTc(100, 17, 128, bytes(UPLINK_APP)).pack()) == TC_MAX_DATA_LENGTH
+    app = UPLINK_APP - (TC_MAX_DATA_LENGTH - api.session.max_packet_octets)
+    filler = bytes(app - 4)
+    assert len(PusTc(100, 17, 128, bytes(app)).pack()) == api.session.max_packet_octets
     started = time.monotonic()
     records = [
         api.send(
@@ -88,7 +91,7 @@ def measure_uplink(api: GroundTestApi, baud: int, ber: float) -> Goodput:
     api.assert_delivered(records, timeout=LINE_SECONDS * 10)
     # The time the line took: from the first CLTU leaving to the last frame's acknowledgement.
     finished = max(e.at for r in records for e in r.history)
-    return Goodput("uplink", baud, ber, frames * UPLINK_APP, finished - started)
+    return Goodput("uplink", baud, ber, frames * app, finished - started)
 
 
 def _await_transfer(api: GroundTestApi, since: float, count: int, timeout: float) -> list:
@@ -148,6 +151,31 @@ def test_goodput(
     print(f"\n{g}")
     target = 0.95 if ber == 0 else 0.80
     assert g.of_line / g.ceiling >= target * 0.9, f"{g} is well below the {target:.0%} target"
+
+
+def test_authentication_costs_under_5_percent_of_uplink_goodput(
+    benchmark, make_bench: Callable[..., Bench]
+) -> None:  # type: ignore[no-untyped-def]
+    """The same uplink measurement through an authenticated and an unauthenticated payload, in
+    one run: the cost is the goodput lost (security fields on the line, processing on both
+    ends), as a ratio."""
+    baud = 115200
+    goodput: dict[bool, Goodput] = {}
+    for authentication in (False, True):
+        bench = make_bench(baud=baud, authentication=authentication)
+        with open_test_api(bench.ground_port, baud=baud) as api:
+            quiet_housekeeping(api)
+            goodput[authentication] = measure_uplink(api, baud, 0.0)
+        bench.stop_flight()
+    cost = 1 - goodput[True].of_line / goodput[False].of_line
+    benchmark.group = "authentication cost"
+    benchmark.extra_info.update({"uplink goodput lost": round(cost, 4)})
+    benchmark.pedantic(lambda: None, rounds=1)
+    print(
+        f"\nunauthenticated {goodput[False]}\nauthenticated   {goodput[True]}\n"
+        f"authentication costs {cost:.2%} of uplink goodput (target < 5 %)"
+    )
+    assert cost < 0.05
 
 
 def cpu_seconds(pid: int) -> float:

@@ -110,7 +110,7 @@ def test_every_seed_decodes_cleanly_and_the_registry_covers_every_decoder() -> N
     expected = {
         "cltu", "tc_frame", "control_command", "uplink_chain", "space_packet",
         "command_arguments", "tm_frame", "tm_sync", "tm_demux", "tm_packet", "clcw",
-        "npy_input", "onnx_model",
+        "npy_input", "onnx_model", "sdls",
     }  # fmt: skip
     assert expected <= set(TARGETS)
     refused = {

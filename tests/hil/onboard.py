@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from groundsw.transfer import chunk_octets
 from hil.testapi import GroundTestApi
 from spacelink.spacepacket import AckFlags
 from telemetry_defs.loader import default_dictionary
 
 D = default_dictionary()
-CHUNK = 998  # data octets that fill a TC frame with FILE_UPLOAD_CHUNK's header
 TINY_WIDTHS = (16, 32, 4)
 
 
@@ -36,9 +36,10 @@ def upload_report(api: GroundTestApi, command_name: str, **values: Any) -> dict[
 
 def send_chunks(api: GroundTestApi, transfer_id: int, data: bytes, ranges: list[tuple[int, int]]):
     records = []
+    chunk = chunk_octets(api.session.max_packet_octets)  # fills a frame, security fields and all
     for offset, length in ranges:
-        for start in range(offset, offset + length, CHUNK):
-            piece = data[start : min(start + CHUNK, offset + length)]
+        for start in range(offset, offset + length, chunk):
+            piece = data[start : min(start + chunk, offset + length)]
             records.append(
                 api.command(
                     "FILE_UPLOAD_CHUNK",

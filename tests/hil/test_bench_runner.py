@@ -14,7 +14,8 @@ from hil.bench import Bench
 from tests.harness import BIN, run_tool
 
 
-def start_bench(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_bench(state_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """`hil-bench run` started; its ground port and its development key file, as printed."""
     proc = subprocess.Popen(
         [str(BIN / "hil-bench"), "run", "--state-dir", str(state_dir), "--stats-interval", "1"],
         stdout=subprocess.PIPE,
@@ -25,7 +26,13 @@ def start_bench(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("ground-port: "), first + (proc.stderr.read() if proc.stderr else "")
-    return proc, first.removeprefix("ground-port: ").strip()
+    for line in proc.stdout:
+        if line.startswith("uplink-keys: "):
+            keys = line.removeprefix("uplink-keys: ").split()[0]
+            break
+    else:
+        raise AssertionError("hil-bench run printed no uplink-keys line")
+    return proc, first.removeprefix("ground-port: ").strip(), keys
 
 
 def payload_pids(state_dir: Path) -> list[int]:
@@ -54,10 +61,10 @@ def wait_gone(state_dir: Path, timeout: float = 10) -> bool:
 
 def test_run_prints_ground_port_first_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    proc, ground = start_bench(state)
+    proc, ground, keys = start_bench(state)
     try:
         assert os.path.exists(ground)
-        ping = run_tool("groundsw", "--port", ground, "ping")
+        ping = run_tool("groundsw", "--port", ground, "--keys", keys, "ping")
         assert ping.returncode == 0, ping.stderr
         assert payload_pids(state)
     finally:
@@ -70,7 +77,7 @@ def test_run_prints_ground_port_first_and_stops_on_sigterm(tmp_path: Path) -> No
 
 def test_no_orphan_payload_when_the_bench_is_killed(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    proc, _ = start_bench(state)
+    proc, _, _ = start_bench(state)
     assert payload_pids(state)
     proc.kill()
     proc.communicate(timeout=20)
@@ -104,7 +111,7 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(6)]
+        lines = [proc.stdout.readline() for _ in range(7)]
         # The payload runs on the bench's thermal model with these settings.
         bench_config = (tmp_path / "s-bench.toml").read_text()
     finally:
@@ -115,7 +122,9 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
         "downlink BER 0.0001, latency 20 ms\n"
     )
     assert lines[4] == "thermal model: baseplate 45 C, 10x real time\n"
-    assert lines[5].startswith("t=")
+    keys = tmp_path / "s-keys.toml"
+    assert lines[5] == f"uplink-keys: {keys} (export GROUNDSW_KEYS={keys})\n"
+    assert lines[6].startswith("t=")
     assert "baseplate_c = 45.0" in bench_config and "time_scale = 10.0" in bench_config
 
 
@@ -167,7 +176,9 @@ def test_real_board_mode_points_the_ground_at_the_device(tmp_path: Path) -> None
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline() == f"ground-port: {board.ground_port}\n"
-            ping = run_tool("groundsw", "--port", board.ground_port, "ping")
+            assert board.key_file is not None
+            keys = ["--keys", str(board.key_file)]  # the board's key, as provisioned
+            ping = run_tool("groundsw", "--port", board.ground_port, *keys, "ping")
             assert ping.returncode == 0, ping.stderr
         finally:
             proc.send_signal(signal.SIGTERM)

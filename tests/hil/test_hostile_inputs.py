@@ -83,7 +83,10 @@ def test_hostile_inputs_are_refused_and_the_payload_carries_on(
     (outside / "meta").write_text(json.dumps(
         {"version": 1, "transfer_id": 15, "name": "m", "size": 3, "sha256": "0" * 64}
     ))  # fmt: skip
-    skip = {bench.state_dir.name, bench.flight_log.name}
+    assert bench.key_file is not None
+    # The payload's own files, and the ground's key and ARSN counter beside them.
+    keys = bench.key_file.name
+    skip = {bench.state_dir.name, bench.flight_log.name, keys, f"{keys}.arsn"}
     before = snapshot(tmp_path, skip)
     files = bench.state_dir / "files"
     x = np.ones((2, 16), np.float32)

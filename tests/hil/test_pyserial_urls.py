@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
@@ -25,8 +26,22 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
         pass
 
 
+def provision_key(tmp_path: Path, state: Path) -> Path:
+    """A key file for the ground, and the payload's copy in its state directory (the default
+    `[security] key_file`), as before flight."""
+    keys = tmp_path / "keys.toml"
+    made = run_tool("groundsw", "key", "generate", str(keys))
+    assert made.returncode == 0, made.stderr
+    state.mkdir()
+    board = state / "uplink-keys.toml"
+    shutil.copyfile(keys, board)
+    board.chmod(0o600)
+    return keys
+
+
 def test_ping_with_socket_urls_on_both_ends(tmp_path: Path) -> None:
     flight_side, ground_side = _listener(), _listener()
+    keys = provision_key(tmp_path, tmp_path / "state")
     flight = subprocess.Popen(
         [
             str(BIN / "payload-flight"),
@@ -50,6 +65,8 @@ def test_ping_with_socket_urls_on_both_ends(tmp_path: Path) -> None:
                     "groundsw",
                     "--port",
                     f"socket://127.0.0.1:{ground_side.getsockname()[1]}",
+                    "--keys",
+                    str(keys),
                     "ping",
                     "--count",
                     "2",

@@ -39,6 +39,7 @@ from spacelink.pus import Stage, VerificationReport
 from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
+from tests.unit.groundsw.fakes import FastClock
 
 D = default_dictionary()
 
@@ -199,8 +200,10 @@ class FakePayload:
         self.lose_download_chunk: Callable[[int], bool] = lambda offset: False
         self.corrupt_stored_once = False
         self.download_chunk = 700
-        # FILE_DOWNLOAD requests whose every answer (start, chunks, reports) the downlink loses.
-        self.lost_download_answers = 0
+        # Requests, by command, whose every answer (reports, replies, data) the downlink loses.
+        self.lost_answers: dict[str, int] = {}
+        # An unauthenticated link: a whole TC frame's data field per packet.
+        self.max_packet_octets = TC_MAX_DATA_LENGTH
 
     # PayloadLink
     def subscribe(self) -> queue.Queue[ReceivedTm]:
@@ -222,8 +225,8 @@ class FakePayload:
         values = cmd.decode(data)
         self.sent.append((cmd.name, values))
         self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
-        if cmd.name == "FILE_DOWNLOAD" and self.lost_download_answers:
-            self.lost_download_answers -= 1
+        if self.lost_answers.get(cmd.name):
+            self.lost_answers[cmd.name] -= 1
             return record
         if ack & AckFlags.ACCEPTANCE:
             self._report(record, Stage.ACCEPTANCE)
@@ -356,17 +359,6 @@ def once(offsets: set[int]) -> Callable[[int], bool]:
     return hit
 
 
-class FastClock:
-    """Time that moves on by a second at every look, so quiet periods pass at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
 def engines(
     payload: FakePayload, timeout: float = 1000.0
 ) -> tuple[Uploader, Downloader, list[str]]:
@@ -496,7 +488,7 @@ def test_a_download_whose_every_answer_was_lost_is_asked_for_again(tmp_path: Pat
     payload = FakePayload()
     _, content = sample(tmp_path, 5_000)
     payload.files["job-1.npy"] = content
-    payload.lost_download_answers = 2
+    payload.lost_answers["FILE_DOWNLOAD"] = 2
     _, down, _ = engines(payload, timeout=3.0)
     out = tmp_path / "job-1.npy"
     assert down.download("job-1.npy", out).size == len(content)
@@ -510,10 +502,26 @@ def test_a_silent_payload_ends_the_download_after_a_bounded_number_of_requests(
 ) -> None:
     payload = FakePayload()
     payload.files["job-1.npy"] = b"x" * 100
-    payload.lost_download_answers = 1000
+    payload.lost_answers["FILE_DOWNLOAD"] = 1000
     _, down, _ = engines(payload, timeout=3.0)
     with pytest.raises(
         LinkTimeout, match=r"no answer to FILE_DOWNLOAD of job-1.npy \(5 requests\)"
     ):
         down.download("job-1.npy", tmp_path / "job-1.npy")
     assert sum(1 for n, _ in payload.sent if n == "FILE_DOWNLOAD") == 5
+
+
+def test_a_query_whose_answer_was_lost_is_asked_again_within_its_timeout(tmp_path: Path) -> None:
+    payload = FakePayload()
+    up, _, _ = engines(payload, timeout=9.0)
+    exchange = up.exchange
+    begin = {"transfer_id": 5, "size": 3, "sha256": hashlib.sha256(b"abc").digest(), "name": "q"}
+    exchange.request("FILE_UPLOAD_BEGIN", begin, reply="FILE_UPLOAD_REPORT")
+    payload.lost_answers["FILE_UPLOAD_STATUS"] = 2
+    report = exchange.query("FILE_UPLOAD_STATUS", {"transfer_id": 5}, reply="FILE_UPLOAD_REPORT")
+    assert report["transfer_id"] == 5 and report["received"] == 0
+    assert sum(1 for n, _ in payload.sent if n == "FILE_UPLOAD_STATUS") == 3
+    payload.lost_answers["FILE_UPLOAD_STATUS"] = 1000
+    with pytest.raises(LinkTimeout, match=r"no answer to FILE_UPLOAD_STATUS \(3 requests in 9 s"):
+        exchange.query("FILE_UPLOAD_STATUS", {"transfer_id": 5}, reply="FILE_UPLOAD_REPORT")
+    assert sum(1 for n, _ in payload.sent if n == "FILE_UPLOAD_STATUS") == 6

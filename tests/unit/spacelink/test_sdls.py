@@ -80,6 +80,19 @@ def test_gcm_hides_the_data() -> None:
     assert len(secured.data) == 2 + 12 + 4 + len(FRAME.data) + 16
 
 
+def test_gcm_never_repeats_an_iv_even_when_a_sender_repeats_an_arsn() -> None:
+    # A ground that lost its counter file starts again at a used ARSN: the random salt keeps
+    # (key, IV) pairs unique, so GCM's keystream and authentication key do not leak.
+    ivs = {apply_security(FRAME, SAS[2], arsn=5).data[2:14] for _ in range(100)}
+    assert len(ivs) == 100
+    assert all(iv[:2] == b"\x00\x03" and iv[-4:] == b"\x00\x00\x00\x05" for iv in ivs)
+    fixed = apply_security(FRAME, SAS[2], arsn=5, iv_salt=bytes(6))
+    assert fixed.data[2:14] == b"\x00\x03" + bytes(6) + b"\x00\x00\x00\x05"
+    assert receiver().process(fixed).frame == FRAME
+    with pytest.raises(ValueError, match="IV salt"):
+        apply_security(FRAME, SAS[2], arsn=5, iv_salt=bytes(5))
+
+
 @pytest.mark.parametrize("sa", SAS, ids=lambda sa: sa.algorithm.name)
 @settings(max_examples=60, deadline=None)
 @given(bit=st.integers(min_value=0))

@@ -96,3 +96,17 @@ def test_every_provider_the_payload_may_pick_has_a_dictionary_name() -> None:
 
     assert set(PROVIDER_LABELS) == set(PREFERENCE)
     assert set(PROVIDER_LABELS.values()) == set(D.enums["ExecutionProvider"].values)
+
+
+def test_security_faults_modes_and_failures_match_the_dictionary() -> None:
+    from flight.security.setup import AUTH_MODE_OFF, AUTH_MODE_REQUIRED
+    from flight.security.uplink_auth import DISCARD_REASONS, FAULT_NAMES
+    from spacelink.sdls import SecurityFault
+
+    assert set(FAULT_NAMES.values()) == set(D.enums["AuthFault"].values)
+    assert set(FAULT_NAMES) == set(SecurityFault) == set(DISCARD_REASONS)
+    assert D.enums["AuthMode"].values == {"OFF": AUTH_MODE_OFF, "REQUIRED": AUTH_MODE_REQUIRED}
+    for fault in SecurityFault:
+        D.parameter(f"DISCARDED_AUTH_{fault.name}")  # UnknownName if housekeeping lacks it
+    for name in ("KEY_UNKNOWN_SPI", "KEY_UNWRAP_FAILED", "KEY_NOT_SAVED", "AUTHENTICATION_IS_OFF"):
+        D.failure_named(name)

@@ -137,6 +137,8 @@ def _xtce_arguments(f: Field, value: Any) -> dict[str, Any]:
         return {f"{f.name}_count": len(value), f.name: value}
     if isinstance(f.type, BytesType) and f.type.length == GREEDY:
         return {f"{f.name}_octets": len(value), f.name: value}
+    if isinstance(f.type, BytesType) and isinstance(f.type.length, str):
+        return {f"{f.name}_length": len(value), f.name: value}
     return {f.name: value}
 
 

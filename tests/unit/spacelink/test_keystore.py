@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flight.security.keystore import KeyStoreError, read_keys, write_keys
+from spacelink.keystore import KeyStoreError, read_keys, write_keys
 from spacelink.sdls import Algorithm, SecurityAssociation
 
 SAS = [

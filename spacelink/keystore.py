@@ -1,5 +1,6 @@
-"""The payload's uplink key file on disk: read only when no one else can read it, rewritten
-atomically (a key rotation), never left half-written or readable by others."""
+"""An uplink key file on disk (the payload's or a ground station's): read only when no one else
+can read it, rewritten atomically (a key rotation), never left half-written or readable by
+others."""
 
 from __future__ import annotations
 
@@ -65,8 +66,25 @@ def write_keys(path: Path, associations: list[SecurityAssociation], comment: str
     finally:
         os.close(fd)
     os.replace(partial, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def create_keys(path: Path, associations: list[SecurityAssociation], comment: str = "") -> None:
+    """Write a new key file (0600, synced); FileExistsError rather than replace one."""
+    text = format_key_file(associations, comment)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fsync(directory)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    # The file's name is in its directory: without this a power cut may lose the new file.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
