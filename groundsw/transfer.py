@@ -647,7 +647,7 @@ class Uploader:
                 )
                 try:
                     sent += self._fill(transfer_id, f, size, report, progress)
-                    self.exchange.request("FILE_UPLOAD_COMMIT", {"transfer_id": transfer_id})
+                    self._commit(transfer_id, name, size, sha)
                 except CommandFailed as exc:
                     if failure_code(exc) == CHECKSUM_MISMATCH and attempt == 1:
                         self.out(f"{label}: the payload found a checksum mismatch; sending again")
@@ -660,15 +660,36 @@ class Uploader:
                 return UploadResult(name, size, sha, sent, already, seconds)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def _commit(self, transfer_id: int, name: str, size: int, sha: bytes) -> None:
+        """FILE_UPLOAD_COMMIT; when its answer is lost, BEGIN again tells whether the file was
+        stored (FILE_EXISTS: the transfer ended and its name is stored) or is still held whole
+        (commit again)."""
+        try:
+            self.exchange.request("FILE_UPLOAD_COMMIT", {"transfer_id": transfer_id})
+            return
+        except LinkTimeout as exc:
+            lost = exc
+        begin = {"transfer_id": transfer_id, "size": size, "sha256": sha, "name": name}
+        try:
+            report = self._report("FILE_UPLOAD_BEGIN", begin, transfer_id)
+        except CommandFailed as exc:
+            if failure_code(exc) == FILE_EXISTS:
+                log.info("%s: the commit's answer was lost; the file is stored", name)
+                return
+            raise
+        if int(report["missing_ranges"]) > 0:
+            raise lost
+        self.exchange.request("FILE_UPLOAD_COMMIT", {"transfer_id": transfer_id})
+
     def _report(self, command: str, values: Mapping[str, Any], transfer_id: int) -> dict[str, Any]:
-        report = self.exchange.request(
+        # BEGIN of a transfer the payload holds and STATUS only report: asked again when the
+        # report is lost on the downlink.
+        return self.exchange.query(
             command,
             values,
             reply="FILE_UPLOAD_REPORT",
             match=lambda v: v["transfer_id"] == transfer_id,
         )
-        assert report is not None
-        return report
 
     def _fill(
         self, transfer_id: int, f: IO[bytes], size: int, report: dict[str, Any], progress: Progress

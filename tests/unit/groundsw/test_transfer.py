@@ -200,8 +200,10 @@ class FakePayload:
         self.lose_download_chunk: Callable[[int], bool] = lambda offset: False
         self.corrupt_stored_once = False
         self.download_chunk = 700
-        # Requests, by command, whose every answer (reports, replies, data) the downlink loses.
+        # Requests, by command, whose every answer (reports, replies, data) the downlink loses:
+        # the payload still executes them (their frames were acknowledged).
         self.lost_answers: dict[str, int] = {}
+        self._muted = False
         # An unauthenticated link: a whole TC frame's data field per packet.
         self.max_packet_octets = TC_MAX_DATA_LENGTH
 
@@ -225,18 +227,26 @@ class FakePayload:
         values = cmd.decode(data)
         self.sent.append((cmd.name, values))
         self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
-        if self.lost_answers.get(cmd.name):
+        self._muted = bool(self.lost_answers.get(cmd.name))
+        if self._muted:
             self.lost_answers[cmd.name] -= 1
-            return record
+        try:
+            self._execute(record, cmd.name, values, ack)
+        finally:
+            self._muted = False
+        return record
+
+    def _execute(
+        self, record: CommandRecord, name: str, values: dict[str, Any], ack: AckFlags
+    ) -> None:
         if ack & AckFlags.ACCEPTANCE:
             self._report(record, Stage.ACCEPTANCE)
-        failure = getattr(self, "do_" + cmd.name.lower())(values)
+        failure = getattr(self, "do_" + name.lower())(values)
         if failure is not None:
             code = D.failure_named(failure[0]).code
             self._report(record, Stage.COMPLETION, code, failure[1].encode())
         elif ack & AckFlags.COMPLETION:
             self._report(record, Stage.COMPLETION)
-        return record
 
     def _next(self) -> int:
         self.order += 1
@@ -248,10 +258,14 @@ class FakePayload:
     def _report(
         self, record: CommandRecord, stage: Stage, code: int | None = None, data: bytes = b""
     ) -> None:
+        if self._muted:
+            return
         report = VerificationReport(stage, code is None, record.request_id, None, code, data)
         self._event(record, CommandEvent(EventKind.REPORT, 0.0, self._next(), report))
 
     def tm(self, packet: str, values: dict[str, Any]) -> None:
+        if self._muted:
+            return
         p = D.packets[packet]
         tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, 0, 7)
         for q in self.subscribers:
@@ -525,3 +539,14 @@ def test_a_query_whose_answer_was_lost_is_asked_again_within_its_timeout(tmp_pat
     with pytest.raises(LinkTimeout, match=r"no answer to FILE_UPLOAD_STATUS \(3 requests in 9 s"):
         exchange.query("FILE_UPLOAD_STATUS", {"transfer_id": 5}, reply="FILE_UPLOAD_REPORT")
     assert sum(1 for n, _ in payload.sent if n == "FILE_UPLOAD_STATUS") == 6
+
+
+def test_an_upload_whose_commit_answer_was_lost_finds_its_file_stored(tmp_path: Path) -> None:
+    payload = FakePayload()
+    path, content = sample(tmp_path, 3_000)
+    up, _, _ = engines(payload, timeout=30.0)  # the fast clock: 10 looks per query request
+    payload.lost_answers["FILE_UPLOAD_COMMIT"] = 1
+    result = up.upload(path, "f.bin")
+    assert payload.files["f.bin"] == content and result.size == len(content)
+    sent = [n for n, _ in payload.sent]
+    assert sent.count("FILE_UPLOAD_COMMIT") == 1 and sent.count("FILE_UPLOAD_BEGIN") == 2
