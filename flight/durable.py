@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
+import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
 # Opened without following a symbolic link, and without blocking on a FIFO planted in its place.
@@ -84,8 +88,24 @@ def replace_atomically(path: Path, data: bytes) -> None:
     """Readers see the old content or the new one, never a mix, even after a power cut."""
     tmp = path.with_name(path.name + TMP_SUFFIX)
     # A leftover temporary file, or anything planted under its name, goes first.
+    move_directory_aside(tmp)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
     create_durably(tmp, data)
+    move_directory_aside(path)
     os.replace(tmp, path)
     fsync_directory(path.parent)
+
+
+def move_directory_aside(path: Path) -> Path | None:
+    """A directory (not a link to one) where a file belongs is renamed aside, kept as it is
+    rather than deleted, so that the file can be written; where it went, or None."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+    except FileNotFoundError:
+        return None
+    aside = path.with_name(f"{path.name}.displaced-{time.time_ns()}")
+    os.rename(path, aside)
+    log.warning("a directory stood at %s, where a file belongs: moved to %s", path, aside.name)
+    return aside

@@ -39,3 +39,15 @@ def test_a_plain_file_is_written_and_replaced(tmp_path: Path) -> None:
     create_durably(path, b"one")
     replace_atomically(path, b"two")
     assert path.read_bytes() == b"two"
+
+
+def test_a_directory_where_the_file_or_its_temporary_belongs_is_moved_aside(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "index.json"
+    target.mkdir()
+    (tmp_path / f"index.json{TMP_SUFFIX}").mkdir()
+    replace_atomically(target, b"new index")
+    assert target.read_bytes() == b"new index"
+    assert len(list(tmp_path.glob("index.json*.displaced-*"))) == 2
+    assert not (tmp_path / f"index.json{TMP_SUFFIX}").exists()

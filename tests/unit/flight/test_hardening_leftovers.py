@@ -456,6 +456,24 @@ def test_a_fifo_in_place_of_a_protected_copy_does_not_block(tmp_path: Path) -> N
     assert stat.S_ISREG(os.lstat(directory / FILE_NAMES[0]).st_mode)
 
 
+def test_a_directory_in_place_of_a_protected_copy_is_moved_aside_and_the_copy_rewritten(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "protected"
+    TripleStore(directory, DEFAULTS).set("boot_count", 6)
+    path = directory / FILE_NAMES[2]
+    path.unlink()
+    path.mkdir()
+    (path / "evidence").write_bytes(b"kept")
+    reopened = TripleStore(directory, DEFAULTS)
+    assert reopened.get("boot_count") == 6 and reopened.loaded.files_repaired == 1
+    assert stat.S_ISREG(os.lstat(path).st_mode)
+    (aside,) = directory.glob(f"{FILE_NAMES[2]}.displaced-*")
+    assert (aside / "evidence").read_bytes() == b"kept"
+    reopened.set("boot_count", 7)  # later writes go to the file as usual
+    assert TripleStore(directory, DEFAULTS).values()["boot_count"] == 7
+
+
 def test_the_lock_file_is_created_private_and_not_inherited(tmp_path: Path) -> None:
     path = tmp_path / ".lock"
     old = os.umask(0o022)
