@@ -35,8 +35,22 @@ def mismatch_warning(payload_hash: int, dictionary: Dictionary) -> str:
     )
 
 
-def payload_dictionary_hash(session: LinkSession, dictionary: Dictionary, timeout: float) -> int:
-    """Ask the payload for its dictionary hash (TC[20,1]) and wait for the answer."""
+def payload_dictionary_hash(
+    session: LinkSession, dictionary: Dictionary, timeout: float, attempts: int = 3
+) -> int:
+    """Ask the payload for its dictionary hash (TC[20,1]) and wait for the answer; asked again
+    (`attempts` times within `timeout` in all) when the answer is lost on the downlink."""
+    for _ in range(attempts):
+        found = _ask_hash(session, dictionary, timeout / attempts)
+        if found is not None:
+            return found
+    raise LinkTimeout(
+        f"no answer to the dictionary check (TC[20,1]): {attempts} requests in {timeout:g} s"
+    )
+
+
+def _ask_hash(session: LinkSession, dictionary: Dictionary, timeout: float) -> int | None:
+    """One TC[20,1] for the hash: its value, or None when nothing came within `timeout`."""
     command = dictionary.command("PARAM_REPORT")
     parameter = dictionary.parameter(HASH_PARAMETER)
     replies = session.subscribe()
@@ -71,7 +85,7 @@ def payload_dictionary_hash(session: LinkSession, dictionary: Dictionary, timeou
             time.sleep(0.02)
     finally:
         session.unsubscribe(replies)
-    raise LinkTimeout(f"no answer to the dictionary check (TC[20,1]) within {timeout:g} s")
+    return None
 
 
 def _raw_hash(service: int, subtype: int, data: bytes, pid: int) -> int | None:

@@ -194,9 +194,15 @@ def run_submit(args: argparse.Namespace, ctx: OperationContext) -> int:
         "deadline": int(args.deadline),
     }
     ctx.out(f"JOB_SUBMIT {args.model} on {name} ({values['redundancy']})")
-    accepted = ctx.exchange().request(
-        "JOB_SUBMIT", values, reply="JOB_ACCEPTED", until_reply=True, on_report=show
-    )
+    try:
+        accepted = ctx.exchange().request(
+            "JOB_SUBMIT", values, reply="JOB_ACCEPTED", until_reply=True, on_report=show
+        )
+    except LinkTimeout as exc:
+        # Not asked again: a second JOB_SUBMIT would queue a second job.
+        raise LinkTimeout(
+            f"{exc}; the job may be queued all the same: see `groundsw job list`"
+        ) from None
     assert accepted is not None
     ctx.out(f"job {accepted['job_id']} stored: {accepted['queued']} queued")
     ctx.out(str(accepted["job_id"]))

@@ -6,14 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from groundsw.session import LinkTimeout
 from groundsw.transfer import (
     GroundInputError,
     OneSentenceParser,
     OperationContext,
     add_operation,
     check_file_name,
+    file_sha256,
     readable_file,
 )
+from groundsw.verification import CommandFailed
 
 MAX_VERSION = 0xFFFF
 
@@ -103,21 +106,44 @@ def describe_model(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def registered(
+    ctx: OperationContext, name: str, version: int, sha256: bytes
+) -> dict[str, Any] | None:
+    """The payload's report of model `name` `version` when it holds exactly this content."""
+    try:
+        report = ctx.exchange().query(
+            "MODEL_INFO",
+            {"model": name, "version": version},
+            reply="MODEL_REPORT",
+            match=lambda v: v["model"] == name and v["version"] == version,
+        )
+    except CommandFailed:  # not registered (UNKNOWN_MODEL)
+        return None
+    return report if bytes(report["sha256"]) == sha256 else None
+
+
 def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
     version = parse_version(args.version)
     file_name = model_file_name(args.name, version)
     ctx.uploader().upload(args.file, file_name)
-    report = ctx.exchange().request(
-        "MODEL_REGISTER",
-        {
-            "file": file_name,
-            "model": args.name,
-            "version": version,
-            "tolerance": parse_tolerance(args.tolerance),
-        },
-        reply="MODEL_REPORT",
-        match=lambda v: v["model"] == args.name and v["version"] == version,
-    )
+    values = {
+        "file": file_name,
+        "model": args.name,
+        "version": version,
+        "tolerance": parse_tolerance(args.tolerance),
+    }
+    try:
+        report = ctx.exchange().request(
+            "MODEL_REGISTER",
+            values,
+            reply="MODEL_REPORT",
+            match=lambda v: v["model"] == args.name and v["version"] == version,
+        )
+    except LinkTimeout as lost:
+        # The answer may be lost with the model registered: MODEL_INFO tells.
+        report = registered(ctx, args.name, version, file_sha256(args.file))
+        if report is None:
+            raise lost from None
     assert report is not None
     ctx.out(f"registered {args.name} version {version}")
     for line in describe_model(report):

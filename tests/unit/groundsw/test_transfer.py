@@ -3,6 +3,7 @@ progress text), and the engines driven by an in-process fake payload that follow
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import queue
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from groundsw import model_commands
 from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout, ReceivedTm
 from groundsw.transfer import (
     UPLOAD_CHUNK_OCTETS,
     Downloader,
     Exchange,
     GroundInputError,
+    OperationContext,
     PartialDownload,
     PlainProgress,
     RichProgress,
@@ -204,6 +207,7 @@ class FakePayload:
         # the payload still executes them (their frames were acknowledged).
         self.lost_answers: dict[str, int] = {}
         self._muted = False
+        self.models: dict[tuple[str, int], bytes] = {}
         # An unauthenticated link: a whole TC frame's data field per packet.
         self.max_packet_octets = TC_MAX_DATA_LENGTH
 
@@ -325,6 +329,31 @@ class FakePayload:
         self.files[u["name"]] = bytes(u["data"])
         del self.uploads[v["transfer_id"]]
         return None
+
+    # service 129, as far as registration goes
+    def do_model_register(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if (v["model"], v["version"]) in self.models:
+            return "MODEL_EXISTS", f"model {v['model']} version {v['version']} exists"
+        content = self.files.pop(v["file"], None)
+        if content is None:
+            return "NO_SUCH_FILE", f"no file {v['file']}"
+        self.models[(v["model"], v["version"])] = content
+        self._model_report(v["model"], v["version"])
+        return None
+
+    def do_model_info(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if (v["model"], v["version"]) not in self.models:
+            return "UNKNOWN_MODEL", f"no model {v['model']} version {v['version']}"
+        self._model_report(v["model"], v["version"])
+        return None
+
+    def _model_report(self, model: str, version: int) -> None:
+        content = self.models[(model, version)]
+        self.tm("MODEL_REPORT", {
+            "model": model, "version": version, "size": len(content),
+            "sha256": hashlib.sha256(content).digest(), "opset": 13, "weights": 2,
+            "tolerance": 0.0, "copies": 2, "signature": "x float32[?,4] -> y float32[?,2]",
+        })  # fmt: skip
 
     def do_file_download(self, v: dict[str, Any]) -> tuple[str, str] | None:
         data = self.files.get(v["name"])
@@ -550,3 +579,26 @@ def test_an_upload_whose_commit_answer_was_lost_finds_its_file_stored(tmp_path: 
     assert payload.files["f.bin"] == content and result.size == len(content)
     sent = [n for n, _ in payload.sent]
     assert sent.count("FILE_UPLOAD_COMMIT") == 1 and sent.count("FILE_UPLOAD_BEGIN") == 2
+
+
+@pytest.mark.parametrize("taken_by_another", [False, True])
+def test_a_model_registration_whose_answer_was_lost_is_settled_by_model_info(
+    tmp_path: Path, taken_by_another: bool
+) -> None:
+    payload = FakePayload()
+    path, content = sample(tmp_path, 2_000)
+    if taken_by_another:  # the same name and version, other content: not ours
+        payload.models[("m", 1)] = b"another model"
+    payload.lost_answers["MODEL_REGISTER"] = 1
+    lines: list[str] = []
+    ctx = OperationContext(payload, D, 30.0, 115200, lines.append, lines.append, clock=FastClock())
+    args = argparse.Namespace(file=path, name="m", version="1", tolerance="0")
+    if taken_by_another:
+        with pytest.raises(LinkTimeout, match="no answer to MODEL_REGISTER"):
+            model_commands.run_upload(args, ctx)
+        assert payload.models[("m", 1)] == b"another model"
+        return
+    assert model_commands.run_upload(args, ctx) == 0
+    assert payload.models[("m", 1)] == content
+    assert "registered m version 1" in lines
+    assert [n for n, _ in payload.sent].count("MODEL_REGISTER") == 1
