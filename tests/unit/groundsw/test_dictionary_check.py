@@ -3,37 +3,29 @@ is lost, a mismatch named, a silent payload a bounded wait."""
 
 from __future__ import annotations
 
-import queue
 from typing import Any
 
 import pytest
 
 from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
-from groundsw.session import CommandRecord, LinkTimeout, ReceivedTm
+from groundsw.session import CommandRecord, LinkTimeout
 from spacelink.icd import PAYLOAD_APID
 from spacelink.spacepacket import PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
+from tests.unit.groundsw.fakes import FakeTelemetry
 
 D = default_dictionary()
 
 
-class FakeSession:
+class FakeSession(FakeTelemetry):
     """Answers TC[20,1] with TM[20,2] holding `hash32`, after losing `lost` answers."""
 
     def __init__(self, hash32: int, lost: int) -> None:
+        super().__init__()
         self.source_id = 3
         self.hash32 = hash32
         self.lost = lost
         self.asked = 0
-        self.subscribers: list[queue.Queue[ReceivedTm]] = []
-
-    def subscribe(self) -> queue.Queue[ReceivedTm]:
-        q: queue.Queue[ReceivedTm] = queue.Queue()
-        self.subscribers.append(q)
-        return q
-
-    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
-        self.subscribers.remove(q)
 
     def command(self, service: int, subtype: int, data: bytes = b"", ack: Any = None) -> Any:
         self.asked += 1
@@ -43,9 +35,7 @@ class FakeSession:
             return record
         pid = D.parameter("DICTIONARY_HASH").id
         body = bytes([1]) + pid.to_bytes(2, "big") + self.hash32.to_bytes(4, "big")
-        tm = PusTm(PAYLOAD_APID, 20, 2, body, 0, 0, self.source_id)
-        for q in self.subscribers:
-            q.put(ReceivedTm(tm, b"", 0.0, self.asked))
+        self.publish(PusTm(PAYLOAD_APID, 20, 2, body, 0, 0, self.source_id))
         return record
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import queue
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from groundsw import model_commands
-from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout, ReceivedTm
+from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout
 from groundsw.transfer import (
     UPLOAD_CHUNK_OCTETS,
     Downloader,
@@ -42,7 +41,7 @@ from spacelink.pus import Stage, VerificationReport
 from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
-from tests.unit.groundsw.fakes import FastClock
+from tests.unit.groundsw.fakes import FakeTelemetry, FastClock
 
 D = default_dictionary()
 
@@ -186,13 +185,13 @@ def test_a_download_that_does_not_match_its_sha256_is_discarded(tmp_path: Path) 
 # -- the engines against a fake payload ---------------------------------------------------------
 
 
-class FakePayload:
+class FakePayload(FakeTelemetry):
     """Service 128 in memory, answering at once, with chunk and report losses on demand."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.source_id = 7
         self.error: BaseException | None = None
-        self.subscribers: list[queue.Queue[ReceivedTm]] = []
         self.files: dict[str, bytes] = {}
         self.uploads: dict[int, dict[str, Any]] = {}
         self.seq = 0
@@ -211,15 +210,7 @@ class FakePayload:
         # An unauthenticated link: a whole TC frame's data field per packet.
         self.max_packet_octets = TC_MAX_DATA_LENGTH
 
-    # PayloadLink
-    def subscribe(self) -> queue.Queue[ReceivedTm]:
-        q: queue.Queue[ReceivedTm] = queue.Queue()
-        self.subscribers.append(q)
-        return q
-
-    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
-        self.subscribers.remove(q)
-
+    # PayloadLink (subscriptions: FakeTelemetry)
     def command(
         self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
     ) -> CommandRecord:
@@ -272,8 +263,7 @@ class FakePayload:
             return
         p = D.packets[packet]
         tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, 0, 7)
-        for q in self.subscribers:
-            q.put(ReceivedTm(tm, b"", 0.0, self._next()))
+        self.publish(tm, self._next())
 
     # service 128
     def _upload_report(self, tid: int) -> None:
