@@ -50,7 +50,7 @@ from flight.protection.scrubber import PassReport, Scrubber
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
-from flight.security.setup import build_authenticator, security_getters
+from flight.security.setup import build_authenticator, load_uplink_keys, security_getters
 from flight.services import test as test_service
 from flight.services.events import EventReporter
 from flight.services.files import FileService
@@ -141,6 +141,8 @@ class Payload:
         provider: ProviderChoice | None = None,
     ) -> None:
         """`provider`: the onnxruntime provider for jobs (probed when None)."""
+        # First: a payload that cannot have its uplink key refuses to start and writes nothing.
+        uplink_keys = load_uplink_keys(config.security, state_dir)
         self.config = config
         self.port = port
         self.dictionary = dictionary or default_dictionary()
@@ -162,7 +164,7 @@ class Payload:
         self.upsets.subscribe(self._upset_event)
         self.boot_count = next_boot_count(state_dir, self.upsets)
         self.auth = build_authenticator(
-            config.security,
+            uplink_keys,
             state_dir,
             self.upsets,
             self.counters,

@@ -4,6 +4,7 @@ parameters housekeeping reports."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from flight.counters import LinkCounters
 from flight.protection.upsets import UpsetLog
 from flight.security.uplink_auth import RaiseEvent, UplinkAuthenticator
 from spacelink.keystore import KeyStoreError, read_keys
+from spacelink.sdls import SecurityAssociation
 
 # The dictionary's AuthMode.
 AUTH_MODE_OFF = 0
@@ -24,8 +26,31 @@ def key_file_path(config: SecurityConfig, state_dir: Path) -> Path:
     return path if path.is_absolute() else state_dir / path
 
 
+@dataclass(frozen=True)
+class UplinkKeys:
+    """The payload's uplink key file and the security associations it holds."""
+
+    path: Path
+    associations: list[SecurityAssociation]
+
+
+def load_uplink_keys(config: SecurityConfig, state_dir: Path) -> UplinkKeys | None:
+    """The keys the configuration names, None when authentication is off; read before the
+    payload writes anything, so that one without its key changes nothing. KeyStoreError (one
+    sentence) when the key file is missing, open to others or invalid."""
+    if config.authentication == "off":
+        return None
+    path = key_file_path(config, state_dir)
+    try:
+        return UplinkKeys(path, read_keys(path))
+    except KeyStoreError as exc:
+        raise KeyStoreError(
+            f"{exc} (uplink authentication is required: [security] in docs/security.md)"
+        ) from None
+
+
 def build_authenticator(
-    config: SecurityConfig,
+    keys: UplinkKeys | None,
     state_dir: Path,
     upsets: UpsetLog,
     counters: LinkCounters,
@@ -34,21 +59,12 @@ def build_authenticator(
     *,
     first_boot: bool,
 ) -> UplinkAuthenticator | None:
-    """The uplink's authenticator, or None when the configuration turns authentication off.
-
-    KeyStoreError (one sentence) when the key file is missing, open to others or invalid."""
-    if config.authentication == "off":
+    """The uplink's authenticator on `keys`, or None when authentication is off."""
+    if keys is None:
         return None
-    path = key_file_path(config, state_dir)
-    try:
-        associations = read_keys(path)
-    except KeyStoreError as exc:
-        raise KeyStoreError(
-            f"{exc} (uplink authentication is required: [security] in docs/security.md)"
-        ) from None
     return UplinkAuthenticator(
-        associations,
-        path,
+        keys.associations,
+        keys.path,
         state_dir,
         upsets,
         counters,

@@ -177,6 +177,21 @@ def test_payload_flight_refuses_bad_arguments_with_one_sentence(tmp_path: Path) 
     assert "expected a int" in one_sentence(bad_config.stderr)
 
 
+def test_payload_flight_will_not_start_without_a_private_uplink_key(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    missing = run_tool("payload-flight", "--port", "loop://", "--state-dir", str(state))
+    assert missing.returncode == 2
+    sentence = one_sentence(missing.stderr)
+    assert str(state / "uplink-keys.toml") in sentence and "[security]" in sentence
+    assert sorted(p.name for p in state.iterdir()) == [".lock"]  # no boot counted, no store
+    made = run_tool("groundsw", "key", "generate", str(state / "uplink-keys.toml"))
+    assert made.returncode == 0, made.stderr
+    (state / "uplink-keys.toml").chmod(0o644)
+    readable = run_tool("payload-flight", "--port", "loop://", "--state-dir", str(state))
+    assert readable.returncode == 2
+    assert "uplink-keys.toml" in one_sentence(readable.stderr)
+
+
 def test_one_state_directory_serves_one_payload(bench: Bench) -> None:
     second = run_tool("payload-flight", "--port", "loop://", "--state-dir", str(bench.state_dir))
     assert second.returncode == 2

@@ -17,6 +17,7 @@ from flight.security.setup import (
     AUTH_MODE_REQUIRED,
     build_authenticator,
     key_file_path,
+    load_uplink_keys,
     security_getters,
 )
 from flight.security.uplink_auth import STATE_DIR, UplinkAuthenticator
@@ -106,7 +107,7 @@ def build(
     config: SecurityConfig, state_dir: Path, *, first_boot: bool = True
 ) -> UplinkAuthenticator | None:
     return build_authenticator(
-        config,
+        load_uplink_keys(config, state_dir),
         state_dir,
         UpsetLog(),
         LinkCounters(),
