@@ -167,11 +167,12 @@ def apply_security(
 @dataclass(frozen=True, slots=True)
 class Verified:
     """A frame that passed its security processing: the frame with its plain data field, the SA
-    and the ARSN it came with."""
+    and the ARSN it came with, and whether it answered the SA's challenge."""
 
     frame: TcFrame
     spi: int
     arsn: int
+    answered_challenge: bool = False
 
 
 class SecurityProcessor:
@@ -261,7 +262,7 @@ class SecurityProcessor:
                 last,
             )
         self._last[spi] = arsn
-        return Verified(dataclasses.replace(frame, data=plain), spi, arsn)
+        return Verified(dataclasses.replace(frame, data=plain), spi, arsn, challenge is not None)
 
 
 def _open(sa: SecurityAssociation, primary: bytes, data: bytes, extra: bytes) -> bytes | None:

@@ -142,7 +142,6 @@ class UplinkAuthenticator:
     def verify(self, frame: TcFrame, primary_header: bytes) -> TcFrame | None:
         """`frame` with its plain data field when authentic and fresh; None (counted, reported)
         when not."""
-        challenged = {spi for spi in self.processor.spis if self.processor.challenge(spi)}
         try:
             verified = self.processor.process(frame, primary_header)
         except SecurityError as exc:
@@ -152,8 +151,7 @@ class UplinkAuthenticator:
             return None
         self.stats.verified += 1
         self.stats.last_arsn = max(self.stats.last_arsn, verified.arsn)
-        if verified.spi in challenged:
-            self._announced.pop(verified.spi, None)
+        if verified.answered_challenge:
             self._raise("AUTH_CHALLENGE_ANSWERED", spi=verified.spi, arsn=verified.arsn)
         lost = self._lost and self.challenges > 0
         if verified.arsn >= self._reserved or lost != self._lost:
@@ -186,13 +184,12 @@ class UplinkAuthenticator:
         if refusals.reported_at is not None and now - refusals.reported_at < REFUSAL_REPORT_S:
             refusals.suppressed += 1
             return
-        last = exc.last if exc.last is not None else -1
         self._raise(
             "AUTH_REFUSED",
             fault=FAULT_NAMES[exc.fault],
             spi=exc.spi or 0,
             arsn=exc.arsn or 0,
-            last=max(last, 0),
+            last=max(exc.last or 0, 0),  # -1 (nothing accepted yet) goes out as 0
             suppressed=min(refusals.suppressed, 0xFFFF),
         )
         refusals.reported_at = now

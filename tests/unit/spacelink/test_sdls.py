@@ -226,11 +226,13 @@ def test_a_lost_counter_is_recovered_only_by_a_frame_answering_the_challenge(
         assert refused.value.fault is SecurityFault.BAD_MAC
     assert rx.challenge(sa.spi) == nonce  # still waiting
     answer = apply_security(FRAME, sa, arsn=3, challenge=nonce)
-    assert rx.process(answer).arsn == 3
+    verified = rx.process(answer)
+    assert (verified.arsn, verified.answered_challenge) == (3, True)
     assert rx.challenge(sa.spi) is None and rx.last_arsn(sa.spi) == 3
     with pytest.raises(SecurityError):  # the answer itself cannot be replayed
         rx.process(answer)
-    assert rx.process(apply_security(FRAME, sa, arsn=4)).arsn == 4
+    after = rx.process(apply_security(FRAME, sa, arsn=4))
+    assert (after.arsn, after.answered_challenge) == (4, False)
 
 
 def test_a_challenge_must_be_unguessable() -> None:
