@@ -615,6 +615,7 @@ class Uploader:
         size = readable_file(path)
         sha = file_sha256(path)
         transfer_id = transfer_id_for(name, sha)
+        begin = {"transfer_id": transfer_id, "size": size, "sha256": sha, "name": name}
         label = f"upload {name}"
         t0 = self._clock()
         sent = 0
@@ -622,11 +623,7 @@ class Uploader:
         with open(path, "rb") as f:
             for attempt in (1, 2):
                 try:
-                    report = self._report(
-                        "FILE_UPLOAD_BEGIN",
-                        {"transfer_id": transfer_id, "size": size, "sha256": sha, "name": name},
-                        transfer_id,
-                    )
+                    report = self._report("FILE_UPLOAD_BEGIN", begin, transfer_id)
                 except CommandFailed as exc:
                     if content_addressed and failure_code(exc) == FILE_EXISTS:
                         self.out(f"{label}: stored on board already")
@@ -647,7 +644,7 @@ class Uploader:
                 )
                 try:
                     sent += self._fill(transfer_id, f, size, report, progress)
-                    self._commit(transfer_id, name, size, sha)
+                    self._commit(begin)
                 except CommandFailed as exc:
                     if failure_code(exc) == CHECKSUM_MISMATCH and attempt == 1:
                         self.out(f"{label}: the payload found a checksum mismatch; sending again")
@@ -660,16 +657,16 @@ class Uploader:
                 return UploadResult(name, size, sha, sent, already, seconds)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _commit(self, transfer_id: int, name: str, size: int, sha: bytes) -> None:
-        """FILE_UPLOAD_COMMIT; when its answer is lost, BEGIN again tells whether the file was
-        stored (FILE_EXISTS: the transfer ended and its name is stored) or is still held whole
-        (commit again)."""
+    def _commit(self, begin: Mapping[str, Any]) -> None:
+        """FILE_UPLOAD_COMMIT of the upload `begin` started; when its answer is lost, `begin`
+        again tells whether the file was stored (FILE_EXISTS: the transfer ended and its name
+        is stored) or is still held whole (commit again)."""
+        transfer_id, name = begin["transfer_id"], begin["name"]
         try:
             self.exchange.request("FILE_UPLOAD_COMMIT", {"transfer_id": transfer_id})
             return
         except LinkTimeout as exc:
             lost = exc
-        begin = {"transfer_id": transfer_id, "size": size, "sha256": sha, "name": name}
         try:
             report = self._report("FILE_UPLOAD_BEGIN", begin, transfer_id)
         except CommandFailed as exc:
