@@ -108,6 +108,9 @@ class Clcw:
 
 
 class FarmState(enum.IntEnum):
+    """The state 232.1-B-2's FARM-1 table names (S1..S3); derived from the flags, since Wait
+    stays set underneath Lockout."""
+
     OPEN = 1
     WAIT = 2
     LOCKOUT = 3
@@ -126,7 +129,11 @@ _ACCEPT = FarmVerdict(True)
 
 
 class Farm1:
-    """Frame Acceptance and Reporting Mechanism for one virtual channel (ICD 4)."""
+    """Frame Acceptance and Reporting Mechanism for one virtual channel (ICD 4).
+
+    Kept as the CLCW's three flags, as the standard's state table (232.1-B-2, table 6-1) acts on
+    them: Lockout (E5) leaves Wait set, and only a buffer release (E10), Unlock (E7) or Set V(R)
+    (E8, outside Lockout) clears it."""
 
     def __init__(self, vcid: int, window: int = FARM_WINDOW_WIDTH, v_r: int = 0) -> None:
         if window < 2 or window > 254 or window % 2:
@@ -135,17 +142,16 @@ class Farm1:
         self.positive_window = window // 2
         self.negative_window = window // 2
         self.v_r = v_r
-        self.state = FarmState.OPEN
+        self.lockout = False
+        self.wait = False
         self.retransmit = False
         self.farm_b_counter = 0
 
     @property
-    def lockout(self) -> bool:
-        return self.state is FarmState.LOCKOUT
-
-    @property
-    def wait(self) -> bool:
-        return self.state is FarmState.WAIT
+    def state(self) -> FarmState:
+        if self.lockout:
+            return FarmState.LOCKOUT
+        return FarmState.WAIT if self.wait else FarmState.OPEN
 
     def clcw(self) -> Clcw:
         return Clcw(
@@ -158,9 +164,8 @@ class Farm1:
         )
 
     def buffer_released(self) -> None:
-        """E10: the receiving buffer has room again."""
-        if self.state is FarmState.WAIT:
-            self.state = FarmState.OPEN
+        """E10: the receiving buffer has room again (in Lockout too: Lockout stays)."""
+        self.wait = False
 
     def receive(self, frame: TcFrame, *, buffer_available: bool = True) -> FarmVerdict:
         """Apply FARM-1 to a frame whose SCID, VCID and FECF have been checked."""
@@ -176,25 +181,25 @@ class Farm1:
 
     def _sequence_controlled(self, n_s: int, buffer_available: bool) -> FarmVerdict:
         ahead = (n_s - self.v_r) & 0xFF
-        if self.state is FarmState.LOCKOUT:
+        if self.lockout:  # S3: every type-A frame is discarded
             return FarmVerdict(False, DiscardReason.FARM_LOCKOUT)
         if ahead == 0:
-            if buffer_available and self.state is FarmState.OPEN:  # E1
+            if buffer_available and not self.wait:  # E1
                 self.v_r = (self.v_r + 1) & 0xFF
                 self.retransmit = False
                 return _ACCEPT
             # E2: no buffer for it
-            if self.state is FarmState.OPEN:
+            if not self.wait:
                 self.retransmit = True
-                self.state = FarmState.WAIT
+                self.wait = True
             return FarmVerdict(False, DiscardReason.FARM_WAIT)
         if ahead < self.positive_window:  # E3: a frame was lost before this one
-            if self.state is FarmState.OPEN:
+            if not self.wait:
                 self.retransmit = True
             return FarmVerdict(False, DiscardReason.FARM_RETRANSMIT)
         if 256 - ahead <= self.negative_window:  # E4: a duplicate
             return FarmVerdict(False, DiscardReason.FARM_NEGATIVE_WINDOW)
-        self.state = FarmState.LOCKOUT  # E5
+        self.lockout = True  # E5, from S1 or S2: Wait is left as it is
         return FarmVerdict(False, DiscardReason.FARM_LOCKOUT)
 
     def _control(self, frame: TcFrame) -> FarmVerdict:
@@ -204,11 +209,9 @@ class Farm1:
             return FarmVerdict(False, exc.reason)
         self.farm_b_counter += 1
         if isinstance(command, Unlock):  # E7
-            self.retransmit = False
-            self.state = FarmState.OPEN
-        elif self.state is not FarmState.LOCKOUT:  # E8; refused while in lockout
-            self.retransmit = False
-            self.state = FarmState.OPEN
+            self.retransmit = self.wait = self.lockout = False
+        elif not self.lockout:  # E8; no effect in Lockout
+            self.retransmit = self.wait = False
             self.v_r = command.value
         return FarmVerdict(True, control=command)
 

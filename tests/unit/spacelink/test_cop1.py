@@ -141,6 +141,127 @@ def test_farm_wait_when_no_buffer_then_release() -> None:
     assert farm.receive(ad(7)).accepted and not farm.clcw().retransmit
 
 
+def test_farm_lockout_from_wait_keeps_wait_until_a_buffer_release() -> None:
+    farm = Farm1(VCID, v_r=7)
+    farm.receive(ad(7), buffer_available=False)  # E2: S1 -> S2
+    assert farm.receive(ad(100), buffer_available=False).reason is DiscardReason.FARM_LOCKOUT
+    clcw = farm.clcw()  # E5 in S2 sets only Lockout
+    assert clcw.lockout and clcw.wait and clcw.retransmit and farm.state is FarmState.LOCKOUT
+    farm.buffer_released()  # E10 in S3: Wait cleared, still locked out
+    clcw = farm.clcw()
+    assert clcw.lockout and not clcw.wait and farm.state is FarmState.LOCKOUT
+
+
+def test_farm_unlock_from_lockout_over_wait_clears_every_flag() -> None:
+    farm = Farm1(VCID, v_r=7)
+    farm.receive(ad(7), buffer_available=False)
+    farm.receive(ad(100), buffer_available=False)
+    farm.receive(bc(Unlock()))
+    assert farm.clcw() == Clcw(VCID, 7, farm_b_counter=1) and farm.state is FarmState.OPEN
+
+
+# CCSDS 232.1-B-2 table 6-1, transcribed cell by cell: (event, state) -> (flags set, flags
+# cleared, V(R) action, FARM-B counted, next state). States S1 Open, S2 Wait, S3 Lockout.
+# E1 in S2 cannot occur (a buffer release, E10, comes first); E9 (invalid directive) only
+# discards. The reference below applies these cells to CLCW flags and nothing else.
+_FARM_TABLE: dict[tuple[str, int], tuple[set[str], set[str], str, bool, int]] = {
+    ("E1", 1): (set(), {"retransmit"}, "increment", False, 1),
+    ("E1", 3): (set(), set(), "", False, 3),
+    ("E2", 1): ({"retransmit", "wait"}, set(), "", False, 2),
+    ("E2", 2): (set(), set(), "", False, 2),
+    ("E2", 3): (set(), set(), "", False, 3),
+    ("E3", 1): ({"retransmit"}, set(), "", False, 1),
+    ("E3", 2): (set(), set(), "", False, 2),
+    ("E3", 3): (set(), set(), "", False, 3),
+    ("E4", 1): (set(), set(), "", False, 1),
+    ("E4", 2): (set(), set(), "", False, 2),
+    ("E4", 3): (set(), set(), "", False, 3),
+    ("E5", 1): ({"lockout"}, set(), "", False, 3),
+    ("E5", 2): ({"lockout"}, set(), "", False, 3),
+    ("E5", 3): (set(), set(), "", False, 3),
+    ("E6", 1): (set(), set(), "", True, 1),
+    ("E6", 2): (set(), set(), "", True, 2),
+    ("E6", 3): (set(), set(), "", True, 3),
+    ("E7", 1): (set(), {"retransmit"}, "", True, 1),
+    ("E7", 2): (set(), {"retransmit", "wait"}, "", True, 1),
+    ("E7", 3): (set(), {"retransmit", "wait", "lockout"}, "", True, 1),
+    ("E8", 1): (set(), {"retransmit"}, "set", True, 1),
+    ("E8", 2): (set(), {"retransmit", "wait"}, "set", True, 1),
+    ("E8", 3): (set(), set(), "", True, 3),
+    ("E10", 1): (set(), set(), "", False, 1),
+    ("E10", 2): (set(), {"wait"}, "", False, 1),
+    ("E10", 3): (set(), {"wait"}, "", False, 3),
+}
+
+
+@dataclass
+class _TableFarm:
+    """FARM-1 as the table says, for comparison with ours."""
+
+    v_r: int
+    state: int = 1
+    flags: set[str] = field(default_factory=set)
+    farm_b: int = 0
+
+    def apply(self, event: str, new_vr: int = 0) -> None:
+        on, off, vr_action, counted, self.state = _FARM_TABLE[(event, self.state)]
+        self.flags = (self.flags | on) - off
+        if vr_action == "increment":
+            self.v_r = (self.v_r + 1) & 0xFF
+        elif vr_action == "set":
+            self.v_r = new_vr
+        self.farm_b += counted
+
+    def clcw(self) -> Clcw:
+        f = self.flags
+        return Clcw(VCID, self.v_r, "lockout" in f, "wait" in f, "retransmit" in f, self.farm_b & 3)
+
+
+_farm_events = st.one_of(
+    st.tuples(st.just("ad"), st.integers(0, 255), st.booleans()),
+    st.tuples(st.just("bd"), st.just(0), st.just(True)),
+    st.tuples(st.just("unlock"), st.just(0), st.just(True)),
+    st.tuples(st.just("set_vr"), st.integers(0, 255), st.just(True)),
+    st.tuples(st.just("release"), st.just(0), st.just(True)),
+)
+
+
+@settings(max_examples=300)
+@given(start=st.integers(0, 255), events=st.lists(_farm_events, max_size=40))
+def test_farm_follows_the_standards_state_table(
+    start: int, events: list[tuple[str, int, bool]]
+) -> None:
+    ours, table = Farm1(VCID, v_r=start), _TableFarm(start)
+    for kind, value, buffer in events:
+        if kind == "ad":
+            if buffer and table.state == 2:
+                table.apply("E10")  # the buffer came back before the frame
+            ahead = (value - table.v_r) & 0xFF
+            if ahead == 0:
+                table.apply("E1" if buffer else "E2")
+            elif ahead < ours.positive_window:
+                table.apply("E3")
+            elif 256 - ahead <= ours.negative_window:
+                table.apply("E4")
+            else:
+                table.apply("E5")
+            ours.receive(ad(value), buffer_available=buffer)
+        elif kind == "bd":
+            table.apply("E6")
+            ours.receive(TcFrame(SCID, VCID, 0, b"d", bypass=True))
+        elif kind == "unlock":
+            table.apply("E7")
+            ours.receive(bc(Unlock()))
+        elif kind == "set_vr":
+            table.apply("E8", value)
+            ours.receive(bc(SetVr(value)))
+        else:
+            table.apply("E10")
+            ours.buffer_released()
+        assert ours.clcw() == table.clcw(), (kind, value, buffer)
+        assert int(ours.state) == table.state
+
+
 def test_farm_rejects_an_invalid_control_command() -> None:
     farm = Farm1(VCID)
     verdict = farm.receive(TcFrame(SCID, VCID, 0, b"\x82\x01\x05", bypass=True, control=True))
