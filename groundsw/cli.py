@@ -1,6 +1,7 @@
 """groundsw: the operators' command-line tool. Errors end as one sentence and an exit code.
 
-Exit codes: 0 success, 1 the payload refused or failed a command, 2 bad usage, name, value,
+Exit codes: 0 success, 1 the payload refused or failed a command (its frames refused by the
+uplink security included), 2 bad usage, name, value,
 port, file or archive, 3 no answer (link down, timeout, COP-1 gave up), 4 the payload's
 dictionary differs from the ground's.
 """
@@ -35,7 +36,14 @@ from groundsw.send_command import run_command
 from groundsw.session import InitMode, LinkSession, LinkTimeout, PacketTooLong, default_t1
 from groundsw.timespec import TimeSpecError
 from groundsw.transfer import GroundInputError, OperationContext, add_file_commands
-from groundsw.uplink_security import UplinkKeyError, UplinkSecurity, keys_from_environment
+from groundsw.uplink_security import (
+    RefusalLog,
+    UplinkKeyError,
+    UplinkSecurity,
+    counter_path,
+    keys_from_environment,
+    security_event_sink,
+)
 from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
@@ -164,8 +172,15 @@ def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterato
             fop=FopConfig(t1=default_t1(args.baud)),
             security=security,
         )
-        if security is not None:
-            session.add_packet_sink(security.packet_sink(args.dictionary_loaded))
+        # What the payload says of our frames: followed (ARSN, nonce) and kept to explain a
+        # silence.
+        if security is None:
+            args.refusals = RefusalLog(None)
+            handlers = [args.refusals.on_event]
+        else:
+            args.refusals = RefusalLog(security.sa.spi, counter_path(args.keys))
+            handlers = [security.on_event, args.refusals.on_event]
+        session.add_packet_sink(security_event_sink(args.dictionary_loaded, *handlers))
         if archive is not None:
             session.add_packet_sink(archive.store)
         with session:
@@ -264,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     except PacketTooLong as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (LinkTimeout, Cop1Error) as exc:
+        refusals: RefusalLog | None = getattr(args, "refusals", None)
+        said = None if refusals is None else refusals.explain()
+        if said is not None:
+            return _fail(f"{exc}: {said}", EXIT_COMMAND_FAILED)
         return _fail(f"{exc}{_no_keys_hint(args)}", EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)

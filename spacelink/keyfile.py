@@ -16,6 +16,10 @@ from collections.abc import Iterable
 
 from spacelink.sdls import Algorithm, SecurityAssociation
 
+# More than any payload needs (one per ground station), few enough for the payload's anti-replay
+# ledger to keep every SA's state in one small write per frame.
+MAX_ASSOCIATIONS = 32
+
 
 class KeyFileError(Exception):
     """The key file's text is not a valid set of security associations; the message says where."""
@@ -33,6 +37,10 @@ def parse_key_file(text: str, where: str = "key file") -> list[SecurityAssociati
     tables = raw.get("sa", [])
     if not isinstance(tables, list) or not tables:
         raise KeyFileError(f"{where} defines no security association ([[sa]])")
+    if len(tables) > MAX_ASSOCIATIONS:
+        raise KeyFileError(
+            f"{where} defines {len(tables)} security associations, at most {MAX_ASSOCIATIONS}"
+        )
     associations: list[SecurityAssociation] = []
     for number, table in enumerate(tables, 1):
         associations.append(_association(table, f"{where}, association {number}"))

@@ -8,15 +8,18 @@ A secured TC frame:
 
 The frame length counts everything. The MAC covers the primary header as sent, the security
 header and the data (AES-GCM encrypts the data and authenticates the rest). ARSN is the
-anti-replay sequence number of the security association (SA) named by the SPI: the sender gives
-every frame it transmits, retransmissions included, the next ARSN; the receiver accepts an
-authentic frame only when its ARSN is above the last it accepted on that SA.
+anti-replay sequence number of the security association (SA) named by the SPI, 1 and up (0
+means "none" in telemetry): the sender gives every frame it transmits, retransmissions included,
+the next ARSN; the receiver accepts an authentic frame only when its ARSN is above the last it
+accepted on that SA. Each SA has its own counter.
 
-A receiver that has lost its last ARSN (its copies of it corrupted) cannot tell a replayed frame
-from a new one. It then sets a challenge on the SA: a random nonce it announces in telemetry.
-Until a frame arrives whose MAC also covers that nonce (appended to the authenticated data, not
-sent), it accepts nothing on the SA; that frame sets the counter. An old frame cannot carry a
-nonce drawn after it was made, so recording frames gives an attacker nothing.
+A receiver that has lost an SA's last ARSN (its copies corrupted) cannot tell a replayed frame
+from a new one. It then challenges the SA: it draws a random nonce and announces it in
+telemetry. From then on every MAC on that SA must also cover the nonce (appended to the
+authenticated data, never sent): the first frame that does answers the challenge with any ARSN,
+and the ARSN rule applies again after it. The nonce stays part of the SA until a later challenge
+replaces it, so no frame made before it was drawn (every frame recorded before the loss) can
+ever verify again, whatever its ARSN.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import hashlib
 import hmac
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -44,7 +47,12 @@ ARSN_LENGTH = 4
 IV_LENGTH = 12
 MAC_LENGTH = 16
 IV_SALT_LENGTH = IV_LENGTH - SPI_LENGTH - ARSN_LENGTH
+MIN_ARSN = 1
 MAX_ARSN = (1 << (8 * ARSN_LENGTH)) - 1
+# SPI 0 is reserved: events report it as "none".
+MIN_SPI = 1
+MAX_SPI = 0xFFFF
+NONCE_LENGTH = 16
 _SPI = struct.Struct(">H")
 _ARSN = struct.Struct(">I")
 
@@ -101,8 +109,8 @@ class SecurityAssociation:
     key: bytes = dataclasses.field(repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.spi <= 0xFFFF:
-            raise ValueError(f"SPI {self.spi} is outside 0..65535")
+        if not MIN_SPI <= self.spi <= MAX_SPI:
+            raise ValueError(f"SPI {self.spi} is outside {MIN_SPI}..{MAX_SPI} (0 is reserved)")
         lengths = _KEY_LENGTHS[self.algorithm]
         if len(self.key) not in lengths:
             allowed = " or ".join(str(n) for n in lengths)
@@ -141,14 +149,14 @@ def apply_security(
     frame: TcFrame,
     sa: SecurityAssociation,
     arsn: int,
-    challenge: bytes = b"",
+    nonce: bytes = b"",
     iv_salt: bytes | None = None,
 ) -> TcFrame:
     """`frame` with its data field secured under `sa` with sequence number `arsn`; its MAC also
-    covers `challenge` when the receiver has set one. `iv_salt`: the GCM IV's 6 middle octets
-    (random when None; fixed only for worked examples)."""
-    if not 0 <= arsn <= MAX_ARSN:
-        raise ValueError(f"ARSN {arsn} is outside 0..{MAX_ARSN}")
+    covers the SA's `nonce` once the receiver has drawn one (a challenge). `iv_salt`: the GCM
+    IV's 6 middle octets (random when None; fixed only for worked examples)."""
+    if not MIN_ARSN <= arsn <= MAX_ARSN:
+        raise ValueError(f"ARSN {arsn} is outside {MIN_ARSN}..{MAX_ARSN}")
     iv = b""
     if sa.algorithm is Algorithm.AES_GCM:
         salt = os.urandom(IV_SALT_LENGTH) if iv_salt is None else iv_salt
@@ -158,10 +166,29 @@ def apply_security(
     header = _SPI.pack(sa.spi) + iv + _ARSN.pack(arsn)
     primary = frame.primary_header(len(header) + len(frame.data) + MAC_LENGTH)
     if sa.algorithm is Algorithm.AES_GCM:
-        sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header + challenge)
+        sealed = AESGCM(sa.key).encrypt(iv, frame.data, primary + header + nonce)
         return dataclasses.replace(frame, data=header + sealed)
-    mac = _mac(sa, primary + header + frame.data + challenge)
+    mac = _mac(sa, primary + header + frame.data + nonce)
     return dataclasses.replace(frame, data=header + frame.data + mac)
+
+
+@dataclass(frozen=True, slots=True)
+class SaState:
+    """The receiving state of one SA: the last ARSN accepted (0: none yet), the nonce every MAC
+    must cover (empty until a first challenge), and whether that nonce's challenge still waits
+    for its answer."""
+
+    last: int = 0
+    nonce: bytes = b""
+    challenged: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.last <= MAX_ARSN:
+            raise ValueError(f"last ARSN {self.last} is outside 0..{MAX_ARSN}")
+        if self.nonce and len(self.nonce) != NONCE_LENGTH:
+            raise ValueError(f"a nonce of {len(self.nonce)} octets, {NONCE_LENGTH} expected")
+        if self.challenged and not self.nonce:
+            raise ValueError("a challenge needs its nonce")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +203,16 @@ class Verified:
 
 
 class SecurityProcessor:
-    """The receiving end: the SAs it knows and the last ARSN accepted on each."""
+    """The receiving end: the SAs it knows and the state of each (SaState)."""
 
-    def __init__(self, associations: Iterable[SecurityAssociation]) -> None:
+    def __init__(
+        self,
+        associations: Iterable[SecurityAssociation],
+        states: Mapping[int, SaState] | None = None,
+    ) -> None:
         self._sas = {sa.spi: sa for sa in associations}
-        self._last: dict[int, int] = dict.fromkeys(self._sas, -1)
-        self._challenges: dict[int, bytes] = {}
-        # A challenge answered: frames the ground secured before it learnt so still verify.
-        self._answered: dict[int, bytes] = {}
+        given = states or {}
+        self._states = {spi: given.get(spi, SaState()) for spi in self._sas}
 
     @property
     def spis(self) -> tuple[int, ...]:
@@ -194,28 +223,28 @@ class SecurityProcessor:
         return self._sas[spi]
 
     def replace_key(self, spi: int, key: bytes) -> None:
-        """Give `spi` a new key (same algorithm); its counter goes on, so IVs stay unique."""
+        """Give `spi` a new key (same algorithm); its state goes on, so IVs stay unique."""
         self._sas[spi] = SecurityAssociation(spi, self._sas[spi].algorithm, key)
-        self._answered.pop(spi, None)
 
-    def last_arsn(self, spi: int) -> int:
-        """The last ARSN accepted on `spi` (-1: none yet)."""
-        return self._last[spi]
+    def state(self, spi: int) -> SaState:
+        """The receiving state of `spi`; KeyError when there is no such SA."""
+        return self._states[spi]
 
-    def restore(self, spi: int, arsn: int) -> None:
-        """Continue after `arsn` on `spi` (a counter kept across restarts); never goes back."""
-        self._last[spi] = max(self._last[spi], arsn)
+    def states(self) -> dict[int, SaState]:
+        """Every SA's state, by SPI: what must be kept across restarts."""
+        return dict(self._states)
 
     def set_challenge(self, spi: int, nonce: bytes) -> None:
-        """The counter of `spi` is lost: accept only a frame whose MAC covers `nonce` (fresh,
-        random, at least 16 octets), then count on from its ARSN."""
-        if len(nonce) < 16:
-            raise ValueError(f"a challenge of {len(nonce)} octets is too short to be unguessable")
-        self._challenges[spi] = bytes(nonce)
+        """The state of `spi` is lost: from now on every MAC must cover `nonce` (fresh, random),
+        and the first frame whose MAC does is accepted with any ARSN."""
+        if len(nonce) != NONCE_LENGTH:
+            raise ValueError(f"a challenge of {len(nonce)} octets, {NONCE_LENGTH} expected")
+        self._states[spi] = SaState(self._states[spi].last, bytes(nonce), challenged=True)
 
     def challenge(self, spi: int) -> bytes | None:
-        """The nonce a frame on `spi` must answer, or None when its counter is known."""
-        return self._challenges.get(spi)
+        """The nonce of the challenge waiting on `spi`, or None when its counter is known."""
+        state = self._states[spi]
+        return state.nonce if state.challenged else None
 
     def process(self, frame: TcFrame, primary_header: bytes | None = None) -> Verified:
         """Check `frame`'s security fields; its plain data, or SecurityError saying why not.
@@ -230,39 +259,37 @@ class SecurityProcessor:
         sa = self._sas.get(spi)
         if sa is None:
             raise SecurityError(SecurityFault.UNKNOWN_SPI, f"SPI {spi}", spi)
+        state = self._states[spi]
         if len(data) < sa.overhead + 1:
+            arsn = None
+            if len(data) >= sa.header_length:
+                (arsn,) = _ARSN.unpack_from(data, sa.header_length - ARSN_LENGTH)
             raise SecurityError(
                 SecurityFault.TOO_SHORT,
                 f"data field of {len(data)} octets, SPI {spi} needs {sa.overhead} and data",
                 spi,
+                arsn,
+                state.last,
             )
         (arsn,) = _ARSN.unpack_from(data, sa.header_length - ARSN_LENGTH)
         primary = frame.primary_header(len(data)) if primary_header is None else primary_header[:5]
-        challenge = self._challenges.get(spi)
-        if challenge is not None:
-            plain = _open(sa, primary, data, challenge)
-        else:
-            plain = _open(sa, primary, data, b"")
-            answered = self._answered.get(spi)
-            if plain is None and answered is not None:
-                plain = _open(sa, primary, data, answered)
-        last = self._last[spi]
+        plain = _open(sa, primary, data, state.nonce)
         if plain is None:
-            raise SecurityError(SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}", spi, arsn, last)
-        if challenge is not None:
-            # The answer to the challenge sets the counter, wherever it was.
-            del self._challenges[spi]
-            self._answered[spi] = challenge
-        elif arsn <= last:
+            raise SecurityError(
+                SecurityFault.BAD_MAC, f"SPI {spi}, ARSN {arsn}", spi, arsn, state.last
+            )
+        # A challenge's answer sets the counter, wherever it was; otherwise the ARSN must be
+        # above the last (and never 0, which means none).
+        if arsn < MIN_ARSN or (not state.challenged and arsn <= state.last):
             raise SecurityError(
                 SecurityFault.REPLAY,
-                f"SPI {spi}: ARSN {arsn}, last accepted {last}",
+                f"SPI {spi}: ARSN {arsn}, last accepted {state.last}",
                 spi,
                 arsn,
-                last,
+                state.last,
             )
-        self._last[spi] = arsn
-        return Verified(dataclasses.replace(frame, data=plain), spi, arsn, challenge is not None)
+        self._states[spi] = SaState(arsn, state.nonce)
+        return Verified(dataclasses.replace(frame, data=plain), spi, arsn, state.challenged)
 
 
 def _open(sa: SecurityAssociation, primary: bytes, data: bytes, extra: bytes) -> bytes | None:

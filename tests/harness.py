@@ -12,7 +12,7 @@ from typing import Any
 import serial
 
 from groundsw.session import InitMode, LinkSession
-from groundsw.uplink_security import UplinkSecurity, keys_from_environment
+from groundsw.uplink_security import UplinkSecurity, keys_from_environment, security_event_sink
 from hil.testapi import GroundTestApi
 from telemetry_defs.loader import default_dictionary
 
@@ -47,7 +47,8 @@ def ground_session(
     with serial.serial_for_url(port_path, baudrate=baud, timeout=0.05) as port:
         session = LinkSession(port, baud=baud, **kwargs)
         if session.security is not None:
-            session.add_packet_sink(session.security.packet_sink(default_dictionary()))
+            sink = security_event_sink(default_dictionary(), session.security.on_event)
+            session.add_packet_sink(sink)
         session.start()
         try:
             if init is not None:

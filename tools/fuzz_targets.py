@@ -53,7 +53,9 @@ from spacelink.icd import (
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
 from spacelink.randomizer import randomize
 from spacelink.sdls import (
+    MIN_ARSN,
     Algorithm,
+    SaState,
     SecurityAssociation,
     SecurityError,
     SecurityProcessor,
@@ -256,21 +258,22 @@ def _uplink(data: bytes) -> None:
 
 
 # Security associations the SDLS target knows: one per algorithm, fixed keys. SPI 3's counter is
-# lost (a challenge set), so that the challenge path is fuzzed too.
+# lost (a challenge waits) and SPI 4 answered one earlier (its MACs cover its nonce), so that
+# those paths are fuzzed too.
 FUZZ_SAS = (
     SecurityAssociation(1, Algorithm.HMAC_SHA256, bytes(range(32))),
     SecurityAssociation(2, Algorithm.AES_CMAC, bytes(range(16))),
     SecurityAssociation(3, Algorithm.AES_GCM, bytes(range(32))),
     SecurityAssociation(4, Algorithm.AES_GCM, bytes(range(16))),
 )
-FUZZ_CHALLENGE = bytes(range(0xA0, 0xB0))
+FUZZ_NONCES = {3: bytes(range(0xA0, 0xB0)), 4: bytes(range(0xC0, 0xD0))}
 
 
 def _security_processor() -> SecurityProcessor:
-    processor = SecurityProcessor(FUZZ_SAS)
-    processor.restore(1, 10)
-    processor.set_challenge(3, FUZZ_CHALLENGE)
-    return processor
+    return SecurityProcessor(
+        FUZZ_SAS,
+        {1: SaState(10), 3: SaState(0, FUZZ_NONCES[3], True), 4: SaState(5, FUZZ_NONCES[4])},
+    )
 
 
 def _sdls_seeds() -> list[bytes]:
@@ -280,8 +283,8 @@ def _sdls_seeds() -> list[bytes]:
         for sa in FUZZ_SAS:
             if len(frame.data) + sa.overhead > TC_MAX_DATA_LENGTH:
                 frame = dataclasses.replace(frame, data=frame.data[: -sa.overhead])
-            challenge = FUZZ_CHALLENGE if sa.spi == 3 else b""
-            out.append(apply_security(frame, sa, 11 + n, challenge, bytes(6)).pack())
+            nonce = FUZZ_NONCES.get(sa.spi, b"")
+            out.append(apply_security(frame, sa, 11 + n, nonce, bytes(6)).pack())
     return out
 
 
@@ -297,11 +300,13 @@ def fix_sdls_frame(data: bytes) -> bytes:
     if sa is None or len(frame.data) < sa.overhead + 1:
         return data
     arsn = int.from_bytes(frame.data[sa.header_length - 4 : sa.header_length], "big")
+    if arsn < MIN_ARSN:  # no sender secures it: left for the receiver to refuse
+        return data
     plain = frame.data[sa.header_length : -16]
-    challenge = FUZZ_CHALLENGE if sa.spi == 3 else b""
+    nonce = FUZZ_NONCES.get(sa.spi, b"")
     salt = frame.data[4:10] if sa.algorithm is Algorithm.AES_GCM else None
     return apply_security(TcFrame(frame.scid, frame.vcid, frame.seq, plain, frame.bypass,
-                                  frame.control), sa, arsn, challenge, salt).pack()  # fmt: skip
+                                  frame.control), sa, arsn, nonce, salt).pack()  # fmt: skip
 
 
 def _sdls(data: bytes) -> None:

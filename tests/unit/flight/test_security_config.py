@@ -200,7 +200,7 @@ def test_security_parameters_follow_the_authenticator(tmp_path: Path) -> None:
     nonce = auth.processor.challenge(1)
     assert nonce is not None
     assert auth.verify(*secured(SA1, 30, nonce)) is not None
-    assert auth.verify(*secured(SA1, 31)) is not None
+    assert auth.verify(*secured(SA1, 31, nonce)) is not None
     auth.rotate(1, wrap_key(bytes(range(100, 132)), SA1))
     assert values() == {
         "AUTH_MODE": AUTH_MODE_REQUIRED,

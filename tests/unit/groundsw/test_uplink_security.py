@@ -17,9 +17,11 @@ from groundsw.uplink_security import (
     ARSN_BLOCK,
     ARSN_HEADROOM,
     ArsnCounter,
+    RefusalLog,
     UplinkKeyError,
     UplinkSecurity,
     counter_path,
+    security_event_sink,
 )
 from spacelink.icd import PAYLOAD_APID, SPACECRAFT_ID, TC_VCID
 from spacelink.keystore import write_keys
@@ -27,6 +29,7 @@ from spacelink.sdls import (
     ARSN_LENGTH,
     MAX_ARSN,
     Algorithm,
+    SaState,
     SecurityAssociation,
     SecurityError,
     SecurityFault,
@@ -250,7 +253,8 @@ def test_a_replay_refusal_moves_the_counter_above_the_payloads(tmp_path: Path) -
     security = ground(tmp_path, sa)
     payload = SecurityProcessor([sa])
     payload.process(on_the_wire(security.secure(frame())))
-    payload.restore(sa.spi, 5000)  # restarted: it goes on above its saved block
+    # The ground's counter file was lost or is an old copy: the payload is far ahead.
+    payload = SecurityProcessor([sa], {sa.spi: SaState(5000)})
     with pytest.raises(SecurityError) as refused:
         payload.process(on_the_wire(security.secure(frame())))
     assert refused.value.fault is SecurityFault.REPLAY
@@ -280,7 +284,7 @@ def test_replay_claims_that_are_not_followed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sa", SAS, ids=lambda sa: sa.algorithm.name)
-def test_frames_answer_the_payloads_challenge_until_it_is_answered(
+def test_frames_answer_the_payloads_challenge_and_cover_its_nonce_for_good(
     tmp_path: Path, sa: SecurityAssociation
 ) -> None:
     security = ground(tmp_path, sa)
@@ -295,16 +299,48 @@ def test_frames_answer_the_payloads_challenge_until_it_is_answered(
     answer = security.secure(frame())
     assert challenging.process(on_the_wire(answer)).arsn == arsn_of(answer, sa)
     assert challenging.challenge(sa.spi) is None
-    # Until the payload says it was answered, frames still cover the nonce.
-    plain = SecurityProcessor([sa])
-    with pytest.raises(SecurityError):
-        plain.process(on_the_wire(security.secure(frame())))
-    security.on_event("AUTH_CHALLENGE_ANSWERED", {"spi": sa.spi + 10, "arsn": 1})  # not ours
-    with pytest.raises(SecurityError):
-        plain.process(on_the_wire(security.secure(frame())))
+    # The nonce is part of the SA now: after the answer, and in every later ground process.
     security.on_event("AUTH_CHALLENGE_ANSWERED", {"spi": sa.spi, "arsn": arsn_of(answer, sa)})
-    plain.process(on_the_wire(security.secure(frame())))
     challenging.process(on_the_wire(security.secure(frame())))
+    later = ground(tmp_path, sa)
+    assert later.nonce == NONCE
+    challenging.process(on_the_wire(later.secure(frame())))
+
+
+def test_a_ground_that_lost_the_nonce_takes_it_from_auth_nonce(tmp_path: Path) -> None:
+    sa = SAS[0]
+    payload = SecurityProcessor([sa], {sa.spi: SaState(1, NONCE)})
+    security = ground(tmp_path, sa)  # a fresh counter file: no nonce
+    with pytest.raises(SecurityError):
+        payload.process(on_the_wire(security.secure(frame())))
+    security.on_event("AUTH_NONCE", {"spi": sa.spi, "nonce": NONCE})
+    assert payload.process(on_the_wire(security.secure(frame()))).arsn > 1
+    assert counter_path(tmp_path / "keys.toml").read_text().splitlines()[1:] == [
+        f"nonce {sa.spi} {NONCE.hex()}"
+    ]
+
+
+def test_the_counter_file_keeps_each_sas_nonce_beside_the_counter(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml.arsn"
+    counter = ArsnCounter(path, block=4)
+    counter.take()
+    counter.save_nonce(7, NONCE)
+    counter.save_nonce(2, bytes(16))
+    assert path.read_text() == f"5\nnonce 2 {bytes(16).hex()}\nnonce 7 {NONCE.hex()}\n"
+    for _ in range(4):  # a new block keeps the nonces
+        counter.take()
+    assert path.read_text().splitlines()[0] == "9"
+    assert ArsnCounter(path).nonce(7) == NONCE and ArsnCounter(path).nonce(3) == b""
+
+
+@pytest.mark.parametrize("line", ["nonce 1 abcd", "nonce x 00", "epoch 1 " + "00" * 16])
+def test_a_counter_file_with_a_bad_line_is_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "keys.toml.arsn"
+    path.write_text(f"17\n{line}\n")
+    with pytest.raises(UplinkKeyError) as refused:
+        ArsnCounter(path).take()
+    message = one_sentence(refused.value)
+    assert str(path) in message and "line 2" in message
 
 
 def event_tm(name: str, values: dict[str, object]) -> PusTm:
@@ -316,7 +352,7 @@ def event_tm(name: str, values: dict[str, object]) -> PusTm:
 def test_the_packet_sink_follows_the_payloads_event_packets(tmp_path: Path) -> None:
     sa = SAS[0]
     security = ground(tmp_path, sa)
-    sink = security.packet_sink(D)
+    sink = security_event_sink(D, security.on_event)
     security.secure(frame())
     at = security.counter.next
     refused = {"spi": sa.spi, "arsn": 3, "last": 7000, "suppressed": 0}
@@ -334,16 +370,43 @@ def test_the_packet_sink_follows_the_payloads_event_packets(tmp_path: Path) -> N
     sink(replay, replay.pack(), 0.0)
     assert security.counter.next == 7001
 
-    challenging = SecurityProcessor([sa])
-    challenging.restore(sa.spi, 7000)
+    challenging = SecurityProcessor([sa], {sa.spi: SaState(7000)})
     challenging.set_challenge(sa.spi, NONCE)
     challenge = event_tm("AUTH_CHALLENGE", {"spi": sa.spi, "nonce": NONCE})
     sink(challenge, challenge.pack(), 0.0)
     answer = security.secure(frame())
     assert challenging.process(on_the_wire(answer)).arsn == 7001
-    answered = event_tm("AUTH_CHALLENGE_ANSWERED", {"spi": sa.spi, "arsn": 7001})
-    sink(answered, answered.pack(), 0.0)
-    assert SecurityProcessor([sa]).process(on_the_wire(security.secure(frame()))).arsn == 7002
+    assert challenging.process(on_the_wire(security.secure(frame()))).arsn == 7002
+
+
+# -- what the payload said ----------------------------------------------------------------------
+
+
+def refused_event(fault: str, spi: int = 1, **values: int) -> dict[str, object]:
+    return {"fault": fault, "spi": spi, "arsn": 9, "last": 12, "suppressed": 0, **values}
+
+
+def test_refusals_of_our_sa_are_explained_in_one_sentence(tmp_path: Path) -> None:
+    log = RefusalLog(1, tmp_path / "keys.toml.arsn")
+    assert log.explain() is None
+    log.on_event("AUTH_REFUSED", refused_event("BAD_MAC", spi=2))  # another station's
+    log.on_event("AUTH_CHALLENGE", {"spi": 1, "nonce": NONCE})
+    assert log.explain() is None
+    log.on_event("AUTH_REFUSED", refused_event("BAD_MAC", suppressed=2))
+    said = one_sentence(AssertionError(log.explain()))
+    assert "MAC does not verify" in said and "SPI 1" in said and "3 frames refused" in said
+    log.on_event("AUTH_REFUSED", refused_event("REPLAY"))
+    said = str(log.explain())
+    assert "replays" in said and "ARSN 9 is not above 12" in said and "keys.toml.arsn" in said
+    log.on_event("AUTH_REFUSED", refused_event("UNKNOWN_SPI"))
+    assert "--spi" in str(log.explain())
+
+
+def test_refusals_of_an_unauthenticated_ground_point_at_the_keys() -> None:
+    log = RefusalLog(None)
+    log.on_event("AUTH_REFUSED", refused_event("UNKNOWN_SPI", spi=6244))
+    said = one_sentence(AssertionError(log.explain()))
+    assert "unauthenticated" in said and "--keys" in said
 
 
 def test_rekey_switches_to_the_new_key_and_the_counter_goes_on(tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from spacelink.errors import FrameError
 from spacelink.sdls import (
     MAC_LENGTH,
+    MAX_ARSN,
     Algorithm,
     KeyWrapError,
+    SaState,
     SecurityAssociation,
     SecurityError,
     SecurityFault,
@@ -132,18 +134,54 @@ def test_a_header_field_changed_by_a_forger_is_refused() -> None:
         assert refused.value.fault is SecurityFault.BAD_MAC
 
 
+def hmac_frame_with_arsn(frame: TcFrame, sa: SecurityAssociation, arsn: int) -> TcFrame:
+    """A frame secured under an HMAC SA with any ARSN, 0 included, its MAC made with plain
+    hmac (apply_security refuses to send an ARSN of 0; an attacker need not)."""
+    header = sa.spi.to_bytes(2, "big") + arsn.to_bytes(4, "big")
+    primary = frame.primary_header(len(header) + len(frame.data) + MAC_LENGTH)
+    mac = hmac.new(sa.key, primary + header + frame.data, hashlib.sha256).digest()[:MAC_LENGTH]
+    return dataclasses.replace(frame, data=header + frame.data + mac)
+
+
 def test_a_replayed_or_older_frame_is_refused_and_a_newer_one_accepted() -> None:
     rx = receiver()
     sa = SAS[0]
     rx.process(apply_security(FRAME, sa, arsn=10))
-    for old in (10, 9, 0):
+    for old in (10, 9, 1):
         with pytest.raises(SecurityError) as refused:
             rx.process(apply_security(FRAME, sa, arsn=old))
         assert refused.value.fault is SecurityFault.REPLAY
+        assert (refused.value.arsn, refused.value.last) == (old, 10)
     assert rx.process(apply_security(FRAME, sa, arsn=11)).arsn == 11
-    assert rx.last_arsn(sa.spi) == 11
+    assert rx.state(sa.spi).last == 11
     # Each SA counts on its own.
-    assert rx.process(apply_security(FRAME, SAS[1], arsn=0)).arsn == 0
+    assert rx.process(apply_security(FRAME, SAS[1], arsn=1)).arsn == 1
+
+
+def test_arsn_zero_means_none_and_is_never_accepted() -> None:
+    rx = receiver()
+    with pytest.raises(SecurityError) as refused:
+        rx.process(hmac_frame_with_arsn(FRAME, SAS[0], 0))
+    assert (refused.value.fault, refused.value.arsn, refused.value.last) == (
+        SecurityFault.REPLAY,
+        0,
+        0,
+    )
+    assert rx.process(hmac_frame_with_arsn(FRAME, SAS[0], 1)).arsn == 1
+    rx.set_challenge(SAS[0].spi, bytes(16))  # a challenge's answer takes any ARSN, but not 0
+    with pytest.raises(SecurityError):
+        rx.process(hmac_frame_with_arsn(FRAME, SAS[0], 0))
+    with pytest.raises(ValueError, match="ARSN 0"):
+        apply_security(FRAME, SAS[0], arsn=0)
+
+
+def test_one_sa_at_the_end_of_its_counter_leaves_the_others_alone() -> None:
+    rx = receiver()
+    rx.process(apply_security(FRAME, SAS[0], arsn=MAX_ARSN))
+    assert rx.process(apply_security(FRAME, SAS[1], arsn=1)).arsn == 1
+    assert rx.state(SAS[2].spi) == SaState()
+    with pytest.raises(SecurityError):
+        rx.process(apply_security(FRAME, SAS[0], arsn=MAX_ARSN))
 
 
 def test_a_refused_frame_does_not_move_the_counter() -> None:
@@ -152,7 +190,7 @@ def test_a_refused_frame_does_not_move_the_counter() -> None:
     forged = apply_security(FRAME, dataclasses.replace(sa, key=bytes(32)), arsn=1_000_000)
     with pytest.raises(SecurityError):
         rx.process(forged)
-    assert rx.last_arsn(sa.spi) == -1
+    assert rx.state(sa.spi) == SaState()
     assert rx.process(apply_security(FRAME, sa, arsn=1)).arsn == 1
 
 
@@ -168,13 +206,31 @@ def test_unknown_spi_and_truncated_frames_are_refused() -> None:
         assert refused.value.fault in (SecurityFault.TOO_SHORT, SecurityFault.BAD_MAC)
 
 
-def test_a_restored_counter_never_goes_back() -> None:
+def test_a_truncated_frame_of_a_known_sa_reports_its_arsn_and_the_last() -> None:
     rx = receiver()
-    rx.restore(1, 500)
-    rx.restore(1, 20)
-    assert rx.last_arsn(1) == 500
+    rx.process(apply_security(FRAME, SAS[0], arsn=40))
+    secured = apply_security(FRAME, SAS[0], arsn=41)
+    with pytest.raises(SecurityError) as refused:
+        rx.process(dataclasses.replace(secured, data=secured.data[: SAS[0].overhead]))
+    assert refused.value.fault is SecurityFault.TOO_SHORT
+    assert (refused.value.spi, refused.value.arsn, refused.value.last) == (1, 41, 40)
+    with pytest.raises(SecurityError) as refused:  # too short to hold the ARSN
+        rx.process(dataclasses.replace(secured, data=secured.data[:4]))
+    assert (refused.value.spi, refused.value.arsn, refused.value.last) == (1, None, 40)
+
+
+def test_states_given_at_start_are_where_the_receiver_goes_on() -> None:
+    rx = SecurityProcessor(SAS, {1: SaState(500), 2: SaState(7, bytes(range(16)))})
+    assert rx.state(1).last == 500 and rx.state(3) == SaState()
     with pytest.raises(SecurityError):
         rx.process(apply_security(FRAME, SAS[0], arsn=500))
+    assert rx.process(apply_security(FRAME, SAS[0], arsn=501)).arsn == 501
+    # SA 2's MACs cover its nonce.
+    with pytest.raises(SecurityError) as refused:
+        rx.process(apply_security(FRAME, SAS[1], arsn=8))
+    assert refused.value.fault is SecurityFault.BAD_MAC
+    assert rx.process(apply_security(FRAME, SAS[1], arsn=8, nonce=bytes(range(16)))).arsn == 8
+    assert rx.states() == {1: SaState(501), 2: SaState(8, bytes(range(16))), 3: SaState()}
 
 
 @pytest.mark.parametrize(
@@ -184,6 +240,7 @@ def test_a_restored_counter_never_goes_back() -> None:
         (1, Algorithm.AES_CMAC, bytes(24)),
         (1, Algorithm.AES_GCM, bytes(8)),
         (70000, Algorithm.AES_CMAC, bytes(16)),
+        (0, Algorithm.HMAC_SHA256, bytes(32)),  # 0 is "none" in the events
     ],
 )
 def test_bad_associations_are_refused(spi: int, algorithm: Algorithm, key: bytes) -> None:
@@ -216,7 +273,8 @@ def test_a_lost_counter_is_recovered_only_by_a_frame_answering_the_challenge(
     sa: SecurityAssociation,
 ) -> None:
     rx = receiver()
-    recorded = [apply_security(FRAME, sa, arsn=n) for n in (5, 6, 7)]  # an attacker's tape
+    # An attacker's tape of genuine frames from before the loss, some far above the answer.
+    recorded = [apply_security(FRAME, sa, arsn=n) for n in (5, 6, 7, 14103, 22345)]
     nonce = bytes(range(16))
     rx.set_challenge(sa.spi, nonce)
     assert rx.challenge(sa.spi) == nonce
@@ -225,16 +283,25 @@ def test_a_lost_counter_is_recovered_only_by_a_frame_answering_the_challenge(
             rx.process(old)
         assert refused.value.fault is SecurityFault.BAD_MAC
     assert rx.challenge(sa.spi) == nonce  # still waiting
-    answer = apply_security(FRAME, sa, arsn=3, challenge=nonce)
+    answer = apply_security(FRAME, sa, arsn=2, nonce=nonce)  # a low answer
     verified = rx.process(answer)
-    assert (verified.arsn, verified.answered_challenge) == (3, True)
-    assert rx.challenge(sa.spi) is None and rx.last_arsn(sa.spi) == 3
+    assert (verified.arsn, verified.answered_challenge) == (2, True)
+    assert rx.challenge(sa.spi) is None and rx.state(sa.spi) == SaState(2, nonce)
     with pytest.raises(SecurityError):  # the answer itself cannot be replayed
         rx.process(answer)
-    after = rx.process(apply_security(FRAME, sa, arsn=4))
-    assert (after.arsn, after.answered_challenge) == (4, False)
+    # No frame made before the nonce was drawn verifies again, whatever its ARSN.
+    for old in recorded:
+        with pytest.raises(SecurityError) as refused:
+            rx.process(old)
+        assert refused.value.fault is SecurityFault.BAD_MAC
+    after = rx.process(apply_security(FRAME, sa, arsn=3, nonce=nonce))
+    assert (after.arsn, after.answered_challenge) == (3, False)
 
 
-def test_a_challenge_must_be_unguessable() -> None:
+def test_a_challenge_nonce_has_sixteen_octets() -> None:
     with pytest.raises(ValueError):
         receiver().set_challenge(1, bytes(8))
+    with pytest.raises(ValueError):
+        SaState(0, bytes(8))
+    with pytest.raises(ValueError):
+        SaState(0, b"", challenged=True)

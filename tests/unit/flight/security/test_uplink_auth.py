@@ -1,10 +1,12 @@
-"""The payload's uplink authenticator through its real parts (key file, triplicated store, link
-counters): refusals counted and reported, the anti-replay counter reserved across restarts and
-recovered by a challenge when lost, key rotation, and KEY_ROTATE through the command router."""
+"""The payload's uplink authenticator through its real parts (key file, anti-replay ledger on
+disk, link counters): refusals counted and reported, each SA's anti-replay state kept exactly
+across restarts and recovered by a challenge when lost, key rotation, and KEY_ROTATE through the
+command router."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import stat
 from collections.abc import Callable
@@ -14,17 +16,13 @@ from typing import Any
 import pytest
 
 from flight.counters import LinkCounters
-from flight.protection.triplicate import FILE_NAMES, FileState, Medium, TripleStore, read_file
-from flight.protection.upsets import UpsetLog
+from flight.protection.upsets import Outcome, UpsetLog
 from flight.router import CommandRouter
+from flight.security.anti_replay import COPIES, LEDGER_FILE, SLOT_OCTETS, decode_copy
 from flight.security.uplink_auth import (
-    ARSN_BLOCK,
-    CHALLENGE_OCTETS,
     CHALLENGE_REPEAT_S,
-    LOST_KEY,
-    RESERVED_KEY,
+    LEDGER_CHECK_S,
     STATE_DIR,
-    STORE_CHECK_S,
     KeyRotationError,
     UplinkAuthenticator,
 )
@@ -33,7 +31,15 @@ from flight.telemetry import TmPublisher
 from spacelink.errors import DiscardReason
 from spacelink.keystore import create_keys, read_keys
 from spacelink.pus import Stage, VerificationReport
-from spacelink.sdls import Algorithm, SecurityAssociation, apply_security, wrap_key
+from spacelink.sdls import (
+    MAX_ARSN,
+    NONCE_LENGTH,
+    Algorithm,
+    SaState,
+    SecurityAssociation,
+    apply_security,
+    wrap_key,
+)
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
 from spacelink.tcframe import TcFrame
 from telemetry_defs.loader import default_dictionary
@@ -41,6 +47,7 @@ from telemetry_defs.loader import default_dictionary
 D = default_dictionary()
 SA1 = SecurityAssociation(1, Algorithm.HMAC_SHA256, bytes(range(32)))
 SA2 = SecurityAssociation(2, Algorithm.AES_CMAC, bytes(range(100, 116)))
+SA3 = SecurityAssociation(3, Algorithm.AES_GCM, bytes(range(200, 232)))
 STRANGER = SecurityAssociation(9, Algorithm.HMAC_SHA256, bytes(range(50, 82)))
 NEW_KEY = bytes(range(150, 182))
 PLAIN = TcFrame(scid=0x1AB, vcid=1, seq=0, data=b"\x18\x64\xc0\x00\x00\x05\x2f\x11\x01\x00\x00")
@@ -99,14 +106,16 @@ class Rig:
         self.events = Events()
         self.nonces = Nonces()
         self.counters = LinkCounters()
+        self.upsets = UpsetLog()
 
     def make(self, *, first_boot: bool, key_file: Path | None = None) -> UplinkAuthenticator:
         self.counters = LinkCounters()
+        self.upsets = UpsetLog()
         return UplinkAuthenticator(
             read_keys(self.key_file),
             key_file or self.key_file,
             self.state_dir,
-            UpsetLog(),
+            self.upsets,
             self.counters,
             self.events,
             self.clock,
@@ -115,18 +124,19 @@ class Rig:
         )
 
     @property
-    def store_dir(self) -> Path:
-        return self.state_dir / STATE_DIR
+    def ledger(self) -> Path:
+        return self.state_dir / STATE_DIR / LEDGER_FILE
 
-    def saved(self) -> list[int | None]:
-        """The reserved ARSN each file on disk holds (None: not intact)."""
-        files = [read_file(self.store_dir / name) for name in FILE_NAMES]
-        return [
-            int(f.records[RESERVED_KEY])
-            if f.state is FileState.INTACT and RESERVED_KEY in f.records
-            else None
-            for f in files
-        ]
+    def saved(self) -> list[dict[int, SaState] | None]:
+        """The states each copy of the ledger on disk holds (None: not intact)."""
+        data = self.ledger.read_bytes()
+        out: list[dict[int, SaState] | None] = []
+        for i in range(COPIES):
+            try:
+                out.append(decode_copy(data[i * SLOT_OCTETS : (i + 1) * SLOT_OCTETS])[1])
+            except ValueError:
+                out.append(None)
+        return out
 
     def discards(self) -> dict[DiscardReason, int]:
         return {reason: n for reason, n in self.counters.discarded.items() if n}
@@ -143,8 +153,8 @@ def wire(frame: TcFrame) -> Wire:
     return TcFrame.unpack(raw), raw[:5]
 
 
-def secured(sa: SecurityAssociation, arsn: int, challenge: bytes = b"") -> Wire:
-    return wire(apply_security(PLAIN, sa, arsn, challenge))
+def secured(sa: SecurityAssociation, arsn: int, nonce: bytes = b"") -> Wire:
+    return wire(apply_security(PLAIN, sa, arsn, nonce))
 
 
 def forged(sa: SecurityAssociation, arsn: int) -> Wire:
@@ -180,6 +190,12 @@ REFUSALS: list[tuple[str, DiscardReason, Callable[[], Wire], dict[str, int]]] = 
         {"spi": 0, "arsn": 0, "last": 0},
     ),
     (
+        "TOO_SHORT",
+        DiscardReason.AUTH_TOO_SHORT,
+        lambda: wire(dataclasses.replace(PLAIN, data=b"\x00\x01\x00\x00\x00\x09")),
+        {"spi": 1, "arsn": 9, "last": 5},  # a known SPI: its ARSN and last, as for any fault
+    ),
+    (
         "UNKNOWN_SPI",
         DiscardReason.AUTH_UNKNOWN_SPI,
         lambda: secured(STRANGER, 20),
@@ -201,7 +217,9 @@ REFUSALS: list[tuple[str, DiscardReason, Callable[[], Wire], dict[str, int]]] = 
 
 
 @pytest.mark.parametrize(
-    ("fault", "reason", "frame", "expected"), REFUSALS, ids=[r[0] for r in REFUSALS]
+    ("fault", "reason", "frame", "expected"),
+    REFUSALS,
+    ids=["TOO_SHORT", "TOO_SHORT known SPI", "UNKNOWN_SPI", "BAD_MAC", "REPLAY"],
 )
 def test_each_refusal_is_counted_and_reported(
     rig: Rig, fault: str, reason: DiscardReason, frame: Callable[[], Wire], expected: dict[str, int]
@@ -237,111 +255,116 @@ def test_refusals_are_reported_once_a_second_per_fault_with_the_rest_counted(rig
     assert rig.discards() == {DiscardReason.AUTH_BAD_MAC: 7, DiscardReason.AUTH_UNKNOWN_SPI: 1}
 
 
-def test_a_forged_frame_never_moves_the_counter_or_the_reservation(rig: Rig) -> None:
+def test_a_forged_frame_never_moves_the_counter_or_the_ledger(rig: Rig) -> None:
     auth = rig.make(first_boot=True)
     auth.start()
     assert auth.verify(*secured(SA1, 10)) is not None
-    assert auth.verify(*forged(SA1, 10 + 2 * ARSN_BLOCK)) is None
+    written = rig.ledger.read_bytes()
+    assert auth.verify(*forged(SA1, 5000)) is None
+    assert rig.ledger.read_bytes() == written
     assert auth.verify(*secured(SA1, 11)) == PLAIN
     assert auth.stats.last_arsn == 11
-    assert rig.saved() == [10 + ARSN_BLOCK] * 3
 
 
-# --- the reservation and restarts ----------------------------------------------------------------
+# --- the ledger and restarts ---------------------------------------------------------------------
 
 
-def test_the_reservation_is_on_disk_before_a_frame_at_or_above_it_is_returned(rig: Rig) -> None:
+def test_every_accepted_frame_is_in_the_ledger_before_it_is_returned(rig: Rig) -> None:
     auth = rig.make(first_boot=True)
     auth.start()
-    assert rig.saved() == [-1] * 3
+    assert rig.saved() == [{1: SaState(), 2: SaState()}] * COPIES
     assert auth.verify(*secured(SA1, 100)) is not None
-    assert rig.saved() == [100 + ARSN_BLOCK] * 3
-    written = [path.read_bytes() for path in sorted(rig.store_dir.iterdir())]
-    # Frames below the reservation cost no write, on any SA.
-    assert auth.verify(*secured(SA1, 99 + ARSN_BLOCK)) is not None
-    assert auth.verify(*secured(SA2, 50)) is not None
-    assert [path.read_bytes() for path in sorted(rig.store_dir.iterdir())] == written
-    assert auth.verify(*secured(SA2, 100 + ARSN_BLOCK)) is not None
-    assert rig.saved() == [100 + 2 * ARSN_BLOCK] * 3
+    assert rig.saved() == [{1: SaState(100), 2: SaState()}] * COPIES
+    assert auth.verify(*secured(SA2, 7)) is not None
+    assert auth.verify(*secured(SA1, 101)) is not None
+    assert rig.saved() == [{1: SaState(101), 2: SaState(7)}] * COPIES
 
 
-def test_a_counter_that_cannot_be_saved_is_reported_once_and_frames_still_pass(
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_a_restart_refuses_no_honest_frame_and_accepts_no_old_one(rig: Rig, restarts: int) -> None:
+    auth = rig.make(first_boot=True)
+    auth.start()
+    recorded = [secured(SA1, n) for n in (1, 2, 3)] + [secured(SA2, 1)]
+    for frame in recorded:
+        assert auth.verify(*frame) is not None
+    for _ in range(restarts):
+        auth = rig.make(first_boot=False)
+        auth.start()
+    assert auth.challenges == 0 and rig.events.raised == []
+    # The ground goes on where it was: its very next frame on each SA is accepted.
+    assert auth.verify(*secured(SA1, 4)) == PLAIN
+    assert auth.verify(*secured(SA2, 2)) == PLAIN
+    assert all(auth.verify(*frame) is None for frame in recorded)
+    assert rig.discards() == {DiscardReason.AUTH_REPLAY: len(recorded)}
+
+
+def test_each_sa_keeps_its_own_counter_even_at_the_end_of_its_range(rig: Rig) -> None:
+    auth = rig.make(first_boot=True)
+    auth.start()
+    assert auth.verify(*secured(SA1, MAX_ARSN)) is not None
+    assert auth.verify(*secured(SA2, 5)) is not None
+    restarted = rig.make(first_boot=False)
+    restarted.start()
+    assert restarted.verify(*secured(SA1, MAX_ARSN)) is None  # SA 1 is used up
+    # SA 2 goes on after a restart, and a new SA (the documented remedy) starts fresh.
+    assert restarted.verify(*secured(SA2, 6)) == PLAIN
+    create_keys(rig.key_file.with_name("more.toml"), [SA1, SA2, SA3])
+    os.replace(rig.key_file.with_name("more.toml"), rig.key_file)
+    provisioned = rig.make(first_boot=False)
+    provisioned.start()
+    # The ledger never saw SA 3: a challenge, which the ground answers with its first frame.
+    assert [e["spi"] for e in rig.events.named("AUTH_CHALLENGE")] == [3]
+    assert provisioned.verify(*secured(SA3, 1, rig.nonces.given[-1])) == PLAIN
+    assert provisioned.verify(*secured(SA2, 7)) == PLAIN
+
+
+def test_a_state_that_cannot_be_saved_is_reported_once_and_frames_still_pass(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     auth = rig.make(first_boot=True)
     auth.start()
     assert auth.verify(*secured(SA1, 10)) is not None
-    real_update = auth.store.update
+    real_save = auth.ledger.save
 
-    def disk_full(values: dict[str, Any]) -> None:
+    def disk_full(states: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(auth.store, "update", disk_full)
+    monkeypatch.setattr(auth.ledger, "save", disk_full)
     # Commandable still (a payload that refused every frame could not be told to free space).
-    assert auth.verify(*secured(SA1, 10 + ARSN_BLOCK)) is not None
-    assert auth.verify(*secured(SA1, 11 + ARSN_BLOCK)) is not None
-    assert rig.events.named("AUTH_COUNTER_NOT_SAVED") == [
-        {"reserved": 10 + 2 * ARSN_BLOCK, "saved": 10 + ARSN_BLOCK}
-    ]
-    assert rig.saved() == [10 + ARSN_BLOCK] * 3
-    monkeypatch.setattr(auth.store, "update", real_update)
-    assert auth.verify(*secured(SA1, 12 + ARSN_BLOCK)) is not None
-    assert rig.saved() == [12 + 2 * ARSN_BLOCK] * 3
+    assert auth.verify(*secured(SA1, 11)) is not None
+    assert auth.verify(*secured(SA1, 12)) is not None
+    assert rig.events.named("AUTH_COUNTER_NOT_SAVED") == [{"spi": 1, "arsn": 11}]
+    assert rig.saved() == [{1: SaState(10), 2: SaState()}] * COPIES
+    monkeypatch.setattr(auth.ledger, "save", real_save)
+    assert auth.verify(*secured(SA1, 13)) is not None
+    assert rig.saved() == [{1: SaState(13), 2: SaState()}] * COPIES
     # Reported again only after a save succeeded in between.
-    monkeypatch.setattr(auth.store, "update", disk_full)
-    assert auth.verify(*secured(SA1, 12 + 2 * ARSN_BLOCK)) is not None
+    monkeypatch.setattr(auth.ledger, "save", disk_full)
+    assert auth.verify(*secured(SA1, 14)) is not None
     assert len(rig.events.named("AUTH_COUNTER_NOT_SAVED")) == 2
 
 
-def test_the_reservation_stops_at_the_last_arsn(rig: Rig) -> None:
-    auth = rig.make(first_boot=True)
-    auth.start()
-    last = 2**32 - 1
-    assert auth.verify(*secured(SA1, last - 10)) is not None
-    assert rig.saved() == [last] * 3
-    assert auth.verify(*secured(SA1, last)) is not None
-    restarted = rig.make(first_boot=False)
-    restarted.start()
-    assert restarted.verify(*secured(SA1, last)) is None
-    assert rig.events.named("AUTH_REFUSED")[-1]["last"] == last
+# --- a lost state and its challenge --------------------------------------------------------------
 
 
-def test_after_a_restart_no_arsn_up_to_the_reservation_is_accepted(rig: Rig) -> None:
-    first = rig.make(first_boot=True)
-    first.start()
-    assert first.verify(*secured(SA1, 100)) is not None
-    reserved = 100 + ARSN_BLOCK
-
-    again = rig.make(first_boot=False)
-    again.start()
-    assert again.challenges == 0
-    assert again.verify(*secured(SA1, 150)) is None  # never seen, but might have been
-    assert again.verify(*secured(SA2, reserved)) is None
-    assert rig.discards() == {DiscardReason.AUTH_REPLAY: 2}
-    refused = rig.events.named("AUTH_REFUSED")[0]
-    assert (refused["fault"], refused["last"]) == ("REPLAY", reserved)  # where the ground goes on
-    assert again.verify(*secured(SA1, reserved + 1)) == PLAIN
-    assert again.verify(*secured(SA2, reserved + 1)) == PLAIN
+def corrupt_every_copy(rig: Rig) -> None:
+    rig.ledger.write_bytes(bytes(b ^ 0x55 for b in rig.ledger.read_bytes()))
 
 
-# --- a lost counter and its challenge ------------------------------------------------------------
+def remove_the_directory(rig: Rig) -> None:
+    shutil.rmtree(rig.ledger.parent)
 
 
-def corrupt_every_file(rig: Rig) -> None:
-    for path in rig.store_dir.iterdir():
-        path.write_bytes(bytes(b ^ 0x55 for b in path.read_bytes()))
+def remove_the_ledger(rig: Rig) -> None:
+    rig.ledger.unlink()
 
 
-def remove_the_store(rig: Rig) -> None:
-    shutil.rmtree(rig.store_dir)
+def plant_a_link(rig: Rig) -> None:
+    rig.ledger.unlink()
+    rig.ledger.symlink_to(rig.key_file)
 
 
-def remove_every_file(rig: Rig) -> None:
-    for path in rig.store_dir.iterdir():
-        path.unlink()
-
-
-LOSSES = [corrupt_every_file, remove_the_store, remove_every_file]
+LOSSES = [corrupt_every_copy, remove_the_directory, remove_the_ledger, plant_a_link]
 
 
 def announced(rig: Rig) -> list[tuple[int, bytes]]:
@@ -355,13 +378,14 @@ def nonce(rig: Rig, spi: int) -> bytes:
 
 
 @pytest.mark.parametrize("lose", LOSSES, ids=lambda f: f.__name__)
-def test_a_lost_counter_is_challenged_and_recovered_only_by_the_answer(
+def test_a_lost_state_is_challenged_and_a_low_answer_reopens_no_replay(
     rig: Rig, lose: Callable[[Rig], None]
 ) -> None:
     before = rig.make(first_boot=True)
     before.start()
-    recorded = secured(SA1, 40)
-    assert before.verify(*recorded) is not None
+    recorded = [secured(SA1, n) for n in (40, 14103, 22345)]
+    for frame in recorded:
+        assert before.verify(*frame) is not None
     lose(rig)
 
     auth = rig.make(first_boot=False)
@@ -369,66 +393,59 @@ def test_a_lost_counter_is_challenged_and_recovered_only_by_the_answer(
     rig.events.take()
     auth.start()
     nonces = rig.nonces.given
-    assert len(nonces) == 2 and all(len(n) == CHALLENGE_OCTETS for n in nonces)
+    assert len(nonces) == 2 and all(len(n) == NONCE_LENGTH for n in nonces)
     assert announced(rig) == [(1, nonces[0]), (2, nonces[1])]
     assert auth.challenges == 2
+    assert rig.upsets.total(Outcome.UNCORRECTABLE) == (lose is corrupt_every_copy) * COPIES
 
-    assert auth.verify(*recorded) is None
+    assert all(auth.verify(*frame) is None for frame in recorded)
     assert auth.verify(*secured(SA1, 1000)) is None
-    assert auth.verify(*secured(SA1, 41, challenge=nonces[1])) is None  # SA 2's nonce
-    assert rig.discards() == {DiscardReason.AUTH_BAD_MAC: 4}
+    assert auth.verify(*secured(SA1, 41, nonces[1])) is None  # SA 2's nonce
+    assert rig.discards() == {DiscardReason.AUTH_BAD_MAC: 6}
 
-    # The ground's counter went on from 41: its answer sets the payload's.
-    assert auth.verify(*secured(SA1, 42, challenge=nonces[0])) == PLAIN
-    assert rig.events.named("AUTH_CHALLENGE_ANSWERED") == [{"spi": 1, "arsn": 42}]
+    # A ground whose counter was lost too answers low: accepted, and sets the counter.
+    assert auth.verify(*secured(SA1, 2, nonces[0])) == PLAIN
+    assert rig.events.named("AUTH_CHALLENGE_ANSWERED") == [{"spi": 1, "arsn": 2}]
     assert auth.challenges == 1
-    # The ground may not know yet that its answer arrived: with or without the nonce.
-    assert auth.verify(*secured(SA1, 43, challenge=nonces[0])) == PLAIN
-    assert auth.verify(*secured(SA1, 44)) == PLAIN
-    assert auth.verify(*recorded) is None
-    assert rig.counters.discarded[DiscardReason.AUTH_REPLAY] == 1
+    # Every frame recorded before the loss is refused still, whatever its ARSN, now and after
+    # any restart: the SA's MACs cover the nonce from now on.
+    for restarted in (False, True):
+        if restarted:
+            auth = rig.make(first_boot=False)
+            auth.start()
+        assert all(auth.verify(*frame) is None for frame in recorded)
+    assert auth.verify(*secured(SA1, 44)) is None  # without the nonce: no longer
+    assert auth.verify(*secured(SA1, 3, nonces[0])) == PLAIN
+    assert auth.challenges == 1  # SA 2 still waits, with the same nonce as before the restart
+    assert nonce(rig, 2) == nonces[1] and len(rig.nonces.given) == 2
 
 
-def test_on_first_boot_a_missing_store_is_new_not_lost(rig: Rig) -> None:
+def test_on_first_boot_a_missing_ledger_is_new_not_lost(rig: Rig) -> None:
     auth = rig.make(first_boot=True)
     auth.start()
     assert auth.challenges == 0
     assert rig.events.raised == []
     assert rig.nonces.given == []
-    assert auth.verify(*secured(SA1, 0)) == PLAIN
+    assert auth.verify(*secured(SA1, 1)) == PLAIN
 
 
-def test_a_restart_before_every_challenge_is_answered_challenges_again(rig: Rig) -> None:
-    before = rig.make(first_boot=True)
-    recorded = secured(SA1, 40)
-    assert before.verify(*recorded) is not None
-    remove_the_store(rig)
-    rig.make(first_boot=False).start()  # no frame came before this restart
-    lost = rig.make(first_boot=False)
-    lost.start()
-    assert lost.challenges == 2
-    assert lost.verify(*secured(SA1, 41, challenge=nonce(rig, 1))) is not None
-
-    # SA 2 never answered: its counter, and so the shared reservation, are still unknown.
+def test_a_damaged_copy_is_outvoted_reported_and_rewritten(rig: Rig) -> None:
+    auth = rig.make(first_boot=True)
+    assert auth.verify(*secured(SA1, 100)) is not None
+    data = bytearray(rig.ledger.read_bytes())
+    data[SLOT_OCTETS + 9] ^= 0x04  # one bit of copy 1
+    rig.ledger.write_bytes(bytes(data))
     again = rig.make(first_boot=False)
-    again.start()
-    assert again.challenges == 2
-    assert again.verify(*recorded) is None
-    assert again.verify(*secured(SA2, 1, challenge=nonce(rig, 2))) is not None
-    assert again.verify(*secured(SA1, 42, challenge=nonce(rig, 1))) is not None
     assert again.challenges == 0
-
-    recovered = rig.make(first_boot=False)
-    recovered.start()
-    assert recovered.challenges == 0
-    assert recovered.verify(*recorded) is None
-    assert recovered.verify(*secured(SA1, 42 + ARSN_BLOCK)) is None
-    assert recovered.verify(*secured(SA1, 43 + ARSN_BLOCK)) == PLAIN
+    assert rig.upsets.total(Outcome.CORRECTED) == 1
+    assert again.verify(*secured(SA1, 100)) is None
+    assert again.verify(*secured(SA1, 101)) is not None
+    assert rig.saved() == [{1: SaState(101), 2: SaState()}] * COPIES
 
 
 def test_challenges_are_repeated_and_a_bad_mac_hastens_its_own(rig: Rig) -> None:
     rig.make(first_boot=True)
-    remove_the_store(rig)
+    remove_the_directory(rig)
     auth = rig.make(first_boot=False)
     auth.start()
     nonces = dict(announced(rig))
@@ -456,50 +473,46 @@ def test_challenges_are_repeated_and_a_bad_mac_hastens_its_own(rig: Rig) -> None
     assert [spi for spi, _ in announced(rig)] == [2]
     rig.events.take()
 
-    assert auth.verify(*secured(SA1, 10, challenge=nonces[1])) is not None
+    assert auth.verify(*secured(SA1, 10, nonces[1])) is not None
     rig.clock.now = 10 * CHALLENGE_REPEAT_S
     auth.tick()
     assert announced(rig) == [(2, nonces[2])]
+    # SA 1 answered: its nonce is no challenge any more, so ticks stay quiet about it, but a
+    # ground that lost it (a bad MAC on SA 1) is told it again, as AUTH_NONCE.
+    rig.events.take()
+    rig.clock.now = 11 * CHALLENGE_REPEAT_S
+    assert auth.verify(*secured(SA1, 11)) is None
+    assert rig.events.named("AUTH_NONCE") == [{"spi": 1, "nonce": nonces[1]}]
+    assert auth.verify(*secured(SA1, 12, nonces[1])) == PLAIN
 
 
-def test_tick_writes_back_a_counter_the_store_lost_while_running(rig: Rig) -> None:
+def test_no_nonce_is_announced_for_a_bad_mac_on_an_sa_never_challenged(rig: Rig) -> None:
+    auth = rig.make(first_boot=True)
+    auth.start()
+    assert auth.verify(*forged(SA1, 3)) is None
+    assert [name for name, _ in rig.events.raised] == ["AUTH_REFUSED"]
+
+
+@pytest.mark.parametrize("damage", ["flip", "remove"])
+def test_tick_writes_back_a_ledger_damaged_while_running(rig: Rig, damage: str) -> None:
     auth = rig.make(first_boot=True)
     assert auth.verify(*secured(SA1, 100)) is not None
-    reserved = 100 + ARSN_BLOCK
-
-    def flip(octets: bytearray) -> None:
-        at = octets.index(RESERVED_KEY.encode())
-        octets[at] ^= 0x20
-
-    for site in auth.store.fault_sites():
-        if site.medium is Medium.FILE or site.key == RESERVED_KEY:
-            auth.store.corrupt(site, flip)
-    assert rig.saved() == [None] * 3
-
-    rig.clock.now = STORE_CHECK_S
+    if damage == "flip":
+        rig.ledger.write_bytes(bytes(b ^ 0x20 for b in rig.ledger.read_bytes()))
+        assert rig.saved() == [None] * COPIES
+    else:
+        rig.ledger.unlink()
+    rig.clock.now = LEDGER_CHECK_S - 1
     auth.tick()
-    assert rig.saved() == [reserved] * 3
+    assert not rig.ledger.exists() or rig.saved() == [None] * COPIES
+    rig.clock.now = LEDGER_CHECK_S
+    auth.tick()
+    assert rig.saved() == [{1: SaState(100), 2: SaState()}] * COPIES
+    assert rig.upsets.total(Outcome.CORRECTED) == (COPIES if damage == "flip" else 0)
     again = rig.make(first_boot=False)
     assert again.challenges == 0
-    assert again.verify(*secured(SA1, reserved)) is None
-    assert again.verify(*secured(SA1, reserved + 1)) is not None
-
-
-def test_tick_writes_back_a_pending_challenge_the_store_forgot(rig: Rig) -> None:
-    rig.make(first_boot=True)
-    remove_the_store(rig)
-    auth = rig.make(first_boot=False)
-    auth.start()
-    for site in auth.store.fault_sites():
-        if site.medium is Medium.MEMORY and site.key == LOST_KEY:
-            auth.store.corrupt(site, lambda octets: octets.__setitem__(-2, ord("X")))
-    for path in rig.store_dir.iterdir():
-        path.write_bytes(path.read_bytes().replace(b"true", b"trux"))
-    rig.clock.now = STORE_CHECK_S
-    auth.tick()
-    store = TripleStore(rig.store_dir, {RESERVED_KEY: -1, LOST_KEY: False})
-    assert (store.loaded.lost, store.get(LOST_KEY)) == ((), True)
-    assert rig.make(first_boot=False).challenges == 2
+    assert again.verify(*secured(SA1, 100)) is None
+    assert again.verify(*secured(SA1, 101)) is not None
 
 
 # --- key rotation --------------------------------------------------------------------------------
@@ -522,8 +535,8 @@ def test_a_rotated_key_is_saved_then_used_and_the_counter_goes_on(rig: Rig) -> N
     assert rig.counters.discarded[DiscardReason.AUTH_REPLAY] == 1
     assert auth.verify(*secured(under(NEW_KEY), 6)) == PLAIN
     assert auth.verify(*secured(SA2, 1)) == PLAIN  # the other SA keeps its key
-    # A restart reads the new key from the file.
-    assert rig.make(first_boot=False).verify(*secured(under(NEW_KEY), ARSN_BLOCK + 6)) == PLAIN
+    # A restart reads the new key from the file, and goes on right after the last ARSN.
+    assert rig.make(first_boot=False).verify(*secured(under(NEW_KEY), 7)) == PLAIN
 
 
 def altered(wrapped: bytes) -> bytes:
