@@ -254,11 +254,12 @@ class LinkSession:
         clcw = self.wait_for_clcw(timeout)
         now = self._clock()
         with self._lock:
-            self._init_done.clear()
-            self._init_error = None
             if self.fop.state is not FopState.INITIAL:
+                # An active service is terminated first; its alert is not this initiation's.
                 self.fop.terminate()
                 self._after_fop()
+            self._init_done.clear()
+            self._init_error = None
             if mode is InitMode.SET_VR:
                 directive = "initiated with Set V(R)=0"
                 self.fop.initiate_with_set_vr(0, now)
