@@ -293,6 +293,12 @@ class RefusalLog:
                 f"key for SPI {latest.spi} (a stale key file, or a key rotation whose answer was "
                 "lost: docs/security.md, section 8)"
             )
+        if latest.fault == "REPLAY" and latest.last == MAX_ARSN:
+            return (
+                f"the payload refused our frames{times}: its counter for SPI {latest.spi} is at "
+                f"its end ({MAX_ARSN}), so this security association is used up; provision a "
+                "new one (groundsw key generate --spi N, docs/security.md, section 8)"
+            )
         if latest.fault == "REPLAY":
             copy = f" or an old copy of {self.counter_file}" if self.counter_file else ""
             return (

@@ -137,6 +137,7 @@ class UplinkAuthenticator:
         self.stats.last_arsn = max(self.stats.last_arsn, verified.arsn)
         self._save(verified.spi, verified.arsn)
         if verified.answered_challenge:
+            log.warning("SPI %d: challenge answered at ARSN %d", verified.spi, verified.arsn)
             self._raise("AUTH_CHALLENGE_ANSWERED", spi=verified.spi, arsn=verified.arsn)
         return verified.frame
 

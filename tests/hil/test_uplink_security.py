@@ -1,12 +1,16 @@
 """The authenticated uplink through the emulated link and the payload process: every frame an
 attacker can make from what it records (replays, forgeries, truncations, other keys, plain ICD v1
 frames) is refused and counted, none executes or moves FARM-1; the ground and the payload stay
-in step across a payload restart, a lost anti-replay counter and a key rotation."""
+in step across restarts of either end (no honest frame refused), a lost anti-replay state (no
+recorded frame accepted again, even after a low answer) and a key rotation; each security
+association keeps its own state."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,16 +18,24 @@ from typing import Any
 
 import pytest
 
-from groundsw.uplink_security import UplinkSecurity
+from groundsw.session import InitMode
+from groundsw.uplink_security import KEYS_ENV, UplinkSecurity, counter_path
 from hil.bench import PAYLOAD_KEY_FILE, Bench
 from hil.testapi import GroundTestApi
 from spacelink.cltu import encode_cltu
 from spacelink.icd import line_seconds
-from spacelink.keystore import read_keys
-from spacelink.sdls import MAC_LENGTH, Algorithm, SecurityAssociation, apply_security
+from spacelink.keystore import create_keys, read_keys, write_keys
+from spacelink.sdls import (
+    ARSN_LENGTH,
+    MAC_LENGTH,
+    MAX_ARSN,
+    Algorithm,
+    SecurityAssociation,
+    apply_security,
+)
 from spacelink.spacepacket import AckFlags, PusTc
 from spacelink.tcframe import TcFrame
-from tests.harness import open_test_api, run_tool, sequence_report
+from tests.harness import BIN, open_test_api, run_tool, sequence_report
 from tests.hil.onboard import D, code
 
 pytestmark = pytest.mark.hil
@@ -51,6 +63,11 @@ class RecordingSecurity(UplinkSecurity):
     def recorded(self) -> list[TcFrame]:
         with self._frames_lock:
             return list(self.frames)
+
+
+def arsn_of(frame: TcFrame, sa: SecurityAssociation) -> int:
+    at = sa.header_length - ARSN_LENGTH
+    return int.from_bytes(frame.data[at : at + ARSN_LENGTH], "big")
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -183,22 +200,24 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
         assert total <= sum(len(v) for v in plan.values())
         recorded = recorder.recorded()
 
-    # A restart: the payload goes on above its saved block, the ground (a new process, its
-    # counter file behind that block) catches up from the first AUTH_REFUSED REPLAY.
+    # A restart: the payload goes on exactly after the last ARSN it accepted, so the ground (a
+    # new process, in a new block of its counter file) is heard at once.
     assert bench.stop_flight() == 0
     bench.start_flight()
     ping = run_tool("groundsw", "--port", bench.ground_port, "ping", timeout=90)
     assert ping.returncode == 0, ping.stderr
     with open_test_api(bench.ground_port) as api:
         before = counters(api)
-        assert before["DISCARDED_AUTH_REPLAY"] >= 1  # the ground's first frame after the restart
+        assert before["DISCARDED_AUTH_REPLAY"] == 0  # no honest frame refused
         inject(api, recorded)
         after = counters(api)
         assert after["DISCARDED_AUTH_REPLAY"] - before["DISCARDED_AUTH_REPLAY"] == len(recorded)
         assert sequence_report(api)[0] == 0  # nothing replayed ran after the restart
 
-    # Every copy of the saved counter corrupted: the payload cannot tell a replay from a new
-    # frame, so it challenges; a recorded frame cannot answer, the ground's next frame does.
+    # Every copy of the anti-replay ledger corrupted: the payload cannot tell a replay from a
+    # new frame, so it challenges. A recorded frame cannot answer. The ground lost its counter
+    # file too, so it answers with a low ARSN, below those of the recorded frames: they stay
+    # refused all the same, then and after another restart (the SA's MACs cover the nonce).
     assert bench.stop_flight() == 0
     for copy in (bench.state_dir / "security").iterdir():
         copy.write_bytes(os.urandom(64))
@@ -206,15 +225,27 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
     with open_test_api(bench.ground_port, init=None) as api:
         api.await_named_event("AUTH_CHALLENGE", timeout=20)
         inject(api, recorded)
+    counter_path(bench.key_file).write_text("1\n")
     ping = run_tool("groundsw", "--port", bench.ground_port, "ping", timeout=90)
     assert ping.returncode == 0, ping.stderr
-    with open_test_api(bench.ground_port) as api:
-        now = counters(api)
-        assert now["AUTH_CHALLENGES"] == 0
-        assert sequence_report(api)[0] == 0
+    highest = max(arsn_of(f, sa) for f in recorded)
+    for restart in (False, True):
+        if restart:
+            assert bench.stop_flight() == 0
+            bench.start_flight()
+        with open_test_api(bench.ground_port) as api:
+            before = counters(api)
+            assert before["AUTH_CHALLENGES"] == 0
+            inject(api, recorded)
+            after = counters(api)
+            assert after["DISCARDED_AUTH_BAD_MAC"] - before["DISCARDED_AUTH_BAD_MAC"] == len(
+                recorded
+            )
+            assert sequence_report(api)[0] == 0
     log = bench.flight_log_text()
-    assert "anti-replay counter lost" in log
-    assert now["DISCARDED_AUTH_BAD_MAC"] >= len(recorded)
+    assert "anti-replay state lost" in log
+    answer = int(re.search(r"SPI 1: challenge answered at ARSN (\d+)", log)[1])  # type: ignore[index]
+    assert answer < highest  # a low answer, below frames that were then refused
 
     # Key rotation by command: the old key (all an attacker may have stolen) is useless after.
     old_keys = read_keys(bench.key_file)
@@ -253,7 +284,9 @@ def test_an_unauthenticated_payload_says_so_and_refuses_key_rotation(make_bench:
     assert "uplink authentication is off" in bench.flight_log_text()
 
 
-def test_a_ground_without_the_key_is_not_heard(make_bench: Any, tmp_path: Path) -> None:
+def test_a_ground_without_the_key_is_told_what_the_payload_said(
+    make_bench: Any, tmp_path: Path
+) -> None:
     bench: Bench = make_bench(baud=115200)
     wrong = tmp_path / "wrong-keys.toml"
     made = run_tool("groundsw", "key", "generate", str(wrong))
@@ -262,8 +295,73 @@ def test_a_ground_without_the_key_is_not_heard(make_bench: Any, tmp_path: Path) 
     ping = run_tool(
         "groundsw", "--port", bench.ground_port, "--keys", str(wrong), "--timeout", "4", "ping"
     )
-    assert ping.returncode != 0
+    # Refused, not unanswered: the payload's AUTH_REFUSED events say why.
+    assert ping.returncode == 1, ping.stderr
     assert "Traceback" not in ping.stderr and len(ping.stderr.strip().splitlines()) == 1
+    assert "MAC does not verify under its key for SPI 1" in ping.stderr
+    unauthenticated = subprocess.run(
+        [str(BIN / "groundsw"), "--port", bench.ground_port, "--timeout", "4", "ping"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != KEYS_ENV},
+    )
+    assert unauthenticated.returncode == 1, unauthenticated.stderr
+    assert "refused our frames as unauthenticated" in unauthenticated.stderr
     with open_test_api(bench.ground_port) as api:
         refused = api.get_parameters("DISCARDED_AUTH_BAD_MAC")["DISCARDED_AUTH_BAD_MAC"]
         assert refused >= 1
+
+
+def test_each_sa_keeps_its_own_state_and_no_restart_refuses_an_honest_frame(
+    make_bench: Any, tmp_path: Path
+) -> None:
+    bench: Bench = make_bench(baud=115200)
+    assert bench.key_file is not None
+    # A second ground station with its own SA, provisioned in the payload's key file.
+    second = SecurityAssociation(2, Algorithm.AES_GCM, os.urandom(32))
+    station2 = tmp_path / "station2.toml"
+    create_keys(station2, [second])
+    board_keys = bench.state_dir / PAYLOAD_KEY_FILE
+    write_keys(board_keys, [*read_keys(board_keys), second], "two stations")
+    assert bench.stop_flight() == 0
+    bench.start_flight()
+    # The payload never saw SA 2: it challenges it, and station 2's first command answers.
+    ping2 = ["groundsw", "--port", bench.ground_port, "--keys", str(station2), "ping"]
+    done = run_tool(*ping2, timeout=90)
+    assert done.returncode == 0, done.stderr
+
+    # Station 1 keeps one session open across a payload restart: it goes on in the same block
+    # of its counter file, and not one of its frames is refused (Unlock included).
+    with open_test_api(bench.ground_port) as api:
+        sequence_report(api, reset=True)
+        send_checks(api, 0, 3)
+        assert bench.stop_flight() == 0
+        bench.start_flight()
+        time.sleep(1.5)  # a CLCW of the restarted payload (V(R) 0), one a second at least
+        api.session.initiate(InitMode.UNLOCK, timeout=20)
+        send_checks(api, 3, 3)
+        assert sequence_report(api)[0] == 3  # the counters restarted with the payload
+        after = counters(api)
+        assert (after["DISCARDED_AUTH_REPLAY"], after["DISCARDED_AUTH_BAD_MAC"]) == (0, 0)
+        # Station 1 spends the last ARSN of its SA (a frame made with its key).
+        sa1 = read_keys(bench.key_file)[0]
+        ping = PusTc(D.apid, 17, 1, b"", seq_count=1, ack_flags=AckFlags.ALL).pack()
+        last = apply_security(TcFrame(500, 0, 0, ping, bypass=True), sa1, MAX_ARSN)
+        inject(api, [last])
+    station2_api = {"security": UplinkSecurity.from_key_file(station2)}
+    with open_test_api(bench.ground_port, **station2_api) as api:
+        assert api.get_parameters("AUTH_LAST_ARSN")["AUTH_LAST_ARSN"] == MAX_ARSN
+
+    # After a restart SA 1 is used up (and groundsw says so), but station 2 commands as
+    # before, without a refusal.
+    assert bench.stop_flight() == 0
+    bench.start_flight()
+    used_up = run_tool("groundsw", "--port", bench.ground_port, "--timeout", "4", "ping")
+    assert used_up.returncode == 1 and "used up" in used_up.stderr, used_up.stderr
+    done = run_tool(*ping2, timeout=90)
+    assert done.returncode == 0, done.stderr
+    with open_test_api(bench.ground_port, **station2_api) as api:
+        now = counters(api)
+        assert now["DISCARDED_AUTH_BAD_MAC"] == 0 and now["AUTH_CHALLENGES"] == 0
+        assert now["DISCARDED_AUTH_REPLAY"] >= 1  # station 1's, none of station 2's

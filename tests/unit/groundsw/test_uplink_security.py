@@ -400,6 +400,8 @@ def test_refusals_of_our_sa_are_explained_in_one_sentence(tmp_path: Path) -> Non
     assert "replays" in said and "ARSN 9 is not above 12" in said and "keys.toml.arsn" in said
     log.on_event("AUTH_REFUSED", refused_event("UNKNOWN_SPI"))
     assert "--spi" in str(log.explain())
+    log.on_event("AUTH_REFUSED", refused_event("REPLAY", last=MAX_ARSN))
+    assert "used up" in one_sentence(AssertionError(log.explain()))
 
 
 def test_refusals_of_an_unauthenticated_ground_point_at_the_keys() -> None:
