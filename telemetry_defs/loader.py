@@ -55,7 +55,7 @@ SEVERITIES = {s.name.lower(): s for s in Severity}
 
 _FIELD_KEYS = {
     "name", "type", "description", "unit", "range", "array", "min_items", "refers", "display",
-    "length",
+    "length", "none",
 }  # fmt: skip
 _PARAMETER_KEYS = {
     "name", "id", "type", "description", "unit", "calibration", "limits", "settable", "range",
@@ -154,6 +154,21 @@ class _Builder:
             (self._packet(raw) for raw in self.sources["packet"]), "packet", "service_subtype"
         )
         events = _unique((self._event(raw) for raw in self.sources["event"]), "event", "id")
+        referents = {
+            "failure": set(failures),
+            "parameter": {p.id for p in parameters.values()},
+            "housekeeping": {h.sid for h in housekeeping.values()},
+        }
+        for what, layout in (
+            *((f"command {c.name}", c.layout) for c in commands.values()),
+            *((f"packet {p.name}", p.layout) for p in packets.values()),
+            *((f"event {e.name}", e.layout) for e in events.values()),
+        ):
+            for f in layout.fields:
+                if f.refers is not None and f.none is not None and f.none in referents[f.refers]:
+                    raise DictionaryError(
+                        f"{what} field {f.name}: none = {f.none} is also a {f.refers}"
+                    )
         for packet in packets.values():
             if packet.service == 3 and packet.subtype == 25:
                 raise DictionaryError(f"packet {packet.name}: TM[3,25] comes from [[housekeeping]]")
@@ -236,6 +251,12 @@ class _Builder:
         refers = raw.get("refers")
         if refers is not None and refers not in REFERS:
             raise DictionaryError(f"{where}: refers must be one of {', '.join(REFERS)}")
+        none = None
+        if "none" in raw:
+            if refers is None or not isinstance(value_type, IntType):
+                raise DictionaryError(f"{where}: none applies to integer fields that refer")
+            low, high = value_type.bounds
+            none = _integer(raw, "none", where, low, high)
         return Field(
             name=name,
             type=value_type,
@@ -246,6 +267,7 @@ class _Builder:
             min_items=_integer(raw, "min_items", where, 0, 255, default=0),
             refers=refers,
             display=_display(raw, where),
+            none=none,
         )
 
     def _layout(self, raw: dict[str, Any], key: str, where: str, what: str) -> Layout:

@@ -81,6 +81,9 @@ class Field:
     min_items: int = 0
     refers: str | None = None
     display: str = ""
+    # With `refers`: the number that refers to nothing (a job's failure code 0 while it has not
+    # failed), read and written as "none".
+    none: int | None = None
 
     def construct(self) -> Construct:
         item = self.type.construct()
@@ -116,6 +119,8 @@ class Field:
         return self._check_one(self._one_from_text(text, resolve, where), where)
 
     def _one_from_text(self, text: str, resolve: NameResolver, where: str) -> Any:
+        if self.none is not None and text.strip().lower() == "none":
+            return self.none
         if self.refers is not None:
             number = resolve(self.refers, text)
             if number is not None:
@@ -621,12 +626,15 @@ class Dictionary:
                 )
             elif f.refers == "failure" and isinstance(value, int):
                 failure = self.failure(value)
-                parts.append(f"{f.name}={value} ({failure.name if failure else 'unknown'})")
+                name = "none" if value == f.none else failure.name if failure else "unknown"
+                parts.append(f"{f.name}={value} ({name})")
             else:
                 parts.append(f"{f.name}={self._field_text(f, value)}")
         return " ".join(parts)
 
     def _field_text(self, f: Field, value: Any) -> str:
+        if f.none is not None and value == f.none and f.array is None:
+            return "none"
         if f.refers == "parameter" and isinstance(value, int) and f.array is None:
             p = self.parameter_by_id(value)
             return p.name if p else str(value)

@@ -35,9 +35,19 @@ class Bits:
 
 
 @dataclass
+class Entry:
+    """A ParameterRefEntry (`parameter`) or a ContainerRefEntry (`container`), maybe repeated
+    (`repeat`: the RepeatEntry's Count)."""
+
+    parameter: str | None = None
+    container: str | None = None
+    repeat: ET.Element | None = None
+
+
+@dataclass
 class Container:
     name: str
-    entries: list[str]
+    entries: list[Entry]
     base: str | None
     restrictions: list[tuple[str, int]]
     abstract: bool
@@ -63,7 +73,14 @@ class Xtce:
         for p in root.find("x:TelemetryMetaData/x:ParameterSet", NS) or []:
             x.parameters[p.get("name", "")] = p.get("parameterTypeRef", "")
         for c in root.find("x:TelemetryMetaData/x:ContainerSet", NS) or []:
-            entries = [e.get("parameterRef", "") for e in c.find("x:EntryList", NS) or []]
+            entries = [
+                Entry(
+                    e.get("parameterRef"),
+                    e.get("containerRef"),
+                    e.find("x:RepeatEntry/x:Count", NS),
+                )
+                for e in c.find("x:EntryList", NS) or []
+            ]
             base = c.find("x:BaseContainer", NS)
             restrictions = []
             if base is not None:
@@ -83,23 +100,59 @@ class Xtce:
     # -- telemetry -------------------------------------------------------------------------
 
     def decode(self, packet: bytes, root: str) -> tuple[str, dict[str, Any], int]:
-        """(the most derived container, raw values by parameter, bits consumed)."""
+        """(the most derived container, raw values by parameter, bits consumed). A parameter of a
+        repeated container has the list of its values."""
         bits = Bits(packet)
         values: dict[str, Any] = {}
+        repeated: dict[str, list[Any]] = {}
         current = self.containers[root]
         while True:
-            for name in current.entries:
-                values[name] = self._read(bits, self.ptypes[self.parameters[name]], values)
+            self._read_entries(bits, current, values, repeated)
             children = [
                 c
                 for c in self.containers.values()
                 if c.base == current.name and all(values.get(p) == v for p, v in c.restrictions)
             ]
             if not children:
-                return current.name, values, bits.pos
+                return current.name, {**values, **repeated}, bits.pos
             if len(children) > 1:
                 raise ValueError(f"ambiguous: {[c.name for c in children]}")
             current = children[0]
+
+    def _read_entries(
+        self,
+        bits: Bits,
+        container: Container,
+        values: dict[str, Any],
+        repeated: dict[str, list[Any]],
+    ) -> None:
+        for entry in container.entries:
+            if entry.parameter is not None:
+                assert entry.repeat is None, "the export repeats containers only"
+                t = self.ptypes[self.parameters[entry.parameter]]
+                values[entry.parameter] = self._read(bits, t, values)
+                continue
+            nested = self.containers[entry.container or ""]
+            if entry.repeat is None:
+                self._read_entries(bits, nested, values, repeated)
+                continue
+            names = self._parameters_of(nested)
+            for name in names:
+                repeated.setdefault(name, [])
+            # A reference to a parameter of the item (its length) is to its current value.
+            for _ in range(self._size(entry.repeat, values)):
+                self._read_entries(bits, nested, values, repeated)
+                for name in names:
+                    repeated[name].append(values[name])
+
+    def _parameters_of(self, container: Container) -> list[str]:
+        out: list[str] = []
+        for entry in container.entries:
+            if entry.parameter is not None:
+                out.append(entry.parameter)
+            else:
+                out += self._parameters_of(self.containers[entry.container or ""])
+        return out
 
     def _size(self, holder: ET.Element, values: dict[str, Any]) -> int:
         fixed = holder.find("x:FixedValue", NS)
@@ -112,10 +165,16 @@ class Xtce:
             ref = dynamic.find("x:ArgumentInstanceRef", NS)
         assert ref is not None
         key = ref.get("parameterRef") or ref.get("argumentRef") or ""
+        if ref.get("useCalibratedValue") != "false":
+            raise ValueError(f"{key}: sizes are read from raw values")
         adjust = dynamic.find("x:LinearAdjustment", NS)
-        slope = float(adjust.get("slope", "1")) if adjust is not None else 1.0
-        intercept = float(adjust.get("intercept", "0")) if adjust is not None else 0.0
-        return int(slope * values[key] + intercept)
+        if adjust is None:
+            return int(values[key])
+        if adjust.get("slope") is None:  # the schema gives it no default
+            raise ValueError(f"LinearAdjustment on {key} without a slope")
+        return int(
+            float(adjust.get("slope", "")) * values[key] + float(adjust.get("intercept", "0"))
+        )
 
     def _read(self, bits: Bits, t: ET.Element, values: dict[str, Any]) -> Any:
         kind = _local(t)
@@ -144,11 +203,8 @@ class Xtce:
         if enc is not None:
             variable = enc.find("x:Variable", NS)
             if variable is not None:
-                leading = variable.find("x:LeadingSize", NS)
-                if leading is not None:
-                    count = bits.read(int(leading.get("sizeInBitsOfSizeTag", "16"))) * 8
-                else:
-                    count = self._size(variable, values)
+                assert variable.find("x:LeadingSize", NS) is None, "a size tag of unsaid unit"
+                count = self._size(variable, values)
             else:
                 count = int(enc.findtext(".//x:FixedValue", "0", NS))
             return bits.octets(count // 8).decode("utf-8")
@@ -214,14 +270,9 @@ class Xtce:
         enc = t.find("x:StringDataEncoding", NS)
         if enc is not None:
             octets = value.encode("utf-8")
-            leading = enc.find("x:Variable/x:LeadingSize", NS)
-            if leading is not None:
-                tag = int(leading.get("sizeInBitsOfSizeTag", "16"))
-                out = [(len(octets), tag)]
-            else:
-                variable = enc.find("x:Variable", NS)
-                assert variable is not None, "fixed-size strings are not used"
-                assert self._size(variable, values) == 8 * len(octets)
-                out = []
-            return out + ([(int.from_bytes(octets, "big"), 8 * len(octets))] if octets else [])
+            variable = enc.find("x:Variable", NS)
+            assert variable is not None, "fixed-size strings are not used"
+            assert variable.find("x:LeadingSize", NS) is None, "a size tag of unsaid unit"
+            assert self._size(variable, values) == 8 * len(octets)
+            return [(int.from_bytes(octets, "big"), 8 * len(octets))] if octets else []
         raise ValueError(f"cannot write {kind} {t.get('name')}")

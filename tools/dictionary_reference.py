@@ -54,6 +54,8 @@ def _field_type(f: Field) -> str:
         text = f"list of {text}, {f.array.name} count first, {f.min_items}..{most} items"
     if f.refers is not None:
         text += f"; {_REFERS[f.refers]} by name or ID"
+    if f.none is not None:
+        text += f", {f.none}: none"
     return text
 
 

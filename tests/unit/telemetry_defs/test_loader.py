@@ -23,6 +23,7 @@ from telemetry_defs.valuetypes import (
     IntType,
     ValueOutOfRange,
 )
+from tests.dictionary_samples import samples
 
 D = load_dictionary()
 
@@ -107,6 +108,18 @@ def test_hash_ignores_comments_and_follows_definitions(tmp_path: Path) -> None:
             '[[parameter]]\nname = "P"\nid = 999\ntype = "u8"\nsettable = true\n',
             "a settable parameter needs a default",
         ),
+        (
+            "packets.toml",
+            '[[packet]]\nname = "Z"\nservice = 200\nsubtype = 1\nfields = [\n'
+            '{ name = "a", type = "u16", none = 0 }]\n',
+            "Z field a: none applies to integer fields that refer",
+        ),
+        (
+            "packets.toml",
+            '[[packet]]\nname = "Z"\nservice = 200\nsubtype = 1\nfields = [\n'
+            '{ name = "a", type = "u16", refers = "failure", none = 6 }]\n',
+            "packet Z field a: none = 6 is also a failure",
+        ),
         ("extra.toml", "[[widget]]\nname = 'w'\n", "extra.toml: unknown section [widget]"),
         ("extra.toml", "this is = = not toml", "extra.toml is not valid TOML"),
     ],
@@ -148,6 +161,20 @@ def test_commands_from_operator_text() -> None:
         with pytest.raises(error) as info:
             D.command_from_text(name, pairs)
         assert text in str(info.value), (name, str(info.value))
+
+
+def test_a_reference_to_nothing_reads_as_none() -> None:
+    # JOB_REPORT's failure_code before a job fails: 0, which no failure code is.
+    report = D.packets["JOB_REPORT"]
+    failure_code = next(f for f in report.layout.fields if f.name == "failure_code")
+    assert failure_code.none == 0 and D.failure(0) is None
+    assert failure_code.from_text("none", D.resolve) == 0
+    cancelled = D.failure_named("JOB_CANCELLED").code
+    assert failure_code.from_text("JOB_CANCELLED", D.resolve) == cancelled
+    for code, text in ((0, "failure_code=0 (none)"), (cancelled, "(JOB_CANCELLED)")):
+        values = {**samples(D, report.layout)[0], "failure_code": code}
+        decoded = D.decode_tm(report.service, report.subtype, report.layout.build(values))
+        assert text in D.describe_values(decoded)
 
 
 def test_application_data_that_does_not_fit_is_a_codec_error() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spacelink.crc import crc16
 from spacelink.spacepacket import PusTc, PusTm
 from telemetry_defs.loader import DEFAULT_DIRECTORY, default_dictionary, load_dictionary
 from telemetry_defs.model import Dictionary, Field, Layout, ParameterValuesType
@@ -36,9 +37,24 @@ def xtce(dictionary: Dictionary) -> Xtce:
 def test_xtce_has_a_container_per_packet_structure_and_event(
     dictionary: Dictionary, xtce: Xtce
 ) -> None:
-    concrete = {n for n, c in xtce.containers.items() if not c.abstract}
+    concrete = {n for n, c in xtce.containers.items() if not c.abstract and c.base is not None}
     expected = set(dictionary.packets) | set(dictionary.housekeeping) | set(dictionary.events)
     assert concrete == expected
+    # The others: an item of a list of length-prefixed values, repeated in a packet.
+    items = {n for n, c in xtce.containers.items() if not c.abstract and c.base is None}
+    lists = {
+        f"{p.name}_{f.name}_item"
+        for p in dictionary.packets.values()
+        for f in p.layout.fields
+        if f.array is not None
+        and isinstance(f.type, BytesType)
+        and not isinstance(f.type.length, int)
+    }
+    assert items == lists
+    repeated = {
+        e.container for c in xtce.containers.values() for e in c.entries if e.repeat is not None
+    }
+    assert repeated == lists
 
 
 def test_xtce_has_a_meta_command_per_command(dictionary: Dictionary, xtce: Xtce) -> None:
@@ -116,9 +132,10 @@ def test_xtce_decodes_every_telemetry_packet_as_the_dictionary_does(
             packet = PusTm(dictionary.apid, service, subtype, data, seq_count=77).pack()
             container, decoded, consumed = xtce.decode(packet, ROOT_CONTAINER)
             assert container == name
-            assert consumed == 8 * (len(packet) - 2), f"{name}: all but the PEC read"
+            assert consumed == 8 * len(packet), f"{name}: the whole packet read"
             assert decoded["ccsds_apid"] == dictionary.apid
             assert decoded["ccsds_sequence_count"] == 77
+            assert decoded["ccsds_packet_error_control"] == crc16(packet[:-2])
             for f in layout.fields:
                 key = f"{owner}_{f.name}" if owner else f.name
                 if isinstance(f.type, ParameterValuesType):
@@ -138,7 +155,8 @@ def _xtce_arguments(f: Field, value: Any) -> dict[str, Any]:
     if isinstance(f.type, BytesType) and f.type.length == GREEDY:
         return {f"{f.name}_octets": len(value), f.name: value}
     if isinstance(f.type, BytesType) and isinstance(f.type.length, str):
-        return {f"{f.name}_length": len(value), f.name: value}
+        octets = value.encode() if isinstance(value, str) else value
+        return {f"{f.name}_length": len(octets), f.name: value}
     return {f.name: value}
 
 
@@ -175,6 +193,42 @@ def test_xtce_limits_and_calibrations_follow_the_parameters(
         assert warning is not None
         if p.limits.yellow_high is not None:
             assert float(warning.get("maxInclusive", "")) == p.limits.yellow_high
+
+
+def test_a_reference_field_has_a_label_for_every_number_it_can_hold(
+    dictionary: Dictionary, xtce: Xtce
+) -> None:
+    # JOB_REPORT's failure_code is 0 (none) until a job fails: a decoder of the export must
+    # know 0, or a real report does not decode.
+    referents = {
+        "failure": {x.code: x.name for x in dictionary.failures.values()},
+        "parameter": {p.id: p.name for p in dictionary.parameters.values()},
+        "housekeeping": {h.sid: h.name for h in dictionary.housekeeping.values()},
+    }
+    checked = 0
+    for name, _, _, _, layout, owner, _ in _telemetry(dictionary):
+        for f in layout.fields:
+            if f.refers is None:
+                continue
+            t = xtce.ptypes[xtce.parameters[f"{owner}_{f.name}" if owner else f.name]]
+            labels = {
+                int(e.get("value", "")): e.get("label") for e in t.iterfind(".//x:Enumeration", NS)
+            }
+            expected = dict(referents[f.refers])
+            if f.none is not None:
+                expected[f.none] = "NONE"
+            assert labels == expected, f"{name}.{f.name}"
+            checked += 1
+    assert checked >= 8
+    job_report = dictionary.packets["JOB_REPORT"].layout
+    assert next(f.none for f in job_report.fields if f.name == "failure_code") == 0
+
+
+def test_sizes_say_their_unit_and_adjustments_their_slope(xtce: Xtce) -> None:
+    text = ET.tostring(xtce.root, "unicode")
+    assert "LeadingSize" not in text  # a size tag's unit is left unsaid by XTCE 1.2
+    adjustments = list(xtce.root.iter(f"{{{NS['x']}}}LinearAdjustment"))
+    assert adjustments and all(a.get("slope") is not None for a in adjustments)
 
 
 def test_markdown_reference_names_every_definition(dictionary: Dictionary) -> None:
