@@ -1,4 +1,5 @@
-"""Boundary values for any dictionary layout: every field at its lowest, then at its highest."""
+"""Boundary values for any dictionary layout: every field at its lowest, then at its highest
+(a reference field: the lowest and highest number it can refer to)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,31 @@ def _one(t: ValueType, f: Field, high: bool) -> Any:
     raise TypeError(f"no sample for {t}")
 
 
+def _referent(dictionary: Dictionary, f: Field, high: bool) -> int:
+    """The lowest or highest number a reference field can hold: a defined failure code,
+    parameter or structure ID, or the number that means none."""
+    numbers = {
+        "failure": [x.code for x in dictionary.failures.values()],
+        "parameter": [p.id for p in dictionary.parameters.values()],
+        "housekeeping": [h.sid for h in dictionary.housekeeping.values()],
+    }[str(f.refers)]
+    numbers = sorted([*numbers, *([f.none] if f.none is not None else [])])
+    return numbers[-1] if high else numbers[0]
+
+
 def sample(dictionary: Dictionary, f: Field, high: bool) -> Any:
     if isinstance(f.type, ParameterValuesType):
         chosen = list(dictionary.parameters.values())
         chosen = chosen[:6] if high else chosen[:1]
         return [{"id": p.id, "value": _one(p.type, p.field, high)} for p in chosen]
+
+    def one() -> Any:
+        return _referent(dictionary, f, high) if f.refers else _one(f.type, f, high)
+
     if f.array is not None:
         count = 3 if high else max(1, f.min_items)
-        return [_one(f.type, f, high) for _ in range(count)]
-    return _one(f.type, f, high)
+        return [one() for _ in range(count)]
+    return one()
 
 
 def samples(dictionary: Dictionary, layout: Layout) -> list[dict[str, Any]]:
