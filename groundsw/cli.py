@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         refusals: RefusalLog | None = getattr(args, "refusals", None)
         said = None if refusals is None else refusals.explain()
         if said is not None:
-            return _fail(f"{exc}: {said}", EXIT_COMMAND_FAILED)
+            return _fail(f"{said}; {exc}", EXIT_COMMAND_FAILED)
         return _fail(f"{exc}{_no_keys_hint(args)}", EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)

@@ -281,40 +281,36 @@ class RefusalLog:
                 return None
             latest = self._refusals[-1]
             count = sum(r.count for r in self._refusals)
-        times = f" ({count} frames refused)" if count > 1 else ""
+        refused = "the payload refused " + ("our frame" if count == 1 else f"{count} of our frames")
         if self.spi is None:
             return (
-                f"the payload refused our frames as unauthenticated ({latest.fault}){times}: "
-                "it requires authentication; use --keys FILE or set GROUNDSW_KEYS"
+                f"{refused} as unauthenticated ({latest.fault}): it requires authentication; "
+                "use --keys FILE or set GROUNDSW_KEYS"
             )
         if latest.fault == "BAD_MAC":
             return (
-                f"the payload refused our frames{times}: their MAC does not verify under its "
-                f"key for SPI {latest.spi} (a stale key file, or a key rotation whose answer was "
-                "lost: docs/security.md, section 8)"
+                f"{refused}: the MAC does not verify under its key for SPI {latest.spi} (a stale "
+                "key file, or a key rotation whose answer was lost: docs/security.md, section 8)"
             )
         if latest.fault == "REPLAY" and latest.last == MAX_ARSN:
             return (
-                f"the payload refused our frames{times}: its counter for SPI {latest.spi} is at "
-                f"its end ({MAX_ARSN}), so this security association is used up; provision a "
-                "new one (groundsw key generate --spi N, docs/security.md, section 8)"
+                f"{refused}: its counter for SPI {latest.spi} is at its end ({MAX_ARSN}), so this "
+                "security association is used up; provision a new one (groundsw key generate "
+                "--spi N, docs/security.md, section 8)"
             )
         if latest.fault == "REPLAY":
             copy = f" or an old copy of {self.counter_file}" if self.counter_file else ""
             return (
-                f"the payload refused our frames as replays{times}: ARSN {latest.arsn} is not "
-                f"above {latest.last}, the last it accepted on SPI {latest.spi} (another station "
-                f"using this security association{copy})"
+                f"{refused} as a replay: ARSN {latest.arsn} is not above {latest.last}, the last "
+                f"it accepted on SPI {latest.spi} (another station using this security "
+                f"association{copy})"
             )
         if latest.fault == "UNKNOWN_SPI":
             return (
-                f"the payload refused our frames{times}: it has no security association "
-                f"{latest.spi} in its key file; use --spi with one of its SPIs"
+                f"{refused}: it has no security association {latest.spi} in its key file; use "
+                "--spi with one of its SPIs"
             )
-        return (
-            f"the payload refused our frames{times}: {latest.fault} on SPI {latest.spi} "
-            "(docs/security.md, section 8)"
-        )
+        return f"{refused}: {latest.fault} on SPI {latest.spi} (docs/security.md, section 8)"
 
 
 def security_event_sink(
