@@ -48,6 +48,7 @@ from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
 from spacelink.icd import DEFAULT_BAUD
+from spacelink.pus import VERIFICATION_SERVICE
 from spacelink.serialport import PortError, open_port
 from telemetry_defs.loader import DictionaryError, load_dictionary
 from telemetry_defs.model import Dictionary, UnknownName
@@ -181,6 +182,12 @@ def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterato
             args.refusals = RefusalLog(security.sa.spi, counter_path(args.keys))
             handlers = [security.on_event, args.refusals.on_event]
         session.add_packet_sink(security_event_sink(args.dictionary_loaded, *handlers))
+        refusals = args.refusals
+        session.add_packet_sink(
+            lambda tm, raw, when: (
+                refusals.answered() if tm.service == VERIFICATION_SERVICE else None
+            )
+        )
         if archive is not None:
             session.add_packet_sink(archive.store)
         with session:

@@ -251,9 +251,9 @@ class Refusal:
 
 
 class RefusalLog:
-    """The payload's refusals of this ground's frames, to say what the payload said when a
-    command goes unanswered. `spi`: this ground's SA; None when it sends unauthenticated
-    frames, whose refusals name no SA of its own. Thread-safe."""
+    """The payload's refusals of this ground's frames since it last answered a command, to say
+    what the payload said when a command goes unanswered. `spi`: this ground's SA; None when it
+    sends unauthenticated frames, whose refusals name no SA of its own. Thread-safe."""
 
     def __init__(self, spi: int | None, counter_file: Path | None = None) -> None:
         self.spi = spi
@@ -273,6 +273,11 @@ class RefusalLog:
         )
         with self._lock:
             self._refusals.append(refusal)
+
+    def answered(self) -> None:
+        """The payload answered a command: the refusals before it are settled."""
+        with self._lock:
+            self._refusals.clear()
 
     def explain(self) -> str | None:
         """What the payload said of this ground's frames, in a sentence; None if nothing."""

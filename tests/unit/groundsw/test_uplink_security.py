@@ -403,6 +403,8 @@ def test_refusals_of_our_sa_are_explained_in_one_sentence(tmp_path: Path) -> Non
     assert "--spi" in str(log.explain())
     log.on_event("AUTH_REFUSED", refused_event("REPLAY", last=MAX_ARSN))
     assert "used up" in one_sentence(AssertionError(log.explain()))
+    log.answered()  # the ground caught up: those refusals explain no later silence
+    assert log.explain() is None
 
 
 def test_refusals_of_an_unauthenticated_ground_point_at_the_keys() -> None:
