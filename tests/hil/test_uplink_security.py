@@ -307,7 +307,7 @@ def test_a_ground_without_the_key_is_told_what_the_payload_said(
         env={k: v for k, v in os.environ.items() if k != KEYS_ENV},
     )
     assert unauthenticated.returncode == 1, unauthenticated.stderr
-    assert "refused our frames as unauthenticated" in unauthenticated.stderr
+    assert "of our frames as unauthenticated" in unauthenticated.stderr
     with open_test_api(bench.ground_port) as api:
         refused = api.get_parameters("DISCARDED_AUTH_BAD_MAC")["DISCARDED_AUTH_BAD_MAC"]
         assert refused >= 1
