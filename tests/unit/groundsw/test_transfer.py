@@ -14,6 +14,13 @@ from typing import Any
 import pytest
 
 from groundsw import model_commands
+from groundsw.progress import (
+    PlainProgress,
+    RichProgress,
+    make_progress,
+    progress_text,
+    summary_text,
+)
 from groundsw.session import CommandEvent, CommandRecord, EventKind, LinkTimeout
 from groundsw.transfer import (
     UPLOAD_CHUNK_OCTETS,
@@ -22,17 +29,12 @@ from groundsw.transfer import (
     GroundInputError,
     OperationContext,
     PartialDownload,
-    PlainProgress,
-    RichProgress,
     TransferFailed,
     Uploader,
     check_file_name,
     coalesce,
-    make_progress,
     plan_chunks,
-    progress_text,
     readable_file,
-    summary_text,
     transfer_id_for,
 )
 from groundsw.verification import CommandFailed
