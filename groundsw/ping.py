@@ -1,4 +1,9 @@
-"""`groundsw ping`: TC[17,1] are-you-alive, each verification stage shown as it arrives."""
+"""`groundsw ping`: TC[17,1] are-you-alive, each verification stage shown as it arrives.
+
+As ping(8): a lost ping is reported and the next one goes out; several pings end with the
+count sent, answered and lost. Exit: 0 when any was answered, 3 when none (1 when the payload
+refused them all).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import queue
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from groundsw.session import CommandRecord, LinkSession, ReceivedTm
+from groundsw.session import CommandRecord, LinkSession, LinkTimeout, ReceivedTm
 from groundsw.verification import CommandFailed, follow, ms
 from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 
@@ -17,8 +22,15 @@ Print = Callable[[str], None]
 
 @dataclass
 class PingResult:
-    round_trips: list[float]
-    failures: int
+    """How a run of pings went: round trips of those answered, failure reports."""
+
+    sent: int = 0
+    round_trips: list[float] = field(default_factory=list)
+    refused: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.sent - len(self.round_trips) - self.refused
 
 
 def ping_once(session: LinkSession, number: int, timeout: float, out: Print) -> float:
@@ -52,18 +64,51 @@ def _follow(
     return elapsed
 
 
+def summary_text(result: PingResult) -> str:
+    """`3 pings sent, 2 answered, 1 lost (33%); round trip min/avg/max = ...`, as ping(8)."""
+    text = (
+        f"{result.sent} pings sent, {len(result.round_trips)} answered, {result.lost} lost"
+        f" ({round(100 * result.lost / result.sent) if result.sent else 0}%)"
+    )
+    if result.refused:
+        text += f", {result.refused} refused"
+    trips = result.round_trips
+    if trips:
+        text += (
+            f"; round trip min/avg/max = {min(trips) * 1000:.1f}/"
+            f"{statistics.fmean(trips) * 1000:.1f}/{max(trips) * 1000:.1f} ms"
+        )
+    return text
+
+
 def run_ping(
     session: LinkSession, count: int, interval: float, timeout: float, out: Print
 ) -> PingResult:
-    round_trips: list[float] = []
+    """`count` pings, going on after a lost one. Returns when any was answered; raises the
+    last error (LinkTimeout, or CommandFailed when the payload refused them all) otherwise."""
+    result = PingResult()
+    last: LinkTimeout | CommandFailed | None = None
     for number in range(1, count + 1):
         if number > 1 and interval > 0:
             time.sleep(interval)
-        round_trips.append(ping_once(session, number, timeout, out))
+        result.sent += 1
+        try:
+            result.round_trips.append(ping_once(session, number, timeout, out))
+        except CommandFailed as exc:
+            out(f"ping {number}: refused: {exc}")
+            result.refused += 1
+            last = exc
+        except LinkTimeout as exc:
+            # Other link errors (the port, COP-1 given up) end the run: no later ping goes out.
+            out(f"ping {number}: lost: {exc}")
+            last = exc
     if count > 1:
-        out(
-            f"{count} pings, {len(round_trips)} completed; round trip min/avg/max ="
-            f" {min(round_trips) * 1000:.1f}/{statistics.fmean(round_trips) * 1000:.1f}/"
-            f"{max(round_trips) * 1000:.1f} ms"
-        )
-    return PingResult(round_trips, 0)
+        out(summary_text(result))
+    if result.round_trips or last is None:
+        return result
+    if count == 1:
+        raise last
+    said = f"{summary_text(result)}: {last}"
+    if result.refused == result.sent:
+        raise CommandFailed(said, None)
+    raise LinkTimeout(said)

@@ -81,7 +81,7 @@ def test_ping_with_socket_urls_on_both_ends(tmp_path: Path) -> None:
         ground.join(60)
         ping = result["ping"]
         assert ping.returncode == 0, ping.stderr
-        assert "2 pings, 2 completed" in ping.stdout
+        assert "2 pings sent, 2 answered, 0 lost (0%)" in ping.stdout
     finally:
         flight.terminate()
         _, err = flight.communicate(timeout=10)
