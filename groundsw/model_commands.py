@@ -13,6 +13,7 @@ from groundsw.transfer import (
     OperationContext,
     add_operation,
     check_file_name,
+    failure_code,
     file_sha256,
     readable_file,
 )
@@ -106,24 +107,59 @@ def describe_model(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def model_report(ctx: OperationContext, name: str, version: int) -> dict[str, Any] | None:
+    """The payload's TM[129,2] of model `name` `version` (0: the highest registered); None
+    when no such model is registered."""
+    try:
+        return ctx.exchange().query(
+            "MODEL_INFO",
+            {"model": name, "version": version},
+            reply="MODEL_REPORT",
+            match=lambda v: v["model"] == name and version in (0, v["version"]),
+        )
+    except CommandFailed as exc:
+        if failure_code(exc) == ctx.dictionary.failure_named("UNKNOWN_MODEL").code:
+            return None
+        raise
+
+
 def registered(
     ctx: OperationContext, name: str, version: int, sha256: bytes
 ) -> dict[str, Any] | None:
     """The payload's report of model `name` `version` when it holds exactly this content."""
-    try:
-        report = ctx.exchange().query(
-            "MODEL_INFO",
-            {"model": name, "version": version},
-            reply="MODEL_REPORT",
-            match=lambda v: v["model"] == name and v["version"] == version,
+    report = model_report(ctx, name, version)
+    return report if report is not None and bytes(report["sha256"]) == sha256 else None
+
+
+def _registered_already(ctx: OperationContext, args: argparse.Namespace, sha256: bytes) -> bool:
+    """True when the payload holds this model under this name and version (nothing to send);
+    CommandFailed when it holds other content there (sending it would only be refused)."""
+    version = parse_version(args.version)
+    report = model_report(ctx, args.name, version)
+    if report is None:
+        return False
+    held = bytes(report["sha256"])
+    if held != sha256:
+        raise CommandFailed(
+            f"model {args.name} version {version} is registered already with other content"
+            f" (SHA-256 {held.hex()[:16]}..., {args.file} has {sha256.hex()[:16]}...): delete it"
+            " first or upload it as another --version",
+            None,
         )
-    except CommandFailed:  # not registered (UNKNOWN_MODEL)
-        return None
-    return report if bytes(report["sha256"]) == sha256 else None
+    ctx.out(
+        f"model {args.name} version {version} is registered already with SHA-256"
+        f" {sha256.hex()}: nothing sent"
+    )
+    for line in describe_model(report):
+        ctx.out(line)
+    return True
 
 
 def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
     version = parse_version(args.version)
+    sha256 = file_sha256(args.file)
+    if _registered_already(ctx, args, sha256):
+        return 0
     file_name = model_file_name(args.name, version)
     ctx.uploader().upload(args.file, file_name)
     values = {
@@ -141,7 +177,7 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
         )
     except LinkTimeout as lost:
         # The answer may be lost with the model registered: MODEL_INFO tells.
-        report = registered(ctx, args.name, version, file_sha256(args.file))
+        report = registered(ctx, args.name, version, sha256)
         if report is None:
             raise lost from None
     assert report is not None

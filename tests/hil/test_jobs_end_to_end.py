@@ -117,6 +117,10 @@ def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path
     code, out, err = groundsw(bench, data, "model", "info", "gemm")
     assert code == 0, err
     assert "model gemm version 1" in out
+    # Run again: the payload holds this very model, nothing is sent.
+    out = upload_model(bench, data, model, "gemm")
+    assert "model gemm version 1 is registered already with SHA-256 " in out
+    assert "upload gemm-v1.onnx" not in out and "nothing sent" in out
 
     x = model_gen.random_input(model, batch=2, seed=3)
     npy = tmp_path / "x.npy"

@@ -1,0 +1,215 @@
+"""An in-process payload for the ground's unit tests: service 128 and as much of 129 as model
+uploads need, answering at once, with losses of chunks, reports and replies on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from groundsw.session import CommandEvent, CommandRecord, EventKind
+from groundsw.transfer import plan_chunks
+from spacelink.icd import PAYLOAD_APID, TC_MAX_DATA_LENGTH
+from spacelink.pus import Stage, VerificationReport
+from spacelink.ranges import RangeSet
+from spacelink.spacepacket import AckFlags, PusTc, PusTm
+from telemetry_defs.loader import default_dictionary
+from tests.unit.groundsw.fakes import FakeTelemetry
+
+D = default_dictionary()
+
+
+class FakePayload(FakeTelemetry):
+    """Service 128 in memory, answering at once, with chunk and report losses on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source_id = 7
+        self.error: BaseException | None = None
+        self.files: dict[str, bytes] = {}
+        self.uploads: dict[int, dict[str, Any]] = {}
+        self.seq = 0
+        self.order = 0
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.lose_chunk: Callable[[int], bool] = lambda offset: False
+        self.corrupt_chunk: Callable[[int], bool] = lambda offset: False
+        self.lose_download_chunk: Callable[[int], bool] = lambda offset: False
+        self.corrupt_stored_once = False
+        self.download_chunk = 700
+        # Requests, by command, whose every answer (reports, replies, data) the downlink loses:
+        # the payload still executes them (their frames were acknowledged).
+        self.lost_answers: dict[str, int] = {}
+        self._muted = False
+        self.models: dict[tuple[str, int], bytes] = {}
+        # An unauthenticated link: a whole TC frame's data field per packet.
+        self.max_packet_octets = TC_MAX_DATA_LENGTH
+
+    # PayloadLink (subscriptions: FakeTelemetry)
+    def command(
+        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+    ) -> CommandRecord:
+        self.seq += 1
+        tc = PusTc(PAYLOAD_APID, service, subtype, data, self.seq, self.source_id, ack)
+        record = CommandRecord(tc, 0.0)
+        cmd = D.command_for(service, subtype)
+        assert cmd is not None
+        values = cmd.decode(data)
+        self.sent.append((cmd.name, values))
+        self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
+        self._muted = bool(self.lost_answers.get(cmd.name))
+        if self._muted:
+            self.lost_answers[cmd.name] -= 1
+        try:
+            self._execute(record, cmd.name, values, ack)
+        finally:
+            self._muted = False
+        return record
+
+    def _execute(
+        self, record: CommandRecord, name: str, values: dict[str, Any], ack: AckFlags
+    ) -> None:
+        if ack & AckFlags.ACCEPTANCE:
+            self._report(record, Stage.ACCEPTANCE)
+        failure = getattr(self, "do_" + name.lower())(values)
+        if failure is not None:
+            code = D.failure_named(failure[0]).code
+            self._report(record, Stage.COMPLETION, code, failure[1].encode())
+        elif ack & AckFlags.COMPLETION:
+            self._report(record, Stage.COMPLETION)
+
+    def _next(self) -> int:
+        self.order += 1
+        return self.order
+
+    def _event(self, record: CommandRecord, event: CommandEvent) -> None:
+        record._add(event)
+
+    def _report(
+        self, record: CommandRecord, stage: Stage, code: int | None = None, data: bytes = b""
+    ) -> None:
+        if self._muted:
+            return
+        report = VerificationReport(stage, code is None, record.request_id, None, code, data)
+        self._event(record, CommandEvent(EventKind.REPORT, 0.0, self._next(), report))
+
+    def tm(self, packet: str, values: dict[str, Any]) -> None:
+        if self._muted:
+            return
+        p = D.packets[packet]
+        tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, 0, 7)
+        self.publish(tm, self._next())
+
+    # service 128
+    def _upload_report(self, tid: int) -> None:
+        u = self.uploads[tid]
+        missing = u["got"].missing(len(u["data"]))
+        self.tm(
+            "FILE_UPLOAD_REPORT",
+            {
+                "transfer_id": tid,
+                "state": 1 if not missing else 0,
+                "size": len(u["data"]),
+                "received": u["got"].covered_bytes,
+                "missing_ranges": len(missing),
+                "missing_offsets": [o for o, _ in missing[:64]],
+                "missing_lengths": [n for _, n in missing[:64]],
+            },
+        )
+
+    def do_file_upload_begin(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if v["name"] in self.files:
+            return "FILE_EXISTS", f"{v['name']} is stored already"
+        tid = v["transfer_id"]
+        if tid not in self.uploads:
+            self.uploads[tid] = {
+                "name": v["name"],
+                "sha": v["sha256"],
+                "data": bytearray(v["size"]),
+                "got": RangeSet(),
+            }
+        self._upload_report(tid)
+        return None
+
+    def do_file_upload_chunk(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if self.lose_chunk(v["offset"]):
+            return None
+        u = self.uploads[v["transfer_id"]]
+        data = bytearray(v["data"])
+        if self.corrupt_chunk(v["offset"]):
+            data[0] ^= 0xFF
+        u["data"][v["offset"] : v["offset"] + len(data)] = data
+        u["got"].add(v["offset"], len(data))
+        return None
+
+    def do_file_upload_status(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        self._upload_report(v["transfer_id"])
+        return None
+
+    def do_file_upload_commit(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        u = self.uploads[v["transfer_id"]]
+        if hashlib.sha256(u["data"]).digest() != u["sha"]:
+            u["got"] = RangeSet()
+            return "CHECKSUM_MISMATCH", "the octets received do not match"
+        self.files[u["name"]] = bytes(u["data"])
+        del self.uploads[v["transfer_id"]]
+        return None
+
+    # service 129, as far as registration goes
+    def do_model_register(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if (v["model"], v["version"]) in self.models:
+            return "MODEL_EXISTS", f"model {v['model']} version {v['version']} exists"
+        content = self.files.pop(v["file"], None)
+        if content is None:
+            return "NO_SUCH_FILE", f"no file {v['file']}"
+        self.models[(v["model"], v["version"])] = content
+        self._model_report(v["model"], v["version"])
+        return None
+
+    def do_model_info(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if (v["model"], v["version"]) not in self.models:
+            return "UNKNOWN_MODEL", f"no model {v['model']} version {v['version']}"
+        self._model_report(v["model"], v["version"])
+        return None
+
+    def _model_report(self, model: str, version: int) -> None:
+        content = self.models[(model, version)]
+        self.tm("MODEL_REPORT", {
+            "model": model, "version": version, "size": len(content),
+            "sha256": hashlib.sha256(content).digest(), "opset": 13, "weights": 2,
+            "tolerance": 0.0, "copies": 2, "signature": "x float32[?,4] -> y float32[?,2]",
+        })  # fmt: skip
+
+    def do_file_download(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        data = self.files.get(v["name"])
+        if data is None:
+            return "NO_SUCH_FILE", f"no file {v['name']}"
+        if self.corrupt_stored_once:
+            self.corrupt_stored_once = False
+            data = b"X" + data[1:]
+        length = v["length"] or len(data) - v["offset"]
+        self.tm(
+            "FILE_DOWNLOAD_START",
+            {
+                "download_id": v["download_id"],
+                "size": len(data),
+                "sha256": hashlib.sha256(self.files[v["name"]]).digest(),
+                "offset": v["offset"],
+                "length": length,
+                "name": v["name"],
+            },
+        )
+        for offset, n in plan_chunks([(v["offset"], length)], self.download_chunk):
+            piece = data[offset : offset + n]
+            if self.lose_download_chunk(offset):
+                continue
+            self.tm(
+                "FILE_DOWNLOAD_CHUNK",
+                {
+                    "download_id": v["download_id"],
+                    "offset": offset,
+                    "crc32": zlib.crc32(piece),
+                    "data": piece,
+                },
+            )
+        return None
