@@ -4,11 +4,13 @@ dictionary's own decode (telemetry_defs).
 
 What the library lacks of XTCE 1.2, and the export keeps, being the standard constructs:
 - ArrayParameterType: the library refuses a whole document that has one (NotImplementedError).
-  Affected: FILE_UPLOAD_REPORT (missing_offsets, missing_lengths), FILE_LIST_REPORT (sizes),
-  MODEL_LIST_REPORT (versions, sizes), JOB_LIST_REPORT (job_ids, states, priorities, progress).
+  Affected: FILE_UPLOAD_REPORT (missing_offsets, missing_lengths), FILE_LIST_REPORT (sizes,
+  upload_ids, upload_sizes, upload_received), MODEL_LIST_REPORT (versions, sizes),
+  JOB_LIST_REPORT (job_ids, states, priorities, progress, versions, submitted_times,
+  started_times, finished_times).
 - RepeatEntry (on the ContainerRefEntry of a list of length-prefixed names): the library reads
-  the entry once, whatever the count. Affected: FILE_LIST_REPORT (names), MODEL_LIST_REPORT
-  (names).
+  the entry once, whatever the count. Affected: FILE_LIST_REPORT (names, upload_names),
+  MODEL_LIST_REPORT (names), JOB_LIST_REPORT (models).
 - MetaCommand: it decodes telemetry only; commands are checked with tests/xtce_reader.py.
 The library is given a copy of the document without the array types and the parameters of
 those types, and with each container that uses them cut before its first array or repeated

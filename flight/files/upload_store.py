@@ -703,6 +703,14 @@ class UploadStore:
             p.announcement.size for p in self._partials.values()
         )
 
+    @_locked
+    def room_bytes(self) -> int:
+        """The largest upload `begin` accepts now: what the quota leaves after stored files and
+        announced uploads, and what the disk leaves above the reserve, whichever is less."""
+        quota_left = self.quota_bytes - self.used_bytes()
+        disk_left = self._free_space(self.root) - self.reserve_bytes
+        return max(0, min(quota_left, disk_left))
+
     # --- internals -----------------------------------------------------------------------------
 
     def _partial(self, transfer_id: int) -> _Partial:

@@ -169,6 +169,8 @@ class FileService:
     def _list(self, args: dict[str, Any], ctx: CommandContext) -> None:
         files = self.store.files()
         shown = files[:LISTED_FILES]
+        uploads = self.store.transfers()
+        partial = uploads[:LISTED_FILES]
         ctx.reply_packet(
             self._list_report,
             {
@@ -177,6 +179,12 @@ class FileService:
                 "quota": min(self.store.quota_bytes, 0xFFFFFFFF),
                 "names": [f.name for f in shown],
                 "sizes": [f.size for f in shown],
+                "room": min(self.store.room_bytes(), 0xFFFFFFFF),
+                "uploads": min(len(uploads), 0xFFFF),
+                "upload_ids": [u.transfer_id for u in partial],
+                "upload_names": [u.name for u in partial],
+                "upload_sizes": [u.size for u in partial],
+                "upload_received": [u.received_bytes for u in partial],
             },
         )
 

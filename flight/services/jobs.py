@@ -89,6 +89,12 @@ class JobService:
 
     def _submit(self, args: dict[str, Any], ctx: CommandContext) -> object:
         deadline = args["deadline"] or None
+        try:
+            # Version 0 (the highest) is recorded as the version checked at the start: the job
+            # runs that one, and its reports say which it was.
+            version = self._registry.entry(args["model"], args["version"]).version
+        except RegistryError as exc:
+            raise registry_failure(self._d, exc) from None
         with self._runner.submitting:
             try:
                 job = self._store.submit(
@@ -97,7 +103,7 @@ class JobService:
                     args["priority"],
                     Redundancy(args["redundancy"]),
                     float(deadline) if deadline else None,
-                    model_version=args["version"],
+                    model_version=version,
                     request=pack_request(ctx.tc.request_id, ctx.tc.source_id, ctx.tc.ack_flags),
                 )
             except JobStoreError as exc:
@@ -175,5 +181,10 @@ class JobService:
                 "states": [int(j.state) for j in jobs],
                 "priorities": [j.priority for j in jobs],
                 "progress": [j.progress for j in jobs],
+                "models": [j.model for j in jobs],
+                "versions": [j.model_version for j in jobs],
+                "submitted_times": [_seconds(j.submitted_at) for j in jobs],
+                "started_times": [_seconds(j.started_at) for j in jobs],
+                "finished_times": [_seconds(j.finished_at) for j in jobs],
             },
         )

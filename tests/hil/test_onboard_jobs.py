@@ -66,6 +66,7 @@ def test_tmr_job_result_is_bit_exact_with_local_onnxruntime(api: GroundTestApi) 
     assert steps[:2] == [1, 2] and steps.count(3) == 3 and steps[-1] == 4
     report = job_report(api, job_id)
     assert report["state"] == 2 and report["runs"] == 3 and report["disagreements"] == 0
+    assert report["version"] == 1  # submitted with version 0: the version it resolved to
     result = np.load(io.BytesIO(download(api, report["result"])), allow_pickle=False)
     session = reference_session(model_bytes(model))
     expected = session.run(None, {"features": x})[0]

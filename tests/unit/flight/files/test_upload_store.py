@@ -244,6 +244,20 @@ def test_disk_full_keeps_the_reserve(tmp_path: Path) -> None:
         store.begin(2, "small", 1, sha(b""))
 
 
+def test_room_is_the_largest_upload_begin_takes(tmp_path: Path) -> None:
+    free = [1 << 40]
+    store = open_store(tmp_path, quota_bytes=1000, reserve_bytes=100, free_space=lambda _: free[0])
+    store.begin(1, "a", 600, sha(b"a"))  # announced: reserved from now on
+    assert store.room_bytes() == 400  # the quota limits
+    free[0] = 350
+    assert store.room_bytes() == 250  # the disk, above its reserve, limits
+    with pytest.raises(DiskFull):
+        store.begin(2, "b", 251, sha(b"b"))
+    store.begin(2, "b", 250, sha(b"b"))
+    free[0] = 50
+    assert store.room_bytes() == 0  # never below nothing
+
+
 def test_same_id_different_parameters_conflicts(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     store.begin(1, "a", 100, sha(b"a"))
