@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import queue
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from groundsw.model_commands import parse_version
+from groundsw.model_commands import model_info, parse_version
 from groundsw.session import LinkTimeout
+from groundsw.signature import InputDoesNotFit, check_fits, npy_header, parse_inputs
 from groundsw.timespec import utc_text
 from groundsw.transfer import (
     GroundInputError,
@@ -39,7 +41,13 @@ DEFAULT_WAIT_S = 600.0
 POLL_INTERVAL_S = 1.5
 FINAL_EVENTS = ("JOB_SUCCEEDED", "JOB_FAILED")
 SUCCEEDED = "SUCCEEDED"
-_RUNNING_STATES = ("QUEUED", "RUNNING")
+QUEUED = "QUEUED"
+_RUNNING_STATES = (QUEUED, "RUNNING")
+HOLD_PARAMETER = "JOB_QUEUE_HOLD"
+HELD_TEXT = (
+    f"the queue is held ({HOLD_PARAMETER} is true): no queued job starts until "
+    f"`groundsw cmd PARAM_SET {HOLD_PARAMETER}=false`"
+)
 
 
 class JobWaitTimeout(LinkTimeout):
@@ -177,7 +185,24 @@ def _check_result(args: argparse.Namespace) -> None:
         raise GroundInputError(f"{args.out} is a directory: give the file to write")
 
 
+def check_input_fits(ctx: OperationContext, args: argparse.Namespace) -> int:
+    """The model version the job will run (MODEL_INFO); GroundInputError when the input does
+    not fit its signature, before anything is uploaded."""
+    report = model_info(ctx, args.model, parse_version(args.version, zero_ok=True))
+    inputs = parse_inputs(report["signature"])
+    if inputs is not None:  # else the payload checks it, after the upload
+        try:
+            check_fits(inputs, *npy_header(args.input))
+        except InputDoesNotFit as exc:
+            raise GroundInputError(
+                f"{args.input} does not fit model {report['model']} version "
+                f"{report['version']} ({report['signature']}): {exc}"
+            ) from None
+    return int(report["version"])
+
+
 def run_submit(args: argparse.Namespace, ctx: OperationContext) -> int:
+    version = check_input_fits(ctx, args)
     name = input_file_name(file_sha256(args.input))
     ctx.uploader().upload(args.input, name, content_addressed=True)
 
@@ -187,13 +212,13 @@ def run_submit(args: argparse.Namespace, ctx: OperationContext) -> int:
 
     values = {
         "model": args.model,
-        "version": parse_version(args.version, zero_ok=True),
+        "version": version,  # the one the input was checked against
         "input": name,
         "priority": int(args.priority),
         "redundancy": parse_redundancy(args.redundancy),
         "deadline": int(args.deadline),
     }
-    ctx.out(f"JOB_SUBMIT {args.model} on {name} ({values['redundancy']})")
+    ctx.out(f"JOB_SUBMIT {args.model} version {version} on {name} ({values['redundancy']})")
     try:
         accepted = ctx.exchange().request(
             "JOB_SUBMIT", values, reply="JOB_ACCEPTED", until_reply=True, on_report=show
@@ -223,6 +248,11 @@ def _time(unix: int) -> str:
     return utc_text(unix) if unix else "-"
 
 
+def _version(version: int) -> str:
+    # 0: a job stored by a payload that did not yet record the version it resolved.
+    return f"version {version}" if version else "highest version (not recorded)"
+
+
 def describe_job(dictionary: Dictionary, r: dict[str, Any]) -> list[str]:
     """TM[130,5] as lines for the operator."""
     state = _enum(dictionary, "JobState", r["state"])
@@ -230,7 +260,7 @@ def describe_job(dictionary: Dictionary, r: dict[str, Any]) -> list[str]:
     deadline = f"{r['deadline']} s" if r["deadline"] else "none"
     lines = [
         f"job {r['job_id']}: {state} {r['progress']}%",
-        f"  model       {r['model']} version {r['version']}, input {r['input']}",
+        f"  model       {r['model']} {_version(r['version'])}, input {r['input']}",
         f"  redundancy  {redundancy}, priority {r['priority']}, deadline {deadline}",
         f"  runs        {r['runs']} (attempt {r['attempts']}), {r['disagreements']} outvoted",
         f"  submitted   {_time(r['submitted'])}",
@@ -261,17 +291,49 @@ def run_status(args: argparse.Namespace, ctx: OperationContext) -> int:
     return 0
 
 
+def list_rows(dictionary: Dictionary, report: dict[str, Any]) -> list[str]:
+    """TM[130,7] as a table with a header: state, progress, priority, model, times (UTC)."""
+    rows = [("JOB", "STATE", "DONE", "PRIORITY", "MODEL", "SUBMITTED (UTC)", "STARTED", "ENDED")]
+    columns = zip(
+        report["job_ids"], report["states"], report["progress"], report["priorities"],
+        report["models"], report["versions"], report["submitted_times"],
+        report["started_times"], report["finished_times"], strict=True,
+    )  # fmt: skip
+    for job_id, state, progress, priority, model, version, submitted, started, ended in columns:
+        rows.append((
+            str(job_id), _enum(dictionary, "JobState", state), f"{progress}%", str(priority),
+            f"{model} v{version}" if version else model, _clock(submitted, 0),
+            _clock(started, submitted), _clock(ended, submitted),
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {0, 2, 3}  # numbers
+    return [
+        "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _clock(unix: int, day_of: int) -> str:
+    """`2024-05-01 12:00:03`, or only `12:00:04` on the day of `day_of` (0: never)."""
+    if not unix:
+        return "-"
+    when = dt.datetime.fromtimestamp(unix, dt.UTC)
+    if day_of and when.date() == dt.datetime.fromtimestamp(day_of, dt.UTC).date():
+        return when.strftime("%H:%M:%S")
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
     report = ctx.exchange().query("JOB_LIST", {"limit": int(args.limit)}, reply="JOB_LIST_REPORT")
     ctx.out(
         f"{report['queued']} queued, {report['running']} running, {report['finished']} finished"
     )
-    rows = zip(
-        report["job_ids"], report["states"], report["priorities"], report["progress"], strict=True
-    )
-    for job_id, state, priority, progress in rows:
-        name = _enum(ctx.dictionary, "JobState", state)
-        ctx.out(f"  {job_id:>10}  {name:<10} priority {priority:>3}  {progress:>3}%")
+    if report["job_ids"]:
+        for line in list_rows(ctx.dictionary, report):
+            ctx.out(f"  {line}")
     return 0
 
 
@@ -293,6 +355,21 @@ def _final_state(ctx: OperationContext, report: dict[str, Any]) -> int:
     raise CommandFailed(f"job {report['job_id']} ended {state}{failure}", None)
 
 
+def queue_held(ctx: OperationContext) -> bool:
+    """Whether the payload holds its queue (JOB_QUEUE_HOLD); False when the answer is lost."""
+    hold = ctx.dictionary.parameter(HOLD_PARAMETER).id
+    try:
+        report = ctx.exchange().query(
+            "PARAM_REPORT",
+            {"ids": [hold]},
+            reply="PARAM_VALUES",
+            match=lambda v: any(item["id"] == hold for item in v["values"]),
+        )
+    except LinkTimeout:
+        return False  # the wait goes on; only the explanation is missing
+    return any(item["id"] == hold and item["value"] for item in report["values"])
+
+
 def run_wait(args: argparse.Namespace, ctx: OperationContext) -> int:
     job_id = parse_job_id(args.job_id)
     limit = _wait_seconds(args)
@@ -312,7 +389,11 @@ def run_wait(args: argparse.Namespace, ctx: OperationContext) -> int:
                 if state not in _RUNNING_STATES:
                     return _final_state(ctx, report)
                 if state != last_state:
-                    ctx.out(f"job {job_id}: {state} {report['progress']}%")
+                    held = state == QUEUED and queue_held(ctx)
+                    ctx.out(
+                        f"job {job_id}: {state} {report['progress']}%"
+                        + (f"; {HELD_TEXT}" if held else "")
+                    )
                     last_state = state
             next_poll = ctx.clock() + POLL_INTERVAL_S
             ended = False
@@ -326,8 +407,11 @@ def run_wait(args: argparse.Namespace, ctx: OperationContext) -> int:
                     if found is not None and found[1]["job_id"] == job_id:
                         ended = True
             if not ended and ctx.clock() >= deadline:
+                # Asked again: the hold may have been set since the job was queued.
+                held = last_state == QUEUED and queue_held(ctx)
                 raise JobWaitTimeout(
                     f"job {job_id} is still {last_state or 'not reported'} after {limit:g} s"
+                    + (f": {HELD_TEXT}" if held else "")
                 )
     finally:
         ctx.link.unsubscribe(packets)

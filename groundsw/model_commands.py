@@ -107,16 +107,21 @@ def describe_model(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def model_info(ctx: OperationContext, name: str, version: int) -> dict[str, Any]:
+    """The payload's TM[129,2] of model `name` `version` (0: the highest registered);
+    CommandFailed (UNKNOWN_MODEL) when it is not registered."""
+    return ctx.exchange().query(
+        "MODEL_INFO",
+        {"model": name, "version": version},
+        reply="MODEL_REPORT",
+        match=lambda v: v["model"] == name and version in (0, v["version"]),
+    )
+
+
 def model_report(ctx: OperationContext, name: str, version: int) -> dict[str, Any] | None:
-    """The payload's TM[129,2] of model `name` `version` (0: the highest registered); None
-    when no such model is registered."""
+    """`model_info`, None when no such model is registered."""
     try:
-        return ctx.exchange().query(
-            "MODEL_INFO",
-            {"model": name, "version": version},
-            reply="MODEL_REPORT",
-            match=lambda v: v["model"] == name and version in (0, v["version"]),
-        )
+        return model_info(ctx, name, version)
     except CommandFailed as exc:
         if failure_code(exc) == ctx.dictionary.failure_named("UNKNOWN_MODEL").code:
             return None
@@ -199,13 +204,7 @@ def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
 
 
 def run_info(args: argparse.Namespace, ctx: OperationContext) -> int:
-    version = parse_version(args.version, zero_ok=True)
-    report = ctx.exchange().query(
-        "MODEL_INFO",
-        {"model": args.name, "version": version},
-        reply="MODEL_REPORT",
-        match=lambda v: v["model"] == args.name and version in (0, v["version"]),
-    )
+    report = model_info(ctx, args.name, parse_version(args.version, zero_ok=True))
     for line in describe_model(report):
         ctx.out(line)
     return 0

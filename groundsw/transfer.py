@@ -988,13 +988,36 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
     return 0
 
 
-def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
-    report = ctx.exchange().query("FILE_LIST", reply="FILE_LIST_REPORT")
-    ctx.out(f"{report['files']} files, {report['used']} of {report['quota']} octets used")
+def describe_file_list(report: Mapping[str, Any]) -> list[str]:
+    """TM[128,8] for the operator: use and room, stored files, uploads with what they reserve."""
+    used, quota, room = report["used"], report["quota"], report["room"]
+    disk = " (the disk has less room than the quota)" if room < quota - used else ""
+    lines = [
+        f"{report['files']} files, {report['uploads']} uploads in progress: {used} of {quota}"
+        f" octets used or reserved, room for an upload of {room}{disk}"
+    ]
     for name, size in zip(report["names"], report["sizes"], strict=True):
-        ctx.out(f"  {size:>10}  {name}")
+        lines.append(f"  {size:>10}  {name}")
     if report["files"] > len(report["names"]):
-        ctx.out(f"  ... and {report['files'] - len(report['names'])} more")
+        lines.append(f"  ... and {report['files'] - len(report['names'])} more")
+    uploads = zip(
+        report["upload_ids"], report["upload_names"], report["upload_sizes"],
+        report["upload_received"], strict=True,
+    )  # fmt: skip
+    for transfer_id, name, size, received in uploads:
+        percent = 100 * received // size if size else 100
+        lines.append(
+            f"  {size:>10}  {name}  (uploading, reserved: {received} received, {percent}%;"
+            f" transfer {transfer_id})"
+        )
+    if report["uploads"] > len(report["upload_ids"]):
+        lines.append(f"  ... and {report['uploads'] - len(report['upload_ids'])} more uploads")
+    return lines
+
+
+def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
+    for line in describe_file_list(ctx.exchange().query("FILE_LIST", reply="FILE_LIST_REPORT")):
+        ctx.out(line)
     return 0
 
 

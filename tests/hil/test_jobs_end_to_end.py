@@ -5,6 +5,7 @@ ground, refusals named by their failure codes, and an upload resumed across a pa
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import signal
 import subprocess
@@ -137,6 +138,7 @@ def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path
     assert code == 0, err
     assert f"job {job_id}: SUCCEEDED 100%" in out
     assert "redundancy  TMR" in out and "runs        3" in out
+    assert "model       gemm version 1, input input-" in out  # the version that ran
 
     result = tmp_path / "y.npy"
     code, out, err = groundsw(bench, data, "job", "result", job_id, "--out", str(result))
@@ -146,15 +148,26 @@ def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path
     assert y.dtype == expected.dtype and y.shape == expected.shape
     assert y.tobytes() == expected.tobytes()  # bit for bit
 
-    code, out, err = groundsw(bench, data, "job", "list")
+    # The same input again, on a held queue: its content-addressed file is on board already,
+    # nothing is sent, and the wait says why the job does not start.
+    code, out, err = groundsw(bench, data, "cmd", "PARAM_SET", "JOB_QUEUE_HOLD=true")
     assert code == 0, err
-    assert any(line.split()[:2] == [job_id, "SUCCEEDED"] for line in out.splitlines())
-
-    # The same input again: its content-addressed file is on board already, nothing is sent.
     code, out, err = groundsw(bench, data, "job", "submit", "--model", "gemm", "--input", str(npy))
     assert code == 0, err
     assert "stored on board already" in out
-    assert out.splitlines()[-1].isdigit() and out.splitlines()[-1] != job_id
+    held = out.splitlines()[-1]
+    assert held.isdigit() and held != job_id
+    code, out, err = groundsw(bench, data, "job", "wait", held, "--timeout", "1")
+    assert code == 3
+    assert "the queue is held (JOB_QUEUE_HOLD is true)" in out
+    assert f"job {held} is still QUEUED after 1 s: the queue is held" in one_sentence(err)
+
+    code, out, err = groundsw(bench, data, "job", "list")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert ["JOB", "STATE", "DONE", "PRIORITY", "MODEL"] in [row[:5] for row in rows]
+    assert [job_id, "SUCCEEDED", "100%", "0", "gemm", "v1"] in [row[:6] for row in rows]
+    assert [held, "QUEUED", "0%", "0", "gemm", "v1"] in [row[:6] for row in rows]
 
     code, _, err = groundsw(bench, data, "job", "cancel", job_id)
     assert code == 1
@@ -167,10 +180,14 @@ def test_refusals_are_named_by_their_failure_codes(bench: Bench, tmp_path: Path)
     upload_model(bench, data, tiny_gemm(), "gemm")
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((1, 63), np.float32))
-    code, _, err = groundsw(bench, data, "job", "submit", "--model", "gemm", "--input", str(wrong))
-    assert code == 1
+    code, out, err = groundsw(
+        bench, data, "job", "submit", "--model", "gemm", "--input", str(wrong)
+    )
+    assert code == 2  # refused on the ground, from the model's signature: nothing uploaded
     sentence = one_sentence(err)
-    assert "INPUT_WRONG_SHAPE (code 284)" in sentence
+    assert "does not fit model gemm version 1 (x float32[?,64] -> y float32[?,10])" in sentence
+    assert sentence.endswith("input x: axis 1 is 63, the model needs 64")
+    assert "upload" not in out
 
     code, _, err = groundsw(bench, data, "job", "submit", "--model", "nope", "--input", str(wrong))
     assert code == 1
@@ -263,6 +280,12 @@ def test_an_upload_resumes_after_a_payload_crash(
         first.kill()
         first.wait()
     bench.start_flight()
+    # The upload in progress is listed with the size it reserves and what it holds of it.
+    code, out, err = groundsw(bench, data, "file", "list")
+    assert code == 0, err
+    assert "0 files, 1 uploads in progress: 1000000 of " in out
+    listed = re.search(r"1000000  big\.bin  \(uploading, reserved: (\d+) received", out)
+    assert listed is not None, out
     t0 = time.monotonic()
     code, out, err = groundsw(bench, data, "file", "upload", str(local))
     assert code == 0, err
@@ -271,6 +294,7 @@ def test_an_upload_resumes_after_a_payload_crash(
     already = int(resumed.split("resuming, ")[1].split()[0])
     # What the payload had made durable before the crash (it syncs every 256 KiB) stays.
     assert 262_144 <= already < len(content), out
+    assert already == int(listed[1])  # what the list said it held
     assert f"stored big.bin: {len(content)} octets" in out
     print(f"resumed upload: {len(content) - already} octets in {elapsed:.1f} s")  # goodput
 

@@ -42,6 +42,10 @@ class FakePayload(FakeTelemetry):
         self.lost_answers: dict[str, int] = {}
         self._muted = False
         self.models: dict[tuple[str, int], bytes] = {}
+        self.signature = "x float32[?,4] -> y float32[?,2]"
+        # Job reports by ID (JOB_REPORT values) and parameter values by ID.
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.parameters: dict[int, Any] = {}
         # An unauthenticated link: a whole TC frame's data field per packet.
         self.max_packet_octets = TC_MAX_DATA_LENGTH
 
@@ -167,9 +171,11 @@ class FakePayload(FakeTelemetry):
         return None
 
     def do_model_info(self, v: dict[str, Any]) -> tuple[str, str] | None:
-        if (v["model"], v["version"]) not in self.models:
+        versions = [n for m, n in self.models if m == v["model"]]
+        version = v["version"] or max(versions, default=0)
+        if (v["model"], version) not in self.models:
             return "UNKNOWN_MODEL", f"no model {v['model']} version {v['version']}"
-        self._model_report(v["model"], v["version"])
+        self._model_report(v["model"], version)
         return None
 
     def _model_report(self, model: str, version: int) -> None:
@@ -177,7 +183,7 @@ class FakePayload(FakeTelemetry):
         self.tm("MODEL_REPORT", {
             "model": model, "version": version, "size": len(content),
             "sha256": hashlib.sha256(content).digest(), "opset": 13, "weights": 2,
-            "tolerance": 0.0, "copies": 2, "signature": "x float32[?,4] -> y float32[?,2]",
+            "tolerance": 0.0, "copies": 2, "signature": self.signature,
         })  # fmt: skip
 
     def do_file_download(self, v: dict[str, Any]) -> tuple[str, str] | None:
@@ -212,4 +218,17 @@ class FakePayload(FakeTelemetry):
                     "data": piece,
                 },
             )
+        return None
+
+    # services 130 and 20, as far as following a job goes
+    def do_job_status(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        if v["job_id"] not in self.jobs:
+            return "UNKNOWN_JOB", f"no job {v['job_id']}"
+        self.tm("JOB_REPORT", self.jobs[v["job_id"]])
+        return None
+
+    def do_param_report(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        self.tm(
+            "PARAM_VALUES", {"values": [{"id": i, "value": self.parameters[i]} for i in v["ids"]]}
+        )
         return None

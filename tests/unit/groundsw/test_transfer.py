@@ -33,6 +33,7 @@ from groundsw.transfer import (
     Uploader,
     check_file_name,
     coalesce,
+    describe_file_list,
     plan_chunks,
     readable_file,
     transfer_id_for,
@@ -405,3 +406,19 @@ def test_a_model_registration_whose_answer_was_lost_is_settled_by_model_info(
     assert payload.models[("m", 1)] == content
     assert "registered m version 1" in lines
     assert [n for n, _ in payload.sent].count("MODEL_REGISTER") == 1
+
+
+def test_the_file_list_shows_uploads_with_what_they_reserve_and_the_room_left() -> None:
+    report = {
+        "files": 1, "used": 700_000, "quota": 1_000_000, "names": ["a.npy"], "sizes": [200_000],
+        "room": 100_000, "uploads": 1, "upload_ids": [4711], "upload_names": ["cnn-v1.onnx"],
+        "upload_sizes": [500_000], "upload_received": [200_000],
+    }  # fmt: skip
+    assert describe_file_list(report) == [
+        "1 files, 1 uploads in progress: 700000 of 1000000 octets used or reserved, room for an"
+        " upload of 100000 (the disk has less room than the quota)",
+        "      200000  a.npy",
+        "      500000  cnn-v1.onnx  (uploading, reserved: 200000 received, 40%; transfer 4711)",
+    ]
+    report["room"] = 300_000  # the quota is what limits: nothing to add
+    assert describe_file_list(report)[0].endswith("room for an upload of 300000")
