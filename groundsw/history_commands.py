@@ -12,6 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from groundsw.archive import Archive, EventRecord, Sample
+from groundsw.export import (
+    EVENT_COLUMNS,
+    FORMATS,
+    SAMPLE_COLUMNS,
+    event_record,
+    sample_record,
+    write_records,
+)
 from groundsw.plot import plot_parameters
 from groundsw.timespec import parse_time, utc_text
 from telemetry_defs.model import Dictionary, Parameter, Severity
@@ -40,6 +48,7 @@ def add_tm_commands(tm_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     query.add_argument("--since", default="1h", help="duration before now or ISO time (1h)")
     query.add_argument("--until", help="duration before now or ISO time (default: now)")
     query.add_argument("--limit", type=int, default=0, help="only the last N samples")
+    _add_format(query)
     query.set_defaults(handler=run_query)
     plot = tm_sub.add_parser("plot", help="plot archived parameters to an image file")
     plot.add_argument("parameters", nargs="+", metavar="PARAMETER")
@@ -59,7 +68,24 @@ def add_events_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="lowest severity shown",
     )
     events.add_argument("--follow", action="store_true", help="then show new events live")
+    _add_format(events)
     events.set_defaults(handler=run_events)
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        default="text",
+        help="text for reading (default), csv or json for other tools; each record has its "
+        "ground receipt and onboard generation times",
+    )
+
+
+def _format(args: argparse.Namespace) -> str:
+    # Checked here rather than by argparse `choices`: its refusal is a usage block.
+    if args.format not in FORMATS:
+        raise HistoryError(f"unknown format {args.format!r}: use text, csv or json")
+    return str(args.format)
 
 
 def _span(args: argparse.Namespace, ctx: HistoryContext) -> tuple[float, float | None]:
@@ -70,11 +96,19 @@ def _span(args: argparse.Namespace, ctx: HistoryContext) -> tuple[float, float |
     return since, until
 
 
+# The two times of every record, as the text output's header names them.
+TIMES_HEADER = f"{'received (ground)':<26}{'generated (onboard)':<26}"
+
+
+def _times(received: float, onboard: float | None) -> str:
+    return f"{utc_text(received):<26}{utc_text(onboard) if onboard is not None else '-':<26}"
+
+
 def format_sample(parameter: Parameter, sample: Sample) -> str:
     value = parameter.to_text(sample.raw)
     raw = f"  (raw {sample.raw})" if parameter.calibration is not None else ""
     state = "" if sample.limit_state == "nominal" else f"  {sample.limit_state.upper()}"
-    return f"{utc_text(sample.received_at)}  {value}{raw}{state}"
+    return f"{_times(sample.received_at, sample.onboard_time)}{value}{raw}{state}"
 
 
 def run_query(args: argparse.Namespace, ctx: HistoryContext) -> int:
@@ -83,10 +117,16 @@ def run_query(args: argparse.Namespace, ctx: HistoryContext) -> int:
     samples = ctx.archive.parameter_samples(parameter.name, since, until)
     if args.limit > 0:
         samples = samples[-args.limit :]
+    fmt = _format(args)
+    if fmt != "text":
+        records = (sample_record(parameter, s) for s in samples)
+        write_records(fmt, SAMPLE_COLUMNS, records, ctx.out)
+        return 0
     if not samples:
         ctx.out(f"no samples of {parameter.name} since {utc_text(since)}")
         return 0
     ctx.out(f"{parameter.name}: {len(samples)} samples since {utc_text(since)}")
+    ctx.out(f"{TIMES_HEADER}value")
     for sample in samples:
         ctx.out(format_sample(parameter, sample))
     return 0
@@ -104,13 +144,26 @@ def run_plot(args: argparse.Namespace, ctx: HistoryContext) -> int:
 
 def format_event(event: EventRecord) -> str:
     severity = Severity(event.severity).name
-    return f"{utc_text(event.received_at)}  {severity:<6} {event.name}  {event.text}".rstrip()
+    times = _times(event.received_at, event.onboard_time)
+    return f"{times}{severity:<6} {event.name}  {event.text}".rstrip()
 
 
 def run_events(args: argparse.Namespace, ctx: HistoryContext) -> int:
     since, _ = _span(args, ctx)
     lowest = Severity[args.severity.upper()]
-    for event in ctx.archive.events(since, int(lowest)):
+    fmt = _format(args)
+    if fmt != "text" and args.follow:
+        # A live view has no end for a document to close, and the link's own lines would mix
+        # with the records: an export is of the archive.
+        raise HistoryError(
+            f"--follow shows events as text: --format {fmt} exports the archive only"
+        )
+    archived = ctx.archive.events(since, int(lowest))
+    if fmt != "text":
+        write_records(fmt, EVENT_COLUMNS, map(event_record, archived), ctx.out)
+        return 0
+    ctx.out(f"{TIMES_HEADER}event")
+    for event in archived:
         ctx.out(format_event(event))
     if args.follow:
         if ctx.live_events is None:

@@ -3,6 +3,8 @@ the archive behind `tm query`, `tm plot` and `events`, and every way they refuse
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -55,11 +57,26 @@ def test_commands_live_table_and_archive(bench: Bench, tmp_path: Path) -> None:
         "groundsw", *offline, "tm", "query", "DOWNLINK_IDLE_INTERVAL", "--since", "10m"
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split()[1:] == ["700", "ms"]
+    # Ground receipt, then onboard generation, then the value.
+    assert result.stdout.splitlines()[-1].split()[2:] == ["700", "ms"]
     result = run_tool("groundsw", *offline, "events", "--since", "10m", "--severity", "low")
     assert result.returncode == 0, result.stderr
     assert "LOW    PARAMETER_SET  id=DOWNLINK_IDLE_INTERVAL" in result.stdout
     assert "HK_CHANGED" not in result.stdout  # informative, below the severity asked for
+    # The same records for other tools, with both times.
+    query = ["tm", "query", "DOWNLINK_IDLE_INTERVAL", "--since", "10m", "--format", "csv"]
+    result = run_tool("groundsw", *offline, *query)
+    assert result.returncode == 0, result.stderr
+    last = list(csv.DictReader(result.stdout.splitlines()))[-1]
+    assert (last["value"], last["unit"], last["limit"]) == ("700", "ms", "nominal")
+    assert last["onboard"] <= last["received"]  # ISO texts of one clock: generated, then received
+    events = ["events", "--since", "10m", "--severity", "low", "--format", "json"]
+    result = run_tool("groundsw", *offline, *events)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert any(
+        r["event"] == "PARAMETER_SET" and r["severity"] == "LOW" and r["onboard"] for r in records
+    ), records
     png = tmp_path / "plot.png"
     result = run_tool(
         "groundsw",
@@ -87,6 +104,11 @@ def test_commands_live_table_and_archive(bench: Bench, tmp_path: Path) -> None:
         (["tm", "query", "UPTIM"], "no parameter 'UPTIM' in the dictionary (did you mean UPTIME?)"),
         (["tm", "query", "UPTIME", "--since", "yesterday"], "'yesterday' is not a time"),
         (["tm", "plot", "UPTIME", "--out", "x.bmp"], "use one of .png, .svg, .pdf"),
+        (["events", "--follow", "--format", "json"], "--format json exports the archive only"),
+        (
+            ["tm", "query", "UPTIME", "--format", "xml"],
+            "unknown format 'xml': use text, csv or json",
+        ),
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_2(
