@@ -21,9 +21,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The generated dictionary reference and XTCE export (checked in; tests fail when stale).
+# The generated dictionary reference, XTCE export and ground station API description (checked
+# in; tests fail when they are stale).
 docs: $(STAMP)
 	$(PY) -m tools.dictionary_export all docs
+	$(PY) -m tools.api_export docs/ground-api.json
 
 test: lint
 	$(PY) -m pytest -m "not slow" --ignore=tests/bench tests

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spacelink.spacepacket import PusTm
+from spacelink.spacepacket import PusTc, PusTm
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, TmKind, UnknownName
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,27 @@ CREATE TABLE IF NOT EXISTS events (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (received_at);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY,
+    submitted_at REAL NOT NULL,
+    client TEXT NOT NULL,
+    source_id INTEGER NOT NULL,
+    apid INTEGER NOT NULL,
+    seq_count INTEGER NOT NULL,
+    service INTEGER NOT NULL,
+    subtype INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_time ON commands (submitted_at);
+CREATE TABLE IF NOT EXISTS command_stages (
+    command_id INTEGER NOT NULL REFERENCES commands (id),
+    at REAL NOT NULL,
+    stage TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS command_stages_command ON command_stages (command_id);
 """
 
 
@@ -108,6 +129,30 @@ class PacketRecord:
     decoded: dict[str, Any] | None
     error: str | None
     raw: bytes
+
+
+@dataclass(frozen=True)
+class CommandStage:
+    """One thing the link said about a command: when (UNIX time), what, and its detail."""
+
+    at: float
+    stage: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CommandHistory:
+    """One command a client sent (or queued), and every stage of it since."""
+
+    id: int
+    submitted_at: float
+    client: str
+    source_id: int
+    request: str
+    name: str
+    arguments: str
+    outcome: str
+    stages: tuple[CommandStage, ...]
 
 
 def _json_value(value: Any) -> Any:
@@ -280,6 +325,59 @@ class Archive:
         ):
             self._commit()
 
+    def record_command(
+        self,
+        at: float,
+        client: str,
+        tc: PusTc,
+        name: str,
+        arguments: str,
+        outcome: str,
+    ) -> int:
+        """Archive a command a client submitted; its row ID, for its stages."""
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO commands (submitted_at, client, source_id, apid, seq_count,"
+                    " service, subtype, name, arguments, outcome)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        at,
+                        client,
+                        tc.source_id,
+                        tc.apid,
+                        tc.seq_count,
+                        tc.service,
+                        tc.subtype,
+                        name,
+                        arguments,
+                        outcome,
+                    ),
+                )
+                self._uncommitted += 1
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"cannot write the archive {self.path}: {exc}") from None
+            return int(cursor.lastrowid or 0)
+
+    def record_stage(
+        self, command_id: int, at: float, stage: str, detail: str, outcome: str | None = None
+    ) -> None:
+        """Archive one stage of a command (and its outcome so far, when it changes)."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO command_stages VALUES (?, ?, ?, ?)",
+                    (command_id, at, stage, detail),
+                )
+                if outcome is not None:
+                    self._db.execute(
+                        "UPDATE commands SET outcome = ? WHERE id = ?", (outcome, command_id)
+                    )
+                self._uncommitted += 1
+            except sqlite3.Error as exc:
+                log.error("command stage not archived in %s: %s", self.path, exc)
+                self.write_errors += 1
+
     # -- reading --------------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -320,6 +418,39 @@ class Archive:
     def last_event_id(self) -> int:
         rows = self._query("SELECT COALESCE(MAX(id), 0) FROM events", ())
         return int(rows[0][0])
+
+    def commands(self, since: float | None = None, limit: int = 0) -> list[CommandHistory]:
+        """Commands submitted since `since` (the last `limit` when above 0), oldest first, each
+        with its stages."""
+        rows = self._query(
+            "SELECT id, submitted_at, client, source_id, apid, seq_count, name, arguments,"
+            " outcome FROM commands WHERE submitted_at >= ? ORDER BY id DESC LIMIT ?",
+            (since or 0.0, limit if limit > 0 else -1),
+        )
+        rows.reverse()
+        stages: dict[int, list[CommandStage]] = {r[0]: [] for r in rows}
+        if rows:
+            for command_id, at, stage, detail in self._query(
+                "SELECT command_id, at, stage, detail FROM command_stages WHERE command_id >= ?"
+                " ORDER BY rowid",
+                (rows[0][0],),
+            ):
+                if command_id in stages:
+                    stages[command_id].append(CommandStage(at, stage, detail))
+        return [
+            CommandHistory(
+                id=r[0],
+                submitted_at=r[1],
+                client=r[2],
+                source_id=r[3],
+                request=f"APID {r[4]} seq {r[5]}",
+                name=r[6],
+                arguments=r[7],
+                outcome=r[8],
+                stages=tuple(stages[r[0]]),
+            )
+            for r in rows
+        ]
 
     def packets(
         self, since: float | None = None, service: int | None = None, subtype: int | None = None

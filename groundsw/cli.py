@@ -9,15 +9,18 @@ dictionary differs from the ground's.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from groundsw.archive import Archive, ArchiveError
+from groundsw.command_history import add_history_command
 from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
 from groundsw.history_commands import (
     EventRecord,
@@ -33,22 +36,42 @@ from groundsw.model_commands import add_model_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
 from groundsw.send_command import run_command
-from groundsw.session import InitMode, LinkSession, LinkTimeout, PacketTooLong, default_t1
+from groundsw.session import (
+    InitMode,
+    LinkSession,
+    LinkTimeout,
+    PacketTooLong,
+    PayloadLink,
+    default_t1,
+)
+from groundsw.station.config import default_data_dir, payload_data_dir
+from groundsw.station.owned_link import ClientLink, OwnedLink
+from groundsw.station.remote import ServiceLink
+from groundsw.station.server import find_station
+from groundsw.station.station import Station
+from groundsw.station_commands import (
+    StationRefusals,
+    StationRequestError,
+    add_station_commands,
+    resolve_payload,
+    run_queue,
+    run_serve,
+    run_status,
+    station_get,
+    summary_line,
+)
 from groundsw.timespec import TimeSpecError
 from groundsw.transfer import GroundInputError, OperationContext, add_file_commands
 from groundsw.uplink_security import (
     RefusalLog,
     UplinkKeyError,
     UplinkSecurity,
-    counter_path,
     keys_from_environment,
-    security_event_sink,
 )
 from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
 from spacelink.icd import DEFAULT_BAUD
-from spacelink.pus import VERIFICATION_SERVICE
 from spacelink.serialport import PortError, open_port
 from telemetry_defs.loader import DictionaryError, load_dictionary
 from telemetry_defs.model import Dictionary, UnknownName
@@ -59,8 +82,6 @@ EXIT_COMMAND_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 EXIT_DICTIONARY_MISMATCH = 4
-
-DEFAULT_DATA_DIR = "ground-data"
 
 
 def _positive_int(text: str) -> int:
@@ -99,9 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("GROUNDSW_DATA", DEFAULT_DATA_DIR)),
-        help="ground data directory holding the telemetry archive "
-        "(default: $GROUNDSW_DATA or ./ground-data)",
+        default=default_data_dir(),
+        help="ground data directory: each payload's archive, the running ground station "
+        "(default: $GROUNDSW_DATA, else $XDG_DATA_HOME/groundsw or ~/.local/share/groundsw)",
+    )
+    parser.add_argument(
+        "--payload",
+        help="the payload, by its name at the ground station (needed when it has several; "
+        "default: the one of --port, or 'payload')",
     )
     parser.add_argument(
         "--dictionary", type=Path, help="dictionary directory (default: the shipped one)"
@@ -151,19 +177,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_tm_commands(tm_sub)
     add_events_command(sub)
+    add_history_command(sub)
     add_model_commands(sub)
     add_job_commands(sub)
     add_file_commands(sub)
     add_key_commands(sub)
+    add_station_commands(sub)
     return parser
 
 
+def client_name(args: argparse.Namespace) -> str:
+    """Who sends, for the command history: user, host, and the groundsw command."""
+    command = " ".join(a for a in (args.command, getattr(args, "tm_command", None)) if a)
+    return f"{getpass.getuser()}@{socket.gethostname()} groundsw {command} (pid {os.getpid()})"
+
+
 @contextmanager
-def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterator[LinkSession]:
-    """Open the port, acquire the link and start the AD service; archive every packet."""
+def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterator[PayloadLink]:
+    """This command's end of the link: through the ground station when one owns it (the station
+    archives and records), else owned here for the command's duration: open the port, start the
+    AD service, archive every packet and record the command history, as the station does."""
+    if args.station is not None:
+        with _through_station(args) as link:
+            yield link
+        return
+    with own_link(args, archive) as client:
+        yield client
+
+
+@contextmanager
+def _through_station(args: argparse.Namespace) -> Iterator[PayloadLink]:
+    station, payload = args.station, args.payload_name
+    link = ServiceLink(
+        station.base_url, payload, client_name(args), station.unix_socket, args.timeout
+    )
+    try:
+        args.refusals = StationRefusals(station, payload)
+        state = station_get(station, f"/payloads/{payload}")["link"]
+        where = f"{state['port']} through the ground station (payload {payload})"
+        if state["up"]:
+            print(f"link up on {where}: COP-1 {state['cop1']}, CLCW {state['clcw']}")
+        else:
+            print(f"link DOWN on {where}: commands wait in its queue until it is back")
+        args.link_up = True
+        yield link
+    finally:
+        link.close()
+
+
+@contextmanager
+def own_link(args: argparse.Namespace, archive: Archive | None) -> Iterator[ClientLink]:
+    """Own the link of --port for this command (no station serves it)."""
     if not args.port:
         raise PortError("no serial port given: use --port PORT or set GROUNDSW_PORT")
-    security = args.security
     port = open_port(args.port, args.baud)
     try:
         session = LinkSession(
@@ -171,30 +237,30 @@ def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterato
             baud=args.baud,
             source_id=args.source_id,
             fop=FopConfig(t1=default_t1(args.baud)),
-            security=security,
+            security=args.security,
         )
-        # What the payload says of our frames: followed (ARSN, nonce) and kept to explain a
-        # silence.
-        if security is None:
-            args.refusals = RefusalLog(None)
-            handlers = [args.refusals.on_event]
-        else:
-            args.refusals = RefusalLog(security.sa.spi, counter_path(args.keys))
-            handlers = [security.on_event, args.refusals.on_event]
-        session.add_packet_sink(security_event_sink(args.dictionary_loaded, *handlers))
-        refusals = args.refusals
-        session.add_packet_sink(
-            lambda tm, raw, when: (
-                refusals.answered() if tm.service == VERIFICATION_SERVICE else None
-            )
+        owned = OwnedLink(
+            args.payload_name,
+            session,
+            args.dictionary_loaded,
+            archive,
+            init_mode=InitMode(args.cop_init),
+            init_timeout=args.timeout,
         )
-        if archive is not None:
-            session.add_packet_sink(archive.store)
-        with session:
-            link_up = session.initiate(InitMode(args.cop_init), args.timeout)
+        # What the payload says of our frames, kept to explain a silence.
+        args.refusals = owned.refusals
+        owned.start()
+        try:
+            link_up = owned.bring_up()
             print(f"link up on {args.port}: {link_up}")
             args.link_up = True
-            yield session
+            client = owned.client(client_name(args), args.source_id)
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            owned.close()
     finally:
         port.close()
 
@@ -209,6 +275,27 @@ def main(argv: list[str] | None = None) -> int:
         offline = getattr(args, "offline", None)
         if offline is not None:
             return int(offline(args))
+        if args.command == "serve":
+            return run_serve(args, _print)
+        args.station, args.payload_name = resolve_payload(
+            lambda: find_station(args.data_dir), args.port, args.payload
+        )
+        if args.command in ("status", "queue") and args.station is not None:
+            if args.command == "status":
+                return run_status(args.station, _print)
+            return run_queue(args.station, args.payload_name, args.cancel, _print)
+        if args.command == "key" and args.station is not None:
+            # The station secures the link with its own copy of the key and counter.
+            raise StationRequestError(
+                f"the ground station (pid {args.station.pid}) owns the link of "
+                f"{args.payload_name} and secures it: stop it to rotate the key, then start "
+                "it again"
+            )
+        if args.command == "queue":
+            raise StationRequestError(
+                f"no ground station serves {args.data_dir}: commands wait in a queue only at "
+                "a station (groundsw serve)"
+            )
         dictionary = load_dictionary(args.dictionary)
         args.dictionary_loaded = dictionary
         args.security = (
@@ -223,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if local_check is not None:
             # Files and values are checked before the port is opened, as for `cmd`.
             local_check(args)
-        with Archive(args.data_dir, dictionary) as archive:
+        with Archive(payload_data_dir(args.data_dir, args.payload_name), dictionary) as archive:
             handler = getattr(args, "handler", None)
             if handler is not None:
                 ctx = HistoryContext(
@@ -235,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return int(handler(args, ctx))
             with connect(args, archive) as session:
-                if args.command == "ping":
+                if args.command == "status":
+                    assert isinstance(session, ClientLink)
+                    status_once(session, dictionary, args.timeout, _print)
+                elif args.command == "ping":
                     run_ping(session, args.count, args.interval, args.timeout, print)
                 elif args.command == "cmd":
                     assert prepared is not None
@@ -275,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         PlotError,
         GroundInputError,
         UplinkKeyError,
+        StationRequestError,
     ) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except PortError as exc:
@@ -300,6 +391,19 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def status_once(
+    link: ClientLink, dictionary: Dictionary, timeout: float, out: Callable[[str], None]
+) -> None:
+    """`status` with no station: this link's state, and the payload's mode and jobs from one
+    report of each structure that holds them."""
+    command = dictionary.command("HK_GENERATE")
+    sids = [dictionary.housekeeping[name].sid for name in ("PAYLOAD_STATUS", "JOBS_STATUS")]
+    run_command(link, dictionary, command, command.encode({"sids": sids}), timeout, lambda _: None)
+    owner = link.owner
+    summary = Station.summary_of(owner)
+    out(summary_line(summary.to_json()))
+
+
 def _no_keys_hint(args: argparse.Namespace) -> str:
     # The downlink flows either way: only a silence after the link is up can be the keys'.
     if getattr(args, "keys", None) is not None or not getattr(args, "link_up", False):
@@ -318,7 +422,7 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _refresh(session: LinkSession, dictionary: Dictionary, timeout: float, force: bool) -> None:
+def _refresh(session: PayloadLink, dictionary: Dictionary, timeout: float, force: bool) -> None:
     # The table shows telemetry under a mismatch banner, but commands wait for --force.
     if not force:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from groundsw.session import LinkSession, LinkTimeout
+from groundsw.session import LinkTimeout, PayloadLink
 from groundsw.verification import drain
 from telemetry_defs.model import CodecError, Dictionary, UnknownName
 
@@ -36,7 +36,7 @@ def mismatch_warning(payload_hash: int, dictionary: Dictionary) -> str:
 
 
 def payload_dictionary_hash(
-    session: LinkSession, dictionary: Dictionary, timeout: float, attempts: int = 3
+    session: PayloadLink, dictionary: Dictionary, timeout: float, attempts: int = 3
 ) -> int:
     """Ask the payload for its dictionary hash (TC[20,1]) and wait for the answer; asked again
     (`attempts` times within `timeout` in all) when the answer is lost on the downlink."""
@@ -49,7 +49,7 @@ def payload_dictionary_hash(
     )
 
 
-def _ask_hash(session: LinkSession, dictionary: Dictionary, timeout: float) -> int | None:
+def _ask_hash(session: PayloadLink, dictionary: Dictionary, timeout: float) -> int | None:
     """One TC[20,1] for the hash: its value, or None when nothing came within `timeout`."""
     command = dictionary.command("PARAM_REPORT")
     parameter = dictionary.parameter(HASH_PARAMETER)
@@ -100,7 +100,7 @@ def _raw_hash(service: int, subtype: int, data: bytes, pid: int) -> int | None:
     return None
 
 
-def check_dictionary(session: LinkSession, dictionary: Dictionary, timeout: float) -> None:
+def check_dictionary(session: PayloadLink, dictionary: Dictionary, timeout: float) -> None:
     """DictionaryMismatch unless the payload's dictionary hash equals ours."""
     payload_hash = payload_dictionary_hash(session, dictionary, timeout)
     if payload_hash != dictionary.hash32:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from groundsw.dictionary_check import HASH_PARAMETER, mismatch_warning
 from groundsw.liveview import LiveTable
-from groundsw.session import LinkSession, ReceivedTm
+from groundsw.session import PayloadLink, ReceivedTm
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, UnknownName
 
 Print = Callable[[str], None]
@@ -60,7 +60,7 @@ class LiveMonitor:
 
 
 def run_live(
-    session: LinkSession,
+    session: PayloadLink,
     dictionary: Dictionary,
     duration: float | None,
     out: Print,

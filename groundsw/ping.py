@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from groundsw.session import CommandRecord, LinkSession, LinkTimeout, ReceivedTm
+from groundsw.session import CommandRecord, LinkTimeout, PayloadLink, ReceivedTm
 from groundsw.verification import CommandFailed, follow, ms
 from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 
@@ -33,7 +33,7 @@ class PingResult:
         return self.sent - len(self.round_trips) - self.refused
 
 
-def ping_once(session: LinkSession, number: int, timeout: float, out: Print) -> float:
+def ping_once(session: PayloadLink, number: int, timeout: float, out: Print) -> float:
     """Send one TC[17,1]; print each stage; the round-trip time to the completion report."""
     replies = session.subscribe()
     try:
@@ -82,7 +82,7 @@ def summary_text(result: PingResult) -> str:
 
 
 def run_ping(
-    session: LinkSession, count: int, interval: float, timeout: float, out: Print
+    session: PayloadLink, count: int, interval: float, timeout: float, out: Print
 ) -> PingResult:
     """`count` pings, going on after a lost one. Returns when any was answered; raises the
     last error (LinkTimeout, or CommandFailed when the payload refused them all) otherwise."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from groundsw.session import LinkSession, ReceivedTm
+from groundsw.session import PayloadLink, ReceivedTm
 from groundsw.verification import follow
 from spacelink.pus import VerificationReport, failure_name
 from telemetry_defs.model import CodecError, Command, Dictionary, UnknownName
@@ -46,7 +46,7 @@ def describe_failure(dictionary: Dictionary, report: VerificationReport) -> str:
 
 
 def run_command(
-    session: LinkSession,
+    session: PayloadLink,
     dictionary: Dictionary,
     command: Command,
     app_data: bytes,

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import serial
 
@@ -90,6 +91,7 @@ class LinkUp:
 
 
 class EventKind(enum.Enum):
+    QUEUED = "queued"  # held by the ground station until the link is up
     FRAME_ACKNOWLEDGED = "frame acknowledged"
     REPORT = "report"
     DROPPED = "dropped"
@@ -115,6 +117,8 @@ class CommandRecord:
     history: list[CommandEvent] = field(default_factory=list)
     finished: threading.Event = field(default_factory=threading.Event)
     failure: VerificationReport | None = None
+    # Told of every event as it is added (the station's history, a client's stream).
+    listeners: list[Callable[[CommandRecord, CommandEvent], None]] = field(default_factory=list)
 
     @property
     def request_id(self) -> RequestId:
@@ -123,6 +127,11 @@ class CommandRecord:
     def _add(self, event: CommandEvent) -> None:
         self.history.append(event)
         self.events.put(event)
+        for listener in self.listeners:
+            try:
+                listener(self, event)
+            except Exception:  # a listener must not take the link down
+                log.exception("command listener failed")
         report = event.report
         if event.kind is EventKind.DROPPED:
             self.finished.set()
@@ -152,6 +161,31 @@ class SessionStats:
     alerts: list[str] = field(default_factory=list)
     outages_recovered: int = 0
     frames_resent_after_outage: int = 0
+
+
+TmListener = Callable[[ReceivedTm], None]
+TmFilter = Callable[[PusTm], bool]
+
+
+class PayloadLink(Protocol):
+    """What commands, transfers and views need of a link: a `LinkSession`, or a client's end
+    of a link the ground station owns (in this process or in `groundsw serve`)."""
+
+    source_id: int
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    @property
+    def max_packet_octets(self) -> int: ...
+
+    def command(
+        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+    ) -> CommandRecord: ...
+
+    def subscribe(self) -> queue.Queue[ReceivedTm]: ...
+
+    def unsubscribe(self, handle: object) -> None: ...
 
 
 # Alerts that mean "no acknowledgement came": the link may only be down for a while.
@@ -193,6 +227,8 @@ class LinkSession:
         self.demux = PacketExtractor()
         self.stats = SessionStats()
         self.last_clcw: Clcw | None = None
+        # When (this session's clock) the last TM frame arrived: the link's liveness.
+        self.last_frame_at: float | None = None
         self._clcw_seen = threading.Condition()
         self._lock = threading.RLock()
         self._arrivals = itertools.count()
@@ -202,7 +238,7 @@ class LinkSession:
         self._recovery: OutageRecovery | None = None
         self._outage_since: float | None = None
         self._records: dict[RequestId, CommandRecord] = {}
-        self._subscribers: list[queue.Queue[ReceivedTm]] = []
+        self._listeners: dict[object, tuple[TmListener, TmFilter | None]] = {}
         self._packet_sinks: list[Callable[[PusTm, bytes, float], None]] = []
         self._init_done = threading.Event()
         self._init_error: str | None = None
@@ -283,6 +319,11 @@ class LinkSession:
 
     # -- commanding ---------------------------------------------------------------------------
 
+    def arrival(self) -> int:
+        """The next arrival index: orders an event the ground makes among those of the link."""
+        with self._lock:
+            return next(self._arrivals)
+
     def next_seq(self) -> int:
         with self._lock:
             seq = self._seq
@@ -290,35 +331,62 @@ class LinkSession:
             return seq
 
     def command(
-        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+        self,
+        service: int,
+        subtype: int,
+        data: bytes = b"",
+        ack: AckFlags = AckFlags.ALL,
+        source_id: int | None = None,
     ) -> CommandRecord:
-        """Build a TC for the payload's APID and send it through the AD service."""
-        tc = PusTc(
+        """Build a TC for the payload's APID (from `source_id`, this session's when None) and
+        send it through the AD service."""
+        return self.send(self.build(service, subtype, data, ack, source_id))
+
+    def build(
+        self,
+        service: int,
+        subtype: int,
+        data: bytes = b"",
+        ack: AckFlags = AckFlags.ALL,
+        source_id: int | None = None,
+    ) -> PusTc:
+        """A TC for the payload's APID with the next sequence count, not sent."""
+        return PusTc(
             self.params.apid,
             service,
             subtype,
             data,
             seq_count=self.next_seq(),
-            source_id=self.source_id,
+            source_id=self.source_id if source_id is None else source_id,
             ack_flags=ack,
         )
-        return self.send(tc)
 
-    @property
-    def max_packet_octets(self) -> int:
-        """The longest TC packet one frame carries (less with the security fields)."""
-        return TC_MAX_DATA_LENGTH - (self.security.overhead if self.security else 0)
-
-    def send(self, tc: PusTc) -> CommandRecord:
-        """Queue one TC packet (one frame) for sequence-controlled transfer."""
-        self._raise_if_failed()
+    def check_length(self, tc: PusTc) -> None:
+        """PacketTooLong when `tc` does not fit in one TC frame with the security fields."""
         length = len(tc.pack())
         if length > self.max_packet_octets:
             raise PacketTooLong(
                 f"TC[{tc.service},{tc.subtype}] of {length} octets does not fit in a TC frame "
                 f"({self.max_packet_octets} at most)"
             )
-        record = CommandRecord(tc, self._clock())
+
+    @property
+    def active(self) -> bool:
+        """The AD service takes commands (active, or holding them through an outage)."""
+        return self.fop.state is not FopState.INITIAL or self._recovery is not None
+
+    @property
+    def max_packet_octets(self) -> int:
+        """The longest TC packet one frame carries (less with the security fields)."""
+        return TC_MAX_DATA_LENGTH - (self.security.overhead if self.security else 0)
+
+    def send(self, tc: PusTc, record: CommandRecord | None = None) -> CommandRecord:
+        """Queue one TC packet (one frame) for sequence-controlled transfer; its events go to
+        `record` when given (one made when the command was queued by the ground station)."""
+        self._raise_if_failed()
+        self.check_length(tc)
+        if record is None:
+            record = CommandRecord(tc, self._clock())
         with self._lock:
             if self.fop.state is FopState.INITIAL and self._recovery is None:
                 reason = self.fop.last_alert.value if self.fop.last_alert else "not initiated"
@@ -330,12 +398,22 @@ class LinkSession:
             self._after_fop()
         return record
 
-    def subscribe(self) -> queue.Queue[ReceivedTm]:
-        """A queue that receives every TM packet (other than verification reports) from now on."""
+    def subscribe(self, accept: TmFilter | None = None) -> queue.Queue[ReceivedTm]:
+        """A queue that receives every TM packet (other than verification reports) from now on,
+        or those `accept` takes."""
         q: queue.Queue[ReceivedTm] = queue.Queue()
-        with self._lock:
-            self._subscribers.append(q)
+        self.listen(q.put, accept, key=q)
         return q
+
+    def listen(
+        self, deliver: TmListener, accept: TmFilter | None = None, key: object = None
+    ) -> object:
+        """Call `deliver` (on the receiving thread: quick) with every TM packet other than
+        verification reports, or those `accept` takes; the handle `unsubscribe` takes."""
+        handle = key if key is not None else object()
+        with self._lock:
+            self._listeners[handle] = (deliver, accept)
+        return handle
 
     def add_packet_sink(self, sink: Callable[[PusTm, bytes, float], None]) -> None:
         """Call `sink(tm, raw, unix_time)` for every TM packet received, reports included.
@@ -345,10 +423,10 @@ class LinkSession:
         with self._lock:
             self._packet_sinks.append(sink)
 
-    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None:
+    def unsubscribe(self, handle: object) -> None:
+        """Stop a subscription (its queue) or a listener (its handle)."""
         with self._lock:
-            if q in self._subscribers:
-                self._subscribers.remove(q)
+            self._listeners.pop(handle, None)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -533,6 +611,7 @@ class LinkSession:
                 self._check_outage_deadline()
 
     def _on_frame(self, frame: TmFrame) -> None:
+        self.last_frame_at = self._clock()
         clcw = Clcw.from_int(frame.ocf)
         if clcw.vcid == self.params.tc_vcid and clcw.cop_in_effect == 1:
             if self._recovery is not None:
@@ -572,8 +651,9 @@ class LinkSession:
                 )
                 continue
             received = ReceivedTm(tm, raw, now, next(self._arrivals))
-            for q in self._subscribers:
-                q.put(received)
+            for deliver, accept in list(self._listeners.values()):
+                if accept is None or accept(tm):
+                    deliver(received)
 
     def _write_loop(self) -> None:
         while True:

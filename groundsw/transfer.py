@@ -23,11 +23,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, NoReturn
 
 from groundsw.progress import Clock, Print, Progress, make_progress, summary_text
 from groundsw.send_command import describe_failure
-from groundsw.session import CommandRecord, EventKind, LinkTimeout, ReceivedTm
+from groundsw.session import CommandRecord, EventKind, LinkTimeout, PayloadLink, ReceivedTm
 from groundsw.uplink_security import UplinkSecurity
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
@@ -313,24 +313,6 @@ def _fsync_directory(path: Path) -> None:
 
 
 # -- requests and replies -----------------------------------------------------------------------
-
-
-class PayloadLink(Protocol):
-    """What the transfers need of a `LinkSession`."""
-
-    source_id: int
-    error: BaseException | None
-
-    @property
-    def max_packet_octets(self) -> int: ...
-
-    def command(
-        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
-    ) -> CommandRecord: ...
-
-    def subscribe(self) -> queue.Queue[ReceivedTm]: ...
-
-    def unsubscribe(self, q: queue.Queue[ReceivedTm]) -> None: ...
 
 
 def failure_code(exc: CommandFailed) -> int | None:

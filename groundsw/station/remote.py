@@ -1,0 +1,196 @@
+"""A client's end of a link the ground station owns in another process (`groundsw serve`): what
+commands, transfers and views need of a link (`session.PayloadLink`), over the station's link
+socket (`link_protocol`). Commands get records whose events arrive live, as on a session."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect, unix_connect
+
+from groundsw.session import CommandEvent, CommandRecord, ReceivedTm, TmListener
+from groundsw.station import link_protocol as wire
+from spacelink.errors import LinkError, PacketError
+from spacelink.spacepacket import AckFlags, PusTm, RequestId
+
+log = logging.getLogger(__name__)
+
+SUBMIT_TIMEOUT_S = 10.0
+
+
+class StationUnavailable(LinkError):
+    """The ground station cannot be reached, or closed the link socket; one sentence."""
+
+
+class RefusedByStation(LinkError):
+    """The station refused to send a command (too long for a frame, the port failed...)."""
+
+
+class ServiceLink:
+    """This process's end of payload `payload`'s link at the station at `base_url` (or its
+    Unix socket). Thread-safe."""
+
+    def __init__(
+        self,
+        base_url: str,
+        payload: str,
+        client: str,
+        unix_socket: Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        url = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        uri = f"{url}/api/v1/payloads/{quote(payload)}/link?client={quote(client)}"
+        where = str(unix_socket) if unix_socket else base_url
+        self._stack = contextlib.ExitStack()
+        try:
+            if unix_socket is not None:
+                opening = unix_connect(str(unix_socket), uri, open_timeout=timeout, max_size=None)
+            else:
+                opening = connect(uri, open_timeout=timeout, max_size=None)
+            self._ws: ClientConnection = self._stack.enter_context(opening)
+            hello = self._ws.recv(timeout)
+            message = wire.decode_message(hello)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
+            self._stack.close()
+            raise StationUnavailable(f"cannot reach the ground station at {where}: {exc}") from None
+        if message.get("type") != "hello":
+            self._stack.close()
+            raise StationUnavailable(f"the ground station at {where} did not greet: {message}")
+        self.payload = payload
+        self.source_id = int(message["source_id"])
+        self._max_packet_octets = int(message["max_packet_octets"])
+        self.error: BaseException | None = None
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._tags = itertools.count(1)
+        self._order = itertools.count()
+        self._waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._records: dict[RequestId, CommandRecord] = {}
+        # Events of a command that came before the station said it was submitted (queued).
+        self._early: defaultdict[RequestId, list[CommandEvent]] = defaultdict(list)
+        self._listeners: dict[object, TmListener] = {}
+        self._reader = threading.Thread(target=self._read_loop, name="station-link", daemon=True)
+        self._reader.start()
+
+    @property
+    def max_packet_octets(self) -> int:
+        return self._max_packet_octets
+
+    def command(
+        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
+    ) -> CommandRecord:
+        """Have the station send (or queue) a TC; its record, events arriving live."""
+        if self.error is not None:
+            raise StationUnavailable(f"the ground station's link socket failed: {self.error}")
+        tag = next(self._tags)
+        answer: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._lock:
+            self._waiting[tag] = answer
+        try:
+            self._send(wire.command_message(tag, service, subtype, data, ack))
+            try:
+                message = answer.get(timeout=SUBMIT_TIMEOUT_S)
+            except queue.Empty:
+                raise StationUnavailable(
+                    f"the ground station did not take TC[{service},{subtype}] within "
+                    f"{SUBMIT_TIMEOUT_S:g} s"
+                ) from None
+        finally:
+            with self._lock:
+                self._waiting.pop(tag, None)
+        if message["type"] == "refused":
+            raise RefusedByStation(str(message.get("error")))
+        if message["type"] == "closed":
+            raise StationUnavailable(f"the ground station closed the link socket: {self.error}")
+        record = CommandRecord(wire.parse_packet(message), time.monotonic())
+        with self._lock:
+            self._records[record.request_id] = record
+            early = self._early.pop(record.request_id, [])
+        for event in early:
+            record._add(event)
+        return record
+
+    def subscribe(self) -> queue.Queue[ReceivedTm]:
+        q: queue.Queue[ReceivedTm] = queue.Queue()
+        with self._lock:
+            self._listeners[q] = q.put
+        return q
+
+    def listen(self, deliver: TmListener) -> object:
+        handle = object()
+        with self._lock:
+            self._listeners[handle] = deliver
+        return handle
+
+    def unsubscribe(self, handle: object) -> None:
+        with self._lock:
+            self._listeners.pop(handle, None)
+
+    def close(self) -> None:
+        self._stack.close()
+        self._reader.join(2.0)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any]) -> None:
+        try:
+            with self._send_lock:
+                self._ws.send(wire.encode_message(message))
+        except (ConnectionClosed, OSError) as exc:
+            self.error = exc
+            raise StationUnavailable(f"the ground station's link socket failed: {exc}") from None
+
+    def _read_loop(self) -> None:
+        try:
+            for text in self._ws:
+                self._dispatch(wire.decode_message(text))
+        except (ConnectionClosed, OSError) as exc:
+            self.error = exc
+        else:
+            self.error = StationUnavailable("the ground station closed the link socket")
+        with self._lock:
+            waiting = list(self._waiting.values())
+        for answer in waiting:
+            answer.put({"type": "closed"})
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind in ("submitted", "refused"):
+            with self._lock:
+                answer = self._waiting.get(message.get("tag", -1))
+            if answer is not None:
+                answer.put(message)
+        elif kind == "event":
+            try:
+                request_id, event = wire.parse_event(message, time.monotonic(), next(self._order))
+            except (KeyError, ValueError, PacketError) as exc:
+                log.error("event from the ground station not understood: %s", exc)
+                return
+            with self._lock:
+                record = self._records.get(request_id)
+                if record is None:
+                    self._early[request_id].append(event)
+                    return
+            record._add(event)
+        elif kind == "tm":
+            raw = bytes.fromhex(message["raw"])
+            try:
+                tm = PusTm.unpack(raw)
+            except PacketError as exc:
+                log.error("TM from the ground station not understood: %s", exc)
+                return
+            item = ReceivedTm(tm, raw, time.monotonic(), next(self._order))
+            with self._lock:
+                listeners = list(self._listeners.values())
+            for deliver in listeners:
+                deliver(item)

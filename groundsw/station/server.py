@@ -1,0 +1,161 @@
+"""`groundsw serve`: the station's links served over HTTP + WebSocket (uvicorn), and the file in
+its data directory by which every `groundsw` on the machine finds it (`station.json`: process,
+address, and the port of each payload)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from groundsw.station.api import create_app
+from groundsw.station.config import StationConfig, parse_listen
+from groundsw.station.station import Station
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_FILE = "station.json"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """A running station as its discovery file says: its process, address and payloads."""
+
+    pid: int
+    base_url: str
+    unix_socket: Path | None
+    payloads: dict[str, str]
+
+    def payload_for(self, port: str | None, name: str | None) -> str | None:
+        """The payload a command means: the one named, else the one on `port`, else the only
+        one when neither is given; None when the station has no such payload."""
+        if name is not None:
+            return name if name in self.payloads else None
+        if port is not None:
+            wanted = _same_port(port)
+            return next((n for n, p in self.payloads.items() if _same_port(p) == wanted), None)
+        return next(iter(self.payloads)) if len(self.payloads) == 1 else None
+
+
+def _same_port(port: str) -> str:
+    # A device by any of its names (a symbolic link, a relative path); a URL as written.
+    return os.path.realpath(port) if "://" not in port else port
+
+
+def find_station(data_dir: Path) -> StationInfo | None:
+    """The station serving `data_dir`, if its process is alive."""
+    try:
+        raw = json.loads((data_dir / DISCOVERY_FILE).read_text())
+        info = StationInfo(
+            int(raw["pid"]),
+            str(raw["base_url"]),
+            Path(raw["unix_socket"]) if raw.get("unix_socket") else None,
+            {str(k): str(v) for k, v in dict(raw["payloads"]).items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return info
+
+
+def _write_discovery(config: StationConfig) -> Path:
+    listen = parse_listen(config.listen)
+    if isinstance(listen, Path):
+        base_url, unix_socket = "http://localhost", str(listen)
+    else:
+        host, port = listen
+        base_url, unix_socket = f"http://{host}:{port}", None
+    path = config.data_dir / DISCOVERY_FILE
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "base_url": base_url,
+                "unix_socket": unix_socket,
+                "payloads": {p.name: p.port for p in config.payloads},
+            },
+            indent=1,
+        )
+    )
+    os.replace(tmp, path)
+    return path
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling us once it listens, and stopping cleanly on SIGINT or SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn's own raises the signal again once it has shut down, which kills the process
+        # before the station closes its links and removes its discovery file: a stop is a stop.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+
+def run_station(config: StationConfig, say: Callable[[str], None]) -> int:
+    """Open the links, serve until SIGINT or SIGTERM; StationError before serving when a link
+    cannot be opened."""
+    with Station(config) as station:
+        listen = parse_listen(config.listen)
+        if isinstance(listen, Path):
+            with contextlib.suppress(FileNotFoundError):
+                listen.unlink()  # a socket left by a station that died
+            server_config = uvicorn.Config(
+                create_app(station), uds=str(listen), log_level="warning", lifespan="off"
+            )
+        else:
+            server_config = uvicorn.Config(
+                create_app(station),
+                host=listen[0],
+                port=listen[1],
+                log_level="warning",
+                lifespan="off",
+            )
+        discovery: list[Path] = []
+
+        def ready() -> None:
+            discovery.append(_write_discovery(config))
+            say(f"ground station listening on {config.listen}; data in {config.data_dir}")
+            for payload in config.payloads:
+                say(f"payload {payload.name}: {payload.port} at {payload.baud} baud")
+
+        try:
+            _Server(server_config, ready).run()
+        finally:
+            for path in discovery:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+    return 0

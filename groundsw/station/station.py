@@ -1,0 +1,152 @@
+"""The ground station's links: one owned link per configured payload, each with its port, keys,
+dictionary and archive, opened together and closed together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from groundsw.archive import Archive, ArchiveError
+from groundsw.session import LinkSession, default_t1
+from groundsw.station.config import PayloadConfig, StationConfig, payload_data_dir
+from groundsw.station.owned_link import OwnedLink
+from groundsw.uplink_security import UplinkKeyError, UplinkSecurity
+from spacelink.cop1 import FopConfig
+from spacelink.icd import LinkParameters
+from spacelink.serialport import PortError, open_port
+from telemetry_defs.loader import DictionaryError, load_dictionary
+
+log = logging.getLogger(__name__)
+
+# Source IDs the station gives its clients (each its own, so that replies reach only it);
+# 1 is a one-off groundsw's default, left to those.
+FIRST_CLIENT_SOURCE_ID = 0x0100
+LAST_CLIENT_SOURCE_ID = 0xFFFE
+
+
+class StationError(Exception):
+    """A link of the station cannot be opened; one sentence."""
+
+
+@dataclass
+class PayloadSummary:
+    """A payload at a glance: its link, mode and jobs (the latest housekeeping values)."""
+
+    name: str
+    link: dict[str, Any]
+    mode: str | None
+    jobs_queued: int | None
+    jobs_running: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "link": self.link,
+            "mode": self.mode,
+            "jobs_queued": self.jobs_queued,
+            "jobs_running": self.jobs_running,
+        }
+
+
+class Station:
+    """Every link of the station; `links` by payload name once `open` returned."""
+
+    def __init__(self, config: StationConfig) -> None:
+        self.config = config
+        self.links: dict[str, OwnedLink] = {}
+        self._archives: list[Archive] = []
+        self._ports: list[Any] = []
+
+    def open(self) -> Station:
+        """Open every payload's port, archive and session and start keeping its link up;
+        StationError (everything opened so far closed again) when one cannot be."""
+        try:
+            for payload in self.config.payloads:
+                self.links[payload.name] = self._open_link(payload)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open_link(self, payload: PayloadConfig) -> OwnedLink:
+        where = f"payload {payload.name}"
+        try:
+            dictionary = load_dictionary(payload.dictionary)
+        except DictionaryError as exc:
+            raise StationError(f"{where}: {exc}") from None
+        try:
+            security = (
+                None
+                if payload.keys is None
+                else UplinkSecurity.from_key_file(payload.keys, payload.spi)
+            )
+        except UplinkKeyError as exc:
+            raise StationError(f"{where}: {exc}") from None
+        data_dir = payload_data_dir(self.config.data_dir, payload.name)
+        try:
+            archive = Archive(data_dir, dictionary)
+        except ArchiveError as exc:
+            raise StationError(f"{where}: {exc}") from None
+        self._archives.append(archive)
+        try:
+            port = open_port(payload.port, payload.baud)
+        except PortError as exc:
+            raise StationError(f"{where}: {exc}") from None
+        self._ports.append(port)
+        session = LinkSession(
+            port,
+            params=LinkParameters(scid=payload.scid),
+            baud=payload.baud,
+            fop=FopConfig(t1=default_t1(payload.baud)),
+            security=security,
+        )
+        link = OwnedLink(payload.name, session, dictionary, archive).start()
+        log.info("payload %s on %s, archive in %s", payload.name, payload.port, data_dir)
+        return link
+
+    def link(self, name: str) -> OwnedLink:
+        """The link of payload `name`; KeyError when the station has none."""
+        return self.links[name]
+
+    def summary(self, name: str) -> PayloadSummary:
+        return self.summary_of(self.links[name])
+
+    @staticmethod
+    def summary_of(link: OwnedLink) -> PayloadSummary:
+        """A link's state with the payload's mode and jobs, from its latest housekeeping."""
+        name = link.name
+        mode = link.value("MODE")
+        queued = link.value("JOBS_QUEUED")
+        running = link.value("JOBS_RUNNING")
+        modes = link.dictionary.enums.get("Mode")
+        return PayloadSummary(
+            name=name,
+            link=link.state().to_json(),
+            mode=None if mode is None else (modes.to_text(mode[0]) if modes else str(mode[0])),
+            jobs_queued=None if queued is None else int(queued[0]),
+            jobs_running=None if running is None else int(running[0]),
+        )
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+        for port in self._ports:
+            port.close()
+        for archive in self._archives:
+            archive.close()
+        self.links.clear()
+        self._ports.clear()
+        self._archives.clear()
+
+    def __enter__(self) -> Station:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def archive_dir(config: StationConfig, payload: str) -> Path:
+    """Where the archive of `payload` lives."""
+    return payload_data_dir(config.data_dir, payload)

@@ -1,0 +1,172 @@
+"""`groundsw serve`, `groundsw status` and `groundsw queue`: running the ground station, and
+asking it how its links are and what waits for them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from groundsw.station.config import (
+    PayloadConfig,
+    StationConfig,
+    StationConfigError,
+    check_name,
+    load_station_config,
+    parse_listen,
+)
+from groundsw.station.server import StationInfo, run_station
+from groundsw.station.station import StationError
+
+Print = Callable[[str], None]
+DEFAULT_PAYLOAD = "payload"
+HTTP_TIMEOUT_S = 10.0
+
+
+class StationRequestError(Exception):
+    """The station refused or could not answer a request; one sentence."""
+
+
+def add_station_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the ground station: own the links, archive everything, serve clients",
+        description="Own each payload's link (from --config, or the one of --port, --baud, "
+        "--keys and --spi), keep COP-1 running, archive every packet and command, and serve "
+        "groundsw and scripts over HTTP + WebSocket until SIGINT or SIGTERM. Other groundsw "
+        "commands on the same data directory find it and become its clients.",
+    )
+    serve.add_argument("--config", type=Path, help="station configuration (TOML)")
+    serve.add_argument(
+        "--listen", help="HOST:PORT or unix:PATH (default: the config's, else 127.0.0.1:8765)"
+    )
+    serve.add_argument(
+        "--name", default=DEFAULT_PAYLOAD, help="name of the payload of --port (default: payload)"
+    )
+    sub.add_parser("status", help="per payload: link state, mode, last frame, jobs")
+    queue = sub.add_parser("queue", help="commands waiting for the link (the ground station's)")
+    queue.add_argument("--cancel", metavar="REQUEST", help="cancel one (APID:SEQ, as listed)")
+
+
+def station_config(args: argparse.Namespace) -> StationConfig:
+    """What `serve` runs: the --config file, or one payload from the global options."""
+    if args.config is not None:
+        config = load_station_config(args.config)
+        if args.listen:
+            parse_listen(args.listen)
+            config = StationConfig(config.payloads, args.listen, config.data_dir)
+        return config
+    if not args.port:
+        raise StationConfigError(
+            "nothing to serve: give --port PORT (or set GROUNDSW_PORT) or --config FILE"
+        )
+    payload = PayloadConfig(
+        name=check_name(args.name),
+        port=args.port,
+        baud=args.baud,
+        keys=args.keys,
+        spi=args.spi,
+        dictionary=args.dictionary,
+    )
+    listen = args.listen or StationConfig((payload,)).listen
+    parse_listen(listen)
+    return StationConfig((payload,), listen, args.data_dir)
+
+
+def run_serve(args: argparse.Namespace, out: Print) -> int:
+    try:
+        return run_station(station_config(args), out)
+    except (StationConfigError, StationError) as exc:
+        raise StationRequestError(str(exc)) from None
+
+
+def station_get(station: StationInfo, path: str) -> Any:
+    """GET a station resource (JSON); StationRequestError with the station's word on failure."""
+    return _request(station, "GET", path)
+
+
+def _request(station: StationInfo, method: str, path: str) -> Any:
+    transport = httpx.HTTPTransport(uds=str(station.unix_socket)) if station.unix_socket else None
+    try:
+        with httpx.Client(
+            base_url=station.base_url, transport=transport, timeout=HTTP_TIMEOUT_S
+        ) as http:
+            response = http.request(method, f"/api/v1{path}")
+    except httpx.HTTPError as exc:
+        raise StationRequestError(f"the ground station did not answer: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise StationRequestError(f"the ground station says: {detail}")
+    return response.json() if response.content else None
+
+
+def run_status(station: StationInfo, out: Print) -> int:
+    """The fleet summary, a line per payload."""
+    for summary in station_get(station, "/payloads"):
+        out(summary_line(summary))
+    return 0
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    link = summary["link"]
+    age = link.get("last_frame_age")
+    seen = "no frame yet" if age is None else f"last frame {age:.1f} s ago"
+    state = "UP" if link["up"] else "DOWN"
+    mode = summary.get("mode") or "?"
+    queued, running = summary.get("jobs_queued"), summary.get("jobs_running")
+    jobs = "jobs ?" if queued is None else f"jobs {queued} queued, {running} running"
+    extra = f"; {link['queued']} commands waiting" if link.get("queued") else ""
+    alert = f"; {link['alert']}" if link.get("alert") and not link["up"] else ""
+    return (
+        f"{summary['name']:<12} {state:<4} {link['port']}  COP-1 {link['cop1']}, {seen}; "
+        f"mode {mode}; {jobs}; {link['frames']} frames, {link['frame_errors']} bad, "
+        f"{link['frames_lost']} lost{extra}{alert}"
+    )
+
+
+def run_queue(station: StationInfo, payload: str, cancel: str | None, out: Print) -> int:
+    if cancel is not None:
+        _request(station, "DELETE", f"/payloads/{payload}/queue/{cancel}")
+        out(f"cancelled {cancel}")
+        return 0
+    items = station_get(station, f"/payloads/{payload}/queue")
+    if not items:
+        out(f"no command waiting for {payload}'s link")
+    for item in items:
+        out(f"{item['request']:<12} {item['command']:<24} queued by {item['client']}")
+    return 0
+
+
+class StationRefusals:
+    """What the station's link says the payload refused of its frames: the explanation of a
+    silence, asked only when one needs explaining."""
+
+    def __init__(self, station: StationInfo, payload: str) -> None:
+        self.station = station
+        self.payload = payload
+
+    def explain(self) -> str | None:
+        try:
+            said = station_get(self.station, f"/payloads/{self.payload}")["link"]["refusals"]
+        except StationRequestError:
+            return None
+        return str(said) if said else None
+
+
+def resolve_payload(
+    find: Callable[[], StationInfo | None], port: str | None, payload: str | None
+) -> tuple[StationInfo | None, str]:
+    """The running station a command talks to (None: it owns the link itself) and the payload's
+    name (for its archive)."""
+    station = find()
+    if station is not None:
+        name = station.payload_for(port, payload)
+        if name is not None:
+            return station, name
+    return None, payload or DEFAULT_PAYLOAD

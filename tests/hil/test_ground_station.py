@@ -1,0 +1,207 @@
+"""The ground station through the real path: `groundsw serve` owns the emulated link of a payload
+process; groundsw commands, an event follower, a script over HTTP and a link-socket client work
+on it at once; each client gets only its own replies; commands sent while the link is cut wait in
+the station's queue (one cancelled) and go out when it is back; the archive and the command
+history hold everything."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from groundsw.archive import Archive
+from groundsw.station.config import payload_data_dir
+from groundsw.station.remote import ServiceLink
+from groundsw.station.server import DISCOVERY_FILE
+from hil.bench import Bench
+from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
+from telemetry_defs.loader import default_dictionary
+from tests.harness import BIN
+
+pytestmark = pytest.mark.hil
+
+D = default_dictionary()
+PAYLOAD = "fm1"
+
+
+def groundsw(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "groundsw"), "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, Path]]:
+    """A bench, and `groundsw serve` on its link: (bench, data directory, socket)."""
+    bench: Bench = make_bench(baud=115200)
+    data, sock = tmp_path / "data", tmp_path / "station.sock"
+    serve = subprocess.Popen(
+        [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
+         "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (data / DISCOVERY_FILE).exists():
+            assert serve.poll() is None, serve.communicate()
+            assert time.monotonic() < deadline, "the station did not start"
+            time.sleep(0.1)
+        yield bench, data, sock
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=20)
+        assert serve.returncode == 0, err
+        assert "Traceback" not in err
+        assert not (data / DISCOVERY_FILE).exists()
+
+
+def http(sock: Path) -> httpx.Client:
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://station", timeout=30
+    )
+
+
+def wait_link_up(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 20
+    while not client.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
+        assert time.monotonic() < deadline, "the station's link did not come up"
+        time.sleep(0.2)
+
+
+def test_many_clients_at_once_each_with_its_own_replies(
+    station: tuple[Bench, Path, Path],
+) -> None:
+    _, data, sock = station
+    with http(sock) as api:
+        wait_link_up(api)
+        follower = subprocess.Popen(
+            [str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # A client on the link socket, listening to everything it is given meanwhile.
+        link = ServiceLink("http://station", PAYLOAD, "test client", sock)
+        seen = link.subscribe()
+        ping = [str(BIN / "groundsw"), "--data-dir", str(data), "ping", "--count", "4"]
+        pings = [
+            subprocess.Popen(ping, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        # A script over HTTP: parameter reports, each waited for.
+        script_results: list[dict[str, Any]] = []
+
+        def script() -> None:
+            for _ in range(6):
+                sent = api.post(
+                    f"/api/v1/payloads/{PAYLOAD}/commands",
+                    json={
+                        "command": "PARAM_REPORT",
+                        "arguments": ["ids=UPTIME"],
+                        "client": "script",
+                    },
+                )
+                assert sent.status_code == 202, sent.text
+                request = sent.json()["request"]
+                done = api.get(
+                    f"/api/v1/payloads/{PAYLOAD}/commands/{request}", params={"wait": 20}
+                )
+                script_results.append(done.json())
+
+        worker = threading.Thread(target=script)
+        worker.start()
+        mine = []
+        for _ in range(4):
+            record = link.command(TEST_SERVICE, ARE_YOU_ALIVE)
+            assert record.finished.wait(30) and record.failure is None
+            mine.append(record)
+        worker.join(60)
+        for ping in pings:
+            out, err = ping.communicate(timeout=60)
+            assert ping.returncode == 0, err
+            assert "4 pings sent, 4 answered, 0 lost" in out
+            assert "through the ground station (payload fm1)" in out
+        # The script's commands completed, each with its own PARAM_VALUES reply.
+        assert [r["state"] for r in script_results] == ["completed"] * 6
+        assert all([x["name"] for x in r["replies"]] == ["PARAM_VALUES"] for r in script_results)
+        # This client saw its own four TM[17,2] replies and nobody else's.
+        received = []
+        while not seen.empty():
+            received.append(seen.get_nowait().tm)
+        replies = [tm for tm in received if (tm.service, tm.subtype) == (17, ARE_YOU_ALIVE_REPORT)]
+        assert len(replies) == 4
+        assert {tm.destination_id for tm in received} <= {0, link.source_id}
+        link.close()
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=20)
+
+        status = groundsw(data, "status")
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith(f"{PAYLOAD:<12} UP ")
+        history = groundsw(data, "history", "--since", "5m")
+        assert history.returncode == 0, history.stderr
+        lines = history.stdout.splitlines()
+        assert sum("ARE_YOU_ALIVE" in line and "groundsw ping" in line for line in lines) == 8
+        assert sum("by test client" in line for line in lines) == 4
+        assert sum("PARAM_REPORT" in line and "by script" in line for line in lines) == 6
+        assert all("completed" in line for line in lines)
+
+    # Every TM packet the payload sent meanwhile is in the archive once: no gap, no repeat.
+    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
+        raws = [p.raw for p in archive.packets()]
+    sequence = [int.from_bytes(raw[2:4], "big") & 0x3FFF for raw in raws]
+    assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))
+
+
+def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
+    station: tuple[Bench, Path, Path],
+) -> None:
+    bench, data, sock = station
+    with http(sock) as api:
+        wait_link_up(api)
+        bench.link.cut(8.0)
+        deadline = time.monotonic() + 10
+        while api.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
+            assert time.monotonic() < deadline, "the station did not see the cut"
+            time.sleep(0.2)
+        sent = [
+            api.post(
+                f"/api/v1/payloads/{PAYLOAD}/commands",
+                json={"command": "LINK_SEQUENCE_CHECK", "arguments": [f"number={n}", "filler="]},
+            ).json()
+            # The payload expects 0, 1, 2...: the third goes out as 1 again, and is in order
+            # only if the second, cancelled, never reached it.
+            for n in (0, 1, 1)
+        ]
+        assert [s["state"] for s in sent] == ["queued"] * 3
+        refused = api.post(
+            f"/api/v1/payloads/{PAYLOAD}/commands",
+            json={"command": "LINK_SEQUENCE_CHECK", "arguments": ["number=1"]},
+        )
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == "LINK_SEQUENCE_CHECK needs 'filler'"
+        queued = [item["request"] for item in api.get(f"/api/v1/payloads/{PAYLOAD}/queue").json()]
+        assert queued == [s["request"] for s in sent]
+        cancelled = groundsw(data, "queue", "--cancel", sent[1]["request"])
+        assert cancelled.returncode == 0, cancelled.stderr
+        listed = groundsw(data, "queue")
+        assert sent[1]["request"] not in listed.stdout and sent[2]["request"] in listed.stdout
+        finals = [
+            api.get(
+                f"/api/v1/payloads/{PAYLOAD}/commands/{s['request']}", params={"wait": 30}
+            ).json()
+            for s in sent
+        ]
+    assert [f["state"] for f in finals] == ["completed", "dropped", "completed"]
+    assert finals[1]["stages"][-1]["detail"] == "cancelled in the queue"
+    assert groundsw(data, "queue").stdout.startswith("no command waiting")
