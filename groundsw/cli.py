@@ -32,6 +32,7 @@ from groundsw.history_commands import (
 from groundsw.job_commands import add_job_commands
 from groundsw.key_commands import add_key_commands
 from groundsw.live import run_live
+from groundsw.liveview import LiveTable
 from groundsw.model_commands import add_model_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
@@ -175,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send the --refresh command even if the payload's dictionary differs",
     )
+    live.add_argument(
+        "--structure",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="show this housekeeping structure (repeatable; default: all, in pages that fit)",
+    )
+    live.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="show this parameter (repeatable)",
+    )
     add_tm_commands(tm_sub)
     add_events_command(sub)
     add_history_command(sub)
@@ -302,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             None if args.keys is None else UplinkSecurity.from_key_file(args.keys, args.spi)
         )
         prepared = None
+        if args.command == "tm" and args.tm_command == "live":
+            LiveTable(dictionary, args.structure, args.parameter)  # names checked first
         if args.command == "cmd":
             # Checked before the port is opened: a typo costs nothing on the link.
             prepared = dictionary.command_from_text(args.name, args.arguments)
@@ -340,7 +357,16 @@ def main(argv: list[str] | None = None) -> int:
                         def refresh() -> None:
                             _refresh(session, dictionary, args.timeout, args.force)
 
-                    run_live(session, dictionary, args.duration, _print, _warn, first=refresh)
+                    run_live(
+                        session,
+                        dictionary,
+                        args.duration,
+                        _print,
+                        _warn,
+                        first=refresh,
+                        structures=args.structure,
+                        parameters=args.parameter,
+                    )
                 elif operation is not None:
                     if not args.force:
                         check_dictionary(session, dictionary, args.timeout)

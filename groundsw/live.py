@@ -5,7 +5,8 @@ from __future__ import annotations
 import queue
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from groundsw.dictionary_check import HASH_PARAMETER, mismatch_warning
 from groundsw.liveview import LiveTable
@@ -14,18 +15,34 @@ from telemetry_defs.model import CodecError, DecodedTm, Dictionary, UnknownName
 
 Print = Callable[[str], None]
 
+# How often the link's state is asked for (the station marks a link down after 3 s).
+LINK_POLL_S = 1.0
 # With no packet for this long the table says so: values shown are getting old.
 SILENCE_WARNING_S = 30.0
 # Without a terminal (a log, CI) the table is printed as text this often.
 PLAIN_PRINT_INTERVAL_S = 5.0
 
 
-class LiveMonitor:
-    """Feeds received packets to the table and watches the dictionary hash and the silence."""
+LinkStateSource = Callable[[], dict[str, Any] | None]
 
-    def __init__(self, dictionary: Dictionary, warn: Print) -> None:
+
+class LiveMonitor:
+    """Feeds received packets to the table and watches the dictionary hash, the link and the
+    silence."""
+
+    def __init__(
+        self,
+        dictionary: Dictionary,
+        warn: Print,
+        link_state: LinkStateSource | None = None,
+        structures: Sequence[str] = (),
+        parameters: Sequence[str] = (),
+    ) -> None:
         self.dictionary = dictionary
-        self.table = LiveTable(dictionary)
+        self.table = LiveTable(dictionary, structures, parameters)
+        self._link_state = link_state
+        self._link: dict[str, Any] | None = None
+        self._link_asked = 0.0
         self._warn = warn
         self.mismatch: int | None = None
         self.last_packet_at = time.time()
@@ -50,7 +67,27 @@ class LiveMonitor:
             self.mismatch = None
         return decoded
 
+    def watch_link(self, now: float) -> None:
+        """Ask for the link's state (once a second) and show it in the table's header."""
+        if self._link_state is None or now - self._link_asked < LINK_POLL_S:
+            return
+        self._link_asked = now
+        self._link = state = self._link_state()
+        if state is None:
+            self.table.set_link("link state unknown (the ground station does not answer)", False)
+            return
+        age = state.get("last_frame_age")
+        seen = "no frame yet" if age is None else f"{age:.1f} s"
+        text = f"link {'UP' if state['up'] else 'DOWN'} {seen}, COP-1 {state['cop1']}"
+        if state.get("queued"):
+            text += f"  {state['queued']} queued"
+        self.table.set_link(text, down=not state["up"])
+
     def banner(self, now: float) -> str | None:
+        if self._link is not None and not self._link["up"]:
+            age = self._link.get("last_frame_age")
+            since = "" if age is None else f" for {age:.0f} s"
+            return f"LINK DOWN: no frame from the payload{since}; the values are from before"
         if self.mismatch is not None:
             return mismatch_warning(self.mismatch, self.dictionary)
         silent = now - self.last_packet_at
@@ -67,10 +104,14 @@ def run_live(
     warn: Print,
     interactive: bool | None = None,
     first: Callable[[], None] | None = None,
+    structures: Sequence[str] = (),
+    parameters: Sequence[str] = (),
 ) -> LiveMonitor:
     """Show the table until `duration` seconds have passed (None: until interrupted);
     `first` runs once the table listens (to ask for reports it should show)."""
-    monitor = LiveMonitor(dictionary, warn)
+    monitor = LiveMonitor(
+        dictionary, warn, getattr(session, "link_state", None), structures, parameters
+    )
     packets = session.subscribe()
     if first is not None:
         first()
@@ -103,12 +144,14 @@ def _run_terminal(
 ) -> None:
     from rich.live import Live
 
-    with Live(monitor.table.render(time.time()), auto_refresh=False) as live:
+    with Live(monitor.table.render(time.time()), auto_refresh=False, screen=True) as live:
         while end is None or time.monotonic() < end:
             _pump(monitor, packets, 0.25)
             now = time.time()
+            monitor.watch_link(now)
             monitor.table.set_banner(monitor.banner(now))
-            live.update(monitor.table.render(now), refresh=True)
+            width, height = live.console.size
+            live.update(monitor.table.render(now, width, height), refresh=True)
 
 
 def _run_plain(
@@ -125,6 +168,7 @@ def _run_plain(
 
 def _print_plain(monitor: LiveMonitor, out: Print) -> None:
     now = time.time()
+    monitor.watch_link(now)
     monitor.table.set_banner(monitor.banner(now))
     for line in monitor.table.plain_lines(now):
         out(line)

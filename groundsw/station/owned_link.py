@@ -436,6 +436,10 @@ class ClientLink:
         if handle in self._handles:
             self._handles.remove(handle)
 
+    def link_state(self) -> dict[str, Any]:
+        """The link's state (LinkState as JSON)."""
+        return self.owner.state().to_json()
+
     def close(self) -> None:
         for handle in list(self._handles):
             self.unsubscribe(handle)

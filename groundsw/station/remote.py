@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect, unix_connect
 
@@ -67,6 +68,8 @@ class ServiceLink:
             self._stack.close()
             raise StationUnavailable(f"the ground station at {where} did not greet: {message}")
         self.payload = payload
+        self.base_url = base_url
+        self.unix_socket = unix_socket
         self.source_id = int(message["source_id"])
         self._max_packet_octets = int(message["max_packet_octets"])
         self.error: BaseException | None = None
@@ -135,6 +138,18 @@ class ServiceLink:
     def unsubscribe(self, handle: object) -> None:
         with self._lock:
             self._listeners.pop(handle, None)
+
+    def link_state(self) -> dict[str, Any] | None:
+        """The station's view of the link (LinkState as JSON); None when it does not answer."""
+        transport = httpx.HTTPTransport(uds=str(self.unix_socket)) if self.unix_socket else None
+        try:
+            with httpx.Client(base_url=self.base_url, transport=transport, timeout=2.0) as http:
+                answer = http.get(f"/api/v1/payloads/{quote(self.payload)}")
+                answer.raise_for_status()
+                state = answer.json()["link"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+        return dict(state)
 
     def close(self) -> None:
         self._stack.close()

@@ -10,7 +10,7 @@ from rich.segment import Segment
 
 from groundsw.liveview import EVENTS_SHOWN, STALE_INTERVALS, LiveTable
 from telemetry_defs.loader import default_dictionary
-from telemetry_defs.model import DecodedTm
+from telemetry_defs.model import DecodedTm, UnknownName
 
 D = default_dictionary()
 STATUS = D.housekeeping["PAYLOAD_STATUS"]
@@ -48,7 +48,8 @@ def segments(table: LiveTable, now: float) -> list[Segment]:
 
 
 def style_of(found: list[Segment], text: str) -> Any:
-    matching = [s.style for s in found if s.text.strip() == text]
+    """The style of the line showing `text` (each line of the screen has one)."""
+    matching = [s.style for s in found if text in s.text]
     assert matching, f"no segment {text!r} in the rendering"
     return matching[0]
 
@@ -121,10 +122,10 @@ def test_render_colours_values_by_their_limit_state(table: LiveTable) -> None:
     red = style_of(found, "96.0 %")
     assert red.color is not None and red.color.name == "red" and red.bold
     assert style_of(found, "CPU_PROCESS").color.name == "red"
-    assert style_of(found, "RED").color.name == "red"
+    assert style_of(found, " RED ").color.name == "red"
     yellow = style_of(found, "90.0 %")
     assert yellow.color is not None and yellow.color.name == "yellow" and yellow.bold
-    assert style_of(found, "YELLOW").color.name == "yellow"
+    assert style_of(found, " YELLOW ").color.name == "yellow"
     nominal = style_of(found, "50.0 %")
     assert nominal.color is not None and nominal.color.name == "green"
     assert style_of(found, "4000 MiB").color.name == "green"
@@ -137,7 +138,7 @@ def test_render_colours_values_by_their_limit_state(table: LiveTable) -> None:
 def test_banner_leads_both_renderings_and_goes_away(table: LiveTable) -> None:
     table.set_banner("no telemetry for 42 s")
 
-    assert table.plain_lines(1003.0)[0] == "!!! no telemetry for 42 s !!!"
+    assert table.plain_lines(1003.0)[1] == "!!! no telemetry for 42 s !!!"
     banner = style_of(segments(table, 1003.0), "no telemetry for 42 s")
     assert banner.bgcolor is not None and banner.bgcolor.name == "red" and banner.bold
 
@@ -161,15 +162,14 @@ def test_events_are_listed_newest_first_with_their_severity(table: LiveTable) ->
     console = Console(record=True, width=120, force_terminal=True)
     console.print(table.render(1005.0))
     text = console.export_text()
-    text = text[text.index("severity") :]  # the events table, below the parameters
+    text = text[text.index("events") :]  # below the parameters
     order = [text.index(name) for name in ("PARAMETER_SET", "FARM_LOCKOUT", "PAYLOAD_STARTED")]
     assert order == sorted(order)
-    cells = [[c.strip() for c in line.split("│")[1:5]] for line in text.splitlines()]
-    rows = {c[2]: c for c in cells if len(c) == 4}
-    assert rows["FARM_LOCKOUT"] == ["3 s", "HIGH", "FARM_LOCKOUT", "vr=4 ns=99"]
-    assert rows["PAYLOAD_STARTED"][:3] == ["4 s", "INFO", "PAYLOAD_STARTED"]
+    lines = {line.split()[3]: line.split() for line in text.splitlines()[1:] if line.strip()}
+    assert lines["FARM_LOCKOUT"] == ["3", "s", "HIGH", "FARM_LOCKOUT", "vr=4", "ns=99"]
+    assert lines["PAYLOAD_STARTED"][:4] == ["4", "s", "INFO", "PAYLOAD_STARTED"]
     found = list(console.render(table.render(1005.0), console.options))
-    high = style_of(found, "FARM_LOCKOUT")
+    high = style_of(found, "HIGH   FARM_LOCKOUT")
     assert high.color is not None and high.color.name == "red" and high.bold
 
 
@@ -181,3 +181,54 @@ def test_only_the_latest_events_are_kept(table: LiveTable) -> None:
 
     expected = [f"event INFO FARM_UNLOCKED vr={vr}" for vr in range(EVENTS_SHOWN + 2, 2, -1)]
     assert events == expected
+
+
+def screen_lines(table: LiveTable, now: float, width: int = 80, height: int = 24) -> list[str]:
+    console = Console(record=True, width=width, force_terminal=True)
+    console.print(table.render(now, width, height))
+    return console.export_text().splitlines()
+
+
+def test_a_screen_fits_80_by_24_in_pages_that_turn(table: LiveTable) -> None:
+    for n in range(3):
+        table.update(event("FARM_UNLOCKED", vr=n), 1001.0, None)
+    seen: set[str] = set()
+    pages = set()
+    for t in range(0, 60, 5):
+        lines = screen_lines(table, 1003.0 + t)
+        assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+        assert lines[0].startswith("1970-01-01 00:") and "page " in lines[0]
+        pages.add(lines[0].rsplit("page ", 1)[1])
+        assert lines[-4] == "events"
+        assert [line.split()[-1] for line in lines[-3:]] == ["vr=2", "vr=1", "vr=0"]
+        seen.update(line.split()[0] for line in lines[1:-4] if line.startswith("  "))
+    every = {p.name for h in D.housekeeping.values() for p in h.parameters}
+    assert seen == every  # every parameter shows on one page or another
+    assert len(pages) > 1
+
+
+def test_the_header_tells_the_time_and_the_link_and_a_down_link_dims_every_value(
+    table: LiveTable,
+) -> None:
+    table.set_link("link UP 0.4 s, COP-1 active", down=False)
+    header = table.plain_lines(1003.0)[0]
+    assert header == f"1970-01-01 00:16:43Z  link UP 0.4 s, COP-1 active  {D.name} {D.version}"
+
+    assert style_of(segments(table, 1003.0), "CPU_PROCESS").color.name == "red"
+    table.set_link("link DOWN, no frame for 6 s", down=True)
+    assert style_of(segments(table, 1003.0), "CPU_PROCESS").dim
+    assert by_parameter(table.plain_lines(1003.0))["UPTIME"] == "1234 s 3 s stale"
+
+
+def test_structures_and_parameters_can_be_chosen() -> None:
+    chosen = LiveTable(D, structures=["PAYLOAD_STATUS"], parameters=["UPTIME", "MODE"])
+    chosen.update(housekeeping(), 1000.0, None)
+    assert chosen.plain_lines(1001.0)[1:] == [
+        "[PAYLOAD_STATUS]",
+        "  UPTIME                             1234 s 1 s",
+        "  MODE                               THROTTLED (raw 1) 1 s",
+    ]
+    with pytest.raises(UnknownName, match="no housekeeping structure 'NOPE'"):
+        LiveTable(D, structures=["NOPE"])
+    with pytest.raises(UnknownName):
+        LiveTable(D, parameters=["NOPE"])
