@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import logging
 import os
 import socket
@@ -18,10 +19,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from groundsw.archive import Archive, ArchiveError
 from groundsw.command_history import add_history_command
 from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
+from groundsw.dictionary_help import add_dictionary_commands, run_commands, run_parameters
 from groundsw.history_commands import (
     EventRecord,
     HistoryContext,
@@ -83,6 +86,8 @@ EXIT_COMMAND_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 EXIT_DICTIONARY_MISMATCH = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command Ctrl-C stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 def _positive_int(text: str) -> int:
@@ -101,6 +106,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groundsw", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--port",
         default=os.environ.get("GROUNDSW_PORT"),
@@ -143,22 +149,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--spi", type=int, help="security association to use (default: the key file's first)"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log link details")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the link's traffic: every frame and packet",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ping = sub.add_parser("ping", help="TC[17,1] are-you-alive, with each verification stage")
     ping.add_argument("--count", type=_positive_int, default=1)
     ping.add_argument("--interval", type=float, default=0.0, help="seconds between pings")
     cmd = sub.add_parser(
         "cmd",
-        help="send any dictionary command: cmd NAME key=value ...",
+        add_help=False,
+        help="send any dictionary command: cmd NAME key=value ... (cmd NAME --help: arguments)",
         description="Send a dictionary command; arguments are checked before anything is sent. "
         "PARAM_SET takes PARAMETER=VALUE pairs; lists are comma-separated; structures and "
         "parameters may be named instead of numbered.",
     )
-    cmd.add_argument("name", help="command name, e.g. HK_GENERATE")
+    cmd.add_argument("name", nargs="?", help="command name, e.g. HK_GENERATE")
     cmd.add_argument("arguments", nargs="*", metavar="key=value")
     cmd.add_argument(
+        "--list", action="store_true", help="list the dictionary's commands (groundsw commands)"
+    )
+    cmd.add_argument(
         "--force", action="store_true", help="send even if the payload's dictionary differs"
+    )
+    cmd.set_defaults(cmd_parser=cmd)
+    cmd.add_argument(
+        "-h",
+        "--help",
+        dest="show_help",
+        action="store_true",
+        help="this help; with a NAME, the command's arguments, ranges, units and descriptions",
     )
     tm = sub.add_parser("tm", help="telemetry: live view, archive queries and plots")
     tm_sub = tm.add_subparsers(dest="tm_command", required=True, metavar="TM_COMMAND")
@@ -198,7 +221,63 @@ def build_parser() -> argparse.ArgumentParser:
     add_file_commands(sub)
     add_key_commands(sub)
     add_station_commands(sub)
+    add_dictionary_commands(sub)
+    accept_global_options_after_subcommands(parser)
     return parser
+
+
+def accept_global_options_after_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Let `groundsw ping --port P` mean `groundsw --port P ping`: every subcommand also takes
+    the global options it does not define itself, without replacing a value given before it."""
+    globals_ = [
+        a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")
+    ]
+    for subparser in _subparsers(parser):
+        taken = set(subparser._option_string_actions)
+        for action in globals_:
+            names = [o for o in action.option_strings if o not in taken]
+            if len(names) != len(action.option_strings):
+                continue  # the subcommand has an option of that name: its own
+            kwargs: dict[str, Any] = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if action.nargs == 0:
+                kwargs["action"] = "store_true" if action.const is True else "store_const"
+                if action.const is not True:
+                    kwargs["const"] = action.const
+            else:
+                kwargs.update(type=action.type, choices=action.choices, metavar=action.metavar)
+            subparser.add_argument(*names, help=argparse.SUPPRESS, **kwargs)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield child
+                yield from _subparsers(child)
+
+
+class _VersionAction(argparse.Action):
+    """--version: groundsw's and its dictionary's, loaded only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="groundsw's and its dictionary's version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        dictionary = load_dictionary(None)
+        print(
+            f"groundsw {package_version()}, dictionary {dictionary.name} {dictionary.version} "
+            f"(0x{dictionary.hash32:08X})"
+        )
+        parser.exit(0)
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("orbital-inference-payload")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def client_name(args: argparse.Namespace) -> str:
@@ -283,15 +362,21 @@ def own_link(args: argparse.Namespace, archive: Archive | None) -> Iterator[Clie
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.ERROR,
+        level=logging.INFO if args.verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose:
+        logging.getLogger("groundsw").setLevel(logging.DEBUG)  # the link's traffic, ours only
     try:
         offline = getattr(args, "offline", None)
         if offline is not None:
             return int(offline(args))
         if args.command == "serve":
             return run_serve(args, _print)
+        if args.command in ("commands", "parameters") or (
+            args.command == "cmd" and (args.show_help or args.list or args.name is None)
+        ):
+            return _dictionary_help(args)
         args.station, args.payload_name = resolve_payload(
             lambda: find_station(args.data_dir), args.port, args.payload
         )
@@ -410,10 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{exc}{_no_keys_hint(args)}", EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)
+    except BrokenPipeError:
+        # The reader went away (`groundsw commands | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         if args.command in ("tm", "events"):
             return EXIT_OK  # watching ends with Ctrl-C
-        return _fail("interrupted", EXIT_NO_ANSWER)
+        return _fail("interrupted", EXIT_INTERRUPTED)
     return EXIT_OK
 
 
@@ -428,6 +517,21 @@ def status_once(
     owner = link.owner
     summary = Station.summary_of(owner)
     out(summary_line(summary.to_json()))
+
+
+def _dictionary_help(args: argparse.Namespace) -> int:
+    """The dictionary's listings and a command's help: no link, no archive."""
+    dictionary = load_dictionary(args.dictionary)
+    if args.command == "parameters":
+        return run_parameters(dictionary, args.name, args.settable, _print)
+    if args.command == "commands" or args.list:
+        return run_commands(dictionary, args.name if args.command == "commands" else None, _print)
+    if args.name is None:
+        if args.show_help:
+            args.cmd_parser.print_help()
+            return EXIT_OK
+        raise GroundInputError("cmd needs a command name: groundsw commands lists them")
+    return run_commands(dictionary, args.name, _print)
 
 
 def _no_keys_hint(args: argparse.Namespace) -> str:

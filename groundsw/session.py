@@ -47,6 +47,8 @@ from spacelink.tmdemux import PacketExtractor
 from spacelink.tmframe import FrameSynchronizer, TmFrame
 
 log = logging.getLogger(__name__)
+# Every frame and packet, both ways: what `groundsw -v` shows.
+traffic = logging.getLogger("groundsw.traffic")
 
 # A CLTU of a maximum frame plus one downlink frame, both ways, with margin: the time a frame
 # needs to be acknowledged when nothing is lost.
@@ -461,7 +463,15 @@ class LinkSession:
             for frame in frames:
                 if self.security is not None:
                     frame = self.security.secure(frame)
-                self._tx.put(encode_cltu(frame.pack()))
+                packed = frame.pack()
+                if traffic.isEnabledFor(logging.DEBUG):
+                    traffic.debug(
+                        "TC frame %s N(S)=%d, %d octets",
+                        frame.frame_type.name,
+                        frame.seq,
+                        len(packed),
+                    )
+                self._tx.put(encode_cltu(packed))
             alert = next((n.alert for n in notes if isinstance(n, AlertRaised)), None)
             if alert in _OUTAGE_ALERTS and self.recovery_timeout is not None:
                 self._hold_through_outage(notes)
@@ -613,6 +623,11 @@ class LinkSession:
     def _on_frame(self, frame: TmFrame) -> None:
         self.last_frame_at = self._clock()
         clcw = Clcw.from_int(frame.ocf)
+        if traffic.isEnabledFor(logging.DEBUG):
+            traffic.debug(
+                "TM frame VC %d, MC %d, VC count %d, FHP %d; CLCW %s",
+                frame.vcid, frame.mc_count, frame.vc_count, frame.fhp, clcw,
+            )  # fmt: skip
         if clcw.vcid == self.params.tc_vcid and clcw.cop_in_effect == 1:
             if self._recovery is not None:
                 self._resume_after_outage(clcw)
@@ -631,6 +646,11 @@ class LinkSession:
                 log.debug("TM packet discarded: %s", exc)
                 continue
             self.stats.tm_packets += 1
+            if traffic.isEnabledFor(logging.DEBUG):
+                traffic.debug(
+                    "TM[%d,%d] seq %d for %d, %d octets",
+                    tm.service, tm.subtype, tm.seq_count, tm.destination_id, len(raw),
+                )  # fmt: skip
             if self._packet_sinks:
                 wall = time.time()
                 for sink in self._packet_sinks:
