@@ -377,12 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             args.command == "cmd" and (args.show_help or args.list or args.name is None)
         ):
             return _dictionary_help(args)
-        args.station, args.payload_name = resolve_payload(
-            lambda: find_station(args.data_dir), args.port, args.payload
-        )
+        found = find_station(args.data_dir)
+        if args.command == "status" and found is not None and args.payload is None:
+            return run_status(found, _print)  # the whole fleet
+        args.station, args.payload_name = resolve_payload(found, args.port, args.payload)
         if args.command in ("status", "queue") and args.station is not None:
             if args.command == "status":
-                return run_status(args.station, _print)
+                return run_status(args.station, _print, args.payload_name)
             return run_queue(args.station, args.payload_name, args.cancel, _print)
         if args.command == "key" and args.station is not None:
             # The station secures the link with its own copy of the key and counter.

@@ -106,9 +106,14 @@ def _request(station: StationInfo, method: str, path: str) -> Any:
     return response.json() if response.content else None
 
 
-def run_status(station: StationInfo, out: Print) -> int:
-    """The fleet summary, a line per payload."""
-    for summary in station_get(station, "/payloads"):
+def run_status(station: StationInfo, out: Print, payload: str | None = None) -> int:
+    """The fleet summary, a line per payload (or that of `payload`)."""
+    summaries = (
+        station_get(station, "/payloads")
+        if payload is None
+        else [station_get(station, f"/payloads/{payload}")]
+    )
+    for summary in summaries:
         out(summary_line(summary))
     return 0
 
@@ -160,13 +165,18 @@ class StationRefusals:
 
 
 def resolve_payload(
-    find: Callable[[], StationInfo | None], port: str | None, payload: str | None
+    station: StationInfo | None, port: str | None, payload: str | None
 ) -> tuple[StationInfo | None, str]:
     """The running station a command talks to (None: it owns the link itself) and the payload's
-    name (for its archive)."""
-    station = find()
+    name (for its archive). StationRequestError when the station has several payloads and the
+    command names none."""
     if station is not None:
         name = station.payload_for(port, payload)
         if name is not None:
             return station, name
+        if port is None and payload is None:
+            names = ", ".join(station.payloads)
+            raise StationRequestError(
+                f"the ground station has several payloads ({names}): name one with --payload"
+            )
     return None, payload or DEFAULT_PAYLOAD

@@ -10,11 +10,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from groundsw.archive import Archive
@@ -25,59 +23,11 @@ from hil.bench import Bench
 from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
+from tests.hil.station import PAYLOAD, groundsw, http, wait_link_up
 
 pytestmark = pytest.mark.hil
 
 D = default_dictionary()
-PAYLOAD = "fm1"
-
-
-def groundsw(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "groundsw"), "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture
-def station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, Path]]:
-    """A bench, and `groundsw serve` on its link: (bench, data directory, socket)."""
-    bench: Bench = make_bench(baud=115200)
-    data, sock = tmp_path / "data", tmp_path / "station.sock"
-    serve = subprocess.Popen(
-        [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
-         "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while not (data / DISCOVERY_FILE).exists():
-            assert serve.poll() is None, serve.communicate()
-            assert time.monotonic() < deadline, "the station did not start"
-            time.sleep(0.1)
-        yield bench, data, sock
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        _, err = serve.communicate(timeout=20)
-        assert serve.returncode == 0, err
-        assert "Traceback" not in err
-        assert not (data / DISCOVERY_FILE).exists()
-
-
-def http(sock: Path) -> httpx.Client:
-    return httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://station", timeout=30
-    )
-
-
-def wait_link_up(client: httpx.Client) -> None:
-    deadline = time.monotonic() + 20
-    while not client.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
-        assert time.monotonic() < deadline, "the station's link did not come up"
-        time.sleep(0.2)
 
 
 def test_many_clients_at_once_each_with_its_own_replies(
@@ -205,3 +155,69 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
     assert [f["state"] for f in finals] == ["completed", "dropped", "completed"]
     assert finals[1]["stages"][-1]["detail"] == "cancelled in the queue"
     assert groundsw(data, "queue").stdout.startswith("no command waiting")
+
+
+def test_two_payloads_on_one_station_never_cross(make_bench: Any, tmp_path: Path) -> None:
+    benches: list[Bench] = [make_bench(baud=115200) for _ in range(2)]
+    data, sock = tmp_path / "data", tmp_path / "station.sock"
+    config = tmp_path / "station.toml"
+    config.write_text(
+        f'[station]\nlisten = "unix:{sock}"\ndata_dir = "{data}"\n'
+        + "".join(
+            f'[[payload]]\nname = "fm{n}"\nport = "{b.ground_port}"\nkeys = "{b.key_file}"\n'
+            for n, b in enumerate(benches, 1)
+        )
+    )
+    serve = subprocess.Popen(
+        [str(BIN / "groundsw"), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (data / DISCOVERY_FILE).exists():
+            assert serve.poll() is None, serve.communicate()
+            assert time.monotonic() < deadline, "the station did not start"
+            time.sleep(0.1)
+        with http(sock) as api:
+            for name in ("fm1", "fm2"):
+                deadline = time.monotonic() + 20
+                while not api.get(f"/api/v1/payloads/{name}").json()["link"]["up"]:
+                    assert time.monotonic() < deadline, f"{name}'s link did not come up"
+                    time.sleep(0.2)
+            # Alternately: each payload's sequence check goes 0, 1, 2 on its own counter.
+            for n in range(3):
+                for name in ("fm1", "fm2"):
+                    sent = api.post(
+                        f"/api/v1/payloads/{name}/commands",
+                        json={
+                            "command": "LINK_SEQUENCE_CHECK",
+                            "arguments": [f"number={n}", "filler="],
+                        },
+                    ).json()
+                    done = api.get(
+                        f"/api/v1/payloads/{name}/commands/{sent['request']}", params={"wait": 20}
+                    ).json()
+                    assert done["state"] == "completed", (name, n, done)
+            status = groundsw(data, "status")
+            assert status.returncode == 0, status.stderr
+            lines = status.stdout.splitlines()
+            assert [line.split()[:2] for line in lines] == [["fm1", "UP"], ["fm2", "UP"]]
+            assert [line.split()[2] for line in lines] == [b.ground_port for b in benches]
+            for name, bench in (("fm1", benches[0]), ("fm2", benches[1])):
+                pinged = groundsw(data, "--payload", name, "ping")
+                assert pinged.returncode == 0, pinged.stderr
+                assert (
+                    f"{bench.ground_port} through the ground station (payload {name})"
+                    in pinged.stdout
+                )
+            # Without --payload a command cannot guess which one is meant.
+            unnamed = groundsw(data, "ping")
+            assert unnamed.returncode == 2
+        for name in ("fm1", "fm2"):
+            with Archive(payload_data_dir(data, name), D) as archive:
+                history = archive.commands()
+            assert [c.name for c in history] == ["LINK_SEQUENCE_CHECK"] * 3 + ["ARE_YOU_ALIVE"]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=20)
+    assert serve.returncode == 0, err

@@ -1,0 +1,67 @@
+"""A ground station on a bench for the HIL tests: `groundsw serve` on the emulated link, an HTTP
+client on its Unix socket, groundsw run against its data directory."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from groundsw.station.server import DISCOVERY_FILE
+from hil.bench import Bench
+from tests.harness import BIN
+
+PAYLOAD = "fm1"
+
+
+def groundsw(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "groundsw"), "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, Path]]:
+    """A bench, and `groundsw serve` on its link: (bench, data directory, socket); stopped with
+    SIGTERM at the end, which must leave no discovery file and exit 0."""
+    bench: Bench = make_bench(baud=115200)
+    data, sock = tmp_path / "data", tmp_path / "station.sock"
+    serve = subprocess.Popen(
+        [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
+         "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (data / DISCOVERY_FILE).exists():
+            assert serve.poll() is None, serve.communicate()
+            assert time.monotonic() < deadline, "the station did not start"
+            time.sleep(0.1)
+        yield bench, data, sock
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=20)
+        assert serve.returncode == 0, err
+        assert "Traceback" not in err
+        assert not (data / DISCOVERY_FILE).exists()
+
+
+def http(sock: Path) -> httpx.Client:
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://station", timeout=30
+    )
+
+
+def wait_link_up(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 20
+    while not client.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
+        assert time.monotonic() < deadline, "the station's link did not come up"
+        time.sleep(0.2)

@@ -1,0 +1,123 @@
+"""The ground station over time (issue 17's targets): housekeeping at 1 Hz archived with no
+client attached, and three clients at once for 10 minutes (a live view, an event follower, a
+script sending 500 commands) with every command completed, every packet archived once, and no
+client given another's replies. The long variants are `slow` (make bench); a short one of the
+first runs in make test."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from groundsw.archive import Archive
+from groundsw.station.config import payload_data_dir
+from groundsw.station.remote import ServiceLink
+from hil.bench import Bench
+from telemetry_defs.loader import default_dictionary
+from tests.harness import BIN
+from tests.hil.station import PAYLOAD, http, wait_link_up
+
+pytestmark = pytest.mark.hil
+
+D = default_dictionary()
+
+
+def archived_sequence(data: Path) -> tuple[list[int], list[Any]]:
+    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
+        packets = archive.packets()
+    return [int.from_bytes(p.raw[2:4], "big") & 0x3FFF for p in packets], packets
+
+
+def assert_no_gap(sequence: list[int]) -> None:
+    expected = [(sequence[0] + n) & 0x3FFF for n in range(len(sequence))]
+    assert sequence == expected, "a TM packet is missing from the archive, or twice in it"
+
+
+@pytest.mark.parametrize(
+    "seconds", [8, pytest.param(600, marks=pytest.mark.slow)], ids=["8s", "10min"]
+)
+def test_housekeeping_is_archived_with_no_client_attached(
+    station: tuple[Bench, Path, Path], seconds: int
+) -> None:
+    _, data, sock = station
+    with http(sock) as api:
+        wait_link_up(api)
+        sent = api.post(
+            f"/api/v1/payloads/{PAYLOAD}/commands",
+            json={
+                "command": "HK_SET_INTERVAL",
+                "arguments": ["sid=LINK_STATUS", "interval_ms=1000"],
+            },
+        ).json()
+        done = api.get(
+            f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
+        ).json()
+        assert done["state"] == "completed"
+    started = time.time()
+    time.sleep(seconds)  # nobody attached
+    sequence, packets = archived_sequence(data)
+    reports = [
+        p
+        for p in packets
+        if p.name == "LINK_STATUS" and started <= p.received_at < started + seconds
+    ]
+    assert len(reports) >= seconds - 1
+    assert_no_gap(sequence)
+
+
+@pytest.mark.slow
+def test_three_clients_for_ten_minutes(station: tuple[Bench, Path, Path]) -> None:
+    _, data, sock = station
+    minutes, commands = 10, 500
+    with http(sock) as api:
+        wait_link_up(api)
+        live = subprocess.Popen(
+            [str(BIN / "groundsw"), "--data-dir", str(data), "tm", "live", "--duration",
+             str(minutes * 60)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        follower = subprocess.Popen(
+            [str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        watcher = ServiceLink("http://station", PAYLOAD, "watcher", sock)
+        seen = watcher.subscribe()
+        states: list[str] = []
+
+        def script() -> None:
+            gap = minutes * 60 / commands
+            for n in range(commands):
+                at = time.monotonic()
+                sent = api.post(
+                    f"/api/v1/payloads/{PAYLOAD}/commands",
+                    json={"command": "LINK_SEQUENCE_CHECK", "arguments": [f"number={n}", "filler="],
+                          "client": "soak script"},
+                ).json()  # fmt: skip
+                done = api.get(
+                    f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 30}
+                ).json()
+                states.append(done["state"])
+                time.sleep(max(0.0, gap - (time.monotonic() - at)))
+
+        worker = threading.Thread(target=script)
+        worker.start()
+        worker.join(minutes * 60 + 120)
+        out, err = live.communicate(timeout=minutes * 60 + 120)
+        assert live.returncode == 0, err
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=30)
+        received = []
+        while not seen.empty():
+            received.append(seen.get_nowait().tm)
+        watcher.close()
+    assert states == ["completed"] * commands
+    assert {tm.destination_id for tm in received} <= {0, watcher.source_id}
+    assert "LINK DOWN" not in out
+    sequence, _ = archived_sequence(data)
+    assert_no_gap(sequence)
