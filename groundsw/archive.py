@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from spacelink.spacepacket import PusTc, PusTm
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, TmKind, UnknownName
@@ -165,8 +165,49 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+class ArchiveStore(Protocol):
+    """What the ground keeps of a payload: every packet and command, and the queries the
+    operators' tools make. `Archive` keeps it in SQLite on this machine; a server database
+    serving a fleet would be another implementation of the same methods."""
+
+    def store(self, tm: PusTm, raw: bytes, received_at: float) -> None: ...
+
+    def record_command(
+        self, at: float, client: str, tc: PusTc, name: str, arguments: str, outcome: str
+    ) -> int: ...
+
+    def record_stage(
+        self, command_id: int, at: float, stage: str, detail: str, outcome: str | None = None
+    ) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def parameter_samples(
+        self, name: str, since: float | None = None, until: float | None = None
+    ) -> list[Sample]: ...
+
+    def events(self, since: float | None = None, min_severity: int = 1) -> list[EventRecord]: ...
+
+    def events_after(self, event_id: int) -> list[EventRecord]: ...
+
+    def last_event_id(self) -> int: ...
+
+    def commands(self, since: float | None = None, limit: int = 0) -> list[CommandHistory]: ...
+
+    def packets(
+        self, since: float | None = None, service: int | None = None, subtype: int | None = None
+    ) -> list[PacketRecord]: ...
+
+
+def open_archive(data_dir: Path, dictionary: Dictionary) -> Archive:
+    """The archive of one payload in its data directory (SQLite); ArchiveError if unusable."""
+    return Archive(data_dir, dictionary)
+
+
 class Archive:
-    """The SQLite archive in a ground data directory."""
+    """The SQLite archive in a ground data directory (an `ArchiveStore`)."""
 
     def __init__(self, data_dir: Path, dictionary: Dictionary) -> None:
         self.dictionary = dictionary

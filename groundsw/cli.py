@@ -9,6 +9,7 @@ dictionary differs from the ground's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import importlib.metadata
 import logging
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from groundsw.archive import Archive, ArchiveError
+from groundsw.archive import ArchiveError, ArchiveStore, open_archive
 from groundsw.command_history import add_history_command
 from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
 from groundsw.dictionary_help import add_dictionary_commands, run_commands, run_parameters
@@ -287,7 +288,7 @@ def client_name(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def connect(args: argparse.Namespace, archive: Archive | None = None) -> Iterator[PayloadLink]:
+def connect(args: argparse.Namespace, archive: ArchiveStore | None = None) -> Iterator[PayloadLink]:
     """This command's end of the link: through the ground station when one owns it (the station
     archives and records), else owned here for the command's duration: open the port, start the
     AD service, archive every packet and record the command history, as the station does."""
@@ -320,7 +321,7 @@ def _through_station(args: argparse.Namespace) -> Iterator[PayloadLink]:
 
 
 @contextmanager
-def own_link(args: argparse.Namespace, archive: Archive | None) -> Iterator[ClientLink]:
+def own_link(args: argparse.Namespace, archive: ArchiveStore | None) -> Iterator[ClientLink]:
     """Own the link of --port for this command (no station serves it)."""
     if not args.port:
         raise PortError("no serial port given: use --port PORT or set GROUNDSW_PORT")
@@ -413,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         if local_check is not None:
             # Files and values are checked before the port is opened, as for `cmd`.
             local_check(args)
-        with Archive(payload_data_dir(args.data_dir, args.payload_name), dictionary) as archive:
+        with contextlib.closing(
+            open_archive(payload_data_dir(args.data_dir, args.payload_name), dictionary)
+        ) as archive:
             handler = getattr(args, "handler", None)
             if handler is not None:
                 ctx = HistoryContext(
@@ -569,7 +572,7 @@ def _refresh(session: PayloadLink, dictionary: Dictionary, timeout: float, force
 
 
 def _live_events(
-    args: argparse.Namespace, archive: Archive, dictionary: Dictionary
+    args: argparse.Namespace, archive: ArchiveStore, dictionary: Dictionary
 ) -> Iterator[EventRecord]:
     """Events as they arrive on the link (the archive stores them as it stores everything)."""
     from groundsw.verification import drain

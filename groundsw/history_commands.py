@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from groundsw.archive import Archive, EventRecord, Sample
+from groundsw.archive import ArchiveStore, EventRecord, Sample
 from groundsw.export import (
     EVENT_COLUMNS,
     FORMATS,
@@ -35,7 +35,7 @@ class HistoryError(Exception):
 class HistoryContext:
     """What a history handler works with."""
 
-    archive: Archive
+    archive: ArchiveStore
     dictionary: Dictionary
     out: Callable[[str], None]
     live_events: Callable[[], Iterator[EventRecord]] | None

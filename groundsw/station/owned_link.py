@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from groundsw.archive import Archive, ArchiveError
+from groundsw.archive import ArchiveError, ArchiveStore
 from groundsw.send_command import describe_failure
 from groundsw.session import (
     CommandEvent,
@@ -81,7 +81,7 @@ class OwnedLink:
         name: str,
         session: LinkSession,
         dictionary: Dictionary,
-        archive: Archive | None,
+        archive: ArchiveStore | None,
         *,
         init_mode: InitMode = InitMode.AUTO,
         init_timeout: float = 10.0,

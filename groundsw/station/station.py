@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groundsw.archive import Archive, ArchiveError
+from groundsw.archive import ArchiveError, ArchiveStore, open_archive
 from groundsw.session import LinkSession, default_t1
 from groundsw.station.config import PayloadConfig, StationConfig, payload_data_dir
 from groundsw.station.owned_link import OwnedLink
@@ -56,7 +56,7 @@ class Station:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
         self.links: dict[str, OwnedLink] = {}
-        self._archives: list[Archive] = []
+        self._archives: list[ArchiveStore] = []
         self._ports: list[Any] = []
 
     def open(self) -> Station:
@@ -86,7 +86,7 @@ class Station:
             raise StationError(f"{where}: {exc}") from None
         data_dir = payload_data_dir(self.config.data_dir, payload.name)
         try:
-            archive = Archive(data_dir, dictionary)
+            archive = open_archive(data_dir, dictionary)
         except ArchiveError as exc:
             raise StationError(f"{where}: {exc}") from None
         self._archives.append(archive)
