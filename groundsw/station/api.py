@@ -24,6 +24,7 @@ from groundsw.station.station import (
     LAST_CLIENT_SOURCE_ID,
     Station,
 )
+from groundsw.station.transfers_api import add_transfer_routes
 from groundsw.timespec import TimeSpecError, parse_time
 from spacelink.errors import LinkError
 from spacelink.spacepacket import PusTm, RequestId
@@ -337,6 +338,7 @@ def create_app(station: Station) -> FastAPI:
         await websocket.accept()
         await serve_link_client(websocket, link, client)
 
+    add_transfer_routes(app, station)
     return app
 
 

@@ -6,6 +6,7 @@ history hold everything."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
 import threading
@@ -221,3 +222,39 @@ def test_two_payloads_on_one_station_never_cross(make_bench: Any, tmp_path: Path
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=20)
     assert serve.returncode == 0, err
+
+
+def test_a_script_uploads_and_downloads_files_through_the_station(
+    station: tuple[Bench, Path, Path],
+) -> None:
+    _, data, sock = station
+    content = bytes(range(256)) * 80  # 20 kB
+    with http(sock) as api:
+        wait_link_up(api)
+
+        def finished(transfer: dict[str, Any]) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while transfer["state"] == "running":
+                assert time.monotonic() < deadline, transfer
+                time.sleep(0.2)
+                transfer = api.get(f"/api/v1/payloads/{PAYLOAD}/transfers/{transfer['id']}").json()
+            return transfer
+
+        up = api.put(f"/api/v1/payloads/{PAYLOAD}/files/blob.bin", content=content)
+        assert up.status_code == 202, up.text
+        done = finished(up.json())
+        assert (done["state"], done["size"]) == ("done", len(content)), done
+        assert done["sha256"] == hashlib.sha256(content).hexdigest()
+        down = finished(
+            api.post(f"/api/v1/payloads/{PAYLOAD}/downloads", json={"name": "blob.bin"}).json()
+        )
+        assert down["state"] == "done", down
+        fetched = api.get(f"/api/v1/payloads/{PAYLOAD}/transfers/{down['id']}/content")
+        assert fetched.content == content
+        missing = finished(
+            api.post(f"/api/v1/payloads/{PAYLOAD}/downloads", json={"name": "nothing.bin"}).json()
+        )
+        assert missing["state"] == "failed" and "nothing.bin" in missing["error"]
+    listed = groundsw(data, "file", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[-1] == "blob.bin" for line in listed.stdout.splitlines())
