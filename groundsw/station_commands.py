@@ -41,7 +41,9 @@ def add_station_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     )
     serve.add_argument("--config", type=Path, help="station configuration (TOML)")
     serve.add_argument(
-        "--listen", help="HOST:PORT or unix:PATH (default: the config's, else 127.0.0.1:8765)"
+        "--listen",
+        help="unix:PATH or HOST:PORT (default: the config's, else unix:DATA_DIR/station.sock, "
+        "which only this user can open; on a TCP port any local user commands the payload)",
     )
     serve.add_argument(
         "--name", default=DEFAULT_PAYLOAD, help="name of the payload of --port (default: payload)"
@@ -71,9 +73,9 @@ def station_config(args: argparse.Namespace) -> StationConfig:
         spi=args.spi,
         dictionary=args.dictionary,
     )
-    listen = args.listen or StationConfig((payload,)).listen
-    parse_listen(listen)
-    return StationConfig((payload,), listen, args.data_dir)
+    if args.listen:
+        parse_listen(args.listen)
+    return StationConfig((payload,), args.listen, args.data_dir)
 
 
 def run_serve(args: argparse.Namespace, out: Print) -> int:

@@ -2,7 +2,8 @@
 owns (one per payload), from a TOML file or from the command line's options.
 
     [station]
-    listen = "127.0.0.1:8765"          # or "unix:/run/groundsw/station.sock"
+    listen = "unix:/srv/groundsw/station.sock"   # default: station.sock in the data directory,
+                                                 # owner only; "127.0.0.1:8765": any local user
     data_dir = "/srv/groundsw"         # default: $GROUNDSW_DATA, else the user's data directory
 
     [[payload]]
@@ -26,7 +27,9 @@ from typing import Any
 
 from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID
 
-DEFAULT_LISTEN = "127.0.0.1:8765"
+# By default the station listens on a Unix socket that only its user can open: whoever reaches
+# the API commands the payload with the station's uplink key.
+SOCKET_FILE = "station.sock"
 DATA_ENV = "GROUNDSW_DATA"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
@@ -53,8 +56,19 @@ class StationConfig:
     """Where the station listens, where its data lives, and its payloads (at least one)."""
 
     payloads: tuple[PayloadConfig, ...]
-    listen: str = DEFAULT_LISTEN
+    listen: str | None = None
     data_dir: Path = field(default_factory=lambda: default_data_dir())
+
+    @property
+    def address(self) -> tuple[str, int] | Path:
+        """Where it listens: (host, port), or a Unix socket's path (by default, in the data
+        directory)."""
+        return parse_listen(self.listen) if self.listen else self.data_dir / SOCKET_FILE
+
+    @property
+    def listen_text(self) -> str:
+        address = self.address
+        return f"unix:{address}" if isinstance(address, Path) else f"{address[0]}:{address[1]}"
 
     def payload(self, name: str | None) -> PayloadConfig:
         """The payload named `name`, or the only one when None; StationConfigError if none."""
@@ -130,8 +144,10 @@ def load_station_config(path: Path) -> StationConfig:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise StationConfigError(f"{path}: payload {twice[0]!r} is defined twice")
-    listen = str(station.get("listen", DEFAULT_LISTEN))
-    parse_listen(listen)
+    listen = station.get("listen")
+    if listen is not None:
+        listen = str(listen)
+        parse_listen(listen)
     data_dir = station.get("data_dir")
     return StationConfig(
         payloads,

@@ -18,7 +18,7 @@ from pathlib import Path
 import uvicorn
 
 from groundsw.station.api import create_app
-from groundsw.station.config import StationConfig, parse_listen
+from groundsw.station.config import StationConfig
 from groundsw.station.station import Station
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def find_station(data_dir: Path) -> StationInfo | None:
 
 
 def _write_discovery(config: StationConfig) -> Path:
-    listen = parse_listen(config.listen)
+    listen = config.address
     if isinstance(listen, Path):
         base_url, unix_socket = "http://localhost", str(listen)
     else:
@@ -129,33 +129,50 @@ def run_station(config: StationConfig, say: Callable[[str], None]) -> int:
     """Open the links, serve until SIGINT or SIGTERM; StationError before serving when a link
     cannot be opened."""
     with Station(config) as station:
-        listen = parse_listen(config.listen)
-        if isinstance(listen, Path):
-            with contextlib.suppress(FileNotFoundError):
-                listen.unlink()  # a socket left by a station that died
-            server_config = uvicorn.Config(
-                create_app(station), uds=str(listen), log_level="warning", lifespan="off"
-            )
+        address = config.address
+        app = create_app(station)
+        sockets: list[socket.socket] = []
+        if isinstance(address, Path):
+            sockets.append(_private_unix_socket(address))
+            server_config = uvicorn.Config(app, log_level="warning", lifespan="off")
         else:
             server_config = uvicorn.Config(
-                create_app(station),
-                host=listen[0],
-                port=listen[1],
-                log_level="warning",
-                lifespan="off",
+                app, host=address[0], port=address[1], log_level="warning", lifespan="off"
             )
         discovery: list[Path] = []
 
         def ready() -> None:
             discovery.append(_write_discovery(config))
-            say(f"ground station listening on {config.listen}; data in {config.data_dir}")
+            say(f"ground station listening on {config.listen_text}; data in {config.data_dir}")
             for payload in config.payloads:
                 say(f"payload {payload.name}: {payload.port} at {payload.baud} baud")
 
         try:
-            _Server(server_config, ready).run()
+            _Server(server_config, ready).run(sockets=sockets or None)
         finally:
             for path in discovery:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            for sock in sockets:
+                sock.close()
+                if isinstance(address, Path):
+                    with contextlib.suppress(OSError):
+                        address.unlink()
     return 0
+
+
+def _private_unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at `path` that only this user can connect to (uvicorn would make
+    it 0666: anyone on the machine could then command the payload)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a station that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock

@@ -102,7 +102,8 @@ def test_serve_without_a_file_serves_the_port_of_the_options(tmp_path: Path) -> 
     )  # fmt: skip
     config = station_config(args)
     assert config.payloads == (PayloadConfig("fm1", "/dev/pts/9", 9600),)
-    assert config.data_dir == tmp_path and config.listen == "127.0.0.1:8765"
+    assert config.data_dir == tmp_path and config.address == tmp_path / "station.sock"
+    assert config.listen_text == f"unix:{tmp_path / 'station.sock'}"
     args.port = None
     with pytest.raises(StationConfigError, match="nothing to serve"):
         station_config(args)
