@@ -66,7 +66,12 @@ from groundsw.station_commands import (
     summary_line,
 )
 from groundsw.timespec import TimeSpecError
-from groundsw.transfer import GroundInputError, OperationContext, add_file_commands
+from groundsw.transfer import (
+    GroundInputError,
+    OneSentenceParser,
+    OperationContext,
+    add_file_commands,
+)
 from groundsw.uplink_security import (
     RefusalLog,
     UplinkKeyError,
@@ -185,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="this help; with a NAME, the command's arguments, ranges, units and descriptions",
     )
     tm = sub.add_parser("tm", help="telemetry: live view, archive queries and plots")
-    tm_sub = tm.add_subparsers(dest="tm_command", required=True, metavar="TM_COMMAND")
+    tm_sub = tm.add_subparsers(
+        dest="tm_command", required=True, metavar="TM_COMMAND", parser_class=OneSentenceParser
+    )
     live = tm_sub.add_parser("live", help="live table of the latest values with limit colours")
     live.add_argument(
         "--duration", type=_positive_float, help="seconds to run (default: until Ctrl-C)"
@@ -432,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                     assert isinstance(session, ClientLink)
                     status_once(session, dictionary, args.timeout, _print)
                 elif args.command == "ping":
-                    run_ping(session, args.count, args.interval, args.timeout, print)
+                    run_ping(session, args.count, args.interval, args.timeout, _print)
                 elif args.command == "cmd":
                     assert prepared is not None
                     if not args.force:

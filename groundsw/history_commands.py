@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from groundsw.archive import ArchiveStore, EventRecord, Sample
 from groundsw.export import (
@@ -42,7 +43,7 @@ class HistoryContext:
     now: Callable[[], float]
 
 
-def add_tm_commands(tm_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_tm_commands(tm_sub: argparse._SubParsersAction[Any]) -> None:
     query = tm_sub.add_parser("query", help="a parameter's archived values")
     query.add_argument("parameter")
     query.add_argument("--since", default="1h", help="duration before now or ISO time (1h)")

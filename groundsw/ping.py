@@ -88,20 +88,28 @@ def run_ping(
     last error (LinkTimeout, or CommandFailed when the payload refused them all) otherwise."""
     result = PingResult()
     last: LinkTimeout | CommandFailed | None = None
-    for number in range(1, count + 1):
-        if number > 1 and interval > 0:
-            time.sleep(interval)
-        result.sent += 1
-        try:
-            result.round_trips.append(ping_once(session, number, timeout, out))
-        except CommandFailed as exc:
-            out(f"ping {number}: refused: {exc}")
-            result.refused += 1
-            last = exc
-        except LinkTimeout as exc:
-            # Other link errors (the port, COP-1 given up) end the run: no later ping goes out.
-            out(f"ping {number}: lost: {exc}")
-            last = exc
+    try:
+        for number in range(1, count + 1):
+            if number > 1 and interval > 0:
+                time.sleep(interval)
+            try:
+                trip = ping_once(session, number, timeout, out)
+            except CommandFailed as exc:
+                out(f"ping {number}: refused: {exc}")
+                result.refused += 1
+                last = exc
+            except LinkTimeout as exc:
+                # Other link errors (the port, COP-1 given up) end the run: no later ping.
+                out(f"ping {number}: lost: {exc}")
+                last = exc
+            else:
+                result.round_trips.append(trip)
+            result.sent += 1  # counted once its fate is known
+    except KeyboardInterrupt:
+        # As ping(8): Ctrl-C still shows what the pings that ended found.
+        if result.sent:
+            out(summary_text(result))
+        raise
     if count > 1:
         out(summary_text(result))
     if result.round_trips or last is None:
