@@ -258,3 +258,18 @@ def test_a_script_uploads_and_downloads_files_through_the_station(
     listed = groundsw(data, "file", "list")
     assert listed.returncode == 0, listed.stderr
     assert any(line.split()[-1] == "blob.bin" for line in listed.stdout.splitlines())
+
+
+def test_the_station_rides_out_a_payload_restart(station: tuple[Bench, Path, Path]) -> None:
+    bench, data, sock = station
+    with http(sock) as api:
+        wait_link_up(api)
+        assert bench.stop_flight() == 0
+        bench.start_flight()
+        # The restarted payload's FARM is back at V(R) = 0: the station starts COP-1 again
+        # by itself, and the next command, from any client, goes through.
+        pinged = groundsw(data, "ping", "--timeout", "30")
+        assert pinged.returncode == 0, pinged.stderr
+        state = api.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]
+        assert state["up"] and state["cop1"] == "active"
+        assert state["refusals"] is None  # no frame of ours refused across the restart
