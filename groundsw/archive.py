@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from spacelink.icd import TM_VCID_IDLE
 from spacelink.spacepacket import PusTc, PusTm
+from spacelink.tmframe import TmFrame
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, TmKind, UnknownName
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,16 @@ CREATE TABLE IF NOT EXISTS events (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (received_at);
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    vcid INTEGER NOT NULL,
+    mc_count INTEGER NOT NULL,
+    vc_count INTEGER NOT NULL,
+    clcw INTEGER NOT NULL,
+    raw BLOB
+);
+CREATE INDEX IF NOT EXISTS frames_time ON frames (received_at);
 CREATE TABLE IF NOT EXISTS commands (
     id INTEGER PRIMARY KEY,
     submitted_at REAL NOT NULL,
@@ -132,6 +144,18 @@ class PacketRecord:
 
 
 @dataclass(frozen=True)
+class FrameRecord:
+    """One TM frame as received: its counters, CLCW and octets (None for an idle frame)."""
+
+    received_at: float
+    vcid: int
+    mc_count: int
+    vc_count: int
+    clcw: int
+    raw: bytes | None
+
+
+@dataclass(frozen=True)
 class CommandStage:
     """One thing the link said about a command: when (UNIX time), what, and its detail."""
 
@@ -171,6 +195,8 @@ class ArchiveStore(Protocol):
     serving a fleet would be another implementation of the same methods."""
 
     def store(self, tm: PusTm, raw: bytes, received_at: float) -> None: ...
+
+    def store_frame(self, frame: TmFrame, received_at: float) -> None: ...
 
     def record_command(
         self, at: float, client: str, tc: PusTc, name: str, arguments: str, outcome: str
@@ -365,6 +391,30 @@ class Archive:
             or time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S
         ):
             self._commit()
+
+    def store_frame(self, frame: TmFrame, received_at: float) -> None:
+        """Archive one TM frame (called on the receiving thread): its counters and CLCW, and
+        its octets unless it is an idle frame (a CLCW a second adds nothing else)."""
+        raw = None if frame.vcid == TM_VCID_IDLE else frame.pack()
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO frames (received_at, vcid, mc_count, vc_count, clcw, raw)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (received_at, frame.vcid, frame.mc_count, frame.vc_count, frame.ocf, raw),
+                )
+                self._uncommitted += 1
+            except sqlite3.Error as exc:
+                self.write_errors += 1
+                log.error("frame not archived in %s: %s", self.path, exc)
+
+    def frames(self, since: float | None = None) -> list[FrameRecord]:
+        rows = self._query(
+            "SELECT received_at, vcid, mc_count, vc_count, clcw, raw FROM frames"
+            " WHERE received_at >= ? ORDER BY id",
+            (since or 0.0,),
+        )
+        return [FrameRecord(*r) for r in rows]
 
     def record_command(
         self,

@@ -315,7 +315,10 @@ def _through_station(args: argparse.Namespace) -> Iterator[PayloadLink]:
     )
     try:
         args.refusals = StationRefusals(station, payload)
-        state = station_get(station, f"/payloads/{payload}")["link"]
+        summary = station_get(station, f"/payloads/{payload}")
+        state = summary["link"]
+        # The payload's dictionary as its housekeeping said: checked without a round trip.
+        args.known_hash = summary.get("dictionary_hash")
         where = f"{state['port']} through the ground station (payload {payload})"
         if state["up"]:
             print(f"link up on {where}: COP-1 {state['cop1']}, CLCW {state['clcw']}")
@@ -389,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status" and found is not None and args.payload is None:
             return run_status(found, _print)  # the whole fleet
         args.station, args.payload_name = resolve_payload(found, args.port, args.payload)
+        args.known_hash = None
         if args.command in ("status", "queue") and args.station is not None:
             if args.command == "status":
                 return run_status(args.station, _print, args.payload_name)
@@ -443,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif args.command == "cmd":
                     assert prepared is not None
                     if not args.force:
-                        check_dictionary(session, dictionary, args.timeout)
+                        check_dictionary(session, dictionary, args.timeout, args.known_hash)
                     command, app_data = prepared
                     run_command(session, dictionary, command, app_data, args.timeout, _print)
                 elif args.command == "tm" and args.tm_command == "live":
@@ -465,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 elif operation is not None:
                     if not args.force:
-                        check_dictionary(session, dictionary, args.timeout)
+                        check_dictionary(session, dictionary, args.timeout, args.known_hash)
                     context = OperationContext(
                         session,
                         dictionary,

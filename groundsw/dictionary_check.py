@@ -100,8 +100,13 @@ def _raw_hash(service: int, subtype: int, data: bytes, pid: int) -> int | None:
     return None
 
 
-def check_dictionary(session: PayloadLink, dictionary: Dictionary, timeout: float) -> None:
-    """DictionaryMismatch unless the payload's dictionary hash equals ours."""
-    payload_hash = payload_dictionary_hash(session, dictionary, timeout)
+def check_dictionary(
+    session: PayloadLink, dictionary: Dictionary, timeout: float, known: int | None = None
+) -> None:
+    """DictionaryMismatch unless the payload's dictionary hash equals ours. `known`: the hash
+    its housekeeping reported lately (a ground station's), which spares a round trip."""
+    payload_hash = (
+        known if known is not None else payload_dictionary_hash(session, dictionary, timeout)
+    )
     if payload_hash != dictionary.hash32:
         raise DictionaryMismatch(payload_hash, dictionary)

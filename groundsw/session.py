@@ -242,6 +242,7 @@ class LinkSession:
         self._records: dict[RequestId, CommandRecord] = {}
         self._listeners: dict[object, tuple[TmListener, TmFilter | None]] = {}
         self._packet_sinks: list[Callable[[PusTm, bytes, float], None]] = []
+        self._frame_sinks: list[Callable[[TmFrame, float], None]] = []
         self._init_done = threading.Event()
         self._init_error: str | None = None
         self._tx: queue.Queue[bytes | None] = queue.Queue()
@@ -424,6 +425,12 @@ class LinkSession:
         """
         with self._lock:
             self._packet_sinks.append(sink)
+
+    def add_frame_sink(self, sink: Callable[[TmFrame, float], None]) -> None:
+        """Call `sink(frame, unix_time)` for every TM frame received (on the receiving thread:
+        quick)."""
+        with self._lock:
+            self._frame_sinks.append(sink)
 
     def unsubscribe(self, handle: object) -> None:
         """Stop a subscription (its queue) or a listener (its handle)."""
@@ -622,6 +629,13 @@ class LinkSession:
 
     def _on_frame(self, frame: TmFrame) -> None:
         self.last_frame_at = self._clock()
+        if self._frame_sinks:
+            wall = time.time()
+            for frame_sink in self._frame_sinks:
+                try:
+                    frame_sink(frame, wall)
+                except Exception:  # a failing archive must not take the link down
+                    log.exception("frame sink failed")
         clcw = Clcw.from_int(frame.ocf)
         if traffic.isEnabledFor(logging.DEBUG):
             traffic.debug(

@@ -58,6 +58,12 @@ def follow(
                     f"frame) but no completion report came within {timeout:g} s: "
                     "telemetry lost on the downlink?"
                 )
+            if record.history and record.history[-1].kind is EventKind.QUEUED:
+                raise LinkTimeout(
+                    f"no answer to {name} {record.request_id} within {timeout:g} s: the link is "
+                    "down and it was not sent (a ground station keeps it queued until the link "
+                    "is back or it expires: groundsw queue lists it, --cancel drops it)"
+                )
             raise LinkTimeout(f"no answer to {name} {record.request_id} within {timeout:g} s")
         try:
             first = record.events.get(timeout=min(remaining, 0.1))
@@ -71,7 +77,9 @@ def follow(
                     on_reply(item, item.received_at - record.sent_at)
                 continue
             elapsed = item.at - record.sent_at
-            if item.kind is EventKind.FRAME_ACKNOWLEDGED:
+            if item.kind is EventKind.QUEUED:
+                out(f"  {'queued':<20}{ms(elapsed)}  {item.reason}: sent when the link is back")
+            elif item.kind is EventKind.FRAME_ACKNOWLEDGED:
                 out(f"  {'frame acknowledged':<20}{ms(elapsed)}")
             elif item.kind is EventKind.DROPPED:
                 raise LinkTimeout(f"the uplink gave up on {record.request_id}: {item.reason}")

@@ -338,8 +338,94 @@ def create_app(station: Station) -> FastAPI:
         await websocket.accept()
         await serve_link_client(websocket, link, client)
 
+    @app.websocket(f"{PREFIX}/payloads/{{name}}/telemetry")
+    async def telemetry_socket(websocket: WebSocket, name: str) -> None:
+        """Live telemetry for scripts: every packet sent to everyone (housekeeping, events,
+        reports), decoded, as it arrives."""
+        try:
+            link = station.link(name)
+        except KeyError:
+            await websocket.close(code=4404, reason=f"no payload named {name!r}")
+            return
+        await websocket.accept()
+        await stream_telemetry(websocket, link)
+
+    @app.websocket(f"{PREFIX}/payloads/{{name}}/commands/{{request}}/stages")
+    async def stages_socket(websocket: WebSocket, name: str, request: str) -> None:
+        """A command's stages as they happen (one JSON object each); closed at its end."""
+        with lock:
+            entry = tracked.get((name, request))
+        if entry is None:
+            await websocket.close(code=4404, reason=f"no command {request} sent to {name} lately")
+            return
+        await websocket.accept()
+        link = station.link(name)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[CommandEvent] = asyncio.Queue()
+        record = entry.record
+
+        def forward(_: CommandRecord, event: CommandEvent) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        record.listeners.append(forward)
+        try:
+            for event in list(record.history):  # what came before: may be forwarded twice
+                await events.put(event)
+            to_wall = time.time() - time.monotonic()
+            sent: set[int] = set()
+            while True:
+                event = await events.get()
+                if id(event) in sent:
+                    continue
+                sent.add(id(event))
+                stage, detail, outcome = describe_event(event, link.dictionary)
+                state = None if outcome is None else outcome_state(outcome)
+                await websocket.send_json(
+                    {"at": event.at + to_wall, "stage": stage, "detail": detail, "state": state}
+                )
+                if state in ("completed", "failed", "dropped"):
+                    break
+            await websocket.close()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            record.listeners.remove(forward)
+
     add_transfer_routes(app, station)
     return app
+
+
+async def stream_telemetry(websocket: WebSocket, link: OwnedLink) -> None:
+    """Every packet for everyone, decoded, until the client goes."""
+    loop = asyncio.get_running_loop()
+    packets: asyncio.Queue[ReceivedTm] = asyncio.Queue()
+    client = link.client(
+        "telemetry socket", link.free_source_id(FIRST_CLIENT_SOURCE_ID, LAST_CLIENT_SOURCE_ID)
+    )
+
+    def deliver(item: ReceivedTm) -> None:  # on the link's thread
+        loop.call_soon_threadsafe(packets.put_nowait, item)
+
+    client.listen(deliver)
+    to_wall = time.time() - time.monotonic()
+    try:
+        while True:
+            item = await packets.get()
+            tm = item.tm
+            if tm.destination_id != 0:
+                continue
+            message = reply(link, tm).model_dump()
+            message.update(
+                received_at=item.received_at + to_wall,
+                onboard_time=tm.time.to_unix(),
+                service=tm.service,
+                subtype=tm.subtype,
+            )
+            await websocket.send_json(message)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        client.close()
 
 
 async def serve_link_client(websocket: WebSocket, link: OwnedLink, name: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from groundsw.archive import ArchiveError, ArchiveStore
+from groundsw.dictionary_check import HASH_PARAMETER
 from groundsw.send_command import describe_failure
 from groundsw.session import (
     CommandEvent,
@@ -32,7 +33,7 @@ from spacelink.cop1 import FopState
 from spacelink.errors import Cop1Error, LinkError
 from spacelink.pus import VERIFICATION_SERVICE, Stage
 from spacelink.spacepacket import AckFlags, PusTc, PusTm, RequestId
-from telemetry_defs.model import CodecError, Dictionary, TmKind, UnknownName
+from telemetry_defs.model import CodecError, Dictionary, UnknownName
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ SUPERVISE_S = 0.1
 RETRY_INIT_S = 2.0
 DEFAULT_QUEUE_EXPIRY_S = 600.0
 ARGUMENTS_TEXT_MAX = 200
-HOUSEKEEPING = (3, 25)
+# Packets that carry parameter values (housekeeping, parameter reports) and events.
+LATEST_VALUE_SERVICES = (3, 5, 20)
+STARTED_EVENT = "PAYLOAD_STARTED"
 
 Clock = Callable[[], float]
 CommandListener = Callable[[CommandRecord, CommandEvent], None]
@@ -86,15 +89,18 @@ class OwnedLink:
         init_mode: InitMode = InitMode.AUTO,
         init_timeout: float = 10.0,
         queue_expiry_s: float = DEFAULT_QUEUE_EXPIRY_S,
+        ask_dictionary: bool = False,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
     ) -> None:
-        """`init_mode`: how the AD service is first started (AUTO after that)."""
+        """`init_mode`: how the AD service is first started (AUTO after that);
+        `ask_dictionary`: ask the payload for its dictionary's hash when the link comes up."""
         self.name = name
         self.session = session
         self.dictionary = dictionary
         self.archive = archive
         self.queue_expiry_s = queue_expiry_s
+        self._ask_dictionary_hash = ask_dictionary
         self._init_mode = init_mode
         self._init_timeout = init_timeout
         self._clock = clock
@@ -118,6 +124,7 @@ class OwnedLink:
         session.add_packet_sink(security_event_sink(dictionary, *handlers))
         session.add_packet_sink(self._on_packet)
         if archive is not None:
+            session.add_frame_sink(archive.store_frame)
             session.add_packet_sink(archive.store)
         self._supervisor = threading.Thread(
             target=self._supervise, name=f"station-{name}", daemon=True
@@ -292,6 +299,7 @@ class OwnedLink:
         self.last_init_error = None
         log.info("%s: COP-1 active again", self.name)
         self._release()
+        self._ask_dictionary()
 
     def _link_up(self) -> bool:
         """Frames arrive: the payload hears us, and will answer."""
@@ -319,16 +327,34 @@ class OwnedLink:
         return CommandEvent(kind, self._clock(), self.session.arrival(), reason=reason)
 
     def _on_packet(self, tm: PusTm, raw: bytes, when: float) -> None:
-        if (tm.service, tm.subtype) != HOUSEKEEPING:
+        # Housekeeping and parameter reports give the latest values; the payload's start event
+        # gives its dictionary (a restarted payload may run another).
+        if tm.service not in LATEST_VALUE_SERVICES:
             return
         try:
             decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
         except (CodecError, UnknownName):
             return
-        if decoded.kind is TmKind.HOUSEKEEPING:
-            with self._lock:
-                for name, value in decoded.parameters.items():
-                    self.latest[name] = (value, when)
+        with self._lock:
+            for name, value in decoded.parameters.items():
+                self.latest[name] = (value, when)
+            if decoded.name == STARTED_EVENT:
+                self.latest[HASH_PARAMETER] = (decoded.values["dictionary_hash"], when)
+
+    def _ask_dictionary(self) -> None:
+        """Have the payload report its dictionary's hash, once, as the link comes up: clients
+        then check theirs against it without a round trip of their own."""
+        if not self._ask_dictionary_hash or self.value(HASH_PARAMETER) is not None:
+            return
+        command = self.dictionary.command("PARAM_REPORT")
+        parameter = self.dictionary.parameter(HASH_PARAMETER)
+        tc = self.session.build(
+            command.service, command.subtype, command.encode({"ids": [parameter.id]})
+        )
+        try:
+            self.submit("ground station", tc)
+        except LinkError as exc:
+            log.warning("%s: dictionary not asked for: %s", self.name, exc)
 
     def _describe(self, tc: PusTc) -> tuple[str, str]:
         command = self.dictionary.command_for(tc.service, tc.subtype)

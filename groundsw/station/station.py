@@ -39,6 +39,7 @@ class PayloadSummary:
     mode: str | None
     jobs_queued: int | None
     jobs_running: int | None
+    dictionary_hash: int | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class PayloadSummary:
             "mode": self.mode,
             "jobs_queued": self.jobs_queued,
             "jobs_running": self.jobs_running,
+            "dictionary_hash": self.dictionary_hash,
         }
 
 
@@ -102,7 +104,7 @@ class Station:
             fop=FopConfig(t1=default_t1(payload.baud)),
             security=security,
         )
-        link = OwnedLink(payload.name, session, dictionary, archive).start()
+        link = OwnedLink(payload.name, session, dictionary, archive, ask_dictionary=True).start()
         log.info("payload %s on %s, archive in %s", payload.name, payload.port, data_dir)
         return link
 
@@ -120,6 +122,7 @@ class Station:
         mode = link.value("MODE")
         queued = link.value("JOBS_QUEUED")
         running = link.value("JOBS_RUNNING")
+        dictionary_hash = link.value("DICTIONARY_HASH")
         modes = link.dictionary.enums.get("Mode")
         return PayloadSummary(
             name=name,
@@ -127,6 +130,7 @@ class Station:
             mode=None if mode is None else (modes.to_text(mode[0]) if modes else str(mode[0])),
             jobs_queued=None if queued is None else int(queued[0]),
             jobs_running=None if running is None else int(running[0]),
+            dictionary_hash=None if dictionary_hash is None else int(dictionary_hash[0]),
         )
 
     def close(self) -> None:

@@ -61,7 +61,11 @@ def http(sock: Path) -> httpx.Client:
 
 
 def wait_link_up(client: httpx.Client) -> None:
+    """Until the station's link is up and it knows the payload's dictionary (it asks)."""
     deadline = time.monotonic() + 20
-    while not client.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
-        assert time.monotonic() < deadline, "the station's link did not come up"
+    while True:
+        summary = client.get(f"/api/v1/payloads/{PAYLOAD}").json()
+        if summary["link"]["up"] and summary["dictionary_hash"] is not None:
+            return
+        assert time.monotonic() < deadline, f"the station's link did not come up: {summary}"
         time.sleep(0.2)

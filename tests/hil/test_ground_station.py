@@ -7,6 +7,7 @@ history hold everything."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import unix_connect
 
 from groundsw.archive import Archive
 from groundsw.station.config import payload_data_dir
@@ -41,9 +43,13 @@ def test_many_clients_at_once_each_with_its_own_replies(
             [str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        # A client on the link socket, listening to everything it is given meanwhile.
+        # A client on the link socket, listening to everything it is given meanwhile, and a
+        # script reading decoded live telemetry.
         link = ServiceLink("http://station", PAYLOAD, "test client", sock)
         seen = link.subscribe()
+        telemetry = unix_connect(
+            str(sock), f"ws://station/api/v1/payloads/{PAYLOAD}/telemetry"
+        ).__enter__()
         ping = [str(BIN / "groundsw"), "--data-dir", str(data), "ping", "--count", "4"]
         pings = [
             subprocess.Popen(ping, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -64,10 +70,16 @@ def test_many_clients_at_once_each_with_its_own_replies(
                 )
                 assert sent.status_code == 202, sent.text
                 request = sent.json()["request"]
+                with unix_connect(
+                    str(sock), f"ws://station/api/v1/payloads/{PAYLOAD}/commands/{request}/stages"
+                ) as stages:
+                    streamed = [json.loads(text) for text in stages]
                 done = api.get(
                     f"/api/v1/payloads/{PAYLOAD}/commands/{request}", params={"wait": 20}
                 )
                 script_results.append(done.json())
+                assert [x["stage"] for x in streamed] == [x["stage"] for x in done.json()["stages"]]
+                assert streamed[-1]["state"] == "completed"
 
         worker = threading.Thread(target=script)
         worker.start()
@@ -93,6 +105,14 @@ def test_many_clients_at_once_each_with_its_own_replies(
         assert len(replies) == 4
         assert {tm.destination_id for tm in received} <= {0, link.source_id}
         link.close()
+        decoded: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 8  # PAYLOAD_STATUS goes out every 5 s
+        while "PAYLOAD_STATUS" not in {d["name"] for d in decoded}:
+            decoded.append(json.loads(telemetry.recv(max(0.1, deadline - time.monotonic()))))
+        telemetry.close()
+        # Housekeeping the payload sent to everyone meanwhile, decoded; no one's replies.
+        assert "PAYLOAD_STATUS" in {d["name"] for d in decoded}
+        assert not {d["name"] for d in decoded} & {"ARE_YOU_ALIVE_REPORT", "PARAM_VALUES"}
         follower.send_signal(signal.SIGINT)
         follower.communicate(timeout=20)
 
@@ -120,11 +140,16 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
     bench, data, sock = station
     with http(sock) as api:
         wait_link_up(api)
-        bench.link.cut(8.0)
+        bench.link.cut(10.0)
         deadline = time.monotonic() + 10
         while api.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]["up"]:
             assert time.monotonic() < deadline, "the station did not see the cut"
             time.sleep(0.2)
+        # A groundsw command meanwhile says it is queued, and that it was not sent.
+        early = groundsw(data, "--timeout", "2", "cmd", "PARAM_REPORT", "ids=UPTIME")
+        assert early.returncode == 3
+        assert "queued" in early.stdout and "link down: sent when the link is back" in early.stdout
+        assert "the link is down and it was not sent" in early.stderr
         sent = [
             api.post(
                 f"/api/v1/payloads/{PAYLOAD}/commands",
@@ -142,7 +167,7 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
         assert refused.status_code == 422
         assert refused.json()["detail"] == "LINK_SEQUENCE_CHECK needs 'filler'"
         queued = [item["request"] for item in api.get(f"/api/v1/payloads/{PAYLOAD}/queue").json()]
-        assert queued == [s["request"] for s in sent]
+        assert queued[1:] == [s["request"] for s in sent]  # behind groundsw cmd's
         cancelled = groundsw(data, "queue", "--cancel", sent[1]["request"])
         assert cancelled.returncode == 0, cancelled.stderr
         listed = groundsw(data, "queue")
@@ -155,6 +180,10 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
         ]
     assert [f["state"] for f in finals] == ["completed", "dropped", "completed"]
     assert finals[1]["stages"][-1]["detail"] == "cancelled in the queue"
+    # The command of the groundsw that gave up went out too, first, once the link was back.
+    history = groundsw(data, "history", "--since", "5m").stdout.splitlines()
+    gave_up = [line for line in history if "groundsw cmd" in line]
+    assert len(gave_up) == 1 and "PARAM_REPORT" in gave_up[0] and "completed" in gave_up[0]
     assert groundsw(data, "queue").stdout.startswith("no command waiting")
 
 
@@ -217,7 +246,11 @@ def test_two_payloads_on_one_station_never_cross(make_bench: Any, tmp_path: Path
         for name in ("fm1", "fm2"):
             with Archive(payload_data_dir(data, name), D) as archive:
                 history = archive.commands()
-            assert [c.name for c in history] == ["LINK_SEQUENCE_CHECK"] * 3 + ["ARE_YOU_ALIVE"]
+            # The station's own: the payload's dictionary asked once when the link came up.
+            assert [c.name for c in history if c.client == "ground station"] == ["PARAM_REPORT"]
+            assert [c.name for c in history if c.client != "ground station"] == [
+                "LINK_SEQUENCE_CHECK"
+            ] * 3 + ["ARE_YOU_ALIVE"]
     finally:
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=20)

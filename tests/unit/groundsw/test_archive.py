@@ -14,6 +14,7 @@ from groundsw import archive as archive_module
 from groundsw.archive import ARCHIVE_FILE, Archive, ArchiveError
 from spacelink.cdstime import CdsTime
 from spacelink.spacepacket import PusTm
+from spacelink.tmframe import TmFrame
 from telemetry_defs.loader import default_dictionary
 from telemetry_defs.model import Severity, UnknownName
 
@@ -400,3 +401,17 @@ def test_a_damaged_archive_gives_archive_error_when_read(tmp_path: Path) -> None
 
     with pytest.raises(ArchiveError, match="malformed"):
         open_and_read()
+
+
+def test_frames_are_archived_with_their_octets_but_idle_ones_without(archive: Archive) -> None:
+    data = TmFrame(500, 0, 3, 9, 0, bytes(1103), 0x01000500)
+    idle = TmFrame(500, 7, 4, 1, 0x7FE, bytes(1103), 0x01000501)
+    archive.store_frame(data, 100.0)
+    archive.store_frame(idle, 101.0)
+    frames = archive.frames()
+    assert [(f.received_at, f.vcid, f.mc_count, f.vc_count, f.clcw) for f in frames] == [
+        (100.0, 0, 3, 9, 0x01000500),
+        (101.0, 7, 4, 1, 0x01000501),
+    ]
+    assert frames[0].raw == data.pack() and frames[1].raw is None
+    assert [f.vcid for f in archive.frames(since=100.5)] == [7]
