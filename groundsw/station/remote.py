@@ -27,6 +27,7 @@ from spacelink.spacepacket import AckFlags, PusTm, RequestId
 log = logging.getLogger(__name__)
 
 SUBMIT_TIMEOUT_S = 10.0
+RECONNECT_S = 1.0
 
 
 class StationUnavailable(LinkError):
@@ -48,33 +49,23 @@ class ServiceLink:
         client: str,
         unix_socket: Path | None = None,
         timeout: float = 10.0,
+        reconnect: bool = True,
     ) -> None:
+        """StationUnavailable when the station cannot be reached. `reconnect`: after the
+        station goes away (a restart), connect again, every second, until closed; commands
+        meanwhile raise StationUnavailable."""
         url = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        uri = f"{url}/api/v1/payloads/{quote(payload)}/link?client={quote(client)}"
-        where = str(unix_socket) if unix_socket else base_url
-        self._stack = contextlib.ExitStack()
-        try:
-            if unix_socket is not None:
-                opening = unix_connect(str(unix_socket), uri, open_timeout=timeout, max_size=None)
-            else:
-                opening = connect(uri, open_timeout=timeout, max_size=None)
-            self._ws: ClientConnection = self._stack.enter_context(opening)
-            hello = self._ws.recv(timeout)
-            message = wire.decode_message(hello)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
-            self._stack.close()
-            raise StationUnavailable(f"cannot reach the ground station at {where}: {exc}") from None
-        if message.get("type") != "hello":
-            self._stack.close()
-            raise StationUnavailable(f"the ground station at {where} did not greet: {message}")
+        self._uri = f"{url}/api/v1/payloads/{quote(payload)}/link?client={quote(client)}"
+        self._where = str(unix_socket) if unix_socket else base_url
+        self._timeout = timeout
+        self._reconnect = reconnect
         self.payload = payload
         self.base_url = base_url
         self.unix_socket = unix_socket
-        self.source_id = int(message["source_id"])
-        self._max_packet_octets = int(message["max_packet_octets"])
         self.error: BaseException | None = None
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self._tags = itertools.count(1)
         self._order = itertools.count()
         self._waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
@@ -82,8 +73,37 @@ class ServiceLink:
         # Events of a command that came before the station said it was submitted (queued).
         self._early: defaultdict[RequestId, list[CommandEvent]] = defaultdict(list)
         self._listeners: dict[object, TmListener] = {}
+        self._stack = contextlib.ExitStack()
+        self._ws = self._connect()
         self._reader = threading.Thread(target=self._read_loop, name="station-link", daemon=True)
         self._reader.start()
+
+    def _connect(self) -> ClientConnection:
+        """Open the link socket and read the station's greeting (this client's source ID)."""
+        stack = contextlib.ExitStack()
+        try:
+            if self.unix_socket is not None:
+                opening = unix_connect(
+                    str(self.unix_socket), self._uri, open_timeout=self._timeout, max_size=None
+                )
+            else:
+                opening = connect(self._uri, open_timeout=self._timeout, max_size=None)
+            ws = stack.enter_context(opening)
+            message = wire.decode_message(ws.recv(self._timeout))
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
+            stack.close()
+            raise StationUnavailable(
+                f"cannot reach the ground station at {self._where}: {exc}"
+            ) from None
+        if message.get("type") != "hello":
+            stack.close()
+            raise StationUnavailable(
+                f"the ground station at {self._where} did not greet: {message}"
+            )
+        self.source_id = int(message["source_id"])
+        self._max_packet_octets = int(message["max_packet_octets"])
+        self._stack = stack
+        return ws
 
     @property
     def max_packet_octets(self) -> int:
@@ -152,6 +172,7 @@ class ServiceLink:
         return dict(state)
 
     def close(self) -> None:
+        self._closed.set()
         self._stack.close()
         self._reader.join(2.0)
 
@@ -166,17 +187,34 @@ class ServiceLink:
             raise StationUnavailable(f"the ground station's link socket failed: {exc}") from None
 
     def _read_loop(self) -> None:
-        try:
-            for text in self._ws:
-                self._dispatch(wire.decode_message(text))
-        except (ConnectionClosed, OSError) as exc:
-            self.error = exc
-        else:
-            self.error = StationUnavailable("the ground station closed the link socket")
-        with self._lock:
-            waiting = list(self._waiting.values())
-        for answer in waiting:
-            answer.put({"type": "closed"})
+        while True:
+            try:
+                for text in self._ws:
+                    self._dispatch(wire.decode_message(text))
+            except (ConnectionClosed, OSError) as exc:
+                self.error = exc
+            else:
+                self.error = StationUnavailable("the ground station closed the link socket")
+            with self._lock:
+                waiting = list(self._waiting.values())
+            for answer in waiting:
+                answer.put({"type": "closed"})
+            if not self._reconnect or not self._back():
+                return
+
+    def _back(self) -> bool:
+        """Connect again once the station is back; False when closed meanwhile."""
+        while not self._closed.wait(RECONNECT_S):
+            try:
+                ws = self._connect()
+            except StationUnavailable:
+                continue
+            with self._send_lock:
+                self._ws = ws
+            log.warning("link socket to the ground station open again")
+            self.error = None
+            return True
+        return False
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -306,3 +306,45 @@ def test_the_station_rides_out_a_payload_restart(station: tuple[Bench, Path, Pat
         state = api.get(f"/api/v1/payloads/{PAYLOAD}").json()["link"]
         assert state["up"] and state["cop1"] == "active"
         assert state["refusals"] is None  # no frame of ours refused across the restart
+
+
+def test_a_client_rides_out_a_station_restart(make_bench: Any, tmp_path: Path) -> None:
+    bench: Bench = make_bench(baud=115200)
+    data, sock = tmp_path / "data", tmp_path / "station.sock"
+    serve = [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
+             "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"]  # fmt: skip
+
+    def start() -> subprocess.Popen[str]:
+        process = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not (data / DISCOVERY_FILE).exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        return process
+
+    first = start()
+    link = ServiceLink("http://station", PAYLOAD, "live view", sock)
+    try:
+        with http(sock) as api:
+            wait_link_up(api)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
+        deadline = time.monotonic() + 5
+        while link.error is None:
+            assert time.monotonic() < deadline, "the client did not notice the station stop"
+            time.sleep(0.1)
+        second = start()
+        try:
+            deadline = time.monotonic() + 20
+            while link.error is not None:
+                assert time.monotonic() < deadline, "the client did not connect again"
+                time.sleep(0.2)
+            with http(sock) as api:
+                wait_link_up(api)
+            record = link.command(TEST_SERVICE, ARE_YOU_ALIVE)
+            assert record.finished.wait(20) and record.failure is None
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0
+    finally:
+        link.close()
