@@ -74,7 +74,7 @@ class LiveMonitor:
         self._link_asked = now
         self._link = state = self._link_state()
         if state is None:
-            self.table.set_link("link state unknown (the ground station does not answer)", False)
+            self.table.set_link("link state unknown", down=True)
             return
         age = state.get("last_frame_age")
         seen = "no frame yet" if age is None else f"{age:.1f} s"
@@ -84,6 +84,8 @@ class LiveMonitor:
         self.table.set_link(text, down=not state["up"])
 
     def banner(self, now: float) -> str | None:
+        if self._link_state is not None and self._link is None and self._link_asked:
+            return "the ground station does not answer; the values are from before"
         if self._link is not None and not self._link["up"]:
             age = self._link.get("last_frame_age")
             since = "" if age is None else f" for {age:.0f} s"

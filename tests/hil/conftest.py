@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, Path]]:
     """A bench and `groundsw serve` on its link: (bench, data directory, socket)."""
     yield from run_station(make_bench, tmp_path)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[str]]]:
+    """Start a program for the test (stdout and stderr captured, text); whatever is still
+    running at the end of the test, failed or not, is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(argv: list[str]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,12 @@ D = default_dictionary()
 
 
 def test_many_clients_at_once_each_with_its_own_replies(
-    station: tuple[Bench, Path, Path],
+    station: tuple[Bench, Path, Path], spawn: Callable[[list[str]], subprocess.Popen[str]]
 ) -> None:
     _, data, sock = station
     with http(sock) as api:
         wait_link_up(api)
-        follower = subprocess.Popen(
-            [str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        follower = spawn([str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"])
         # A client on the link socket, listening to everything it is given meanwhile, and a
         # script reading decoded live telemetry.
         link = ServiceLink("http://station", PAYLOAD, "test client", sock)
@@ -51,10 +49,7 @@ def test_many_clients_at_once_each_with_its_own_replies(
             str(sock), f"ws://station/api/v1/payloads/{PAYLOAD}/telemetry"
         ).__enter__()
         ping = [str(BIN / "groundsw"), "--data-dir", str(data), "ping", "--count", "4"]
-        pings = [
-            subprocess.Popen(ping, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)
-        ]
+        pings = [spawn(ping) for _ in range(2)]
         # A script over HTTP: parameter reports, each waited for.
         script_results: list[dict[str, Any]] = []
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,20 +73,18 @@ def test_housekeeping_is_archived_with_no_client_attached(
 
 
 @pytest.mark.slow
-def test_three_clients_for_ten_minutes(station: tuple[Bench, Path, Path]) -> None:
+def test_three_clients_for_ten_minutes(
+    station: tuple[Bench, Path, Path], spawn: Callable[[list[str]], subprocess.Popen[str]]
+) -> None:
     _, data, sock = station
     minutes, commands = 10, 500
     with http(sock) as api:
         wait_link_up(api)
-        live = subprocess.Popen(
+        live = spawn(
             [str(BIN / "groundsw"), "--data-dir", str(data), "tm", "live", "--duration",
-             str(minutes * 60)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             str(minutes * 60)]
         )  # fmt: skip
-        follower = subprocess.Popen(
-            [str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        follower = spawn([str(BIN / "groundsw"), "--data-dir", str(data), "events", "--follow"])
         watcher = ServiceLink("http://station", PAYLOAD, "watcher", sock)
         seen = watcher.subscribe()
         states: list[str] = []
