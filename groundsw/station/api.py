@@ -10,14 +10,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
-from groundsw.archive import ArchiveError
+from groundsw.archive import ArchiveError, ArchiveStore
 from groundsw.session import CommandEvent, CommandRecord, PacketTooLong, ReceivedTm
 from groundsw.station import link_protocol as wire
+from groundsw.station.http_lookup import link_or_404
 from groundsw.station.owned_link import ClientLink, OwnedLink, describe_event, outcome_state
 from groundsw.station.station import (
     FIRST_CLIENT_SOURCE_ID,
@@ -32,6 +34,8 @@ from telemetry_defs.model import CodecError, UnknownName
 from telemetry_defs.valuetypes import DictionaryValueError
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 API_VERSION = "1"
 PREFIX = f"/api/v{API_VERSION}"
@@ -142,10 +146,17 @@ def create_app(station: Station) -> FastAPI:
     lock = threading.Lock()
 
     def owned(name: str) -> OwnedLink:
+        return link_or_404(station, name)
+
+    def archived(name: str, query: Callable[[ArchiveStore], _T]) -> _T:
+        """A query on payload `name`'s archive; a bad time or name, or an archive that cannot
+        be read, is HTTP 422 with its sentence."""
+        link = owned(name)
+        assert link.archive is not None
         try:
-            return station.link(name)
-        except KeyError:
-            raise HTTPException(404, f"no payload named {name!r}") from None
+            return query(link.archive)
+        except (TimeSpecError, ArchiveError, UnknownName) as exc:
+            raise HTTPException(422, str(exc)) from None
 
     def http_client(link: OwnedLink, name: str) -> ClientLink:
         with lock:
@@ -265,12 +276,7 @@ def create_app(station: Station) -> FastAPI:
 
     @app.get(f"{PREFIX}/payloads/{{name}}/history", summary="Commands sent, with their stages")
     def history(name: str, since: str = "1h", limit: int = Query(0, ge=0)) -> list[HistoryItem]:
-        link = owned(name)
-        assert link.archive is not None
-        try:
-            commands = link.archive.commands(parse_time(since, time.time()), limit)
-        except (TimeSpecError, ArchiveError) as exc:
-            raise HTTPException(422, str(exc)) from None
+        commands = archived(name, lambda a: a.commands(parse_time(since, time.time()), limit))
         return [
             HistoryItem(
                 submitted_at=c.submitted_at,
@@ -288,12 +294,7 @@ def create_app(station: Station) -> FastAPI:
     def events(
         name: str, since: str = "1h", severity: int = Query(1, ge=1, le=4)
     ) -> list[EventItem]:
-        link = owned(name)
-        assert link.archive is not None
-        try:
-            records = link.archive.events(parse_time(since, time.time()), severity)
-        except (TimeSpecError, ArchiveError) as exc:
-            raise HTTPException(422, str(exc)) from None
+        records = archived(name, lambda a: a.events(parse_time(since, time.time()), severity))
         return [
             EventItem(
                 received_at=e.received_at,
@@ -310,12 +311,9 @@ def create_app(station: Station) -> FastAPI:
         summary="A parameter's archived values",
     )
     def parameter(name: str, parameter: str, since: str = "1h") -> list[SampleItem]:
-        link = owned(name)
-        assert link.archive is not None
-        try:
-            samples = link.archive.parameter_samples(parameter, parse_time(since, time.time()))
-        except (TimeSpecError, ArchiveError, UnknownName) as exc:
-            raise HTTPException(422, str(exc)) from None
+        samples = archived(
+            name, lambda a: a.parameter_samples(parameter, parse_time(since, time.time()))
+        )
         return [
             SampleItem(
                 received_at=s.received_at,

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from groundsw.station.config import payload_data_dir
+from groundsw.station.http_lookup import link_or_404
 from groundsw.station.owned_link import OwnedLink
 from groundsw.station.station import FIRST_CLIENT_SOURCE_ID, LAST_CLIENT_SOURCE_ID, Station
 from groundsw.transfer import Downloader, Exchange, GroundInputError, Uploader
@@ -83,10 +84,7 @@ def add_transfer_routes(app: FastAPI, station: Station) -> None:
     lock = threading.Lock()
 
     def owned(name: str) -> OwnedLink:
-        try:
-            return station.link(name)
-        except KeyError:
-            raise HTTPException(404, f"no payload named {name!r}") from None
+        return link_or_404(station, name)
 
     def start(link: OwnedLink, transfer: _Transfer, client: str, job: Callable[..., None]) -> None:
         with lock:
