@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 
 DISCOVERY_FILE = "station.json"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A client's link socket stays open for as long as it runs: a stop waits this long for them
+# to close, then closes them.
+SERVER_OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    "lifespan": "off",
+    "timeout_graceful_shutdown": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -134,11 +142,9 @@ def run_station(config: StationConfig, say: Callable[[str], None]) -> int:
         sockets: list[socket.socket] = []
         if isinstance(address, Path):
             sockets.append(_private_unix_socket(address))
-            server_config = uvicorn.Config(app, log_level="warning", lifespan="off")
+            server_config = uvicorn.Config(app, **SERVER_OPTIONS)
         else:
-            server_config = uvicorn.Config(
-                app, host=address[0], port=address[1], log_level="warning", lifespan="off"
-            )
+            server_config = uvicorn.Config(app, host=address[0], port=address[1], **SERVER_OPTIONS)
         discovery: list[Path] = []
 
         def ready() -> None:

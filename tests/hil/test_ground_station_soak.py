@@ -41,7 +41,9 @@ def assert_no_gap(sequence: list[int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "seconds", [8, pytest.param(600, marks=pytest.mark.slow)], ids=["8s", "10min"]
+    "seconds",
+    [8, pytest.param(600, marks=[pytest.mark.slow, pytest.mark.timeout(900)])],
+    ids=["8s", "10min"],
 )
 def test_housekeeping_is_archived_with_no_client_attached(
     station: tuple[Bench, Path, Path], seconds: int
@@ -73,6 +75,7 @@ def test_housekeeping_is_archived_with_no_client_attached(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_three_clients_for_ten_minutes(
     station: tuple[Bench, Path, Path], spawn: Callable[[list[str]], subprocess.Popen[str]]
 ) -> None:
