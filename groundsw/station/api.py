@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from groundsw.archive import ArchiveError, ArchiveStore
 from groundsw.session import CommandEvent, CommandRecord, PacketTooLong, ReceivedTm
 from groundsw.station import link_protocol as wire
+from groundsw.station.feeds import feed_websocket
 from groundsw.station.http_lookup import link_or_404
 from groundsw.station.owned_link import ClientLink, OwnedLink, describe_event, outcome_state
 from groundsw.station.station import (
@@ -45,6 +46,7 @@ RECENT_COMMANDS = 10_000
 _TC_WORD0 = 0x1800
 _UNSEGMENTED = 0xC000
 MAX_WAIT_S = 60.0
+STOP_CHECK_S = 0.2
 
 
 class CommandRequest(BaseModel):
@@ -244,7 +246,7 @@ def create_app(station: Station) -> FastAPI:
         if entry is None:
             raise HTTPException(404, f"no command {request} sent over HTTP to {name} lately")
         if wait:
-            entry.record.finished.wait(wait)
+            wait_unless_stopping(entry.record.finished, wait, station.stopping)
         return status(link, entry)
 
     @app.get(f"{PREFIX}/payloads/{{name}}/queue", summary="Commands waiting for the link")
@@ -359,33 +361,31 @@ def create_app(station: Station) -> FastAPI:
         await websocket.accept()
         link = station.link(name)
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[CommandEvent] = asyncio.Queue()
+        events: asyncio.Queue[CommandEvent | None] = asyncio.Queue()
         record = entry.record
 
         def forward(_: CommandRecord, event: CommandEvent) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         record.listeners.append(forward)
+        for event in list(record.history):  # what came before: may be forwarded twice
+            events.put_nowait(event)
+        to_wall = time.time() - time.monotonic()
+        sent: set[int] = set()
+
+        async def send(event: CommandEvent) -> bool:
+            if id(event) in sent:
+                return False
+            sent.add(id(event))
+            stage, detail, outcome = describe_event(event, link.dictionary)
+            state = None if outcome is None else outcome_state(outcome)
+            await websocket.send_json(
+                {"at": event.at + to_wall, "stage": stage, "detail": detail, "state": state}
+            )
+            return state in ("completed", "failed", "dropped")
+
         try:
-            for event in list(record.history):  # what came before: may be forwarded twice
-                await events.put(event)
-            to_wall = time.time() - time.monotonic()
-            sent: set[int] = set()
-            while True:
-                event = await events.get()
-                if id(event) in sent:
-                    continue
-                sent.add(id(event))
-                stage, detail, outcome = describe_event(event, link.dictionary)
-                state = None if outcome is None else outcome_state(outcome)
-                await websocket.send_json(
-                    {"at": event.at + to_wall, "stage": stage, "detail": detail, "state": state}
-                )
-                if state in ("completed", "failed", "dropped"):
-                    break
-            await websocket.close()
-        except WebSocketDisconnect:
-            pass
+            await feed_websocket(websocket, events, send)
         finally:
             record.listeners.remove(forward)
 
@@ -396,7 +396,7 @@ def create_app(station: Station) -> FastAPI:
 async def stream_telemetry(websocket: WebSocket, link: OwnedLink) -> None:
     """Every packet for everyone, decoded, until the client goes."""
     loop = asyncio.get_running_loop()
-    packets: asyncio.Queue[ReceivedTm] = asyncio.Queue()
+    packets: asyncio.Queue[ReceivedTm | None] = asyncio.Queue()
     client = link.client(
         "telemetry socket", link.free_source_id(FIRST_CLIENT_SOURCE_ID, LAST_CLIENT_SOURCE_ID)
     )
@@ -406,22 +406,23 @@ async def stream_telemetry(websocket: WebSocket, link: OwnedLink) -> None:
 
     client.listen(deliver)
     to_wall = time.time() - time.monotonic()
+
+    async def send(item: ReceivedTm) -> bool:
+        tm = item.tm
+        if tm.destination_id != 0:
+            return False
+        message = reply(link, tm).model_dump()
+        message.update(
+            received_at=item.received_at + to_wall,
+            onboard_time=tm.time.to_unix(),
+            service=tm.service,
+            subtype=tm.subtype,
+        )
+        await websocket.send_json(message)
+        return False
+
     try:
-        while True:
-            item = await packets.get()
-            tm = item.tm
-            if tm.destination_id != 0:
-                continue
-            message = reply(link, tm).model_dump()
-            message.update(
-                received_at=item.received_at + to_wall,
-                onboard_time=tm.time.to_unix(),
-                service=tm.service,
-                subtype=tm.subtype,
-            )
-            await websocket.send_json(message)
-    except WebSocketDisconnect:
-        pass
+        await feed_websocket(websocket, packets, send)
     finally:
         client.close()
 
@@ -471,6 +472,15 @@ async def serve_link_client(websocket: WebSocket, link: OwnedLink, name: str) ->
         client.close()
         outbox.put_nowait(None)
         await sender
+
+
+def wait_unless_stopping(done: threading.Event, seconds: float, stopping: threading.Event) -> None:
+    """Wait up to `seconds` for `done`, but not past the station's stop (a thread blocked
+    here would hold the stop up for as long)."""
+    deadline = time.monotonic() + seconds
+    while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+        if done.wait(min(left, STOP_CHECK_S)):
+            return
 
 
 def request_text(request_id: RequestId) -> str:

@@ -105,7 +105,11 @@ class OwnedLink:
         self._init_timeout = init_timeout
         self._clock = clock
         self._wall = wall
+        # Lock order: self._lock, then the session's lock (submit sends under ours, so that no
+        # command overtakes the queue). The session calls its sinks and listeners holding its
+        # lock, so those may only take leaf locks such as _values_lock, never self._lock.
         self._lock = threading.RLock()
+        self._values_lock = threading.Lock()
         self._init_lock = threading.Lock()
         self._queue = PassQueue()
         self._clients: dict[int, ClientLink] = {}
@@ -255,7 +259,7 @@ class OwnedLink:
 
     def value(self, parameter: str) -> tuple[Any, float] | None:
         """The latest housekeeping value of `parameter` and when (UNIX time) it arrived."""
-        with self._lock:
+        with self._values_lock:
             return self.latest.get(parameter)
 
     # -- internals ------------------------------------------------------------------------------
@@ -335,7 +339,7 @@ class OwnedLink:
             decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)
         except (CodecError, UnknownName):
             return
-        with self._lock:
+        with self._values_lock:
             for name, value in decoded.parameters.items():
                 self.latest[name] = (value, when)
             if decoded.name == STARTED_EVENT:

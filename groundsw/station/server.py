@@ -5,6 +5,7 @@ address, and the port of each payload)."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -109,9 +110,16 @@ def _write_discovery(config: StationConfig) -> Path:
 class _Server(uvicorn.Server):
     """uvicorn, telling us once it listens, and stopping cleanly on SIGINT or SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_ready: Callable[[], None], stopping: threading.Event
+    ) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stopping.set()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -136,6 +144,9 @@ class _Server(uvicorn.Server):
 def run_station(config: StationConfig, say: Callable[[str], None]) -> int:
     """Open the links, serve until SIGINT or SIGTERM; StationError before serving when a link
     cannot be opened."""
+    if threading.current_thread() is threading.main_thread():
+        # A station that stops answering tells where each of its threads waits: kill -USR1.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with Station(config) as station:
         address = config.address
         app = create_app(station)
@@ -154,7 +165,7 @@ def run_station(config: StationConfig, say: Callable[[str], None]) -> int:
                 say(f"payload {payload.name}: {payload.port} at {payload.baud} baud")
 
         try:
-            _Server(server_config, ready).run(sockets=sockets or None)
+            _Server(server_config, ready, station.stopping).run(sockets=sockets or None)
         finally:
             for path in discovery:
                 with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ dictionary and archive, opened together and closed together."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class Station:
         self.links: dict[str, OwnedLink] = {}
         self._archives: list[ArchiveStore] = []
         self._ports: list[Any] = []
+        # Set as the server starts to stop: a request waiting for a command's end answers now.
+        self.stopping = threading.Event()
 
     def open(self) -> Station:
         """Open every payload's port, archive and session and start keeping its link up;

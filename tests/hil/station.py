@@ -50,7 +50,7 @@ def run_station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, 
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=20)
         assert serve.returncode == 0, err
-        assert "Traceback" not in err
+        assert "Traceback" not in err, err
         assert not (data / DISCOVERY_FILE).exists()
 
 

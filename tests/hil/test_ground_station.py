@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import unix_connect
 
 from groundsw.archive import Archive
@@ -246,10 +247,13 @@ def test_two_payloads_on_one_station_never_cross(make_bench: Any, tmp_path: Path
             assert [c.name for c in history if c.client != "ground station"] == [
                 "LINK_SEQUENCE_CHECK"
             ] * 3 + ["ARE_YOU_ALIVE"]
+        serve.send_signal(signal.SIGUSR1)  # every thread's stack, and the station carries on
+        assert groundsw(data, "status").returncode == 0
     finally:
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=20)
     assert serve.returncode == 0, err
+    assert "(most recent call first)" in err and "_supervise" in err
 
 
 def test_a_script_uploads_and_downloads_files_through_the_station(
@@ -322,8 +326,17 @@ def test_a_client_rides_out_a_station_restart(make_bench: Any, tmp_path: Path) -
     try:
         with http(sock) as api:
             wait_link_up(api)
+        # A script's live telemetry feed, open across the stop: closed by the station (1012,
+        # restarting), which neither waits for it nor logs a traceback over it.
+        feed = unix_connect(str(sock), uri=f"ws://station/api/v1/payloads/{PAYLOAD}/telemetry")
         first.send_signal(signal.SIGTERM)
-        assert first.wait(20) == 0
+        _, err = first.communicate(timeout=20)
+        assert first.returncode == 0 and "Traceback" not in err, err
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                feed.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        feed.close()
         deadline = time.monotonic() + 5
         while link.error is None:
             assert time.monotonic() < deadline, "the client did not notice the station stop"

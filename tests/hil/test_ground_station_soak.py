@@ -102,7 +102,7 @@ def test_three_clients_for_ten_minutes(
                           "client": "soak script"},
                 ).json()  # fmt: skip
                 done = api.get(
-                    f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 30}
+                    f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
                 ).json()
                 states.append(done["state"])
                 time.sleep(max(0.0, gap - (time.monotonic() - at)))

@@ -6,6 +6,8 @@ checked-in one and valid by an OpenAPI validator we did not write."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +32,12 @@ REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    station = Station(StationConfig((PayloadConfig("fm1", "loop://"),), data_dir=tmp_path))
+def station(tmp_path: Path) -> Station:
+    return Station(StationConfig((PayloadConfig("fm1", "loop://"),), data_dir=tmp_path))
+
+
+@pytest.fixture
+def client(station: Station, tmp_path: Path) -> Iterator[TestClient]:
     port = serial.serial_for_url("loop://", timeout=0.05)
     archive = Archive(tmp_path / "fm1", D)
     link = OwnedLink("fm1", LinkSession(port), D, archive).start()
@@ -72,6 +78,28 @@ def test_a_down_link_queues_commands_which_can_be_cancelled(client: TestClient) 
         ("HK_GENERATE", "ops", "dropped: cancelled in the queue")
     ]
     assert [s["stage"] for s in history[0]["stages"]] == ["queued", "dropped"]
+
+
+def test_a_long_poll_answers_as_the_station_stops(client: TestClient, station: Station) -> None:
+    sent = client.post(
+        "/api/v1/payloads/fm1/commands",
+        json={"command": "HK_GENERATE", "arguments": ["sids=PAYLOAD_STATUS"]},
+    ).json()
+    answers: list[dict[str, object]] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(
+            client.get(
+                f"/api/v1/payloads/fm1/commands/{sent['request']}", params={"wait": 60}
+            ).json()
+        )
+    )
+    poll.start()
+    time.sleep(0.5)
+    assert poll.is_alive()  # the command waits in the queue: so does the poll
+    station.stopping.set()
+    poll.join(10)
+    assert not poll.is_alive()
+    assert answers[0]["state"] == "queued"
 
 
 @pytest.mark.parametrize(
