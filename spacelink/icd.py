@@ -1,4 +1,4 @@
-"""The numbers of ICD v1 (../shared/ICD.md): mission defaults for both ends of the link.
+"""The numbers of ICD v2 (../shared/ICD.md): mission defaults for both ends of the link.
 
 Every other module takes these as defaults, so a mission configuration can override them in one
 place; nothing else in the code base spells them out.
@@ -32,6 +32,16 @@ TM_VCID_REALTIME = 0
 TM_VCID_BULK = 1
 TM_VCID_IDLE = 7
 ATTACHED_SYNC_MARKER = bytes.fromhex("1ACFFC1D")
+
+# TM channel coding (ICD 6a): Reed-Solomon (255,223) of CCSDS 131.0-B, E = 16, depth I = 5.
+TM_RS_CORRECTABLE = 16  # E: symbol errors one codeword corrects
+TM_RS_CHECK_SYMBOLS = 2 * TM_RS_CORRECTABLE  # 32 per codeword
+TM_RS_CODEWORD_LENGTH = 255
+TM_RS_DATA_SYMBOLS = TM_RS_CODEWORD_LENGTH - TM_RS_CHECK_SYMBOLS  # 223
+TM_RS_INTERLEAVING = 5
+TM_RS_FRAME_LENGTH = TM_RS_DATA_SYMBOLS * TM_RS_INTERLEAVING  # 1115: no virtual fill
+TM_RS_CODEBLOCK_LENGTH = TM_RS_CODEWORD_LENGTH * TM_RS_INTERLEAVING  # 1275
+
 
 # Physical layer (ICD 1): 8N1, so ten line bits carry one octet.
 DEFAULT_BAUD = 115200
