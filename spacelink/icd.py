@@ -7,6 +7,7 @@ place; nothing else in the code base spells them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 SPACECRAFT_ID = 500
 TC_VCID = 0
@@ -43,6 +44,13 @@ TM_RS_FRAME_LENGTH = TM_RS_DATA_SYMBOLS * TM_RS_INTERLEAVING  # 1115: no virtual
 TM_RS_CODEBLOCK_LENGTH = TM_RS_CODEWORD_LENGTH * TM_RS_INTERLEAVING  # 1275
 
 
+class TmCoding(StrEnum):
+    """TM channel coding of one end of the link (ICD 6a): Reed-Solomon, or none (ICD v1)."""
+
+    RS = "rs"
+    NONE = "none"
+
+
 # Physical layer (ICD 1): 8N1, so ten line bits carry one octet.
 DEFAULT_BAUD = 115200
 LINE_BITS_PER_OCTET = 10
@@ -61,6 +69,14 @@ class LinkParameters:
     tm_frame_length: int = TM_FRAME_LENGTH
     farm_window: int = FARM_WINDOW_WIDTH
     idle_interval_s: float = IDLE_FRAME_INTERVAL_S
+    tm_coding: TmCoding = TmCoding.NONE
+
+    def __post_init__(self) -> None:
+        if self.tm_coding == TmCoding.RS and self.tm_frame_length != TM_RS_FRAME_LENGTH:
+            raise ValueError(
+                f"Reed-Solomon coding needs {TM_RS_FRAME_LENGTH}-octet TM frames "
+                f"(5 x 223), not {self.tm_frame_length}"
+            )
 
     @property
     def tm_data_length(self) -> int:

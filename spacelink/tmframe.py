@@ -1,6 +1,7 @@
 """TM transfer frames (CCSDS 132.0-B) and their channel coding (131.0-B), ICD section 6.
 
-On the line every frame is the attached sync marker followed by the randomized frame. The
+On the line every frame is the attached sync marker followed by the randomized frame or, with
+Reed-Solomon coding (ICD 6a), the randomized codeblock: the frame and its check symbols. The
 `FrameSynchronizer` finds frames in a byte stream the way a hardware frame synchronizer does:
 it searches for the marker, then, once a frame has checked out, expects the next marker right
 after it and tolerates a few bit errors there, so one corrupted marker does not cost a search.
@@ -19,8 +20,12 @@ from spacelink.icd import (
     TM_FRAME_LENGTH,
     TM_HEADER_LENGTH,
     TM_OCF_LENGTH,
+    TM_RS_CODEBLOCK_LENGTH,
+    TM_RS_FRAME_LENGTH,
+    TmCoding,
 )
 from spacelink.randomizer import randomize
+from spacelink.reed_solomon import decode_codeblock, encode_codeblock
 
 FHP_NO_PACKET_START = 0x7FF
 FHP_IDLE_ONLY = 0x7FE
@@ -83,9 +88,28 @@ class TmFrame:
         )
 
 
-def encode_channel_frame(frame: bytes) -> bytes:
-    """What goes on the line for one frame: the sync marker, then the randomized frame."""
+def encode_channel_frame(frame: bytes, coding: TmCoding = TmCoding.NONE) -> bytes:
+    """What goes on the line for one frame: the sync marker, then the randomized frame or,
+    with RS coding, the randomized codeblock (the randomizer covers the check symbols)."""
+    if coding == TmCoding.RS:
+        return ATTACHED_SYNC_MARKER + randomize(encode_codeblock(frame))
     return ATTACHED_SYNC_MARKER + randomize(frame)
+
+
+def _coded_length(coding: TmCoding, frame_length: int) -> int:
+    if coding != TmCoding.RS:
+        return frame_length
+    if frame_length != TM_RS_FRAME_LENGTH:
+        raise ValueError(
+            f"Reed-Solomon coding needs {TM_RS_FRAME_LENGTH}-octet TM frames (5 x 223), "
+            f"not {frame_length}"
+        )
+    return TM_RS_CODEBLOCK_LENGTH
+
+
+def channel_frame_octets(coding: TmCoding, frame_length: int = TM_FRAME_LENGTH) -> int:
+    """Octets on the line per frame, sync marker included (1119 uncoded, 1279 with RS)."""
+    return len(ATTACHED_SYNC_MARKER) + _coded_length(coding, frame_length)
 
 
 @dataclass(slots=True)
@@ -98,6 +122,8 @@ class SyncStats:
     scid_errors: int = 0
     octets_skipped: int = 0
     markers_with_errors: int = 0
+    rs_corrected_symbols: int = 0  # in codeblocks that decoded, check symbols included
+    rs_uncorrectable: int = 0  # codeblocks discarded: a codeword had more errors than E
 
 
 def _bit_distance(a: bytes | bytearray | memoryview, b: bytes) -> int:
@@ -106,21 +132,30 @@ def _bit_distance(a: bytes | bytearray | memoryview, b: bytes) -> int:
 
 @dataclass(slots=True)
 class FrameSynchronizer:
-    """Turns the downlink byte stream into checked TM frames (search, check and lock)."""
+    """Turns the downlink byte stream into checked TM frames (search, check and lock).
+
+    With RS coding each codeblock is derandomized and decoded before its FECF is checked; an
+    uncorrectable codeblock counts in `rs_uncorrectable` and is otherwise a bad-FECF frame.
+    """
 
     scid: int | None = None
     frame_length: int = TM_FRAME_LENGTH
     marker_tolerance: int = 3
+    coding: TmCoding = TmCoding.NONE
     stats: SyncStats = field(default_factory=SyncStats)
     _buffer: bytearray = field(default_factory=bytearray)
     _locked: bool = False
+
+    def __post_init__(self) -> None:
+        _coded_length(self.coding, self.frame_length)  # RS needs 1115-octet frames
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[TmFrame]:
         buf = self._buffer
         buf += data
         marker = ATTACHED_SYNC_MARKER
         mlen = len(marker)
-        total = mlen + self.frame_length
+        total = mlen + _coded_length(self.coding, self.frame_length)
+        coded = self.coding == TmCoding.RS
         frames: list[TmFrame] = []
         while True:
             distance = 0
@@ -145,13 +180,10 @@ class FrameSynchronizer:
             if distance:
                 self.stats.markers_with_errors += 1
             searched = not self._locked
-            try:
-                frame = TmFrame.unpack(randomize(buf[mlen:total]))
-            except FrameError as exc:
-                if exc.reason is DiscardReason.TM_FRAME_FECF:
-                    self.stats.fecf_errors += 1
-                else:
-                    self.stats.header_errors += 1
+            raw = randomize(buf[mlen:total])
+            octets = self._decode_codeblock(raw) if coded else raw
+            frame = None if octets is None else self._unpack(octets)
+            if frame is None:
                 if searched:
                     # The marker may have been a chance match inside other data: look again
                     # just past it rather than skipping a whole frame length.
@@ -168,3 +200,21 @@ class FrameSynchronizer:
             self.stats.frames += 1
             frames.append(frame)
         return frames
+
+    def _decode_codeblock(self, block: bytes) -> bytes | None:
+        decoded = decode_codeblock(block)
+        if decoded.frame is None:
+            self.stats.rs_uncorrectable += 1
+        else:
+            self.stats.rs_corrected_symbols += decoded.corrected_symbols
+        return decoded.frame
+
+    def _unpack(self, raw: bytes) -> TmFrame | None:
+        try:
+            return TmFrame.unpack(raw)
+        except FrameError as exc:
+            if exc.reason is DiscardReason.TM_FRAME_FECF:
+                self.stats.fecf_errors += 1
+            else:
+                self.stats.header_errors += 1
+            return None

@@ -80,9 +80,9 @@ class VirtualChannelMux:
         """The line octets of the next frame: data first by priority, an idle frame if `idle`."""
         for vcid in self.PRIORITY:
             if self._channels[vcid].octets:
-                return encode_channel_frame(self._data_frame(vcid).pack())
+                return encode_channel_frame(self._data_frame(vcid).pack(), self._params.tm_coding)
         if idle:
-            return encode_channel_frame(self._idle_frame().pack())
+            return encode_channel_frame(self._idle_frame().pack(), self._params.tm_coding)
         return None
 
     def _data_frame(self, vcid: int) -> TmFrame:

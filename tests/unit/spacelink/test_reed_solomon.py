@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import reed_solomon_ccsds
 import reedsolo
@@ -25,6 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reed_solomon_ccsds import reed_solomon as ccsds_tables
 
+from spacelink.icd import ATTACHED_SYNC_MARKER, TM_DATA_LENGTH, LinkParameters, TmCoding
+from spacelink.randomizer import pn_sequence
 from spacelink.reed_solomon import (
     CODEBLOCK_LENGTH,
     FROM_DUAL_BASIS,
@@ -35,9 +38,18 @@ from spacelink.reed_solomon import (
     decode_codeblock,
     encode_codeblock,
 )
+from spacelink.tmframe import (
+    FrameSynchronizer,
+    TmFrame,
+    channel_frame_octets,
+    encode_channel_frame,
+)
+from spacelink.tmmux import VirtualChannelMux
+from tests.unit.spacelink.codec_strategies import chunked, tm_frames, tm_garbage
 
 FRAME = 1115
 DATA = 223
+LINE = 4 + CODEBLOCK_LENGTH  # marker + codeblock
 SLOW_REFERENCE = settings(max_examples=25, deadline=None)  # reed_solomon_ccsds: ~70 ms a block
 SOME = settings(max_examples=100, deadline=None)
 
@@ -270,3 +282,112 @@ def test_random_octets_are_not_a_codeblock() -> None:
     for _ in range(20):
         result = decode_codeblock(rng.randbytes(CODEBLOCK_LENGTH))
         assert result.frame is None and result.uncorrectable_codewords == INTERLEAVING
+
+
+# ---------------------------------------------------------------------------------------------
+# The coded channel: encode_channel_frame, FrameSynchronizer, the multiplexer
+
+
+def sample_frames(count: int, seed: int = 0) -> list[TmFrame]:
+    rng = random.Random(seed)
+    return [
+        TmFrame(500, rng.randrange(2), n & 0xFF, n & 0xFF, 0, rng.randbytes(TM_DATA_LENGTH), n)
+        for n in range(count)
+    ]
+
+
+def rs_line(frames: list[TmFrame]) -> list[bytes]:
+    return [encode_channel_frame(f.pack(), TmCoding.RS) for f in frames]
+
+
+def test_line_octets_per_frame() -> None:
+    assert channel_frame_octets(TmCoding.NONE) == 1119
+    assert channel_frame_octets(TmCoding.RS) == 1279 == LINE
+    assert channel_frame_octets(TmCoding.NONE, 64) == 68
+    with pytest.raises(ValueError, match="1115"):
+        channel_frame_octets(TmCoding.RS, 64)
+    with pytest.raises(ValueError, match="1115"):
+        FrameSynchronizer(frame_length=64, coding=TmCoding.RS)
+    with pytest.raises(ValueError, match="1115"):
+        LinkParameters(tm_frame_length=64, tm_coding=TmCoding.RS)
+    assert TmCoding("rs") is TmCoding.RS and TmCoding("none") is TmCoding.NONE
+
+
+@SLOW_REFERENCE
+@given(tm_frames())
+def test_coded_channel_frame_is_the_marker_then_the_randomized_codeblock(frame: TmFrame) -> None:
+    packed = frame.pack()
+    line = encode_channel_frame(packed, TmCoding.RS)
+    assert line[:4] == ATTACHED_SYNC_MARKER and len(line) == LINE
+    block = bytes(a ^ b for a, b in zip(line[4:], pn_sequence(CODEBLOCK_LENGTH), strict=True))
+    assert block == reed_solomon_ccsds.encode(packed, dual_basis=True, interleaving=INTERLEAVING)
+    assert encode_channel_frame(packed) == encode_channel_frame(packed, TmCoding.NONE)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_frames_through_a_line_with_ber_1e_4(seed: int) -> None:
+    """Every frame comes out and every corrupted octet of every codeblock is counted as
+    corrected. Bit errors fall everywhere but on the first marker (searching wants it exact)."""
+    frames = sample_frames(60, seed)
+    stream = np.frombuffer(b"".join(rs_line(frames)), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    flips = rng.random(stream.size * 8) < 1e-4
+    flips[:32] = False
+    noisy = stream ^ np.packbits(flips)
+    changed = (noisy != stream).reshape(len(frames), LINE)
+    sync = FrameSynchronizer(scid=500, coding=TmCoding.RS)
+    assert sync.feed(noisy.tobytes()) == frames
+    assert changed[:, 4:].sum() > 30  # the run did exercise the decoder
+    assert sync.stats.rs_corrected_symbols == changed[:, 4:].sum()
+    assert sync.stats.markers_with_errors == changed[:, :4].any(axis=1).sum()
+    assert (sync.stats.rs_uncorrectable, sync.stats.fecf_errors, sync.stats.frames) == (0, 0, 60)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(tm_frames(scid=st.just(500)), min_size=1, max_size=4), st.data())
+def test_coded_frames_in_random_chunks_with_garbage_between(
+    frames: list[TmFrame], data: st.DataObject
+) -> None:
+    garbage = [data.draw(tm_garbage) for _ in frames]
+    stream = b"".join(g + coded for g, coded in zip(garbage, rs_line(frames), strict=True))
+    sync = FrameSynchronizer(scid=500, coding=TmCoding.RS)
+    out: list[TmFrame] = []
+    for piece in data.draw(chunked(stream)):
+        out += sync.feed(piece)
+    assert out == frames
+    assert sync.stats.octets_skipped == sum(map(len, garbage))
+    assert (sync.stats.rs_uncorrectable, sync.stats.fecf_errors) == (0, 0)
+
+
+@pytest.mark.parametrize("hit", [0, 2])
+def test_an_uncorrectable_codeblock_is_counted_and_the_next_one_still_comes_out(hit: int) -> None:
+    frames = sample_frames(4)
+    line = [bytearray(chunk) for chunk in rs_line(frames)]
+    for symbol in range(17):  # codeword 3 of codeblock `hit`, one more error than E
+        line[hit][4 + symbol * 7 * INTERLEAVING + 3] ^= 0xA5
+    sync = FrameSynchronizer(coding=TmCoding.RS)
+    assert sync.feed(b"".join(line)) == frames[:hit] + frames[hit + 1 :]
+    assert (sync.stats.rs_uncorrectable, sync.stats.fecf_errors) == (1, 0)
+    # Like a bad FECF: dropped whole while locked, searched past the marker while searching.
+    assert sync.stats.octets_skipped == (LINE if hit == 0 else 0)
+
+
+def test_a_codeblock_that_decodes_to_a_bad_fecf_counts_as_a_fecf_error() -> None:
+    frames = sample_frames(3)
+    bad = bytearray(frames[1].pack())
+    bad[-1] ^= 1  # the FECF is wrong, the codeblock built over it is valid
+    line = rs_line(frames)
+    line[1] = encode_channel_frame(bytes(bad), TmCoding.RS)
+    sync = FrameSynchronizer(coding=TmCoding.RS)
+    assert sync.feed(b"".join(line)) == [frames[0], frames[2]]
+    assert (sync.stats.fecf_errors, sync.stats.rs_uncorrectable) == (1, 0)
+
+
+def test_the_multiplexer_codes_frames_as_its_parameters_say() -> None:
+    coded = VirtualChannelMux(LinkParameters(tm_coding=TmCoding.RS), lambda: 0x0100_0000)
+    plain = VirtualChannelMux(LinkParameters(), lambda: 0x0100_0000)
+    coded_frame, plain_frame = coded.next_frame(idle=True), plain.next_frame(idle=True)
+    assert coded_frame is not None and plain_frame is not None
+    assert (len(coded_frame), len(plain_frame)) == (1279, 1119)
+    (frame,) = FrameSynchronizer(coding=TmCoding.RS).feed(coded_frame)
+    assert FrameSynchronizer().feed(plain_frame) == [frame]
