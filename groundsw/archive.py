@@ -5,25 +5,58 @@ Packets arrive on the receiving thread and are written in batches (one transacti
 commits a batch that the link left open once it is `COMMIT_INTERVAL_S` old, so other readers
 (another `groundsw` on the same data directory) never wait on it; queries from the main thread
 flush first, so they see everything received.
+
+A packet is stored once however often it arrives (live, then retrieved from the payload's
+packet store): the archive knows it by a digest of its octets. The schema and its migrations
+(an archive made by an earlier groundsw is brought up to date when opened) are in
+`archive_schema`; the value objects read back in `archive_records`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from groundsw import archive_gaps
+from groundsw.archive_records import (
+    CommandHistory,
+    CommandStage,
+    EventRecord,
+    FrameRecord,
+    PacketRecord,
+    Sample,
+)
+from groundsw.archive_schema import SchemaError, packet_digest, prepare
+from groundsw.gaps import Gap, GapState, PacketMark
 from spacelink.icd import TM_VCID_IDLE
 from spacelink.spacepacket import PusTc, PusTm
 from spacelink.tmframe import TmFrame
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, TmKind, UnknownName
 
+__all__ = [
+    "ARCHIVE_FILE",
+    "Archive",
+    "ArchiveError",
+    "ArchiveStore",
+    "CommandHistory",
+    "CommandStage",
+    "EventRecord",
+    "FrameRecord",
+    "PacketRecord",
+    "Sample",
+    "open_archive",
+]
+
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 ARCHIVE_FILE = "archive.sqlite"
 # How long a second process waits for the archive's write lock before giving up.
@@ -31,152 +64,9 @@ BUSY_TIMEOUT_S = 10.0
 COMMIT_INTERVAL_S = 0.5
 COMMIT_PACKETS = 200
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS packets (
-    id INTEGER PRIMARY KEY,
-    received_at REAL NOT NULL,
-    onboard_time REAL,
-    apid INTEGER NOT NULL,
-    service INTEGER NOT NULL,
-    subtype INTEGER NOT NULL,
-    seq_count INTEGER NOT NULL,
-    destination_id INTEGER NOT NULL,
-    name TEXT,
-    decoded TEXT,
-    error TEXT,
-    raw BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS packets_time ON packets (received_at);
-CREATE TABLE IF NOT EXISTS samples (
-    packet_id INTEGER NOT NULL REFERENCES packets (id),
-    received_at REAL NOT NULL,
-    onboard_time REAL,
-    name TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    engineering REAL,
-    limit_state TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS samples_name_time ON samples (name, received_at);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    packet_id INTEGER NOT NULL REFERENCES packets (id),
-    received_at REAL NOT NULL,
-    onboard_time REAL,
-    name TEXT NOT NULL,
-    severity INTEGER NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_time ON events (received_at);
-CREATE TABLE IF NOT EXISTS frames (
-    id INTEGER PRIMARY KEY,
-    received_at REAL NOT NULL,
-    vcid INTEGER NOT NULL,
-    mc_count INTEGER NOT NULL,
-    vc_count INTEGER NOT NULL,
-    clcw INTEGER NOT NULL,
-    raw BLOB
-);
-CREATE INDEX IF NOT EXISTS frames_time ON frames (received_at);
-CREATE TABLE IF NOT EXISTS commands (
-    id INTEGER PRIMARY KEY,
-    submitted_at REAL NOT NULL,
-    client TEXT NOT NULL,
-    source_id INTEGER NOT NULL,
-    apid INTEGER NOT NULL,
-    seq_count INTEGER NOT NULL,
-    service INTEGER NOT NULL,
-    subtype INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    arguments TEXT NOT NULL,
-    outcome TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS commands_time ON commands (submitted_at);
-CREATE TABLE IF NOT EXISTS command_stages (
-    command_id INTEGER NOT NULL REFERENCES commands (id),
-    at REAL NOT NULL,
-    stage TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS command_stages_command ON command_stages (command_id);
-"""
-
 
 class ArchiveError(Exception):
     """The archive cannot be opened or written; one sentence."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One value of a parameter as received."""
-
-    received_at: float
-    onboard_time: float | None
-    raw: Any
-    engineering: float | None
-    limit_state: str
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """One event as received."""
-
-    id: int
-    received_at: float
-    onboard_time: float | None
-    name: str
-    severity: int
-    text: str
-
-
-@dataclass(frozen=True)
-class PacketRecord:
-    """One packet as received: raw octets and what the dictionary made of them."""
-
-    id: int
-    received_at: float
-    service: int
-    subtype: int
-    name: str | None
-    decoded: dict[str, Any] | None
-    error: str | None
-    raw: bytes
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """One TM frame as received: its counters, CLCW and octets (None for an idle frame)."""
-
-    received_at: float
-    vcid: int
-    mc_count: int
-    vc_count: int
-    clcw: int
-    raw: bytes | None
-
-
-@dataclass(frozen=True)
-class CommandStage:
-    """One thing the link said about a command: when (UNIX time), what, and its detail."""
-
-    at: float
-    stage: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class CommandHistory:
-    """One command a client sent (or queued), and every stage of it since."""
-
-    id: int
-    submitted_at: float
-    client: str
-    source_id: int
-    request: str
-    name: str
-    arguments: str
-    outcome: str
-    stages: tuple[CommandStage, ...]
 
 
 def _json_value(value: Any) -> Any:
@@ -194,7 +84,7 @@ class ArchiveStore(Protocol):
     operators' tools make. `Archive` keeps it in SQLite on this machine; a server database
     serving a fleet would be another implementation of the same methods."""
 
-    def store(self, tm: PusTm, raw: bytes, received_at: float) -> None: ...
+    def store(self, tm: PusTm, raw: bytes, received_at: float, vcid: int | None = None) -> None: ...
 
     def store_frame(self, frame: TmFrame, received_at: float) -> None: ...
 
@@ -226,6 +116,16 @@ class ArchiveStore(Protocol):
         self, since: float | None = None, service: int | None = None, subtype: int | None = None
     ) -> list[PacketRecord]: ...
 
+    def packet_marks(self, apid: int, start: float, end: float) -> list[PacketMark]: ...
+
+    def last_live_marks(self, apids: Iterable[int]) -> list[PacketMark]: ...
+
+    def add_gap(self, gap: Gap) -> Gap: ...
+
+    def update_gap(self, gap: Gap) -> None: ...
+
+    def gaps(self, states: Collection[GapState] | None = None) -> list[Gap]: ...
+
 
 def open_archive(data_dir: Path, dictionary: Dictionary) -> Archive:
     """The archive of one payload in its data directory (SQLite); ArchiveError if unusable."""
@@ -242,7 +142,7 @@ class Archive:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            prepare(self._db)
             wanted = f"{dictionary.hash32:08X}"
             row = self._db.execute("SELECT value FROM meta WHERE key = 'dictionary_hash'")
             if row.fetchone() != (wanted,):
@@ -250,7 +150,7 @@ class Archive:
                     "INSERT OR REPLACE INTO meta VALUES ('dictionary_hash', ?)", (wanted,)
                 )
             self._db.commit()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, SchemaError) as exc:
             raise ArchiveError(f"cannot use the archive {self.path}: {exc}") from None
         self._lock = threading.Lock()
         self._uncommitted = 0
@@ -305,8 +205,9 @@ class Archive:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def store(self, tm: PusTm, raw: bytes, received_at: float) -> None:
-        """Archive one packet (called on the receiving thread)."""
+    def store(self, tm: PusTm, raw: bytes, received_at: float, vcid: int | None = None) -> None:
+        """Archive one packet (called on the receiving thread) unless it is archived already
+        (the same octets): `vcid`, the virtual channel it came on, when the caller knows it."""
         onboard = tm.time.to_unix()
         name = decoded_json = error = None
         try:
@@ -319,7 +220,9 @@ class Archive:
             decoded_json = json.dumps(_json_value(decoded.values))
         with self._lock:
             try:
-                self._insert(tm, raw, received_at, onboard, name, decoded, decoded_json, error)
+                self._insert(
+                    tm, raw, vcid, received_at, onboard, name, decoded, decoded_json, error
+                )
             except (sqlite3.Error, ArchiveError) as exc:
                 # The archive must never stop the link: the packet is lost to the archive only.
                 self.write_errors += 1
@@ -329,6 +232,7 @@ class Archive:
         self,
         tm: PusTm,
         raw: bytes,
+        vcid: int | None,
         received_at: float,
         onboard: float,
         name: str | None,
@@ -338,8 +242,8 @@ class Archive:
     ) -> None:
         cursor = self._db.execute(
             "INSERT INTO packets (received_at, onboard_time, apid, service, subtype,"
-            " seq_count, destination_id, name, decoded, error, raw)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " seq_count, destination_id, name, decoded, error, raw, digest, vcid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
             (
                 received_at,
                 onboard,
@@ -352,8 +256,12 @@ class Archive:
                 decoded_json,
                 error,
                 raw,
+                packet_digest(raw),
+                vcid,
             ),
         )
+        if cursor.rowcount == 0:
+            return  # archived already: received before, live or retrieved
         packet_id = cursor.lastrowid
         if decoded is not None:
             rows = []
@@ -472,12 +380,7 @@ class Archive:
     # -- reading --------------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            self._commit()
-            try:
-                return list(self._db.execute(sql, args))
-            except sqlite3.Error as exc:
-                raise ArchiveError(f"cannot read the archive {self.path}: {exc}") from None
+        return self._read(lambda db: list(db.execute(sql, args)))
 
     def parameter_samples(
         self, name: str, since: float | None = None, until: float | None = None
@@ -547,14 +450,56 @@ class Archive:
         self, since: float | None = None, service: int | None = None, subtype: int | None = None
     ) -> list[PacketRecord]:
         rows = self._query(
-            "SELECT id, received_at, service, subtype, name, decoded, error, raw FROM packets"
-            " WHERE received_at >= ? AND (? IS NULL OR service = ?) AND (? IS NULL OR subtype = ?)"
+            "SELECT id, received_at, service, subtype, name, decoded, error, raw, vcid"
+            " FROM packets WHERE received_at >= ?"
+            " AND (? IS NULL OR service = ?) AND (? IS NULL OR subtype = ?)"
             " ORDER BY id",
             (since or 0.0, service, service, subtype, subtype),
         )
         return [
             PacketRecord(
-                r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7]
+                r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7], r[8]
             )
             for r in rows
         ]
+
+    # -- gaps -----------------------------------------------------------------------------------
+
+    def packet_marks(self, apid: int, start: float, end: float) -> list[PacketMark]:
+        """Every packet of `apid` held with an onboard time in [start, end]."""
+        return self._read(lambda db: archive_gaps.select_marks(db, apid, start, end))
+
+    def last_live_marks(self, apids: Iterable[int]) -> list[PacketMark]:
+        """The last packet of each of `apids` received in real time."""
+        return self._read(lambda db: archive_gaps.select_last_live(db, apids))
+
+    def add_gap(self, gap: Gap) -> Gap:
+        """Record a gap found (committed at once: a restarted station resumes it); it with
+        its ID."""
+        gap_id = self._write(lambda db: archive_gaps.insert_gap(db, gap))
+        return dataclasses.replace(gap, id=gap_id)
+
+    def update_gap(self, gap: Gap) -> None:
+        """Record a gap's new state (committed at once)."""
+        self._write(lambda db: archive_gaps.update_gap(db, gap))
+
+    def gaps(self, states: Collection[GapState] | None = None) -> list[Gap]:
+        """The gaps found, oldest first; only those in `states` when given."""
+        return self._read(lambda db: archive_gaps.select_gaps(db, states))
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock:
+            self._commit()
+            try:
+                return query(self._db)
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"cannot read the archive {self.path}: {exc}") from None
+
+    def _write(self, change: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock:
+            try:
+                result = change(self._db)
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"cannot write the archive {self.path}: {exc}") from None
+            self._commit()
+            return result
