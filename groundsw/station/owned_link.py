@@ -27,12 +27,15 @@ from groundsw.session import (
     ReceivedTm,
     TmListener,
 )
+from groundsw.station.gap_recovery import GapRecovery
 from groundsw.station.pass_queue import PassQueue, QueuedCommand
 from groundsw.uplink_security import RefusalLog, security_event_sink
 from spacelink.cop1 import FopState
 from spacelink.errors import Cop1Error, LinkError
+from spacelink.icd import TM_VCID_REALTIME
 from spacelink.pus import VERIFICATION_SERVICE, Stage
 from spacelink.spacepacket import AckFlags, PusTc, PusTm, RequestId
+from spacelink.tmframe import TmFrame
 from telemetry_defs.model import CodecError, Dictionary, UnknownName
 
 log = logging.getLogger(__name__)
@@ -90,11 +93,14 @@ class OwnedLink:
         init_timeout: float = 10.0,
         queue_expiry_s: float = DEFAULT_QUEUE_EXPIRY_S,
         ask_dictionary: bool = False,
+        recover_gaps: bool | None = None,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
     ) -> None:
         """`init_mode`: how the AD service is first started (AUTO after that);
-        `ask_dictionary`: ask the payload for its dictionary's hash when the link comes up."""
+        `ask_dictionary`: ask the payload for its dictionary's hash when the link comes up;
+        `recover_gaps`: find the gaps in the archive and have the payload send the missing
+        packets again (None: as `ask_dictionary`, both being the station's own business)."""
         self.name = name
         self.session = session
         self.dictionary = dictionary
@@ -126,10 +132,25 @@ class OwnedLink:
         if security is not None:
             handlers.insert(0, security.on_event)
         session.add_packet_sink(security_event_sink(dictionary, *handlers))
+        # The virtual channel of the frame being taken apart: its packets' (the session calls
+        # the frame sinks, then the packet sinks for the packets that frame completes).
+        self._frame_vcid = TM_VCID_REALTIME
+        session.add_frame_sink(self._on_frame)
         session.add_packet_sink(self._on_packet)
+        self.gaps: GapRecovery | None = None
         if archive is not None:
+            if ask_dictionary if recover_gaps is None else recover_gaps:
+                self.gaps = GapRecovery(
+                    name,
+                    archive,
+                    dictionary,
+                    send=self._send_as_station,
+                    takes_commands=self._takes_commands,
+                    clock=clock,
+                    wall=wall,
+                )
             session.add_frame_sink(archive.store_frame)
-            session.add_packet_sink(archive.store)
+            session.add_packet_sink(self._archive_packet)
         self._supervisor = threading.Thread(
             target=self._supervise, name=f"station-{name}", daemon=True
         )
@@ -140,6 +161,8 @@ class OwnedLink:
         """Start the session and the supervision that keeps its AD service running."""
         self.session.start()
         self._supervisor.start()
+        if self.gaps is not None:
+            self.gaps.start()
         return self
 
     def close(self) -> None:
@@ -147,6 +170,8 @@ class OwnedLink:
         if self._supervisor.is_alive():
             self._supervisor.join(2.0)
         self.session.close()
+        if self.gaps is not None:
+            self.gaps.close()
 
     def bring_up(self, mode: InitMode | None = None, timeout: float | None = None) -> LinkUp:
         """Start the AD service now (a one-off command's first step); LinkTimeout when no frame
@@ -330,10 +355,25 @@ class OwnedLink:
     def _event(self, kind: EventKind, reason: str) -> CommandEvent:
         return CommandEvent(kind, self._clock(), self.session.arrival(), reason=reason)
 
+    def _on_frame(self, frame: TmFrame, when: float) -> None:
+        self._frame_vcid = frame.vcid
+        if self.gaps is not None:
+            self.gaps.on_frame(frame.vcid, frame.vc_count)
+
+    def _archive_packet(self, tm: PusTm, raw: bytes, when: float) -> None:
+        assert self.archive is not None
+        self.archive.store(tm, raw, when, self._frame_vcid)
+        if self.gaps is not None:
+            self.gaps.on_packet(tm, self._frame_vcid)
+
+    def _send_as_station(self, service: int, subtype: int, data: bytes) -> CommandRecord:
+        return self.submit("ground station", self.session.build(service, subtype, data))
+
     def _on_packet(self, tm: PusTm, raw: bytes, when: float) -> None:
         # Housekeeping and parameter reports give the latest values; the payload's start event
-        # gives its dictionary (a restarted payload may run another).
-        if tm.service not in LATEST_VALUE_SERVICES:
+        # gives its dictionary (a restarted payload may run another). Not those retrieved from
+        # its packet store (VC 1): they are old.
+        if tm.service not in LATEST_VALUE_SERVICES or self._frame_vcid != TM_VCID_REALTIME:
             return
         try:
             decoded = self.dictionary.decode_tm(tm.service, tm.subtype, tm.source_data)

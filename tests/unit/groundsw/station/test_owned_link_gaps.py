@@ -1,0 +1,89 @@
+"""The owned link's hook for gap recovery: each packet archived with the virtual channel of the
+frame that completed it, the station's links recovering gaps, one-off links not, and packets
+retrieved from the payload's store (VC 1) leaving the latest values alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import serial
+
+from groundsw.archive import Archive
+from groundsw.session import LinkSession
+from groundsw.station.owned_link import OwnedLink
+from spacelink.cdstime import CdsTime
+from spacelink.spacepacket import PusTm
+from spacelink.tmframe import TmFrame
+from telemetry_defs.loader import default_dictionary
+
+D = default_dictionary()
+STATUS = D.housekeeping["PAYLOAD_STATUS"]
+
+
+def hk(seq: int, uptime: int) -> PusTm:
+    values: dict[str, Any] = {p.name: 0 for p in STATUS.parameters}
+    values["UPTIME"] = uptime
+    data = D.encode_housekeeping(STATUS.sid, values)
+    return PusTm(D.apid, 3, 25, data, seq, time=CdsTime.from_unix(1_795_600_800.0 + seq))
+
+
+def frame(vcid: int, count: int) -> TmFrame:
+    return TmFrame(500, vcid, count, count, 0, bytes(1103), 0x01000000)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[Archive]:
+    with Archive(tmp_path, D) as a:
+        yield a
+
+
+def owned(archive: Archive | None, **options: Any) -> OwnedLink:
+    """A link not started (its port unread): the test feeds its sinks itself."""
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    return OwnedLink("fm1", LinkSession(port), D, archive, **options)
+
+
+def discard(link: OwnedLink) -> None:
+    if link.gaps is not None:
+        link.gaps.close()
+    link.session.port.close()
+
+
+def arrive(link: OwnedLink, vcid: int, tm: PusTm) -> None:
+    """What the session does with a frame on `vcid` completing `tm`: frame sinks, then packet
+    sinks."""
+    link._on_frame(frame(vcid, 1), 1.0)
+    for sink in link.session._packet_sinks:
+        sink(tm, tm.pack(), 2.0)
+
+
+def test_packets_are_archived_with_their_channel_and_retrieved_ones_are_not_latest(
+    archive: Archive,
+) -> None:
+    link = owned(archive, ask_dictionary=True)
+    assert link.gaps is not None
+    arrive(link, 0, hk(5, uptime=500))
+    arrive(link, 1, hk(2, uptime=200))  # retrieved: older
+    assert [(r.vcid, PusTm.unpack(r.raw).seq_count) for r in archive.packets()] == [(0, 5), (1, 2)]
+    assert link.value("UPTIME") == (500, 2.0)
+    discard(link)
+
+
+def test_one_off_links_find_no_gaps_the_stations_do_and_either_can_be_told(
+    archive: Archive,
+) -> None:
+    for options, recovers in (
+        ({}, False),
+        ({"ask_dictionary": True}, True),
+        ({"recover_gaps": True}, True),
+        ({"ask_dictionary": True, "recover_gaps": False}, False),
+    ):
+        link = owned(archive, **options)
+        assert (link.gaps is not None) is recovers, options
+        discard(link)
+    link = owned(None, ask_dictionary=True)  # no archive: nothing to repair
+    assert link.gaps is None
+    discard(link)
