@@ -1,4 +1,5 @@
-"""`groundsw tm query`, `groundsw tm plot` and `groundsw events`: the archive, read back.
+"""`groundsw tm query`, `groundsw tm plot`, `groundsw tm gaps` (in `gap_commands`) and
+`groundsw events`: the archive, read back.
 
 Handlers raise HistoryError, TimeSpecError, PlotError, ArchiveError or the dictionary's
 UnknownName, each with a one-sentence message; the CLI prints it and exits 2.
@@ -21,6 +22,7 @@ from groundsw.export import (
     sample_record,
     write_records,
 )
+from groundsw.gap_commands import add_gaps_command
 from groundsw.plot import plot_parameters
 from groundsw.timespec import parse_time, utc_text
 from telemetry_defs.model import Dictionary, Parameter, Severity
@@ -57,6 +59,7 @@ def add_tm_commands(tm_sub: argparse._SubParsersAction[Any]) -> None:
     plot.add_argument("--since", default="1h")
     plot.add_argument("--until")
     plot.set_defaults(handler=run_plot)
+    add_gaps_command(tm_sub)
 
 
 def add_events_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
