@@ -170,8 +170,13 @@ class GapRecovery:
         while not self._stop.wait(STEP_S):
             try:
                 self.step()
+            except ArchiveError as exc:  # locked by another process, disk full: later
+                log.error("%s: gap recovery: %s", self.name, exc)
+                self._next_try = self._clock() + RETRY_S
+                self._stop.wait(RETRY_S)
             except Exception:  # recovery must outlive any one failure
                 log.exception("%s: gap recovery failed", self.name)
+                self._stop.wait(RETRY_S)
 
     # -- the receiving thread -----------------------------------------------------------------
 
@@ -257,7 +262,11 @@ class GapRecovery:
             self._recovered(gap)
             return
         start, end = retrieval_range(found)
-        data = self._command.encode({"store": self._store_id, "start": start, "end": end})
+        try:
+            data = self._command.encode({"store": self._store_id, "start": start, "end": end})
+        except ValueError as exc:  # onboard times before 1970 or past 2106: a clock not set
+            self._give_up(gap, f"its time range cannot be asked for: {exc}")
+            return
         with self._lock:
             losses = self._vc1_losses
         try:
@@ -297,12 +306,9 @@ class GapRecovery:
             return
         if retrieval.completed_at is None:
             retrieval.completed_at = now
-        found = self._missing(gap)
-        if not found:
-            self._recovered(gap, answered=True)
-            return
         if now - retrieval.completed_at < MAX_SETTLE_S and now - last_vc1 < SETTLE_S:
             return  # packets queued before the completion report are still coming
+        found = self._missing(gap)
         if is_filled(found, retrieval_completed=losses == retrieval.vc1_losses):
             self._recovered(gap, answered=True)
             return

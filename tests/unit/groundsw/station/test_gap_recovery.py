@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from groundsw.archive import Archive
-from groundsw.gaps import GapState
+from groundsw.gaps import Gap, GapState
 from groundsw.session import CommandEvent, CommandRecord, EventKind
 from groundsw.station import gap_recovery as gr
 from groundsw.station.gap_recovery import GapRecovery
@@ -181,7 +181,7 @@ def test_a_gap_is_retrieved_once_by_its_time_range_and_closed(
     p.make(3, heard=False)  # 4..6 lost on the link
     p.make(3)  # 7..9
 
-    ground.run(gr.SETTLE_S + 1)
+    ground.run(2 * (gr.SETTLE_S + 1))  # kept once VC 1 is quiet; retrieved; checked likewise
 
     assert p.retrievals == [{"store": 1, "start": int(T0) + 3, "end": int(T0) + 7}]
     assert ground.state() == [(GapState.RECOVERED, 1)]
@@ -220,7 +220,7 @@ def test_no_command_while_the_link_is_down(ground: Ground) -> None:
     assert p.retrievals == []
     assert ground.state() == [(GapState.OPEN, 0)]  # found and kept meanwhile
     ground.link_up = True
-    ground.run(1)
+    ground.run(gr.SETTLE_S + 1)
     assert len(p.retrievals) == 1
     assert ground.state() == [(GapState.RECOVERED, 1)]
 
@@ -286,7 +286,7 @@ def test_a_store_busy_with_another_retrieval_is_not_an_attempt(ground: Ground) -
     assert len(p.retrievals) == 1 and ground.state() == [(GapState.OPEN, 0)]
     ground.run(gr.BUSY_RETRY_S - 2)
     assert len(p.retrievals) == 1
-    ground.run(3)
+    ground.run(3 + gr.SETTLE_S)
     assert len(p.retrievals) == 2 and ground.state() == [(GapState.RECOVERED, 1)]
 
 
@@ -314,8 +314,7 @@ def test_a_retrieval_that_loses_packets_is_asked_again_for_the_rest(ground: Grou
     p.make(6, heard=False)  # 2..7
     p.make(1)  # 8
     p.lose_in_retrieval = {5}
-    ground.run(gr.SETTLE_S + 1)
-    ground.run(gr.SETTLE_S + 1)
+    ground.run(3 * (gr.SETTLE_S + 1))
     assert p.retrievals == [
         {"store": 1, "start": int(T0) + 1, "end": int(T0) + 8},
         {"store": 1, "start": int(T0) + 4, "end": int(T0) + 6},
@@ -361,7 +360,7 @@ def test_a_retrieval_without_answer_is_asked_again_without_counting(ground: Grou
     assert len(p.retrievals) == 1
     assert ground.state() == [(GapState.RETRIEVING, 0)]
     p.silent = False
-    ground.run(gr.STALL_S + gr.RETRY_S)
+    ground.run(gr.STALL_S + gr.RETRY_S + gr.SETTLE_S)
     assert len(p.retrievals) == 2
     assert ground.state() == [(GapState.RECOVERED, 1)]
 
@@ -384,10 +383,21 @@ def test_a_restarted_station_resumes_its_gaps_and_finds_the_one_across_its_stop(
     ground.new_recovery()
     assert [g.first_missing for g in ground.recovery.open_gaps()] == [2]
     p.make(1)  # 6
-    ground.run(2 * (gr.SETTLE_S + 1))
+    ground.run(3 * (gr.SETTLE_S + 1))
 
     assert [(g.first_missing, g.missing, g.state) for g in ground.archive.gaps()] == [
         (2, 1, GapState.RECOVERED),
         (4, 2, GapState.RECOVERED),
     ]
     assert seqs(ground.archive) == list(range(7))
+
+
+def test_a_gap_whose_times_cannot_be_asked_for_is_given_up(ground: Ground) -> None:
+    """A payload clock not set yet stamps packets before 1970: no u32 time range holds them."""
+    ground.archive.add_gap(Gap(D.apid, 5, 2, 7, -100.0, -90.0))
+    ground.new_recovery()
+    ground.run(1)
+    assert ground.payload.retrievals == []
+    (gap,) = ground.archive.gaps()
+    assert gap.state is GapState.UNRECOVERABLE
+    assert gap.reason is not None and gap.reason.startswith("its time range cannot be asked for")

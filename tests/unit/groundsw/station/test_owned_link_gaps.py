@@ -87,3 +87,17 @@ def test_one_off_links_find_no_gaps_the_stations_do_and_either_can_be_told(
     link = owned(None, ask_dictionary=True)  # no archive: nothing to repair
     assert link.gaps is None
     discard(link)
+
+
+def test_the_recovery_sends_as_the_ground_station_through_the_queue(archive: Archive) -> None:
+    link = owned(archive, recover_gaps=True)
+    assert not link._takes_commands()  # no frame yet: the recovery would not send
+    command = D.command("STORE_RETRIEVE_RANGE")
+    record = link._send_as_station(
+        command.service, command.subtype, command.encode({"store": 1, "start": 5, "end": 9})
+    )
+    assert [item.record for item in link.queued()] == [record]
+    (history,) = archive.commands()
+    assert (history.client, history.name) == ("ground station", "STORE_RETRIEVE_RANGE")
+    assert history.arguments == "store=ALL start=5 end=9"
+    discard(link)
