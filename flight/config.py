@@ -20,7 +20,7 @@ from flight.services.files import MAX_DOWNLOADS
 from flight.thermal.rc_model import ThermalModelParameters
 from flight.thermal.readings import Sensor
 from flight.thermal.sysfs import DEFAULT_ZONES
-from spacelink.icd import LinkParameters
+from spacelink.icd import LinkParameters, TmCoding
 
 
 class ConfigError(Exception):
@@ -43,6 +43,11 @@ class StorageConfig:
     max_downloads: int = MAX_DOWNLOADS
     # Separate received ranges one upload may hold (RESOURCES_EXHAUSTED beyond).
     max_ranges: int = DEFAULT_MAX_RANGES
+    # Room of the packet stores (ST[15]): ALL keeps every real-time TM packet (about a day of
+    # housekeeping, events and reports at the default rates), EVENTS events and verification
+    # reports only, for longer.
+    packet_store_bytes: int = 256 * 1024**2
+    event_store_bytes: int = 32 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class ProtectionConfig:
 
 
 AUTHENTICATION_MODES = ("required", "off")
+TM_CODINGS = tuple(c.value for c in TmCoding)
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,16 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         for name, section in _read(one).items():
             raw.setdefault(name, {}).update(section)
     path = paths[-1] if len(paths) == 1 else Path(" + ".join(str(p) for p in paths))
-    link = _section(LinkParameters, raw.get("link", {}), f"[link] of {path}")
+    link_values = dict(raw.get("link", {}))
+    if "tm_coding" in link_values:
+        coding = link_values["tm_coding"]
+        if coding not in TM_CODINGS:
+            raise ConfigError(
+                f"[link] tm_coding = {coding!r} in {path}: expected "
+                + " or ".join(repr(c) for c in TM_CODINGS)
+            )
+        link_values["tm_coding"] = TmCoding(coding)
+    link = _section(LinkParameters, link_values, f"[link] of {path}")
     if link.tm_frame_length < 64 or link.tm_frame_length > 2048:
         raise ConfigError(f"[link] tm_frame_length {link.tm_frame_length}: 64..2048 octets")
     storage = _section(StorageConfig, raw.get("storage", {}), f"[storage] of {path}")
@@ -196,6 +211,8 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         "max_uploads": storage.max_uploads,
         "max_downloads": storage.max_downloads,
         "max_ranges": storage.max_ranges,
+        "packet_store_bytes": storage.packet_store_bytes,
+        "event_store_bytes": storage.event_store_bytes,
         "session_cache": jobs.session_cache,
         "max_queued": jobs.max_queued,
     }

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from flight.counters import LinkCounters
 from spacelink.icd import TM_VCID_BULK, TM_VCID_REALTIME, LinkParameters, line_seconds
+from spacelink.tmframe import channel_frame_octets
 from spacelink.tmmux import VirtualChannelMux
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ class DownlinkTransmitter:
         self._line_free_at = 0.0
         self._last_frame_at = float("-inf")
         self._idle_interval_s = params.idle_interval_s
-        self._frame_seconds = line_seconds(params.tm_frame_length + 4, baud)
+        self._frame_seconds = line_seconds(
+            channel_frame_octets(params.tm_coding, params.tm_frame_length), baud
+        )
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
         self.error: BaseException | None = None
 

@@ -81,7 +81,7 @@ from groundsw.uplink_security import (
 from groundsw.verification import CommandFailed
 from spacelink.cop1 import FopConfig
 from spacelink.errors import Cop1Error, LinkError
-from spacelink.icd import DEFAULT_BAUD
+from spacelink.icd import DEFAULT_BAUD, LinkParameters, TmCoding
 from spacelink.serialport import PortError, open_port
 from telemetry_defs.loader import DictionaryError, load_dictionary
 from telemetry_defs.model import Dictionary, UnknownName
@@ -110,6 +110,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
+TM_CODINGS = tuple(c.value for c in TmCoding)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groundsw", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action=_VersionAction)
@@ -119,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serial device path or pyserial URL (default: $GROUNDSW_PORT)",
     )
     parser.add_argument("--baud", type=_positive_int, default=DEFAULT_BAUD)
+    parser.add_argument(
+        "--tm-coding",
+        choices=TM_CODINGS,
+        default=os.environ.get("GROUNDSW_TM_CODING", "rs"),
+        help="TM channel coding the payload sends: rs (Reed-Solomon, ICD v2) or none (a v1 "
+        "link) (default: $GROUNDSW_TM_CODING, else rs)",
+    )
     parser.add_argument(
         "--timeout", type=_positive_float, default=10.0, help="seconds to wait for an answer"
     )
@@ -339,6 +349,7 @@ def own_link(args: argparse.Namespace, archive: ArchiveStore | None) -> Iterator
     try:
         session = LinkSession(
             port,
+            params=LinkParameters(tm_coding=TmCoding(args.tm_coding)),
             baud=args.baud,
             source_id=args.source_id,
             fop=FopConfig(t1=default_t1(args.baud)),

@@ -79,6 +79,9 @@ class LiveMonitor:
         age = state.get("last_frame_age")
         seen = "no frame yet" if age is None else f"{age:.1f} s"
         text = f"link {'UP' if state['up'] else 'DOWN'} {seen}, COP-1 {state['cop1']}"
+        if state.get("tm_coding") == "rs":
+            corrected, lost = state["rs_corrected_symbols"], state["rs_uncorrectable"]
+            text += f", RS {corrected} corrected, {lost} lost"
         if state.get("queued"):
             text += f"  {state['queued']} queued"
         self.table.set_link(text, down=not state["up"])

@@ -224,7 +224,9 @@ class LinkSession:
             self.params.scid, self.params.tc_vcid, fop or FopConfig(t1=default_t1(rate))
         )
         self.sync = FrameSynchronizer(
-            scid=self.params.scid, frame_length=self.params.tm_frame_length
+            scid=self.params.scid,
+            frame_length=self.params.tm_frame_length,
+            coding=self.params.tm_coding,
         )
         self.demux = PacketExtractor()
         self.stats = SessionStats()

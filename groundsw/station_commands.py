@@ -20,6 +20,7 @@ from groundsw.station.config import (
 )
 from groundsw.station.server import StationInfo, run_station
 from groundsw.station.station import StationError
+from spacelink.icd import TmCoding
 
 Print = Callable[[str], None]
 DEFAULT_PAYLOAD = "payload"
@@ -72,6 +73,7 @@ def station_config(args: argparse.Namespace) -> StationConfig:
         keys=args.keys,
         spi=args.spi,
         dictionary=args.dictionary,
+        tm_coding=TmCoding(args.tm_coding),
     )
     if args.listen:
         parse_listen(args.listen)
@@ -133,7 +135,17 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (
         f"{summary['name']:<12} {state:<4} {link['port']}  COP-1 {link['cop1']}, {seen}; "
         f"mode {mode}; {jobs}; {link['frames']} frames, {link['frame_errors']} bad, "
-        f"{link['frames_lost']} lost{extra}{alert}"
+        f"{link['frames_lost']} lost{coding(link)}{extra}{alert}"
+    )
+
+
+def coding(link: dict[str, Any]) -> str:
+    """The TM coding's part of a status line: what Reed-Solomon corrected, or nothing."""
+    if link.get("tm_coding") != "rs":
+        return ", no TM coding"
+    return (
+        f", RS {link['rs_corrected_symbols']} symbols corrected, "
+        f"{link['rs_uncorrectable']} uncorrectable"
     )
 
 

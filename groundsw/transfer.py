@@ -31,10 +31,11 @@ from groundsw.session import CommandRecord, EventKind, LinkTimeout, PayloadLink,
 from groundsw.uplink_security import UplinkSecurity
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
-from spacelink.icd import TC_MAX_DATA_LENGTH, TM_DATA_LENGTH, TM_FRAME_LENGTH, line_seconds
+from spacelink.icd import TC_MAX_DATA_LENGTH, TM_DATA_LENGTH, TmCoding, line_seconds
 from spacelink.pus import EVENT_SERVICE, Stage, VerificationReport
 from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags
+from spacelink.tmframe import channel_frame_octets
 from telemetry_defs.model import CodecError, Dictionary, UnknownName
 
 log = logging.getLogger(__name__)
@@ -680,9 +681,10 @@ class DownloadResult:
 
 
 def downlink_seconds(octets: int, baud: int) -> float:
-    """Line time of `octets` of chunk data on the downlink, frame overhead included."""
+    """Line time of `octets` of chunk data on the downlink, frame overhead included (of a coded
+    frame, the longer: a wait long enough for either coding)."""
     frames = octets / TM_DATA_LENGTH
-    return line_seconds(int(frames * (TM_FRAME_LENGTH + 4)) + 1, baud)
+    return line_seconds(int(frames * channel_frame_octets(TmCoding.RS)) + 1, baud)
 
 
 class Downloader:

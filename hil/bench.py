@@ -18,6 +18,7 @@ from typing import IO
 from flight.config import SecurityConfig
 from hil.impairments import Impairments
 from hil.ptylink import PtyLink
+from spacelink.icd import TmCoding
 from spacelink.keystore import create_keys
 from spacelink.sdls import Algorithm, SecurityAssociation
 
@@ -33,11 +34,17 @@ _PR_SET_PDEATHSIG = 1
 DEFAULT_BASEPLATE_C = 20.0
 
 
-def bench_config(baseplate_c: float, time_scale: float, authentication: bool = True) -> str:
+def bench_config(
+    baseplate_c: float,
+    time_scale: float,
+    authentication: bool = True,
+    tm_coding: TmCoding = TmCoding.RS,
+) -> str:
     """The payload configuration the bench gives before any of the caller's (which override it).
 
     `authentication`: the payload requires its uplink authenticated under the bench's
-    development key (its copy in the state directory); False turns authentication off."""
+    development key (its copy in the state directory); False turns authentication off.
+    `tm_coding`: the TM channel coding the payload sends (ICD 6a)."""
     # The governor polls a few model seconds apart at any speed-up (0.5 s at real time).
     poll_s = min(0.5, 3.0 / time_scale)
     if not authentication:
@@ -50,6 +57,7 @@ def bench_config(baseplate_c: float, time_scale: float, authentication: bool = T
         "# Written by the HIL bench: the payload's temperatures come from its thermal model,\n"
         "# its uplink key is the bench's development key.\n"
         f"{security}"
+        f'[link]\ntm_coding = "{tm_coding.value}"\n'
         "[thermal]\n"
         'source = "simulated"\n'
         f"poll_interval_s = {poll_s!r}\n"
@@ -102,6 +110,7 @@ class Bench:
         baseplate_c: float = DEFAULT_BASEPLATE_C,
         time_scale: float = 1.0,
         authentication: bool = True,
+        tm_coding: TmCoding = TmCoding.RS,
     ) -> None:
         """`baseplate_c`, `time_scale`: the payload's thermal model (see `bench_config`).
         `authentication`: the uplink is authenticated with a development key the bench
@@ -116,7 +125,8 @@ class Bench:
         self.key_file: Path | None = (
             state_dir.parent / f"{state_dir.name}-keys.toml" if authentication else None
         )
-        self.bench_config = bench_config(baseplate_c, time_scale, authentication)
+        self.tm_coding = tm_coding
+        self.bench_config = bench_config(baseplate_c, time_scale, authentication, tm_coding)
         self.link = PtyLink(baud, uplink=uplink, downlink=downlink, seed=seed)
         self.flight: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
-from spacelink.icd import DEFAULT_BAUD
+from spacelink.icd import DEFAULT_BAUD, TmCoding
 from spacelink.serialport import PortError, open_port
 
 EXIT_OK = 0
@@ -29,6 +29,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 _EMULATOR_OPTIONS = (
     "ber", "burst", "drop", "latency", "cut", "baseplate", "time_scale", "unauthenticated",
+    "tm_coding",
 )  # fmt: skip
 T = TypeVar("T")
 
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn the payload's uplink authentication off (default: a development key)",
     )
     run.add_argument(
+        "--tm-coding",
+        choices=[c.value for c in TmCoding],
+        help="the TM channel coding the payload sends: rs (default, ICD v2) or none (v1); "
+        "give the ground the same (groundsw --tm-coding)",
+    )
+    run.add_argument(
         "--flight-port",
         metavar="DEVICE",
         help="a real board's serial port: no emulator, no local payload",
@@ -179,6 +186,7 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
         baseplate_c=baseplate,
         time_scale=time_scale,
         authentication=not args.unauthenticated,
+        tm_coding=TmCoding(args.tm_coding or TmCoding.RS.value),
     )
     try:
         bench.start()
@@ -195,6 +203,7 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             f"line: {args.baud} baud, seed {args.seed}; uplink {uplink}; downlink {downlink}",
             flush=True,
         )
+        print(f"TM coding: {bench.tm_coding.value}", flush=True)
         print(f"thermal model: baseplate {baseplate:g} C, {time_scale:g}x real time", flush=True)
         if bench.key_file is None:
             print("uplink: unauthenticated (anyone on the link commands the payload)", flush=True)

@@ -69,7 +69,7 @@ class LinkParameters:
     tm_frame_length: int = TM_FRAME_LENGTH
     farm_window: int = FARM_WINDOW_WIDTH
     idle_interval_s: float = IDLE_FRAME_INTERVAL_S
-    tm_coding: TmCoding = TmCoding.NONE
+    tm_coding: TmCoding = TmCoding.RS
 
     def __post_init__(self) -> None:
         if self.tm_coding == TmCoding.RS and self.tm_frame_length != TM_RS_FRAME_LENGTH:

@@ -49,6 +49,7 @@ from spacelink.icd import (
     TC_MAX_FRAME_LENGTH,
     TM_FECF_LENGTH,
     LinkParameters,
+    TmCoding,
 )
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
 from spacelink.randomizer import randomize
@@ -83,7 +84,8 @@ from tools import model_gen
 PARAMS = LinkParameters()
 # The ground's synchronizer and demux take any frame length (LinkParameters.tm_frame_length);
 # short frames let random mutations reach a marker, a whole frame and its FECF far more often.
-SHORT_TM = LinkParameters(tm_frame_length=64)
+SHORT_TM = LinkParameters(tm_frame_length=64, tm_coding=TmCoding.NONE)
+PLAIN_TM = LinkParameters(tm_coding=TmCoding.NONE)
 # The registry's size limit is the board's storage; a fuzzed model is far below any of them.
 MAX_MODEL_BYTES = 16 * 1024**2
 # A one-input model's signature (dynamic batch, 8 features), for check_input after load_input.
@@ -409,7 +411,7 @@ def _line_octets(params: LinkParameters, packets: Sequence[bytes]) -> bytes:
 def _tm_frame_seeds() -> list[bytes]:
     packets = _tm_packets()
     short = [f.pack() for f in _mux_frames(SHORT_TM, packets[:4])]
-    full = [f.pack() for f in _mux_frames(PARAMS, packets[:3])]
+    full = [f.pack() for f in _mux_frames(PLAIN_TM, packets[:3])]
     return short[:6] + full[:2]
 
 
@@ -425,6 +427,28 @@ def _tm_sync_seeds() -> list[bytes]:
 def _tm_sync(data: bytes) -> None:
     def feed(pieces: list[bytes]) -> list[object]:
         sync = FrameSynchronizer(scid=SHORT_TM.scid, frame_length=SHORT_TM.tm_frame_length)
+        return [frame for piece in pieces for frame in sync.feed(piece)]
+
+    same_in_chunks(feed, data)
+
+
+def _rs_line(packets: Sequence[bytes]) -> bytes:
+    mux = VirtualChannelMux(PARAMS, lambda: Farm1(PARAMS.tc_vcid).clcw().to_int())
+    for packet in packets:
+        mux.push(0, packet)
+    return b"".join(iter(mux.next_frame, None)) + (mux.next_frame(idle=True) or b"")
+
+
+def _tm_rs_sync_seeds() -> list[bytes]:
+    packets = _tm_packets()
+    return [_rs_line(packets[:2]), b"\x1a\xcf\xfc" + _rs_line(packets[2:3])]
+
+
+def _tm_rs_sync(data: bytes) -> None:
+    # The Reed-Solomon decoder sees whatever the line brings: it corrects, or counts the
+    # codeblock uncorrectable, never raises.
+    def feed(pieces: list[bytes]) -> list[object]:
+        sync = FrameSynchronizer(scid=PARAMS.scid, coding=TmCoding.RS)
         return [frame for piece in pieces for frame in sync.feed(piece)]
 
     same_in_chunks(feed, data)
@@ -722,6 +746,12 @@ TARGETS: dict[str, FuzzTarget] = {
         _tm_sync_seeds,
         "FrameSynchronizer.feed (64-octet frames), whole and in chunks",
         fix_line_frames,
+    ),
+    "tm_rs_sync": FuzzTarget(
+        _tm_rs_sync,
+        (),
+        _tm_rs_sync_seeds,
+        "FrameSynchronizer.feed with Reed-Solomon (1279 line octets a frame), whole and in chunks",
     ),
     "tm_demux": FuzzTarget(
         _tm_demux, (), _tm_demux_seeds, "PacketExtractor.feed on frames built from the input"

@@ -13,6 +13,7 @@ owns (one per payload), from a TOML file or from the command line's options.
     keys = "/home/ops/keys/fm1.toml"   # uplink key file (docs/security.md); none: unauthenticated
     spi = 1                            # default: the key file's first SA
     scid = 500                         # default: the ICD's
+    tm_coding = "rs"                   # "none" for a payload on an ICD v1 link
     dictionary = "/opt/fm1/dictionary" # default: the shipped one
 """
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID
+from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID, TmCoding
 
 # By default the station listens on a Unix socket that only its user can open: whoever reaches
 # the API commands the payload with the station's uplink key.
@@ -49,6 +50,7 @@ class PayloadConfig:
     spi: int | None = None
     scid: int = SPACECRAFT_ID
     dictionary: Path | None = None
+    tm_coding: TmCoding = TmCoding.RS
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _path(value: object, base: Path) -> Path:
 
 
 def _payload(value: object, where: str, base: Path) -> PayloadConfig:
-    keys = {"name", "port", "baud", "keys", "spi", "scid", "dictionary"}
+    keys = {"name", "port", "baud", "keys", "spi", "scid", "dictionary", "tm_coding"}
     table = _table(value, where, keys)
     missing = [k for k in ("name", "port") if k not in table]
     if missing:
@@ -181,6 +183,12 @@ def _payload(value: object, where: str, base: Path) -> PayloadConfig:
             raise StationConfigError(f"{where}: {key} must be an integer")
     if table.get("baud", 1) <= 0:
         raise StationConfigError(f"{where}: baud must be above 0")
+    codings = [c.value for c in TmCoding]
+    if table.get("tm_coding", TmCoding.RS.value) not in codings:
+        raise StationConfigError(
+            f"{where}: tm_coding = {table['tm_coding']!r}: expected "
+            + " or ".join(repr(c) for c in codings)
+        )
     return PayloadConfig(
         name=check_name(str(table["name"])),
         port=str(table["port"]),
@@ -189,4 +197,5 @@ def _payload(value: object, where: str, base: Path) -> PayloadConfig:
         spi=table.get("spi"),
         scid=table.get("scid", SPACECRAFT_ID),
         dictionary=_path(table["dictionary"], base) if "dictionary" in table else None,
+        tm_coding=TmCoding(table.get("tm_coding", TmCoding.RS.value)),
     )

@@ -68,6 +68,9 @@ class LinkState:
     frames: int
     frame_errors: int
     frames_lost: int
+    tm_coding: str
+    rs_corrected_symbols: int  # symbols the Reed-Solomon decoder corrected (ICD 6a)
+    rs_uncorrectable: int  # codeblocks it could not correct (also in frame_errors)
     packets: int
     packet_errors: int
     commands: int
@@ -272,8 +275,14 @@ class OwnedLink:
             cop1=cop1,
             alert=fop.last_alert.value if fop.last_alert else self.last_init_error,
             frames=sync.frames,
-            frame_errors=sync.fecf_errors + sync.header_errors + sync.scid_errors,
+            frame_errors=sync.fecf_errors
+            + sync.header_errors
+            + sync.scid_errors
+            + sync.rs_uncorrectable,
             frames_lost=demux.frame_gaps,
+            tm_coding=session.params.tm_coding.value,
+            rs_corrected_symbols=sync.rs_corrected_symbols,
+            rs_uncorrectable=sync.rs_uncorrectable,
             packets=session.stats.tm_packets,
             packet_errors=session.stats.tm_packet_errors,
             commands=session.stats.commands_sent,

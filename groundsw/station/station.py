@@ -102,7 +102,7 @@ class Station:
         self._ports.append(port)
         session = LinkSession(
             port,
-            params=LinkParameters(scid=payload.scid),
+            params=LinkParameters(scid=payload.scid, tm_coding=payload.tm_coding),
             baud=payload.baud,
             fop=FopConfig(t1=default_t1(payload.baud)),
             security=security,

@@ -109,7 +109,7 @@ def test_mutated_valid_encodings_decode_or_raise_a_documented_error(
 def test_every_seed_decodes_cleanly_and_the_registry_covers_every_decoder() -> None:
     expected = {
         "cltu", "tc_frame", "control_command", "uplink_chain", "space_packet",
-        "command_arguments", "tm_frame", "tm_sync", "tm_demux", "tm_packet", "clcw",
+        "command_arguments", "tm_frame", "tm_sync", "tm_rs_sync", "tm_demux", "tm_packet", "clcw",
         "npy_input", "onnx_model", "sdls",
     }  # fmt: skip
     assert expected <= set(TARGETS)

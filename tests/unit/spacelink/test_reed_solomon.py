@@ -385,7 +385,7 @@ def test_a_codeblock_that_decodes_to_a_bad_fecf_counts_as_a_fecf_error() -> None
 
 def test_the_multiplexer_codes_frames_as_its_parameters_say() -> None:
     coded = VirtualChannelMux(LinkParameters(tm_coding=TmCoding.RS), lambda: 0x0100_0000)
-    plain = VirtualChannelMux(LinkParameters(), lambda: 0x0100_0000)
+    plain = VirtualChannelMux(LinkParameters(tm_coding=TmCoding.NONE), lambda: 0x0100_0000)
     coded_frame, plain_frame = coded.next_frame(idle=True), plain.next_frame(idle=True)
     assert coded_frame is not None and plain_frame is not None
     assert (len(coded_frame), len(plain_frame)) == (1279, 1119)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from spacelink.icd import ATTACHED_SYNC_MARKER, TM_DATA_LENGTH, LinkParameters
+from spacelink.icd import ATTACHED_SYNC_MARKER, TM_DATA_LENGTH, LinkParameters, TmCoding
 from spacelink.randomizer import randomize
 from spacelink.spacepacket import idle_packet
 from spacelink.tmdemux import PacketExtractor
@@ -37,7 +37,7 @@ operations = st.lists(
 
 
 def new_mux(clcw: Callable[[], int] = lambda: CLCW) -> VirtualChannelMux:
-    return VirtualChannelMux(LinkParameters(), clcw)
+    return VirtualChannelMux(LinkParameters(tm_coding=TmCoding.NONE), clcw)
 
 
 def decode(coded: bytes | None) -> TmFrame:

@@ -15,6 +15,7 @@ from groundsw.station.config import (
     parse_listen,
 )
 from groundsw.station_commands import station_config
+from spacelink.icd import TmCoding
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -42,6 +43,7 @@ spi = 2
 [[payload]]
 name = "fm2"
 port = "socket://127.0.0.1:7000"
+tm_coding = "none"
 """,
         )
     )
@@ -50,6 +52,7 @@ port = "socket://127.0.0.1:7000"
         "fm1", "/dev/ttyUSB0", 921600, tmp_path / "keys/fm1.toml", 2
     )
     assert config.payload("fm2").port == "socket://127.0.0.1:7000"
+    assert [p.tm_coding for p in config.payloads] == [TmCoding.RS, TmCoding.NONE]
     with pytest.raises(StationConfigError, match="several payloads"):
         config.payload(None)
     with pytest.raises(StationConfigError, match="no payload named 'fm3'"):
@@ -67,6 +70,7 @@ port = "socket://127.0.0.1:7000"
         ('[[payload]]\nname = "a"\nport = "p"\n[[payload]]\nname = "a"\nport = "q"\n', "twice"),
         ('[station]\nlisten = "8765"\n[[payload]]\nname = "a"\nport = "p"\n', "HOST:PORT"),
         ("[[payload]\n", "not valid TOML"),
+        ('[[payload]]\nname = "a"\nport = "p"\ntm_coding = "ldpc"\n', "expected 'rs' or 'none'"),
         ('[stations]\n[[payload]]\nname = "a"\nport = "p"\n', "unknown table 'stations'"),
     ],
 )
@@ -98,10 +102,10 @@ def test_the_data_directory_defaults_to_the_users(
 def test_serve_without_a_file_serves_the_port_of_the_options(tmp_path: Path) -> None:
     args = argparse.Namespace(
         config=None, listen=None, port="/dev/pts/9", baud=9600, keys=None, spi=None,
-        dictionary=None, name="fm1", data_dir=tmp_path,
+        dictionary=None, name="fm1", data_dir=tmp_path, tm_coding="none",
     )  # fmt: skip
     config = station_config(args)
-    assert config.payloads == (PayloadConfig("fm1", "/dev/pts/9", 9600),)
+    assert config.payloads == (PayloadConfig("fm1", "/dev/pts/9", 9600, tm_coding=TmCoding.NONE),)
     assert config.data_dir == tmp_path and config.address == tmp_path / "station.sock"
     assert config.listen_text == f"unix:{tmp_path / 'station.sock'}"
     args.port = None
