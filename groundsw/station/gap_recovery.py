@@ -146,6 +146,15 @@ class GapRecovery:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"gaps-{name}", daemon=True)
 
+    @staticmethod
+    def possible(dictionary: Dictionary) -> bool:
+        """The dictionary has what recovery asks the payload for (a dictionary before ICD v2
+        has no ST[15]: its payload keeps no packets)."""
+        enum = dictionary.enums.get("PacketStoreId")
+        if enum is None or STORE not in enum.values:
+            return False
+        return RETRIEVE_COMMAND in dictionary.commands
+
     # -- lifetime -----------------------------------------------------------------------------
 
     def start(self) -> GapRecovery:

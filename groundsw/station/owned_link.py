@@ -142,7 +142,8 @@ class OwnedLink:
         session.add_packet_sink(self._on_packet)
         self.gaps: GapRecovery | None = None
         if archive is not None:
-            if ask_dictionary if recover_gaps is None else recover_gaps:
+            recover = ask_dictionary if recover_gaps is None else recover_gaps
+            if recover and GapRecovery.possible(dictionary):
                 self.gaps = GapRecovery(
                     name,
                     archive,

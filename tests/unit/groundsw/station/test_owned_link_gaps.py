@@ -4,6 +4,7 @@ retrieved from the payload's store (VC 1) leaving the latest values alone."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from groundsw.station.owned_link import OwnedLink
 from spacelink.cdstime import CdsTime
 from spacelink.spacepacket import PusTm
 from spacelink.tmframe import TmFrame
-from telemetry_defs.loader import default_dictionary
+from telemetry_defs.loader import default_dictionary, load_dictionary
 
 D = default_dictionary()
 STATUS = D.housekeeping["PAYLOAD_STATUS"]
+DICTIONARY_DIR = Path(__file__).resolve().parents[4] / "telemetry_defs" / "dictionary"
 
 
 def hk(seq: int, uptime: int) -> PusTm:
@@ -101,3 +103,18 @@ def test_the_recovery_sends_as_the_ground_station_through_the_queue(archive: Arc
     assert (history.client, history.name) == ("ground station", "STORE_RETRIEVE_RANGE")
     assert history.arguments == "store=ALL start=5 end=9"
     discard(link)
+
+
+def test_a_dictionary_without_packet_stores_means_no_recovery(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """A payload configured with a dictionary from before ICD v2 keeps no packets to ask for:
+    its link works as before."""
+    old = tmp_path / "dictionary"
+    shutil.copytree(DICTIONARY_DIR, old)
+    (old / "storage.toml").unlink()
+    dictionary = load_dictionary(old)
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    link = OwnedLink("fm1", LinkSession(port), dictionary, archive, ask_dictionary=True)
+    assert link.gaps is None
+    port.close()
