@@ -60,6 +60,7 @@ from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
 from flight.services.protection import ProtectionService
 from flight.services.security import SecurityService
+from flight.services.storage import StorageService, default_stores
 from flight.services.thermal import ThermalService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
@@ -88,6 +89,9 @@ READ_GATHER_S = 0.004
 READ_TIMEOUT_S = 0.05
 # How long the last events may take to reach the line when stopping.
 STOP_DRAIN_S = 2.0
+# How often what the packet stores hold is made durable (kill -9 loses nothing written; a
+# power cut at most this much).
+STORE_FLUSH_S = 1.0
 
 # onnxruntime's provider names as the dictionary enum ExecutionProvider calls them.
 PROVIDER_LABELS = {
@@ -157,6 +161,15 @@ class Payload:
             port.write, link, baud, lambda: self._clcw_word, self.counters
         )
         self.tm = TmPublisher(link.apid, self.downlink.enqueue, clock)
+        # First: every packet from the first event on is kept (ST[15]).
+        self.storage = StorageService(
+            self.dictionary,
+            state_dir / "packet_stores",
+            default_stores(config.storage.packet_store_bytes, config.storage.event_store_bytes),
+            lambda packet: self.downlink.enqueue(TM_VCID_BULK, packet),
+            lambda: self.downlink.pending_octets(TM_VCID_BULK),
+        )
+        self.tm.observe(self.storage.keep)
         self.events = EventReporter(self.dictionary, self.tm)
         # Every check reports here; the events go out from the first finding on (the boot
         # count's and the protected state's own, at load).
@@ -194,8 +207,10 @@ class Payload:
             self.dictionary, self.parameters, self.tm, self.events, monotonic()
         )
         self.housekeeping.register(self.router)
+        self.storage.register(self.router)
         ParameterService(self.dictionary, self.parameters, self.events).register(self.router)
         test_service.register(self.router, self.dictionary)
+        self._next_store_flush = 0.0
         self._stop = threading.Event()
         self._port_error: BaseException | None = None
 
@@ -352,6 +367,7 @@ class Payload:
 
     def _parameter_pool(self, state_dir: Path) -> ParameterPool:
         pool = ParameterPool(self.dictionary)
+        coding = self.dictionary.enums["TmCoding"].values[self.config.link.tm_coding.name]
         resources = ResourceMonitor(state_dir)
         pool.provide_many(
             {
@@ -364,6 +380,8 @@ class Payload:
                 **self._protection_parameters(),
                 **thermal_getters(lambda: self.thermal, self.gate),
                 **security_getters(self.auth),
+                **self.storage.getters(),
+                "TM_CODING": lambda: coding,
             }
         )
         missing = pool.missing()
@@ -441,6 +459,10 @@ class Payload:
                     self.auth.tick()
                 self.runner.tick()
                 self.file_service.tick()
+                self.storage.tick()
+                if self._monotonic() >= self._next_store_flush:
+                    self.storage.flush()
+                    self._next_store_flush = self._monotonic() + STORE_FLUSH_S
                 if self.downlink.error is not None:
                     self._port_error = self.downlink.error
                     break
@@ -454,6 +476,7 @@ class Payload:
             self.gate.close()
             self.runner.stop()
             self.file_service.close()
+            self.storage.close()
             self.jobs.close()
             self.downlink.stop()
             log.info("link counters: %s", self.counters.summary())

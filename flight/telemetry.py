@@ -10,6 +10,9 @@ from spacelink.icd import TM_VCID_REALTIME
 from spacelink.spacepacket import MAX_SEQUENCE_COUNT, PusTm
 
 PacketSink = Callable[[int, bytes], None]
+# Told of each packet as it is published, before it is queued for the line, in publication
+# order: (packet, its octets, its virtual channel).
+PacketObserver = Callable[[PusTm, bytes, int], None]
 
 
 class TmPublisher:
@@ -22,6 +25,7 @@ class TmPublisher:
         self._clock = clock
         self._seq = 0
         self._type_counters: dict[tuple[int, int], int] = {}
+        self._observers: list[PacketObserver] = []
         # Counters and the order of packets on the line must agree across threads.
         self._lock = threading.Lock()
 
@@ -49,5 +53,13 @@ class TmPublisher:
                 time=CdsTime.from_unix(self._clock()),
             )
             self._seq = (self._seq + 1) & MAX_SEQUENCE_COUNT
-            self._sink(vcid, tm.pack())
+            raw = tm.pack()
+            for observe in self._observers:
+                observe(tm, raw, vcid)
+            self._sink(vcid, raw)
         return tm
+
+    def observe(self, observer: PacketObserver) -> None:
+        """Have `observer` told of every packet from now on (the packet stores keep them)."""
+        with self._lock:
+            self._observers.append(observer)
