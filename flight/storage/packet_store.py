@@ -520,6 +520,31 @@ class PacketStore:
             return record_no
         return None
 
+    def octets_from(self, record_no: int) -> int:
+        """Octets held (as summary().octets counts them) by the records from `record_no` on:
+        what an open retrieval from there has left to send, without reading it."""
+        self._check_open()
+        record_no = max(record_no, self._floor)
+        segment = self._segment_holding(record_no)
+        if segment is None:
+            return 0
+        later = self._segments[self._segments.index(segment) + 1 :]
+        offset = segment.start
+        if record_no > segment.first_no:
+            index = self._index(segment)
+            block = index.block_of(record_no)
+            fd = open_regular_file(segment.path)
+            try:
+                start = max(index.offsets[block], segment.start)
+                offset = segment.end
+                for found, number, _, _ in scan(fd, segment, start):
+                    if number >= record_no:
+                        offset = found
+                        break
+            finally:
+                os.close(fd)
+        return segment.end - offset + sum(s.end - s.start for s in later)
+
     @staticmethod
     def _stored(records: Iterator[tuple[int, float, memoryview]]) -> Iterator[StoredPacket]:
         for record_no, time, packet in records:

@@ -223,6 +223,10 @@ def test_reads_across_segment_boundaries(tmp_path: Path) -> None:
         fill(store, 300)  # packets of 8..104 octets: several per segment, 60 segments or so
         assert len(segment_files(tmp_path / "s")) > 40
         assert [p.record_no for p in store.records_from(123)] == list(range(123, 300))
+        left = sum(RECORD_OVERHEAD + len(packet(i)) for i in range(123, 300))
+        assert store.octets_from(123) == left
+        assert store.octets_from(0) == store.summary().octets
+        assert store.octets_from(300) == 0
         assert [p.record_no for p in store.between(1100.0, 1250.5)] == list(range(100, 251))
         assert [p.time for p in store.between(1000.5, 1001.5)] == [1001.0]
         assert list(store.between(5.0, 4.0)) == []
@@ -306,7 +310,9 @@ def test_delete_within_the_active_segment_then_append(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["crashed", "closed"])
-def test_a_torn_last_record_is_dropped_at_every_offset(tmp_path: Path, sealed: bool) -> None:
+def test_a_torn_last_record_or_footer_is_dropped_at_every_offset(
+    tmp_path: Path, sealed: bool
+) -> None:
     store = PacketStore(tmp_path / "s", 1 << 20)
     fill(store, 20)
     store.flush()
@@ -319,19 +325,22 @@ def test_a_torn_last_record_is_dropped_at_every_offset(tmp_path: Path, sealed: b
     last_size = RECORD_OVERHEAD + len(packet(19))
     last_start = sum(RECORD_OVERHEAD + len(packet(i)) for i in range(19))
     expected = [StoredPacket(i, 1000.0 + i, packet(i)) for i in range(19)]
-    for cut in range(last_start, last_start + last_size):
+    last_end = last_start + last_size
+    # Closed: a cut in the footer too (a crash while sealing), which loses no record.
+    for cut in range(last_start, (segment.stat().st_size if sealed else last_end)):
         trial = tmp_path / f"trial{cut}"
         shutil.copytree(image, trial)
         with open(trial / segment.name, "r+b") as f:
             f.truncate(cut)
+        kept = expected if cut < last_end else [*expected, StoredPacket(19, 1019.0, packet(19))]
         with PacketStore(trial, 1 << 20) as reopened:
-            assert held(reopened) == expected, cut
+            assert held(reopened) == kept, cut
             summary = reopened.summary()
-            assert summary.torn_tails == (cut > last_start)
+            assert summary.torn_tails == (cut not in (last_start, last_end))
             assert summary.corrupt_records == 0
             assert reopened.append(b"after", 1.0) > 19
         with PacketStore(trial, 1 << 20) as again:  # the cut tail and the new record stay
-            assert held(again)[:-1] == expected
+            assert held(again)[:-1] == kept
             assert again.summary().torn_tails == 0
         shutil.rmtree(trial)
 
@@ -473,9 +482,10 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(start=st.integers(-1, 400))
     def read_from(self, start: int) -> None:
-        assert list(self.store.records_from(start)) == [
-            p for p in self.model if p.record_no >= start
-        ]
+        expected = [p for p in self.model if p.record_no >= start]
+        assert list(self.store.records_from(start)) == expected
+        octets = sum(RECORD_OVERHEAD + len(p.packet) for p in expected)
+        assert self.store.octets_from(start) == octets
 
     @rule(lo=st.integers(-1, 31), hi=st.integers(-1, 31))
     def read_between(self, lo: int, hi: int) -> None:
