@@ -1,11 +1,8 @@
 """A packet store (ST[15]): TM packets with their on-board times, kept on disk in storage order,
 bounded, and read back by record number or by time.
 
-One store per directory:
-
-    store.lock                     flock'ed while a PacketStore has the directory open
-    store.state                    "deleted before record N" (the floor), replaced atomically
-    <first>-<limit>.seg            segments, oldest first (format: flight.storage.segments)
+One store per directory: a lock, the floor ("deleted before record N") and segments, oldest
+first (flight.storage.store_directory, flight.storage.segments).
 
 Appends go to the newest segment with one write(2) each, so a record whose append returned
 survives `kill -9`; `flush()` (fdatasync) makes it survive a power cut. After a crash the newest
@@ -15,37 +12,24 @@ deletions and power cuts: a segment reserves its range of numbers when it is cre
 a crash numbering goes on after the range of the segment the crash left unsealed.
 
 Memory: per segment, its summary and, once read, an index of one entry per 64 records (about
-half an octet a record: 2.5 MB for a 256 MiB store of 60-octet packets). Not thread-safe: one
-owner calls it, and one PacketStore at a time may open a directory.
+half an octet a record: 1.7 MB measured for a full 256 MiB store of 60-octet packets).
+Not thread-safe: one owner calls it, and one PacketStore at a time may open a directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import math
 import os
-import stat
-import struct
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from flight.durable import (
-    NotRegularError,
-    fsync_directory,
-    open_lock_file,
-    open_regular_file,
-    replace_atomically,
-    write_all,
-)
+from flight.durable import fsync_directory, open_regular_file, write_all
 from flight.storage.segments import (
-    FOOTER,
     MAX_PACKET_OCTETS,
     MAX_SEGMENT_OCTETS,
     RECORD_OVERHEAD,
@@ -54,11 +38,11 @@ from flight.storage.segments import (
     build_index,
     encode_record,
     note_damage,
-    parse_segment_name,
     records_per_segment,
     scan,
     segment_name,
 )
+from flight.storage.store_directory import lock_directory, open_segments, read_floor, write_floor
 
 __all__ = [
     "MAX_PACKET_OCTETS",
@@ -76,11 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "store.lock"
-STATE_FILE = "store.state"
-_STATE = struct.Struct(">4sHQI")  # magic, version, floor, CRC-32 of the rest
-_STATE_MAGIC = b"PKST"
-_STATE_VERSION = 1
 MIN_SEGMENT_OCTETS = 128
 # A wrap drops one whole segment: at most this share of the capacity.
 _SEGMENTS_PER_CAPACITY = 8
@@ -175,7 +154,10 @@ class PacketStore:
         self._dirty = False
         self._directory_dirty = False
         self._closed = True
-        self._lock_fd = self._lock(directory)
+        try:
+            self._lock_fd = lock_directory(directory)
+        except BlockingIOError:
+            raise PacketStoreBusy(f"packet store {directory} is open elsewhere") from None
         try:
             self._load()
         except BaseException:
@@ -185,40 +167,11 @@ class PacketStore:
 
     # -- opening ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _lock(directory: Path) -> int:
-        try:
-            mode = os.lstat(directory).st_mode
-        except FileNotFoundError:
-            directory.mkdir(parents=True, exist_ok=True)
-            mode = os.lstat(directory).st_mode
-        if not stat.S_ISDIR(mode):
-            what = "a symbolic link, not followed" if stat.S_ISLNK(mode) else "not a directory"
-            raise NotRegularError(errno.ENOTDIR, what, str(directory))
-        fd = open_lock_file(directory / LOCK_FILE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise PacketStoreBusy(f"packet store {directory} is open elsewhere") from None
-        return fd
-
     def _load(self) -> None:
-        self._floor = self._read_floor()
-        found: list[Segment] = []
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                parsed = parse_segment_name(entry.name)
-                if parsed is None:
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    log.warning("%s is not a regular file: ignored", entry.path)
-                    continue
-                found.append(Segment(Path(entry.path), *parsed))
-        found.sort(key=lambda s: (s.first, s.limit))
-        for segment in found:
-            self._open_segment(segment)
-        self._segments = found
+        self._floor = read_floor(self.directory)
+        opened = open_segments(self.directory)
+        self._corrupt, self._torn = opened.corrupt, opened.torn
+        self._segments = found = opened.segments
         self._next = max(
             [self._floor] + [s.next_no for s in found] + [s.last_no + 1 for s in found if s.count]
         )
@@ -237,54 +190,6 @@ class PacketStore:
         if self._directory_dirty:
             fsync_directory(self.directory)
             self._directory_dirty = False
-
-    def _read_floor(self) -> int:
-        path = self.directory / STATE_FILE
-        try:
-            fd = open_regular_file(path)
-        except FileNotFoundError:
-            return 0
-        except NotRegularError as exc:
-            log.error("packet store state %s: %s; no record deleted", path, exc)
-            return 0
-        try:
-            data = os.read(fd, _STATE.size + 1)
-        finally:
-            os.close(fd)
-        if len(data) == _STATE.size:
-            magic, version, floor, crc = _STATE.unpack(data)
-            if magic == _STATE_MAGIC and version == _STATE_VERSION and zlib.crc32(data[:-4]) == crc:
-                return int(floor)
-        # Records deleted before come back: a loss of nothing, unlike a guess at the floor.
-        log.error("packet store state %s is damaged: deleted records reappear", path)
-        return 0
-
-    def _open_segment(self, segment: Segment) -> None:
-        """Load a segment's footer, or recover it (scan, cut its torn tail, seal it)."""
-        fd = open_regular_file(segment.path)
-        try:
-            size = os.fstat(fd).st_size
-            footer = os.pread(fd, FOOTER.size, size - FOOTER.size) if size >= FOOTER.size else b""
-            if segment.load_footer(footer, size):
-                return
-            segment.end = size
-            lost, torn = build_index(fd, segment, recovering=True)
-        finally:
-            os.close(fd)
-        self._corrupt += lost
-        self._torn += torn
-        if torn:
-            log.warning("%s: torn last record cut at offset %d", segment.path, segment.end)
-        # Numbers of its range may have been handed out for records the crash lost.
-        segment.next_no = segment.limit
-        fd = open_regular_file(segment.path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, segment.end)
-            os.pwrite(fd, segment.footer(), segment.end)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        segment.sealed = True
 
     # -- appending ----------------------------------------------------------------------------
 
@@ -441,7 +346,7 @@ class PacketStore:
         if count == 0 or floor <= self._floor:
             return 0
         # The floor first: a crash before the files go leaves them, marked deleted.
-        self._write_floor(floor)
+        write_floor(self.directory, floor)
         self._floor = floor
         for segment in whole:
             if segment is self._segments[-1]:
@@ -477,10 +382,6 @@ class PacketStore:
         segment.start = offset
         segment.count = max(0, segment.count - n) if offset < segment.end else 0
         segment.first_no, segment.first_time = first_no, first_time
-
-    def _write_floor(self, floor: int) -> None:
-        body = _STATE.pack(_STATE_MAGIC, _STATE_VERSION, floor, 0)[:-4]
-        replace_atomically(self.directory / STATE_FILE, body + struct.pack(">I", zlib.crc32(body)))
 
     def _remove(self, segment: Segment) -> None:
         """Drop a whole segment (never the active one)."""
