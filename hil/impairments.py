@@ -57,6 +57,7 @@ class Impairments:
 @dataclass
 class ImpairmentStats:
     bits_flipped: int = 0
+    octets_corrupted: int = 0  # octets with at least one bit flipped (a coding symbol each)
     bursts: int = 0
     octets_dropped: int = 0
 
@@ -99,6 +100,7 @@ class LineFaults:
             positions = np.unique(np.concatenate(flips))
             np.bitwise_xor.at(octets, positions >> 3, (0x80 >> (positions & 7)).astype(np.uint8))
             self.stats.bits_flipped += int(positions.size)
+            self.stats.octets_corrupted += int(np.unique(positions >> 3).size)
         if imp.drop_rate:
             keep = self._rng.random(octets.size) >= imp.drop_rate
             self.stats.octets_dropped += int(octets.size - keep.sum())

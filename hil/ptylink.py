@@ -45,6 +45,7 @@ class DirectionStats:
     octets_dropped: int = 0
     octets_cut: int = 0
     overflow_drops: int = 0
+    octets_corrupted: int = 0
 
     def describe(self) -> str:
         parts = [f"{self.octets_out} octets"]
@@ -87,6 +88,7 @@ class _Direction:
             f.octets_dropped,
             s.octets_cut,
             s.overflow_drops,
+            f.octets_corrupted,
         )
 
     def release_delayed(self, now: float) -> None:
