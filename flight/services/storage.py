@@ -25,7 +25,7 @@ from flight.commanding import (
 )
 from flight.durable import replace_atomically
 from flight.router import CommandRouter
-from flight.storage import PacketStore, PacketStoreFull, StoredPacket
+from flight.storage import PacketStore, PacketStoreError, PacketStoreFull, StoredPacket
 from spacelink.icd import TM_VCID_REALTIME
 from spacelink.pus import EVENT_SERVICE, VERIFICATION_SERVICE, Stage
 from spacelink.spacepacket import PusTm
@@ -133,7 +133,7 @@ class StorageService:
                 store.engine.append(raw, when)
             except PacketStoreFull:
                 store.write_errors += 1
-            except OSError as exc:
+            except (PacketStoreError, OSError) as exc:
                 store.write_errors += 1
                 log.error("packet store %s: %s", store.definition.name, exc)
 
@@ -307,7 +307,7 @@ class StorageService:
             start = store.engine.first_record_at_or_after(store.open_start)
         if start is None:
             return 0
-        return sum(len(p.packet) for p in store.engine.records_from(start))
+        return store.engine.octets_from(start)
 
     def _open_start(
         self, checked: tuple[dict[str, Any], list[_Store]], ctx: CommandContext

@@ -1,0 +1,81 @@
+"""The downlink that loses nothing (issue 18): the link is cut while the payload sends
+housekeeping at 1 Hz (and, in the long run, while a job ends); when it comes back the ground
+station finds the gap from the sequence counts and retrieves it from the payload's packet store
+(ST[15], on VC 1) by itself: the archive then holds every packet generated during the cut, once,
+in order, with no operator command. make test cuts for 20 s; the issue's 10 minutes is `slow`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from groundsw.archive import Archive
+from groundsw.station.config import payload_data_dir
+from hil.bench import Bench
+from telemetry_defs.loader import default_dictionary
+from tests.hil.station import PAYLOAD, groundsw, http, wait_link_up
+
+pytestmark = pytest.mark.hil
+
+D = default_dictionary()
+SEQUENCE_MODULUS = 0x4000
+
+
+def archived(data: Path) -> list[tuple[int, int | None]]:
+    """(sequence count, VC first heard on) of every real-time packet archived, in the payload's
+    generation order (sequence counts restart only with the payload, which this test does not
+    restart)."""
+    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
+        packets = [p for p in archive.packets() if p.service != 17 or p.subtype != 132]
+    rows = [(int.from_bytes(p.raw[2:4], "big") & 0x3FFF, p.vcid) for p in packets]
+    return sorted(rows)
+
+
+@pytest.mark.parametrize(
+    "cut_s", [20, pytest.param(600, marks=[pytest.mark.slow, pytest.mark.timeout(1200)])]
+)
+def test_a_cut_link_is_repaired_by_the_station_alone(
+    station: tuple[Bench, Path, Path], cut_s: int
+) -> None:
+    bench, data, sock = station
+    with http(sock) as api:
+        wait_link_up(api)
+        sent = api.post(
+            f"/api/v1/payloads/{PAYLOAD}/commands",
+            json={
+                "command": "HK_SET_INTERVAL",
+                "arguments": ["sid=LINK_STATUS", "interval_ms=1000"],
+            },
+        ).json()
+        done = api.get(
+            f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
+        ).json()
+        assert done["state"] == "completed"
+        time.sleep(2)
+        bench.link.cut(cut_s)
+        time.sleep(cut_s)
+        # Back: the station sees the gap at the next real-time packet, asks for it, and the
+        # payload sends the originals on VC 1.
+        deadline = time.monotonic() + 60 + cut_s / 10
+        while True:
+            gaps = groundsw(data, "tm", "gaps")
+            assert gaps.returncode == 0, gaps.stderr
+            if gaps.stdout.startswith("no gap") and any(vc == 1 for _, vc in archived(data)):
+                break
+            assert time.monotonic() < deadline, f"the gap is still open:\n{gaps.stdout}"
+            time.sleep(1)
+    rows = archived(data)
+    counts = [seq for seq, _ in rows]
+    assert len(counts) == len(set(counts)), "a packet is in the archive twice"
+    first, last = counts[0], counts[-1]
+    assert last < SEQUENCE_MODULUS - 1  # no wrap in this test: sorted counts are the order
+    assert counts == list(range(first, last + 1)), "a packet is missing from the archive"
+    retrieved = [seq for seq, vc in rows if vc == 1]
+    assert len(retrieved) >= cut_s - 2, f"only {len(retrieved)} packets retrieved"
+    history = groundsw(data, "history")
+    assert history.returncode == 0
+    operators = [line for line in history.stdout.splitlines() if "STORE_" in line]
+    assert operators and all("ground station" in line for line in operators), history.stdout
+    print(f"\n{len(retrieved)} packets retrieved after a {cut_s} s cut; {len(counts)} archived")
