@@ -11,6 +11,7 @@ from typing import Any
 from groundsw.dictionary_check import HASH_PARAMETER, mismatch_warning
 from groundsw.liveview import LiveTable
 from groundsw.session import PayloadLink, ReceivedTm
+from spacelink.icd import TM_VCID_REALTIME
 from telemetry_defs.model import CodecError, DecodedTm, Dictionary, UnknownName
 
 Print = Callable[[str], None]
@@ -50,6 +51,8 @@ class LiveMonitor:
 
     def feed(self, item: ReceivedTm) -> DecodedTm | None:
         tm = item.tm
+        if item.vcid != TM_VCID_REALTIME:
+            return None  # bulk data, or old packets retrieved from the payload's store
         now = time.time()
         self.last_packet_at = now
         try:

@@ -153,6 +153,9 @@ class ReceivedTm:
     raw: bytes
     received_at: float
     order: int
+    # The virtual channel it came on: 0 real time; 1 bulk (file data, or a packet the payload
+    # kept and sent again: old values, not the latest).
+    vcid: int = 0
 
 
 @dataclass
@@ -686,7 +689,7 @@ class LinkSession:
                     CommandEvent(EventKind.REPORT, now, next(self._arrivals), report),
                 )
                 continue
-            received = ReceivedTm(tm, raw, now, next(self._arrivals))
+            received = ReceivedTm(tm, raw, now, next(self._arrivals), frame.vcid)
             for deliver, accept in list(self._listeners.values()):
                 if accept is None or accept(tm):
                     deliver(received)

@@ -417,6 +417,7 @@ async def stream_telemetry(websocket: WebSocket, link: OwnedLink) -> None:
             onboard_time=tm.time.to_unix(),
             service=tm.service,
             subtype=tm.subtype,
+            vcid=item.vcid,  # 1: bulk data, or a packet retrieved from the payload's store
         )
         await websocket.send_json(message)
         return False

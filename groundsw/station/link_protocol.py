@@ -57,7 +57,7 @@ def event_message(request_id: RequestId, event: CommandEvent) -> dict[str, Any]:
 
 
 def tm_message(item: ReceivedTm) -> dict[str, Any]:
-    return {"type": "tm", "raw": item.raw.hex()}
+    return {"type": "tm", "raw": item.raw.hex(), "vcid": item.vcid}
 
 
 def command_message(

@@ -242,7 +242,8 @@ class ServiceLink:
             except PacketError as exc:
                 log.error("TM from the ground station not understood: %s", exc)
                 return
-            item = ReceivedTm(tm, raw, time.monotonic(), next(self._order))
+            vcid = int(message.get("vcid", 0))
+            item = ReceivedTm(tm, raw, time.monotonic(), next(self._order), vcid)
             with self._lock:
                 listeners = list(self._listeners.values())
             for deliver in listeners:

@@ -107,7 +107,9 @@ class Station:
             fop=FopConfig(t1=default_t1(payload.baud)),
             security=security,
         )
-        link = OwnedLink(payload.name, session, dictionary, archive, ask_dictionary=True).start()
+        link = OwnedLink(
+            payload.name, session, dictionary, archive, ask_dictionary=True, recover_gaps=True
+        ).start()
         log.info("payload %s on %s, archive in %s", payload.name, payload.port, data_dir)
         return link
 
