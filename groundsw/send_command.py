@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from groundsw.session import PayloadLink, ReceivedTm
-from groundsw.verification import follow
+from groundsw.verification import Retrieve, follow
 from spacelink.pus import VerificationReport, failure_name
+from spacelink.spacepacket import AckFlags
 from telemetry_defs.model import CodecError, Command, Dictionary, UnknownName
 
 Print = Callable[[str], None]
+RETRIEVE_COMMAND = "STORE_RETRIEVE_RANGE"
+STORE_ENUM = "PacketStoreId"
+REPORTS_STORE = "EVENTS"
 
 
 def describe_tm(dictionary: Dictionary, item: ReceivedTm) -> str:
@@ -45,6 +49,26 @@ def describe_failure(dictionary: Dictionary, report: VerificationReport) -> str:
     return f"{text}: data {data.hex()}"
 
 
+def stored_reports(session: PayloadLink, dictionary: Dictionary) -> Retrieve | None:
+    """How `follow` gets lost reports back: a by-time-range retrieval of the payload's EVENTS
+    packet store (reports and events only: small, and apart from the ALL store the ground
+    station repairs its archive from); None when the payload's dictionary has no stores."""
+    try:
+        command = dictionary.command(RETRIEVE_COMMAND)
+        store = dictionary.enums[STORE_ENUM].values[REPORTS_STORE]
+    except (UnknownName, KeyError):
+        return None
+
+    def ask(since: float, until: float) -> None:
+        limit = 0xFFFFFFFF
+        start, end = (min(limit, max(0, int(t))) for t in (since, until))
+        data = command.encode({"store": store, "start": start, "end": end})
+        # Only a failure is reported: a busy store leaves the command unsettled, as before.
+        session.command(command.service, command.subtype, data, AckFlags.NONE)
+
+    return ask
+
+
 def run_command(
     session: PayloadLink,
     dictionary: Dictionary,
@@ -73,6 +97,7 @@ def run_command(
             name=command.name,
             on_reply=on_reply,
             describe_failure=lambda report: describe_failure(dictionary, report),
+            retrieve=stored_reports(session, dictionary),
         )
     finally:
         session.unsubscribe(replies)

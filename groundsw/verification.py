@@ -15,6 +15,14 @@ Print = Callable[[str], None]
 OnReply = Callable[[ReceivedTm, float], None]
 # A readable line for a failure report's code and data.
 DescribeFailure = Callable[[VerificationReport], str]
+# Asks the payload to send again, from its packet store (ST[15]), what it kept from `since`
+# (its own time, UNIX s) to `until`: the reports the downlink lost come back on VC 1.
+Retrieve = Callable[[float, float], None]
+# How much longer a command's end is waited for once its stored reports are asked for.
+RETRIEVAL_WAIT_S = 30.0
+# Asked from this long before the command went (the payload's clock against ours, known to a
+# second from the telemetry, and the time the command took to go up).
+RETRIEVAL_MARGIN_S = 5.0
 
 
 class CommandFailed(Exception):
@@ -43,19 +51,43 @@ def follow(
     name: str,
     on_reply: OnReply | None = None,
     describe_failure: DescribeFailure = default_failure_text,
+    retrieve: Retrieve | None = None,
 ) -> float:
     """Print each stage as it arrives until completion; the time to the completion report.
 
-    CommandFailed on a failure report, LinkTimeout when the completion does not come in time.
+    When the payload took the command (its CLCW acknowledged the frame) but no completion came
+    in time, and `retrieve` is given, its reports are asked for again from the payload's store
+    and waited for a while longer. CommandFailed on a failure report, LinkTimeout when the
+    completion does not come in time.
     """
     deadline = record.sent_at + timeout
+    # The payload's clock minus ours, from the telemetry that comes meanwhile.
+    onboard_offset: float | None = None
+    retrieved = False
+    seen: set[tuple[Stage, int | None]] = set()
     while True:
         remaining = deadline - time.monotonic()
+        taken = any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history)
+        if remaining <= 0 and taken and retrieve is not None and not retrieved:
+            retrieved = True
+            now = time.time()
+            sent = now - (time.monotonic() - record.sent_at)
+            offset = onboard_offset or 0.0
+            out(
+                f"  {'no report yet':<20}{ms(time.monotonic() - record.sent_at)}  the downlink "
+                "may have lost it: asking the payload for its stored copy"
+            )
+            retrieve(sent + offset - RETRIEVAL_MARGIN_S, now + offset + RETRIEVAL_MARGIN_S)
+            deadline = time.monotonic() + RETRIEVAL_WAIT_S
+            continue
         if remaining <= 0:
-            if any(e.kind is EventKind.FRAME_ACKNOWLEDGED for e in record.history):
+            if taken:
+                stored = (
+                    f", nor its stored copy within {RETRIEVAL_WAIT_S:g} s more" if retrieved else ""
+                )
                 raise LinkTimeout(
                     f"the payload took {name} {record.request_id} (its CLCW acknowledged the "
-                    f"frame) but no completion report came within {timeout:g} s: "
+                    f"frame) but no completion report came within {timeout:g} s{stored}: "
                     "telemetry lost on the downlink?"
                 )
             if record.history and record.history[-1].kind is EventKind.QUEUED:
@@ -73,6 +105,8 @@ def follow(
         items: list[CommandEvent | ReceivedTm] = [first, *drain(record.events), *drain(replies)]
         for item in sorted(items, key=lambda i: i.order):
             if isinstance(item, ReceivedTm):
+                if item.vcid == 0:
+                    onboard_offset = item.tm.time.to_unix() - time.time()
                 if on_reply is not None:
                     on_reply(item, item.received_at - record.sent_at)
                 continue
@@ -85,6 +119,9 @@ def follow(
                 raise LinkTimeout(f"the uplink gave up on {record.request_id}: {item.reason}")
             elif item.report is not None:
                 report = item.report
+                if (report.stage, report.step) in seen:
+                    continue  # heard live, and again from the payload's store
+                seen.add((report.stage, report.step))
                 if not report.success:
                     text = describe_failure(report)
                     out(f"  {report.stage.label + ' FAILED':<20}{ms(elapsed)}  {text}")

@@ -195,11 +195,12 @@ class PtyLink:
     def impairments(self, direction: str) -> Impairments:
         return self._direction(direction).faults.impairments
 
-    def cut(self, seconds: float) -> None:
-        """Cut the line both ways for `seconds`: everything on the wire meanwhile is lost."""
+    def cut(self, seconds: float, directions: tuple[str, ...] = ("uplink", "downlink")) -> None:
+        """Cut the line for `seconds` (both ways unless `directions` says): everything on the
+        wire meanwhile is lost."""
         with self._lock:
             until = time.monotonic() + seconds
-            for d in (self.uplink, self.downlink):
+            for d in (self._direction(name) for name in directions):
                 d.cut_until = max(d.cut_until, until)
         self._wake()
 

@@ -48,21 +48,21 @@ class StoreDefinition:
     store_id: int
     name: str
     capacity_octets: int
-    selects: Callable[[int, int], bool]  # (service, subtype) -> kept
+    selects: Callable[[PusTm], bool]
 
 
 def default_stores(all_octets: int, events_octets: int) -> tuple[StoreDefinition, ...]:
-    """ALL keeps every real-time packet; EVENTS keeps events and verification reports longer
-    (a smaller share of the traffic in its own room)."""
+    """ALL keeps every real-time packet; EVENTS keeps events, verification reports and every
+    reply to a command (what settles a command whose answer the downlink lost) longer, in a
+    smaller room of its own."""
     return (
-        StoreDefinition(1, "ALL", all_octets, lambda service, subtype: True),
-        StoreDefinition(
-            2,
-            "EVENTS",
-            events_octets,
-            lambda service, subtype: service in (EVENT_SERVICE, VERIFICATION_SERVICE),
-        ),
+        StoreDefinition(1, "ALL", all_octets, lambda tm: True),
+        StoreDefinition(2, "EVENTS", events_octets, _answers_or_events),
     )
+
+
+def _answers_or_events(tm: PusTm) -> bool:
+    return tm.service in (EVENT_SERVICE, VERIFICATION_SERVICE) or tm.destination_id != 0
 
 
 @dataclass
@@ -127,7 +127,7 @@ class StorageService:
             return
         when = tm.time.to_unix()
         for store in self._stores.values():
-            if not store.enabled or not store.definition.selects(tm.service, tm.subtype):
+            if not store.enabled or not store.definition.selects(tm):
                 continue
             try:
                 store.engine.append(raw, when)
