@@ -155,7 +155,6 @@ class FrameSynchronizer:
         marker = ATTACHED_SYNC_MARKER
         mlen = len(marker)
         total = mlen + _coded_length(self.coding, self.frame_length)
-        coded = self.coding == TmCoding.RS
         frames: list[TmFrame] = []
         while True:
             distance = 0
@@ -163,9 +162,6 @@ class FrameSynchronizer:
                 if len(buf) < mlen:
                     break
                 distance = _bit_distance(buf[:mlen], marker)
-                if distance > self.marker_tolerance:
-                    self._locked = False
-                    continue
             else:
                 idx = buf.find(marker)
                 if idx < 0:
@@ -177,12 +173,18 @@ class FrameSynchronizer:
                 del buf[:idx]
             if len(buf) < total:
                 break  # the marker is checked again, and counted once, when the frame is in
+            # Locked, a marker too damaged to recognise (a burst across it: the marker is not
+            # coded) is passed over when the block where it says checks (flywheel): only when
+            # both are wrong is the stream out of step and searched again from here.
+            flywheel = self._locked and distance > self.marker_tolerance
+            frame, corrected, failure = self._check(randomize(buf[mlen:total]))
+            if flywheel and frame is None:
+                self._locked = False
+                continue
+            self._count(corrected, failure)
             if distance:
                 self.stats.markers_with_errors += 1
             searched = not self._locked
-            raw = randomize(buf[mlen:total])
-            octets = self._decode_codeblock(raw) if coded else raw
-            frame = None if octets is None else self._unpack(octets)
             if frame is None:
                 if searched:
                     # The marker may have been a chance match inside other data: look again
@@ -201,20 +203,28 @@ class FrameSynchronizer:
             frames.append(frame)
         return frames
 
-    def _decode_codeblock(self, block: bytes) -> bytes | None:
-        decoded = decode_codeblock(block)
-        if decoded.frame is None:
-            self.stats.rs_uncorrectable += 1
-        else:
-            self.stats.rs_corrected_symbols += decoded.corrected_symbols
-        return decoded.frame
-
-    def _unpack(self, raw: bytes) -> TmFrame | None:
+    def _check(self, block: bytes) -> tuple[TmFrame | None, int, str | None]:
+        """The frame in a derandomized block, the symbols corrected on the way, and why there
+        is none ("rs", "fecf" or "header"); counts nothing."""
+        corrected = 0
+        octets = block
+        if self.coding == TmCoding.RS:
+            decoded = decode_codeblock(block)
+            if decoded.frame is None:
+                return None, 0, "rs"
+            octets, corrected = decoded.frame, decoded.corrected_symbols
         try:
-            return TmFrame.unpack(raw)
+            return TmFrame.unpack(octets), corrected, None
         except FrameError as exc:
-            if exc.reason is DiscardReason.TM_FRAME_FECF:
-                self.stats.fecf_errors += 1
-            else:
-                self.stats.header_errors += 1
-            return None
+            bad_fecf = exc.reason is DiscardReason.TM_FRAME_FECF
+            return None, corrected, "fecf" if bad_fecf else "header"
+
+    def _count(self, corrected: int, failure: str | None) -> None:
+        if failure == "rs":
+            self.stats.rs_uncorrectable += 1
+            return
+        self.stats.rs_corrected_symbols += corrected
+        if failure == "fecf":
+            self.stats.fecf_errors += 1
+        elif failure == "header":
+            self.stats.header_errors += 1

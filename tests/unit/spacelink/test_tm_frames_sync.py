@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spacelink.errors import DiscardReason, FrameError
-from spacelink.icd import ATTACHED_SYNC_MARKER, TM_DATA_LENGTH, TM_FRAME_LENGTH
+from spacelink.icd import ATTACHED_SYNC_MARKER, TM_DATA_LENGTH, TM_FRAME_LENGTH, TmCoding
 from spacelink.randomizer import pn_sequence
 from spacelink.tmframe import FrameSynchronizer, TmFrame, encode_channel_frame
 from tests.unit.spacelink.codec_strategies import (
@@ -227,14 +227,35 @@ def test_a_damaged_marker_is_counted_once_whatever_the_chunking() -> None:
     assert sync.stats.markers_with_errors == 1
 
 
-def test_marker_with_four_bit_errors_loses_only_its_frame() -> None:
+def test_a_marker_too_damaged_to_recognise_keeps_its_frame_while_locked() -> None:
+    # Flywheel: the marker is not coded, so a burst across it would otherwise cost a frame.
     frames = sample_frames(4)
     coded = line(frames)
-    coded[2] = flip_bits(coded[2], 0, 9, 18, 27)
+    coded[2] = flip_bits(coded[2], *range(0, 32, 2))
+    sync = FrameSynchronizer()
+    assert sync.feed(b"".join(coded)) == frames
+    assert sync.stats.octets_skipped == 0
+    assert sync.stats.markers_with_errors == 1
+
+
+def test_a_300_bit_burst_across_a_coded_marker_costs_nothing() -> None:
+    frames = sample_frames(4)
+    coded = [encode_channel_frame(f.pack(), TmCoding.RS) for f in frames]
+    # 300 bits from the middle of the marker into the codeblock: every bit of them flipped.
+    coded[2] = flip_bits(coded[2], *range(16, 316))
+    sync = FrameSynchronizer(coding=TmCoding.RS)
+    assert sync.feed(b"".join(coded)) == frames
+    assert sync.stats.rs_uncorrectable == 0 and sync.stats.rs_corrected_symbols == 36
+
+
+def test_a_bad_marker_over_a_bad_frame_loses_only_that_frame() -> None:
+    frames = sample_frames(4)
+    coded = line(frames)
+    coded[2] = flip_bits(coded[2], 0, 9, 18, 27, 100)  # the marker and the frame both wrong
     sync = FrameSynchronizer()
     assert sync.feed(b"".join(coded)) == [frames[0], frames[1], frames[3]]
     assert sync.stats.octets_skipped == LINE_FRAME
-    assert sync.stats.markers_with_errors == 0
+    assert sync.stats.fecf_errors == 0  # out of step, not a frame: searched again
 
 
 def test_a_damaged_marker_is_not_accepted_while_searching() -> None:
