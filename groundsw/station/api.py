@@ -330,25 +330,28 @@ def create_app(station: Station) -> FastAPI:
     @app.websocket(f"{PREFIX}/payloads/{{name}}/link")
     async def link_socket(websocket: WebSocket, name: str, client: str = "websocket") -> None:
         """A client's end of the link: raw TCs in, their stages and the TM for it out."""
-        try:
-            link = station.link(name)
-        except KeyError:
-            await websocket.close(code=4404, reason=f"no payload named {name!r}")
-            return
-        await websocket.accept()
-        await serve_link_client(websocket, link, client)
+        link = await accept_for(websocket, name)
+        if link is not None:
+            await serve_link_client(websocket, link, client)
 
     @app.websocket(f"{PREFIX}/payloads/{{name}}/telemetry")
     async def telemetry_socket(websocket: WebSocket, name: str) -> None:
         """Live telemetry for scripts: every packet sent to everyone (housekeeping, events,
         reports), decoded, as it arrives."""
+        link = await accept_for(websocket, name)
+        if link is not None:
+            await stream_telemetry(websocket, link)
+
+    async def accept_for(websocket: WebSocket, name: str) -> OwnedLink | None:
+        """The payload's link, the socket accepted; None, the socket closed with 4404, when
+        the station has no such payload."""
         try:
             link = station.link(name)
         except KeyError:
             await websocket.close(code=4404, reason=f"no payload named {name!r}")
-            return
+            return None
         await websocket.accept()
-        await stream_telemetry(websocket, link)
+        return link
 
     @app.websocket(f"{PREFIX}/payloads/{{name}}/commands/{{request}}/stages")
     async def stages_socket(websocket: WebSocket, name: str, request: str) -> None:

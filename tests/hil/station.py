@@ -69,3 +69,15 @@ def wait_link_up(client: httpx.Client) -> None:
             return
         assert time.monotonic() < deadline, f"the station's link did not come up: {summary}"
         time.sleep(0.2)
+
+
+def command_done(client: httpx.Client, command: str, *arguments: str) -> dict[str, Any]:
+    """Send a dictionary command through the station and wait for its end: its status."""
+    sent = client.post(
+        f"/api/v1/payloads/{PAYLOAD}/commands",
+        json={"command": command, "arguments": list(arguments)},
+    ).json()
+    done: dict[str, Any] = client.get(
+        f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
+    ).json()
+    return done

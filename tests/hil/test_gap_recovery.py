@@ -15,7 +15,7 @@ from groundsw.archive import Archive
 from groundsw.station.config import payload_data_dir
 from hil.bench import Bench
 from telemetry_defs.loader import default_dictionary
-from tests.hil.station import PAYLOAD, groundsw, http, wait_link_up
+from tests.hil.station import PAYLOAD, command_done, groundsw, http, wait_link_up
 
 pytestmark = pytest.mark.hil
 
@@ -42,16 +42,7 @@ def test_a_cut_link_is_repaired_by_the_station_alone(
     bench, data, sock = station
     with http(sock) as api:
         wait_link_up(api)
-        sent = api.post(
-            f"/api/v1/payloads/{PAYLOAD}/commands",
-            json={
-                "command": "HK_SET_INTERVAL",
-                "arguments": ["sid=LINK_STATUS", "interval_ms=1000"],
-            },
-        ).json()
-        done = api.get(
-            f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
-        ).json()
+        done = command_done(api, "HK_SET_INTERVAL", "sid=LINK_STATUS", "interval_ms=1000")
         assert done["state"] == "completed"
         time.sleep(2)
         bench.link.cut(cut_s)

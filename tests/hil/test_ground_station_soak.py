@@ -22,7 +22,7 @@ from groundsw.station.remote import ServiceLink
 from hil.bench import Bench
 from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
-from tests.hil.station import PAYLOAD, http, wait_link_up
+from tests.hil.station import PAYLOAD, command_done, http, wait_link_up
 
 pytestmark = pytest.mark.hil
 
@@ -51,16 +51,7 @@ def test_housekeeping_is_archived_with_no_client_attached(
     _, data, sock = station
     with http(sock) as api:
         wait_link_up(api)
-        sent = api.post(
-            f"/api/v1/payloads/{PAYLOAD}/commands",
-            json={
-                "command": "HK_SET_INTERVAL",
-                "arguments": ["sid=LINK_STATUS", "interval_ms=1000"],
-            },
-        ).json()
-        done = api.get(
-            f"/api/v1/payloads/{PAYLOAD}/commands/{sent['request']}", params={"wait": 20}
-        ).json()
+        done = command_done(api, "HK_SET_INTERVAL", "sid=LINK_STATUS", "interval_ms=1000")
         assert done["state"] == "completed"
     started = time.time()
     time.sleep(seconds)  # nobody attached
