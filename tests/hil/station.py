@@ -29,22 +29,30 @@ def groundsw(data: Path, *args: str, timeout: float = 60) -> subprocess.Complete
     )
 
 
+def start_serve(args: list[str], data: Path) -> subprocess.Popen[str]:
+    """`groundsw ARGS` (a serve), once it listens: its discovery file is in `data`."""
+    serve = subprocess.Popen(
+        [str(BIN / "groundsw"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while not (data / DISCOVERY_FILE).exists():
+        assert serve.poll() is None, serve.communicate()
+        assert time.monotonic() < deadline, "the station did not start"
+        time.sleep(0.1)
+    return serve
+
+
 def run_station(make_bench: Any, tmp_path: Path) -> Iterator[tuple[Bench, Path, Path]]:
     """A bench, and `groundsw serve` on its link: (bench, data directory, socket); stopped with
     SIGTERM at the end, which must leave no discovery file and exit 0."""
     bench: Bench = make_bench(baud=115200)
     data, sock = tmp_path / "data", tmp_path / "station.sock"
-    serve = subprocess.Popen(
-        [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
+    serve = start_serve(
+        ["--port", bench.ground_port, "--data-dir", str(data),
          "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        data,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while not (data / DISCOVERY_FILE).exists():
-            assert serve.poll() is None, serve.communicate()
-            assert time.monotonic() < deadline, "the station did not start"
-            time.sleep(0.1)
         yield bench, data, sock
     finally:
         serve.send_signal(signal.SIGTERM)

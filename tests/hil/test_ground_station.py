@@ -23,12 +23,11 @@ from websockets.sync.client import unix_connect
 from groundsw.archive import Archive
 from groundsw.station.config import payload_data_dir
 from groundsw.station.remote import ServiceLink
-from groundsw.station.server import DISCOVERY_FILE
 from hil.bench import Bench
 from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
-from tests.hil.station import PAYLOAD, groundsw, http, wait_link_up
+from tests.hil.station import PAYLOAD, groundsw, http, start_serve, wait_link_up
 
 pytestmark = pytest.mark.hil
 
@@ -194,16 +193,8 @@ def test_two_payloads_on_one_station_never_cross(make_bench: Any, tmp_path: Path
             for n, b in enumerate(benches, 1)
         )
     )
-    serve = subprocess.Popen(
-        [str(BIN / "groundsw"), "serve", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    serve = start_serve(["serve", "--config", str(config)], data)
     try:
-        deadline = time.monotonic() + 20
-        while not (data / DISCOVERY_FILE).exists():
-            assert serve.poll() is None, serve.communicate()
-            assert time.monotonic() < deadline, "the station did not start"
-            time.sleep(0.1)
         with http(sock) as api:
             for name in ("fm1", "fm2"):
                 deadline = time.monotonic() + 20
@@ -310,16 +301,11 @@ def test_the_station_rides_out_a_payload_restart(station: tuple[Bench, Path, Pat
 def test_a_client_rides_out_a_station_restart(make_bench: Any, tmp_path: Path) -> None:
     bench: Bench = make_bench(baud=115200)
     data, sock = tmp_path / "data", tmp_path / "station.sock"
-    serve = [str(BIN / "groundsw"), "--port", bench.ground_port, "--data-dir", str(data),
+    serve = ["--port", bench.ground_port, "--data-dir", str(data),
              "serve", "--name", PAYLOAD, "--listen", f"unix:{sock}"]  # fmt: skip
 
     def start() -> subprocess.Popen[str]:
-        process = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        while not (data / DISCOVERY_FILE).exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        return process
+        return start_serve(serve, data)
 
     first = start()
     link = ServiceLink("http://station", PAYLOAD, "live view", sock)
