@@ -431,8 +431,8 @@ def _integer(
 
 def _display(raw: dict[str, Any], where: str) -> str:
     display = str(raw.get("display", ""))
-    if display not in ("", "hex"):
-        raise DictionaryError(f"{where}: display must be 'hex' when given")
+    if display not in ("", "hex", "time"):
+        raise DictionaryError(f"{where}: display must be 'hex' or 'time' when given")
     return display
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from construct import (
@@ -121,6 +124,8 @@ class Field:
     def _one_from_text(self, text: str, resolve: NameResolver, where: str) -> Any:
         if self.none is not None and text.strip().lower() == "none":
             return self.none
+        if self.display == "time":
+            return time_from_text(text, where)
         if self.refers is not None:
             number = resolve(self.refers, text)
             if number is not None:
@@ -142,7 +147,36 @@ class Field:
     def _one_to_text(self, value: Any) -> str:
         if self.display == "hex" and isinstance(value, int):
             return f"0x{value:0{_hex_digits(self.type)}X}"
+        if self.display == "time" and isinstance(value, int) and value:
+            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return self.type.to_text(value)
+
+
+_AGO = re.compile(r"now\s*-\s*(\d+(?:\.\d+)?)\s*([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def time_from_text(text: str, where: str, now: float | None = None) -> int:
+    """UNIX seconds from what an operator types: a number, an ISO 8601 UTC time
+    (2026-12-07T10:00:00Z), `now`, or `now-10m` (s, m, h, d)."""
+    text = text.strip().lower()
+    current = time.time() if now is None else now
+    if text.isdigit():
+        return int(text)
+    if text == "now":
+        return int(current)
+    ago = _AGO.fullmatch(text)
+    if ago:
+        return int(current - float(ago.group(1)) * _SECONDS[ago.group(2)])
+    try:
+        when = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise BadText(
+            f"{where}: {text!r} is not a time (UNIX seconds, 2026-12-07T10:00:00Z, now, now-10m)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp())
 
 
 def _hex_digits(t: ValueType) -> int:
