@@ -383,8 +383,10 @@ def own_link(args: argparse.Namespace, archive: ArchiveStore | None) -> Iterator
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The station is a service: its log says what it does by itself (the link up and down,
+    # COP-1 started again, gaps found and repaired); a one-off command prints only its result.
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR,
+        level=logging.INFO if args.verbose or args.command == "serve" else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.verbose:
