@@ -27,7 +27,14 @@ from typing import IO, Any, NoReturn
 
 from groundsw.progress import Clock, Print, Progress, make_progress, summary_text
 from groundsw.send_command import describe_failure
-from groundsw.session import CommandRecord, EventKind, LinkTimeout, PayloadLink, ReceivedTm
+from groundsw.session import (
+    CommandEvent,
+    CommandRecord,
+    EventKind,
+    LinkTimeout,
+    PayloadLink,
+    ReceivedTm,
+)
 from groundsw.uplink_security import UplinkSecurity
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
@@ -398,6 +405,9 @@ class Exchange:
                             found = got
                             break
                 if found is not None and (until_reply or completed_at is not None):
+                    # Reports that came with the reply are told before it is returned.
+                    for event in drain(record.events):
+                        self._take_report(command, event, record, on_report)
                     return found
                 if completed_at is not None:
                     if packet is None:
@@ -415,24 +425,35 @@ class Exchange:
                     event = record.events.get(timeout=0.05)
                 except queue.Empty:
                     continue
-                if event.kind is EventKind.DROPPED:
-                    raise LinkTimeout(f"the uplink gave up on {command}: {event.reason}")
-                report = event.report
-                if report is None:
-                    continue
-                if not report.success:
-                    raise CommandFailed(
-                        f"{command} failed at {report.stage.name.lower()}: "
-                        f"{describe_failure(self.dictionary, report)}",
-                        report,
-                    )
-                if on_report is not None:
-                    on_report(report, event.at - record.sent_at)
-                if report.stage is Stage.COMPLETION:
+                if self._take_report(command, event, record, on_report):
                     completed_at = self.clock()
         finally:
             if replies is not None:
                 self.link.unsubscribe(replies)
+
+    def _take_report(
+        self,
+        command: str,
+        event: CommandEvent,
+        record: CommandRecord,
+        on_report: Callable[[VerificationReport, float], None] | None,
+    ) -> bool:
+        """Act on one event of a request: True at its completion; CommandFailed on a failure
+        report, LinkTimeout when the uplink gave it up."""
+        if event.kind is EventKind.DROPPED:
+            raise LinkTimeout(f"the uplink gave up on {command}: {event.reason}")
+        report = event.report
+        if report is None:
+            return False
+        if not report.success:
+            raise CommandFailed(
+                f"{command} failed at {report.stage.name.lower()}: "
+                f"{describe_failure(self.dictionary, report)}",
+                report,
+            )
+        if on_report is not None:
+            on_report(report, event.at - record.sent_at)
+        return report.stage is Stage.COMPLETION
 
 
 def event_values(

@@ -111,7 +111,7 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(7)]
+        lines = [proc.stdout.readline() for _ in range(8)]
         # The payload runs on the bench's thermal model with these settings.
         bench_config = (tmp_path / "s-bench.toml").read_text()
     finally:
@@ -121,10 +121,11 @@ def test_line_faults_on_the_command_line(tmp_path: Path) -> None:
         "line: 115200 baud, seed 9; uplink BER 1e-05, latency 20 ms; "
         "downlink BER 0.0001, latency 20 ms\n"
     )
-    assert lines[4] == "thermal model: baseplate 45 C, 10x real time\n"
+    assert lines[4] == "TM coding: rs\n"
+    assert lines[5] == "thermal model: baseplate 45 C, 10x real time\n"
     keys = tmp_path / "s-keys.toml"
-    assert lines[5] == f"uplink-keys: {keys} (export GROUNDSW_KEYS={keys})\n"
-    assert lines[6].startswith("t=")
+    assert lines[6] == f"uplink-keys: {keys} (export GROUNDSW_KEYS={keys})\n"
+    assert lines[7].startswith("t=")
     assert "baseplate_c = 45.0" in bench_config and "time_scale = 10.0" in bench_config
 
 
