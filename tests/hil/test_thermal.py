@@ -49,6 +49,7 @@ def fast_thermal_housekeeping(api: GroundTestApi) -> None:
                            interval_ms=250)  # fmt: skip
 
 
+@pytest.mark.slow  # 50 s; the levels, safe mode and power modes stay in make test (fake sysfs)
 def test_a_stream_of_jobs_at_a_hot_baseplate_is_throttled_never_critical_and_all_complete(
     make_bench: Any, tmp_path: Path
 ) -> None:
