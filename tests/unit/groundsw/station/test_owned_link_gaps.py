@@ -101,7 +101,7 @@ def test_the_recovery_sends_as_the_ground_station_through_the_queue(archive: Arc
     assert [item.record for item in link.queued()] == [record]
     (history,) = archive.commands()
     assert (history.client, history.name) == ("ground station", "STORE_RETRIEVE_RANGE")
-    assert history.arguments == "store=ALL start=5 end=9"
+    assert history.arguments == "store=ALL start=1970-01-01T00:00:05Z end=1970-01-01T00:00:09Z"
     discard(link)
 
 
