@@ -41,9 +41,13 @@ class BadApplicationData(CommandError):
         super().__init__(FailureCode.BAD_APPLICATION_DATA, message, detail_octets(message))
 
 
-def named_failure(dictionary: Dictionary, name: str, message: str) -> CommandError:
-    """A mission failure code by its dictionary name, with the reason in words as its data."""
-    return CommandError(dictionary.failure_named(name).code, message, detail_octets(message))
+def named_failure(dictionary: Dictionary, name: str, message: str, **data: Any) -> CommandError:
+    """A mission failure code by its dictionary name; its data the `data` given, in the layout the
+    dictionary defines for it, else the reason in words."""
+    failure = dictionary.failure_named(name)
+    if data and failure.layout is not None:
+        return CommandError(failure.code, message, failure.layout.build(data))
+    return CommandError(failure.code, message, detail_octets(message))
 
 
 _STAGE_FLAG = {

@@ -20,7 +20,6 @@ from flight.commanding import (
     DEFERRED,
     BadApplicationData,
     CommandContext,
-    CommandError,
     named_failure,
 )
 from flight.durable import replace_atomically
@@ -220,14 +219,16 @@ class StorageService:
     def _check_range(self, args: dict[str, Any]) -> tuple[_Store, int, int]:
         store = self._store(args["store"])
         if args["start"] > args["end"]:
-            raise self._failure(
+            raise named_failure(
+                self.dictionary,
                 "STORE_BAD_TIME_RANGE",
                 f"the range starts at {args['start']}, after its end {args['end']}",
                 start=args["start"],
                 end=args["end"],
             )
         if store.range_retrieval is not None:
-            raise self._failure(
+            raise named_failure(
+                self.dictionary,
                 "STORE_RANGE_IN_PROGRESS",
                 f"a range retrieval of {store.definition.name} is in progress",
                 store=store.definition.store_id,
@@ -238,19 +239,13 @@ class StorageService:
         args, stores = self._check_stores(args)
         for store in stores:
             if store.open_in_progress:
-                raise self._failure(
+                raise named_failure(
+                    self.dictionary,
                     "STORE_OPEN_RETRIEVAL_ACTIVE",
                     f"the open retrieval of {store.definition.name} is in progress",
                     store=store.definition.store_id,
                 )
         return args, stores
-
-    def _failure(self, name: str, message: str, **data: int) -> CommandError:
-        failure = named_failure(self.dictionary, name, message)
-        layout = self.dictionary.failure_named(name).layout
-        if layout is not None:
-            failure.data = layout.build(data)
-        return failure
 
     def _enable(self, checked: tuple[dict[str, Any], list[_Store]], ctx: CommandContext) -> None:
         for store in checked[1]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flight.commanding import BadApplicationData, CommandContext, CommandError
+from flight.commanding import BadApplicationData, CommandContext, CommandError, named_failure
 from flight.router import CommandRouter
 from spacelink.pus import FailureCode
 from telemetry_defs import link_test
@@ -30,12 +30,12 @@ class SequenceCheck:
         if number != self.expected:
             self.out_of_order += 1
             expected, self.expected = self.expected, (number + 1) & 0xFFFFFFFF
-            failure = self.dictionary.failure_named(SEQUENCE_OUT_OF_ORDER)
-            assert failure.layout is not None, "the dictionary defines its data"
-            raise CommandError(
-                failure.code,
+            raise named_failure(
+                self.dictionary,
+                SEQUENCE_OUT_OF_ORDER,
                 f"sequence check: expected {expected}, got {number}",
-                failure.layout.build({"expected": expected, "got": number}),
+                expected=expected,
+                got=number,
             )
         self.expected = (number + 1) & 0xFFFFFFFF
 
