@@ -1,13 +1,15 @@
 """CLTU coding (CCSDS 231.0-B, ICD section 2): BCH(63,56) codeblocks, start and tail sequences.
 
 The BCH code is linear, so the 7 parity bits of a codeblock are the XOR of one table entry per
-information octet. Encoding and syndrome computation run over all codeblocks of a frame at once
-with numpy: a bit-serial loop in Python manages ~1.5 MB/s, the tables several tens of MB/s.
+information octet. Encoding runs over all codeblocks of a frame at once with numpy; decoding
+with bytes.translate, one C call per octet position of every codeblock (a bit-serial loop in
+Python manages ~1.5 MB/s, the tables several tens of MB/s).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +74,25 @@ def _build_syndrome_table() -> npt.NDArray[np.int16]:
 
 
 _SYNDROME_TO_POSITION = _build_syndrome_table()
+
+# The decoder's tables as bytes.translate tables: one C call handles a position of every
+# codeblock of a CLTU, with none of numpy's per-call overhead (most CLTUs are a few dozen
+# codeblocks, and the payload decodes each on a cold wake-up, where that overhead dominated).
+_UNCORRECTABLE = b"\xff"
+_CONTRIBUTIONS = [bytes(_TABLES[k].tolist()) for k in range(INFO_OCTETS)]
+_RECEIVED_PARITY = bytes(((~v) >> 1) & 0x7F for v in range(256))
+_SYNDROME_TO_POSITION_OCTET = bytes(
+    _UNCORRECTABLE[0] if p < 0 else p for p in _SYNDROME_TO_POSITION.tolist()
+).ljust(256, _UNCORRECTABLE)
+
+
+def codeblock_syndromes(blocks: bytes) -> bytes:
+    """The BCH syndrome of each 8-octet codeblock in `blocks` (0: a valid codeblock)."""
+    count = len(blocks) // CODEBLOCK_OCTETS
+    accumulated = int.from_bytes(blocks[INFO_OCTETS::CODEBLOCK_OCTETS].translate(_RECEIVED_PARITY))
+    for k, table in enumerate(_CONTRIBUTIONS):
+        accumulated ^= int.from_bytes(blocks[k::CODEBLOCK_OCTETS].translate(table))
+    return accumulated.to_bytes(count)
 
 
 def _parities(info: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -167,6 +188,21 @@ class CltuDecoder:
                 return out
             out.append(done)
 
+    def octets_awaited(self, info_octets: Callable[[bytes], int | None]) -> int:
+        """Octets still to come before the CLTU being received can end (0 between CLTUs).
+
+        `info_octets(first)` says how many information octets the CLTU carries from the first
+        codeblock's (the frame's length field), None when they do not tell; the decoder itself
+        does not read frames. Lets a reader sleep for a CLTU's line time instead of waking for
+        each part of it.
+        """
+        if not self._in_cltu:
+            return 0
+        total = info_octets(bytes(self._info[:INFO_OCTETS])) if self._blocks else None
+        # Without a length, the next codeblock; with one, the frame's and the tail sequence.
+        blocks = self._blocks + 1 if total is None else -(-total // INFO_OCTETS) + 1
+        return max(0, (blocks - self._blocks) * CODEBLOCK_OCTETS - len(self._buffer))
+
     def _hunt(self) -> bool:
         buf = self._buffer
         idx = buf.find(START_SEQUENCE)
@@ -190,29 +226,28 @@ class CltuDecoder:
         count = min(len(buf) // CODEBLOCK_OCTETS, room + 1)
         if count == 0:
             return None
-        # A copy, so that no numpy view pins the bytearray while it is trimmed below.
         chunk = bytes(buf[: count * CODEBLOCK_OCTETS])
-        blocks = np.frombuffer(chunk, dtype=np.uint8).reshape(count, CODEBLOCK_OCTETS)
-        info = blocks[:, :INFO_OCTETS]
-        received = ((~blocks[:, INFO_OCTETS]) >> 1) & 0x7F
-        syndromes = _parities(info) ^ received
-        positions = _SYNDROME_TO_POSITION[syndromes]
-        bad = np.flatnonzero(positions < 0)
-        good = int(bad[0]) if bad.size else count
-        good = min(good, room)
-        decoded = bytearray(info[:good].tobytes())
-        for row in np.flatnonzero(syndromes[:good]).tolist():
-            pos = int(positions[row])
-            if pos < 56:  # an information bit; a flipped parity bit needs no repair
-                decoded[row * INFO_OCTETS + pos // 8] ^= 0x80 >> (pos % 8)
-            self._corrected += 1
+        syndromes = codeblock_syndromes(chunk)
+        positions = syndromes.translate(_SYNDROME_TO_POSITION_OCTET)
+        good = positions.find(_UNCORRECTABLE)
+        good = min(count if good < 0 else good, room)
+        decoded = bytearray(chunk[: good * CODEBLOCK_OCTETS])
+        del decoded[INFO_OCTETS::CODEBLOCK_OCTETS]  # the parity octets
+        corrected = good - syndromes.count(0, 0, good)
+        if corrected:
+            for row in range(good):
+                pos = positions[row]
+                if syndromes[row] and pos < 56:
+                    # An information bit; a flipped parity bit needs no repair.
+                    decoded[row * INFO_OCTETS + pos // 8] ^= 0x80 >> (pos % 8)
+        self._corrected += corrected
         self._info += decoded
         self._blocks += good
         self.stats.codeblocks += good
-        self.stats.corrected_codeblocks += len(np.flatnonzero(syndromes[:good]))
+        self.stats.corrected_codeblocks += corrected
         if good < count:
             end_block = chunk[good * CODEBLOCK_OCTETS : (good + 1) * CODEBLOCK_OCTETS]
-            if good == room and positions[good] >= 0:
+            if good == room and positions[good] != _UNCORRECTABLE[0]:
                 end = CltuEnd.TOO_LONG
                 self.stats.cltus_too_long += 1
             elif _distance(end_block, TAIL_SEQUENCE) <= 3:

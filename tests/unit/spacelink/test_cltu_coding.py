@@ -15,10 +15,12 @@ from spacelink.cltu import (
     CltuDecoder,
     CltuEnd,
     DecodedCltu,
+    bch_parity_bitwise,
+    codeblock_syndromes,
     encode_cltu,
 )
 from spacelink.icd import TC_MAX_FRAME_LENGTH
-from spacelink.tcframe import TcFrame
+from spacelink.tcframe import TcFrame, frame_length_from_header
 from tests.unit.spacelink.codec_strategies import (
     HEAVY,
     MEDIUM,
@@ -257,3 +259,39 @@ def test_a_cltu_longer_than_max_codeblocks_ends_as_too_long(
     assert results[0].data == info[: 7 * MAX_CODEBLOCKS]
     assert decoder.stats.cltus_too_long == 1
     assert (results[-1].data, results[-1].end) == (padded(b"after"), CltuEnd.TAIL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Syndromes, and what a reader can wait for
+
+
+@MEDIUM
+@given(st.binary(min_size=8, max_size=8 * 40).map(lambda b: b[: len(b) - len(b) % 8]))
+def test_syndromes_match_the_bit_serial_division(blocks: bytes) -> None:
+    # The decoder's translate tables against the polynomial division they were built from.
+    expected = bytes(
+        bch_parity_bitwise(blocks[i : i + 7]) ^ ((~blocks[i + 7] >> 1) & 0x7F)
+        for i in range(0, len(blocks), 8)
+    )
+    assert codeblock_syndromes(blocks) == expected
+
+
+def test_the_octets_awaited_count_down_to_the_end_of_the_cltu() -> None:
+    frame = TcFrame(0x2A, 0, 5, bytes(range(200))).pack()
+    stream = encode_cltu(frame)
+    decoder = CltuDecoder()
+    assert decoder.octets_awaited(frame_length_from_header) == 0  # between CLTUs
+    decoder.feed(stream[:5])  # the start sequence and part of the first codeblock
+    assert decoder.octets_awaited(frame_length_from_header) == 5
+    for fed in range(10, len(stream), 37):
+        decoder.feed(stream[fed - 5 if fed == 10 else fed - 37 : fed])
+        assert decoder.octets_awaited(frame_length_from_header) == len(stream) - fed
+    out = decoder.feed(stream[fed:])
+    assert [c.data[: len(frame)] for c in out] == [frame]
+    assert decoder.octets_awaited(frame_length_from_header) == 0
+
+
+def test_a_header_that_tells_nothing_awaits_one_codeblock_at_a_time() -> None:
+    decoder = CltuDecoder()
+    decoder.feed(START_SEQUENCE + encode_cltu(b"\x00" * 7)[2:10])
+    assert decoder.octets_awaited(lambda first: None) == 8
