@@ -12,7 +12,7 @@ from spacelink.cop1 import Farm1
 from spacelink.errors import DiscardReason, FrameError
 from spacelink.icd import TC_HEADER_LENGTH, LinkParameters
 from spacelink.spacepacket import PRIMARY_HEADER_LENGTH, packet_length_from_header
-from spacelink.tcframe import FrameType, TcFrame
+from spacelink.tcframe import FrameType, TcFrame, frame_length_from_header
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ class UplinkReceiver:
                 continue
             packets.extend(self._packets(frame.data))
         return packets
+
+    def octets_awaited(self) -> int:
+        """Octets the CLTU being received still needs by its frame's length field (0 between
+        CLTUs)."""
+        return self._decoder.octets_awaited(frame_length_from_header)
 
     def _frame(self, data: bytes, *, cut: bool) -> TcFrame | None:
         try:

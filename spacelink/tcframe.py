@@ -20,6 +20,13 @@ _FECF = struct.Struct(">H")
 MIN_FRAME_LENGTH = TC_HEADER_LENGTH + 1 + TC_FECF_LENGTH
 
 
+def frame_length_from_header(header: bytes | bytearray | memoryview) -> int | None:
+    """The frame length the first octets of a frame declare; None before its primary header."""
+    if len(header) < TC_HEADER_LENGTH:
+        return None
+    return ((header[2] & 0x03) << 8 | header[3]) + 1
+
+
 class FrameType(enum.Enum):
     """The three kinds of TC frame: (bypass flag, control command flag)."""
 

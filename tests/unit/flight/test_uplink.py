@@ -86,3 +86,13 @@ def test_a_packet_running_past_its_frame_is_passed_on_truncated() -> None:
     rx2 = receiver()
     assert rx2.feed(cltu(0, packet(1) + b"\x18\x64\xc0")) == [packet(1)]
     assert rx2.counters.discarded[DiscardReason.PACKET_TOO_SHORT] == 1
+
+
+def test_the_receiver_awaits_the_rest_of_a_frame_by_its_length() -> None:
+    rx = receiver()
+    stream = cltu(0, packet(1, 300))
+    assert rx.octets_awaited() == 0
+    assert rx.feed(stream[:100]) == []
+    assert rx.octets_awaited() == len(stream) - 100
+    assert rx.feed(stream[100:]) == [packet(1, 300)]
+    assert rx.octets_awaited() == 0
