@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import hmac
 import os
 import struct
@@ -139,7 +138,7 @@ def _iv(sa: SecurityAssociation, arsn: int, salt: bytes) -> bytes:
 
 def _mac(sa: SecurityAssociation, authenticated: bytes) -> bytes:
     if sa.algorithm is Algorithm.HMAC_SHA256:
-        return hmac.new(sa.key, authenticated, hashlib.sha256).digest()[:MAC_LENGTH]
+        return hmac.digest(sa.key, authenticated, "sha256")[:MAC_LENGTH]
     mac = cmac.CMAC(algorithms.AES(sa.key))
     mac.update(authenticated)
     return mac.finalize()
