@@ -42,6 +42,9 @@ class DownlinkTransmitter:
         self._cond = threading.Condition()
         self._stopping = False
         self._clcw_changed = True
+        # The thread waits for the line to free: news of a packet or a CLCW can wait with it
+        # (the next frame is built when the line frees), so it is not woken for them.
+        self._waiting_for_line = False
         self._line_free_at = 0.0
         self._last_frame_at = float("-inf")
         self._idle_interval_s = params.idle_interval_s
@@ -64,13 +67,15 @@ class DownlinkTransmitter:
         with self._cond:
             self._mux.push(vcid, packet)
             self._counters.tm_packets_sent += 1
-            self._cond.notify_all()
+            if not self._waiting_for_line:
+                self._cond.notify_all()
 
     def clcw_changed(self) -> None:
         """The FARM state moved: the ground should see the new CLCW within a frame time."""
         with self._cond:
             self._clcw_changed = True
-            self._cond.notify_all()
+            if not self._waiting_for_line:
+                self._cond.notify_all()
 
     def set_idle_interval(self, seconds: float) -> None:
         """The longest quiet time before an idle frame (ICD 6: at most a second)."""
@@ -103,7 +108,9 @@ class DownlinkTransmitter:
                 # Keep at most about one frame queued ahead of the one on the line.
                 until_line = self._line_free_at - now - self._frame_seconds
                 if until_line > 0:
+                    self._waiting_for_line = True
                     self._cond.wait(until_line)
+                    self._waiting_for_line = False
                     continue
                 idle_due = self._clcw_changed or (
                     now - self._last_frame_at >= self._idle_interval_s

@@ -92,3 +92,29 @@ def test_frames_are_paced_to_the_line_rate() -> None:
         sent = len(line.frames())
     # 0.5 s of line time holds ~5 frames; the transmitter may run one frame ahead
     assert 2 <= sent <= 8
+
+
+def test_news_while_the_line_is_busy_goes_in_the_next_frame_without_a_wake_up() -> None:
+    # The transmitter is not woken for a packet or a CLCW while it waits for the line (each
+    # wake-up costs CPU for nothing): both still go out in the frame built when the line frees.
+    baud = 115200
+    clcw = [CLCW_WORD]
+    line = Line()
+    tx = DownlinkTransmitter(
+        line.write, LinkParameters(idle_interval_s=30.0), baud, lambda: clcw[0], LinkCounters()
+    )
+    try:
+        for _ in range(3):
+            tx.enqueue(1, PusTm(100, 13, 1, bytes(1000)).pack())
+        tx.start()
+        assert wait_for(lambda: len(line.frames()) >= 2)
+        clcw[0] = CLCW_WORD + 1
+        tx.clcw_changed()
+        tx.enqueue(0, PusTm(100, 1, 1, bytes(8)).pack())
+        assert wait_for(lambda: any(f.vcid == 0 for f in line.frames()), timeout=2.0)
+        frames = line.frames()
+    finally:
+        tx.stop()
+    realtime = next(f for f in frames if f.vcid == 0)
+    assert realtime.ocf == CLCW_WORD + 1
+    assert frames.index(realtime) <= 3  # behind at most the frame on the line and the next
