@@ -41,7 +41,7 @@ from spacelink.cop1 import (
 from spacelink.errors import Cop1Error, LinkError, PacketError
 from spacelink.icd import TC_MAX_DATA_LENGTH, LinkParameters, line_seconds
 from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
-from spacelink.serialport import read_burst
+from spacelink.serialport import read_next
 from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
 from spacelink.tmdemux import PacketExtractor
 from spacelink.tmframe import FrameSynchronizer, TmFrame
@@ -54,7 +54,7 @@ traffic = logging.getLogger("groundsw.traffic")
 # needs to be acknowledged when nothing is lost.
 _T1_LINE_OCTETS = 4 * (1200 + 1120)
 _T1_FLOOR_S = 0.5
-# Gather a burst from the line before decoding it: fewer wake-ups for a few ms (read_burst).
+# Gather a burst from the line before decoding it: fewer wake-ups for a few ms (read_next).
 READ_GATHER_S = 0.004
 
 
@@ -222,9 +222,9 @@ class LinkSession:
         self.params = params or LinkParameters()
         self.source_id = source_id
         self._clock = clock
-        rate = baud or int(getattr(port, "baudrate", 0) or 115200)
+        self._baud = baud or int(getattr(port, "baudrate", 0) or 115200)
         self.fop = Fop1(
-            self.params.scid, self.params.tc_vcid, fop or FopConfig(t1=default_t1(rate))
+            self.params.scid, self.params.tc_vcid, fop or FopConfig(t1=default_t1(self._baud))
         )
         self.sync = FrameSynchronizer(
             scid=self.params.scid,
@@ -616,9 +616,11 @@ class LinkSession:
             record._add(event)
 
     def _read_loop(self) -> None:
+        data = b""
         while not self._stop.is_set():
             try:
-                data = read_burst(self.port, READ_GATHER_S)
+                awaited = self.sync.octets_awaited() if data else 0
+                data = read_next(self.port, READ_GATHER_S, awaited, self._baud)
             except (serial.SerialException, OSError) as exc:
                 self.error = exc
                 with self._clcw_seen:

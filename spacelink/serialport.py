@@ -12,6 +12,7 @@ import time
 import serial
 
 from spacelink.errors import LinkError
+from spacelink.icd import line_seconds
 
 
 class PortError(LinkError):
@@ -67,6 +68,20 @@ def read_burst(port: serial.SerialBase, gather_s: float) -> bytes:
     return first + read_available(port)
 
 
+def read_next(port: serial.SerialBase, gather_s: float, awaited_octets: int, baud: int) -> bytes:
+    """The next octets from the line. `awaited_octets`: how much of a unit already begun (a
+    CLTU, a TM frame) is still on its way. Sleep for its line time (at most the port's timeout)
+    and take it whole: on these machines a wake-up costs several times the CPU of decoding what
+    it brings. With nothing awaited, or nothing come, as `read_burst`."""
+    if awaited_octets > 0:
+        limit = port.timeout if port.timeout is not None else _AWAIT_LIMIT_S
+        time.sleep(min(line_seconds(awaited_octets, baud) + _AWAIT_MARGIN_S, limit))
+        data = read_available(port)
+        if data:
+            return data
+    return read_burst(port, gather_s)
+
+
 def read_available(port: serial.SerialBase) -> bytes:
     """Everything the port holds now, without waiting."""
     if isinstance(port, serial.Serial):  # an OS serial port or pty: in_waiting is exact
@@ -82,3 +97,7 @@ def read_available(port: serial.SerialBase) -> bytes:
 
 
 _URL_READ_SIZE = 65536
+# Added to the line time of what is awaited: the line's own jitter.
+_AWAIT_MARGIN_S = 0.0005
+# The longest sleep for awaited octets on a port that blocks without a timeout.
+_AWAIT_LIMIT_S = 0.05

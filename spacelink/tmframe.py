@@ -203,6 +203,14 @@ class FrameSynchronizer:
             frames.append(frame)
         return frames
 
+    def octets_awaited(self) -> int:
+        """Octets still to come before the frame being received is whole; 0 out of lock or
+        between frames (what comes next is not yet known to be a frame)."""
+        if not self._locked or not self._buffer:
+            return 0
+        total = len(ATTACHED_SYNC_MARKER) + _coded_length(self.coding, self.frame_length)
+        return max(0, total - len(self._buffer))
+
     def _check(self, block: bytes) -> tuple[TmFrame | None, int, str | None]:
         """The frame in a derandomized block, the symbols corrected on the way, and why there
         is none ("rs", "fecf" or "header"); counts nothing."""

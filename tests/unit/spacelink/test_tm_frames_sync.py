@@ -265,3 +265,15 @@ def test_a_damaged_marker_is_not_accepted_while_searching() -> None:
     sync = FrameSynchronizer()
     assert sync.feed(b"".join(coded)) == frames[1:]
     assert sync.stats.octets_skipped == LINE_FRAME
+
+
+@pytest.mark.parametrize("coding", list(TmCoding))
+def test_the_octets_awaited_are_the_rest_of_the_frame_once_locked(coding: TmCoding) -> None:
+    frames = [encode_channel_frame(f.pack(), coding) for f in sample_frames(2)]
+    sync = FrameSynchronizer(scid=500, coding=coding)
+    sync.feed(frames[0][:100])
+    assert sync.octets_awaited() == 0  # not locked: what comes may not be a frame
+    assert len(sync.feed(frames[0][100:] + frames[1][:300])) == 1
+    assert sync.octets_awaited() == len(frames[1]) - 300
+    assert len(sync.feed(frames[1][300:])) == 1
+    assert sync.octets_awaited() == 0  # between frames
