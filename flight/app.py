@@ -74,18 +74,16 @@ from flight.thermal.setup import (
 )
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1, FarmState
-from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME, line_seconds
+from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
 from spacelink.keystore import KeyStoreError
-from spacelink.serialport import PortError, open_port, read_available, read_burst
+from spacelink.serialport import PortError, open_port, read_next
 from telemetry_defs.loader import DictionaryError, default_dictionary, load_dictionary
 from telemetry_defs.model import Dictionary
 
 log = logging.getLogger("flight")
 
-# After the first octet of a burst, gather the rest this long before decoding (see read_burst).
+# After the first octet of a burst, gather the rest this long before decoding (see read_next).
 READ_GATHER_S = 0.004
-# Added to the line time of the rest of a CLTU before reading it: the line's own jitter.
-READ_AWAIT_MARGIN_S = 0.0005
 # How often the main loop looks at the stop flag and the housekeeping schedule when the line is
 # quiet: the reports' timing jitter.
 READ_TIMEOUT_S = 0.05
@@ -452,7 +450,8 @@ class Payload:
         try:
             while not self._stop.is_set():
                 try:
-                    data = self._read(data)
+                    awaited = self.uplink.octets_awaited() if data else 0
+                    data = read_next(self.port, READ_GATHER_S, awaited, self.baud)
                 except (serial.SerialException, OSError) as exc:
                     self._port_error = exc
                     break
@@ -489,18 +488,6 @@ class Payload:
             return EXIT_PORT_FAILED
         return EXIT_OK
 
-    def _read(self, previous: bytes) -> bytes:
-        """The next octets from the line. While a CLTU is streaming in, sleep for the line time
-        of the rest of it and take it whole: each wake-up costs far more CPU than the decoding
-        of what it brings (two or three per frame used to be a third of the link's CPU)."""
-        awaited = self.uplink.octets_awaited() if previous else 0
-        if awaited:
-            time.sleep(min(line_seconds(awaited, self.baud) + READ_AWAIT_MARGIN_S, READ_TIMEOUT_S))
-            data = read_available(self.port)
-            if data:
-                return data
-        return read_burst(self.port, READ_GATHER_S)
-
     def _provider_label(self) -> str:
         """The provider in use as the dictionary's ExecutionProvider names it."""
         return PROVIDER_LABELS[self.provider.provider]
@@ -518,12 +505,15 @@ class Payload:
     def _receive(self, data: bytes) -> None:
         packets = self.uplink.feed(data)
         word = self.farm.clcw().to_int()
-        if word != self._clcw_word:
-            self._clcw_word = word
-            self.downlink.clcw_changed()
-            self._farm_state_changed()
+        changed = word != self._clcw_word
+        self._clcw_word = word
         for packet in packets:
             self.router.dispatch(packet)
+        if changed:
+            # After the commands: their first reports leave in the frame that carries the new
+            # CLCW, not one frame behind an idle frame sent for the CLCW alone.
+            self.downlink.clcw_changed()
+            self._farm_state_changed()
 
     def _farm_state_changed(self) -> None:
         state = self.farm.state

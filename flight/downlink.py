@@ -37,11 +37,13 @@ class DownlinkTransmitter:
         self._params = params
         self._baud = baud
         self._clock = clock
+        self._clcw = clcw
         self._counters = counters
         self._mux = VirtualChannelMux(params, clcw)
         self._cond = threading.Condition()
         self._stopping = False
         self._clcw_changed = True
+        self._sent_clcw: int | None = None  # the CLCW of the last frame built
         # The thread waits for the line to free: news of a packet or a CLCW can wait with it
         # (the next frame is built when the line frees), so it is not woken for them.
         self._waiting_for_line = False
@@ -71,8 +73,11 @@ class DownlinkTransmitter:
                 self._cond.notify_all()
 
     def clcw_changed(self) -> None:
-        """The FARM state moved: the ground should see the new CLCW within a frame time."""
+        """The FARM state moved: the ground should see the new CLCW within a frame time (a
+        frame that already carried it is enough)."""
         with self._cond:
+            if self._clcw() == self._sent_clcw:
+                return
             self._clcw_changed = True
             if not self._waiting_for_line:
                 self._cond.notify_all()
@@ -115,11 +120,13 @@ class DownlinkTransmitter:
                 idle_due = self._clcw_changed or (
                     now - self._last_frame_at >= self._idle_interval_s
                 )
+                clcw = self._clcw()
                 frame = self._mux.next_frame(idle=idle_due)
                 if frame is None:
                     self._cond.wait(self._last_frame_at + self._idle_interval_s - now)
                     continue
                 self._clcw_changed = False
+                self._sent_clcw = clcw
                 self._last_frame_at = now
                 self._line_free_at = max(self._line_free_at, now) + line_seconds(
                     len(frame), self._baud

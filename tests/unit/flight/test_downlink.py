@@ -63,11 +63,53 @@ def test_idle_frames_carry_the_clcw_at_the_idle_interval() -> None:
 
 
 def test_a_clcw_change_goes_out_without_waiting_for_the_idle_interval() -> None:
-    with transmitter(baud=10_000_000, idle=30.0) as (tx, line):
+    clcw = [CLCW_WORD]
+    line = Line()
+    tx = DownlinkTransmitter(
+        line.write,
+        LinkParameters(idle_interval_s=30.0),
+        10_000_000,
+        lambda: clcw[0],
+        LinkCounters(),
+    )
+    try:
         tx.start()
         assert wait_for(lambda: len(line.frames()) == 1)
+        tx.clcw_changed()  # the same CLCW: the frame sent already carried it
+        time.sleep(0.2)
+        assert len(line.frames()) == 1
+        clcw[0] = CLCW_WORD + 1
         tx.clcw_changed()
         assert wait_for(lambda: len(line.frames()) == 2, timeout=2.0)
+        assert line.frames()[1].ocf == CLCW_WORD + 1
+    finally:
+        tx.stop()
+
+
+def test_a_clcw_already_carried_by_a_data_frame_sends_no_idle_frame() -> None:
+    # The payload reports a CLCW change after the commands of the frame ran: their replies,
+    # queued first, carry it, and no idle frame goes out for it alone.
+    clcw = [CLCW_WORD]
+    line = Line()
+    tx = DownlinkTransmitter(
+        line.write,
+        LinkParameters(idle_interval_s=30.0),
+        10_000_000,
+        lambda: clcw[0],
+        LinkCounters(),
+    )
+    try:
+        tx.start()
+        assert wait_for(lambda: len(line.frames()) == 1)
+        clcw[0] = CLCW_WORD + 1
+        tx.enqueue(0, PusTm(100, 1, 1, bytes(8)).pack())
+        assert wait_for(lambda: len(line.frames()) == 2)
+        tx.clcw_changed()
+        time.sleep(0.2)
+        frames = line.frames()
+    finally:
+        tx.stop()
+    assert [(f.vcid, f.ocf) for f in frames[1:]] == [(0, CLCW_WORD + 1)]
 
 
 def test_real_time_packets_go_before_bulk() -> None:
