@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from flight.compute.job_compute import MAX_RERUNS, InputCorrupt
 from flight.counters import LinkCounters
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.executor import (
@@ -48,7 +49,7 @@ from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.redundancy import Outputs, Redundancy, VotingError, fingerprint
 from flight.jobs.registry import ModelCorrupt, ModelRegistry, RegistryError
-from flight.jobs.runner import MAX_RERUNS, InputCorrupt, result_file_name, serialise_outputs
+from flight.jobs.runner import result_file_name, serialise_outputs
 from flight.jobs.store import JOBS_DB_FILE, Job, JobStore, JobStoreError
 from flight.protection.faults import FaultModel, inject, inject_bytes
 from flight.protection.injection import FaultInjector, FaultTarget, choose_by_size

@@ -12,8 +12,6 @@ refuses a second final state.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import io
 import logging
 import queue
@@ -29,12 +27,17 @@ import numpy as np
 import onnxruntime as ort
 
 from flight.commanding import VerificationReporter, detail_octets
+from flight.compute.job_compute import (
+    EXPECTED_RUNS,
+    Computed,
+    ComputeFailed,
+    JobCompute,
+    JobInput,
+)
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
-from flight.jobs.executor import Executor, ExecutorError, ModelSource
-from flight.jobs.model_check import InputMismatch, InputProblem, check_input, load_input
-from flight.jobs.redundancy import Redundancy, VotingError
-from flight.jobs.registry import ModelCorrupt, ModelEntry, ModelRegistry, RegistryError
+from flight.jobs.executor import Executor
+from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.store import (
     InvalidTransition,
@@ -44,15 +47,8 @@ from flight.jobs.store import (
     JobStoreError,
     RecordCorrupt,
 )
-from flight.protection.model_guard import (
-    AbftUnsupported,
-    GuardError,
-    KnownAnswerFailed,
-    ModelGuard,
-    WeightsUncorrectable,
-)
-from flight.protection.upsets import UpsetLocation, UpsetLog
-from flight.protection.weights import crcs_of
+from flight.protection.model_guard import ModelGuard
+from flight.protection.upsets import UpsetLog
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
 from spacelink.pus import Stage
@@ -70,56 +66,18 @@ STEP_STARTED = 2
 STEP_RUN_DONE = 3
 STEP_RESULT_STORED = 4
 
-_INPUT_FAILURES = {
-    InputProblem.NOT_NPY: "INPUT_NOT_NPY",
-    InputProblem.WRONG_COUNT: "INPUT_WRONG_COUNT",
-    InputProblem.WRONG_DTYPE: "INPUT_WRONG_DTYPE",
-    InputProblem.WRONG_RANK: "INPUT_WRONG_RANK",
-    InputProblem.WRONG_DIMENSION: "INPUT_WRONG_SHAPE",
-}
-_EXPECTED_RUNS = {Redundancy.NONE: 1, Redundancy.DMR: 2, Redundancy.TMR: 3, Redundancy.ABFT: 1}
-
 
 def pack_request(request_id: RequestId, source_id: int, ack: AckFlags) -> bytes:
     """What the job store keeps of the submitting TC, to report to it later."""
     return _REQUEST.pack(request_id.pack(), source_id, int(ack))
 
 
-def input_failure(problem: InputMismatch) -> str:
-    """The dictionary failure name for an input that does not fit its model."""
-    return _INPUT_FAILURES[problem.reason]
-
-
 def _preparation_failure(exc: Exception) -> str:
     if isinstance(exc, RegistryError):
         return "UNKNOWN_MODEL"
-    if isinstance(exc, InputMismatch):
-        return input_failure(exc)
-    if isinstance(exc, InputCorrupt):
-        return "INPUT_CORRUPT"
     if isinstance(exc, FileStoreError):
         return store_failure_name(exc)  # gone, or replaced by a link or special file
     return "NO_SUCH_FILE"
-
-
-def _guard_failure(exc: Exception) -> str:
-    if isinstance(exc, AbftUnsupported):
-        return "ABFT_UNSUPPORTED"
-    if isinstance(exc, KnownAnswerFailed):
-        return "KNOWN_ANSWER_FAILED"
-    if isinstance(exc, WeightsUncorrectable):
-        return "WEIGHTS_UNCORRECTABLE"
-    if isinstance(exc, ModelCorrupt):
-        return "MODEL_CORRUPT"
-    return "INFERENCE_FAILED"
-
-
-class InputCorrupt(Exception):
-    """A job's input file no longer matches the SHA-256 recorded when it was stored."""
-
-
-# Times a job is run again after a check found (and corrected) an upset, before it fails.
-MAX_RERUNS = 2
 
 
 def result_file_name(job_id: int, outputs: int) -> str:
@@ -153,27 +111,7 @@ def configure_interpreter() -> None:
 class _Work:
     job: Job
     entry: ModelEntry
-    feeds: dict[str, np.ndarray]
     run_options: ort.RunOptions
-    # CRC-32 of each input array when it was loaded: an upset in memory shows after the runs.
-    feed_crcs: dict[str, int]
-
-
-@dataclass(frozen=True)
-class _Finished:
-    outputs: dict[str, np.ndarray]
-    runs: int
-    disagreements: int
-    outvoted: int = 0
-    # Repair generation of the model's weights when the runs began (-1: not owned).
-    generation: int = -1
-
-
-@dataclass(frozen=True)
-class _Failed:
-    failure: str
-    text: str
-    runs: int = 0
 
 
 class JobRunner:
@@ -201,6 +139,7 @@ class JobRunner:
         self.executor = executor
         self.guard = guard
         self.upsets = guard.upsets if guard is not None else UpsetLog()
+        self.compute = JobCompute(executor, self.upsets, guard)
         self._tm = tm
         self._events = events
         self._clock = clock
@@ -221,7 +160,7 @@ class JobRunner:
         self._next: _Work | None = None
         self._current: _Work | None = None
         self._ready: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
-        self._done: queue.Queue[tuple[_Work, _Finished | _Failed, float]] = queue.Queue()
+        self._done: queue.Queue[tuple[_Work, Computed | ComputeFailed, float]] = queue.Queue()
         self.last_duration_ms = 0
         # Progress of the running job, percent.
         self.progress = 0
@@ -401,7 +340,7 @@ class JobRunner:
                 outcome = self._compute(work)
             except Exception as exc:  # the thread must outlive any bug in one job
                 log.exception("job %d crashed", work.job.job_id)
-                outcome = _Failed("EXECUTION_FAILED", repr(exc))
+                outcome = ComputeFailed("EXECUTION_FAILED", repr(exc))
             self._current = None
             self._done.put((work, outcome, started))
             self._wake.set()
@@ -410,6 +349,7 @@ class JobRunner:
         """A prepared job that has not started computing goes back to the queue (the thermal
         governor holds it), its attempt not counted; False when it ended meanwhile."""
         self._next = None
+        self.compute.discard(work.job.job_id)
         try:
             self.store.requeue(work.job.job_id, undo_attempt=True)
         except JobStoreError as exc:
@@ -439,81 +379,35 @@ class JobRunner:
                 return None
             try:
                 entry = self.registry.entry(job.model, job.model_version)
-                feeds = self._load_input(job, entry)
-            except (RegistryError, FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
+                octets = self._files.read(job.input_file)
+                sha256 = self._files.info(job.input_file).sha256
+            except (RegistryError, FileStoreError, OSError) as exc:
                 self._fail(job, _preparation_failure(exc), str(exc))
+                continue
+            failed = self.compute.prepare(
+                JobInput(job.job_id, entry, job.redundancy, octets, sha256, job.input_file)
+            )
+            if failed is not None:
+                self._fail(job, failed.failure, failed.text)
                 continue
             log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
                      entry.name, entry.version)  # fmt: skip
-            crcs = crcs_of(feeds)
-            return _Work(job, entry, feeds, ort.RunOptions(), crcs)
+            return _Work(job, entry, ort.RunOptions())
         return None
 
-    def _load_input(self, job: Job, entry: ModelEntry) -> dict[str, np.ndarray]:
-        """The job's input, checked against the SHA-256 recorded when its file was stored."""
-        data = self._files.read(job.input_file)
-        if hashlib.sha256(data).digest() != self._files.info(job.input_file).sha256:
-            self.upsets.uncorrectable(UpsetLocation.INPUT, f"file {job.input_file}")
-            raise InputCorrupt(
-                f"input {job.input_file} no longer matches the SHA-256 recorded at its upload"
-            )
-        return check_input(entry.signature, load_input(data))
-
-    def _record(self, work: _Work, outcome: _Finished | _Failed, started: float) -> None:
+    def _record(self, work: _Work, outcome: Computed | ComputeFailed, started: float) -> None:
         job = work.job
-        if not work.run_options.terminate and isinstance(outcome, _Finished):
-            outcome = self._accepted(work, outcome)
+        if not work.run_options.terminate and isinstance(outcome, Computed):
+            outcome = self.compute.accept(job.job_id, outcome, work.run_options, self._on_run(work))
+        self.compute.discard(job.job_id)
         if work.run_options.terminate:
             log.info("job %d stopped: its outcome is dropped", job.job_id)
-        elif isinstance(outcome, _Failed):
+        elif isinstance(outcome, ComputeFailed):
             self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
         else:
             self._store_result(job, outcome, started)
 
-    def _accepted(self, work: _Work, outcome: _Finished) -> _Finished | _Failed:
-        """The outcome once the model and the input are checked: when a check found (and
-        corrected) an upset that the runs may have seen, the job runs again."""
-        runs = outcome.runs
-        for _ in range(MAX_RERUNS + 1):
-            try:
-                suspect = self._suspect(work, outcome)
-            except (GuardError, RegistryError, ExecutorError) as exc:
-                return _Failed(_guard_failure(exc), str(exc), runs)
-            except (FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
-                return _Failed(_preparation_failure(exc), str(exc), runs)
-            if suspect is None:
-                return dataclasses.replace(outcome, runs=runs)
-            log.warning("job %d: %s; running it again", work.job.job_id, suspect)
-            self._restore_input(work)
-            rerun = self._compute(work)
-            if isinstance(rerun, _Failed):
-                return dataclasses.replace(rerun, runs=runs + rerun.runs)
-            outcome = rerun
-            runs += rerun.runs
-        return _Failed("WEIGHTS_UNCORRECTABLE", "upsets found after every rerun", runs)
-
-    def _suspect(self, work: _Work, outcome: _Finished) -> str | None:
-        """What makes the runs' result suspect (found and corrected now), or None."""
-        if self.guard is not None:
-            return self.guard.result_suspect(
-                work.entry, work.job.redundancy, outcome.generation, work.feeds, work.feed_crcs
-            )
-        if crcs_of(work.feeds) != work.feed_crcs:
-            self.upsets.corrected(UpsetLocation.INPUT, f"job {work.job.job_id} input in memory")
-            return "its input changed in memory"
-        return None
-
-    def _restore_input(self, work: _Work) -> bool:
-        """Input arrays changed since they were loaded get their loaded values back, in place
-        (the file is checked against its SHA-256 again); True when they had changed."""
-        if crcs_of(work.feeds) == work.feed_crcs:
-            return False
-        fresh = self._load_input(work.job, work.entry)
-        for name, array in work.feeds.items():
-            np.copyto(array, fresh[name])
-        return True
-
-    def _store_result(self, job: Job, outcome: _Finished, started: float) -> None:
+    def _store_result(self, job: Job, outcome: Computed, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))
         try:
             # A result left by an attempt that a crash cut short before it was recorded.
@@ -594,80 +488,18 @@ class JobRunner:
     def _expired(self, job: Job) -> None:
         self._ended(job, "JOB_TIMED_OUT", f"deadline of {job.deadline_s:g} s passed in queue")
 
-    def _compute(self, work: _Work) -> _Finished | _Failed:
-        job = work.job
-        reporter = self.reporter(job)
-        expected = _EXPECTED_RUNS[job.redundancy]
-        runs = 0
+    def _on_run(self, work: _Work) -> Callable[[int], None]:
+        """What each finished run of `work` reports: a progress report and the percentage."""
+        reporter = self.reporter(work.job)
+        expected = EXPECTED_RUNS[work.job.redundancy]
 
         def on_run(n: int) -> None:
-            nonlocal runs
-            runs = n
             if reporter is not None:
                 reporter.success(Stage.PROGRESS, STEP_RUN_DONE)
             # Kept in memory: a database write here would sit on the path of every run.
             self.progress = min(95, 95 * n // expected)
 
-        entry = work.entry
-        key, source = entry.key, cast(ModelSource, entry.path)
-        generation, threshold = -1, 0.0
-        before_rerun = None
-        try:
-            if job.redundancy == Redundancy.ABFT:
-                if self.guard is None:
-                    return _Failed("ABFT_UNSUPPORTED", "ABFT needs the model guard", runs)
-                form = self.guard.abft_form(entry)
-                key, source, threshold = form.key, form.source, form.threshold
-            elif self.guard is not None:
-                source = self.guard.source(entry)
-            if self.guard is not None:
-                loaded = self.executor.cache.get(key, source)
-                generation = self.guard.generation(entry, key)
-                guard = self.guard
+        return on_run
 
-                def before_rerun() -> None:
-                    # A failed checksum may come from an upset in the weights or the input,
-                    # which a rerun would repeat.
-                    guard.repair_weights(loaded)
-                    if self._restore_input(work):
-                        self.upsets.corrected(
-                            UpsetLocation.INPUT, f"job {work.job.job_id} input in memory"
-                        )
-
-            result = self.executor.execute(
-                key,
-                source,
-                work.feeds,
-                job.redundancy,
-                tolerance=entry.tolerance,
-                abft_threshold=threshold,
-                before_rerun=before_rerun,
-                on_run=on_run,
-                run_options=work.run_options,
-            )
-        except GuardError as exc:
-            return _Failed(_guard_failure(exc), str(exc), runs)
-        except (FileStoreError, OSError, InputMismatch, InputCorrupt) as exc:
-            return _Failed(_preparation_failure(exc), str(exc), runs)  # input reloaded
-        except VotingError as exc:
-            self.upsets.uncorrectable(UpsetLocation.OUTPUT, f"job {job.job_id}: {exc}", runs)
-            return _Failed("VOTE_FAILED", str(exc), runs)
-        except ModelCorrupt as exc:
-            return _Failed("MODEL_CORRUPT", str(exc), runs)
-        except ExecutorError as exc:
-            return _Failed("INFERENCE_FAILED", str(exc), runs)
-        repaired = False
-        if job.redundancy == Redundancy.ABFT and result.outvoted and self.guard is not None:
-            # The weights were repaired between the failed run and its rerun (and counted
-            # there): the rerun computed on the repaired weights, which the check after the
-            # job compares with.
-            now = self.guard.generation(entry, key)
-            repaired, generation = now != generation, now
-        if result.outvoted and not repaired:
-            runs_text = ", ".join(str(i + 1) for i in sorted(result.outvoted))
-            self.upsets.corrected(
-                UpsetLocation.OUTPUT, f"job {job.job_id} run {runs_text}", len(result.outvoted)
-            )
-        return _Finished(
-            result.outputs, result.runs, result.disagreements, result.outvoted_mask, generation
-        )
+    def _compute(self, work: _Work) -> Computed | ComputeFailed:
+        return self.compute.run(work.job.job_id, work.run_options, self._on_run(work))

@@ -11,11 +11,12 @@ import os
 from typing import Any
 
 from flight.commanding import DEFERRED, CommandContext, named_failure
+from flight.compute.job_compute import input_failure
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.model_check import InputMismatch, check_input_header, read_input_header
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelRegistry, RegistryError
-from flight.jobs.runner import STEP_QUEUED, JobRunner, input_failure, pack_request
+from flight.jobs.runner import STEP_QUEUED, JobRunner, pack_request
 from flight.jobs.store import (
     InvalidTransition,
     Job,

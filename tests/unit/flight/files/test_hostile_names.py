@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from flight.commanding import detail_octets
+from flight.compute.job_compute import input_failure
 from flight.counters import LinkCounters
 from flight.files.upload_store import (
     DEFAULT_MAX_RANGES,
@@ -36,7 +37,7 @@ from flight.jobs.executor import Executor, SessionCache
 from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.registry import COPIES_DIR, ModelExists, ModelRegistry
-from flight.jobs.runner import JobRunner, input_failure, result_file_name
+from flight.jobs.runner import JobRunner, result_file_name
 from flight.jobs.store import JobState, JobStore
 from flight.protection.injection import FaultInjector
 from flight.protection.model_guard import ModelGuard
