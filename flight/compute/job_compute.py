@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import onnxruntime as ort
 
+from flight.compute.run_control import RunControl
 from flight.files.upload_store import FileStoreError
 from flight.jobs.executor import Executor, ExecutorError, ModelSource
 from flight.jobs.model_check import InputMismatch, InputProblem, check_input, load_input
@@ -156,20 +156,20 @@ class JobCompute:
     def run(
         self,
         job_id: int,
-        run_options: ort.RunOptions,
+        control: RunControl,
         on_run: Callable[[int], None] | None = None,
     ) -> Computed | ComputeFailed:
-        """The runs of a prepared job; `run_options.terminate` stops them from another thread."""
+        """The runs of a prepared job; `control.terminate` stops them from another thread."""
         prepared = self._get(job_id)
         if prepared is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
-        return self._compute(prepared, run_options, on_run)
+        return self._compute(prepared, control, on_run)
 
     def accept(
         self,
         job_id: int,
         computed: Computed,
-        run_options: ort.RunOptions,
+        control: RunControl,
         on_run: Callable[[int], None] | None = None,
     ) -> Computed | ComputeFailed:
         """The outcome once the model and the input are checked: when a check found (and
@@ -192,7 +192,7 @@ class JobCompute:
                 return dataclasses.replace(outcome, runs=runs)
             log.warning("job %d: %s; running it again", job_id, suspect)
             self._restore_input(prepared)
-            rerun = self._compute(prepared, run_options, on_run)
+            rerun = self._compute(prepared, control, on_run)
             if isinstance(rerun, ComputeFailed):
                 return dataclasses.replace(rerun, runs=runs + rerun.runs)
             outcome = rerun
@@ -237,7 +237,7 @@ class JobCompute:
     def _compute(
         self,
         prepared: _Prepared,
-        run_options: ort.RunOptions,
+        control: RunControl,
         on_run: Callable[[int], None] | None,
     ) -> Computed | ComputeFailed:
         job = prepared.job
@@ -284,7 +284,7 @@ class JobCompute:
                 abft_threshold=threshold,
                 before_rerun=before_rerun,
                 on_run=counted,
-                run_options=run_options,
+                run_options=control.options,
             )
         except GuardError as exc:
             return ComputeFailed(guard_failure(exc), str(exc), runs)

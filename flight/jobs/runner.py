@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-import onnxruntime as ort
 
 from flight.commanding import VerificationReporter, detail_octets
 from flight.compute.job_compute import (
@@ -34,6 +33,7 @@ from flight.compute.job_compute import (
     JobCompute,
     JobInput,
 )
+from flight.compute.run_control import RunControl
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.executor import Executor
@@ -111,7 +111,7 @@ def configure_interpreter() -> None:
 class _Work:
     job: Job
     entry: ModelEntry
-    run_options: ort.RunOptions
+    control: RunControl
 
 
 class JobRunner:
@@ -185,7 +185,7 @@ class JobRunner:
         self._stopping.set()
         for work in (self._current, self._next):
             if work is not None:
-                work.run_options.terminate = True
+                work.control.terminate = True
         self._wake.set()
         with contextlib.suppress(queue.Full):
             self._ready.put_nowait(None)
@@ -224,14 +224,14 @@ class JobRunner:
         if prepared is not None and prepared is not current:
             self._put_back(prepared)
         self._maybe_queued.set()
-        if current is None or current.run_options.terminate:
+        if current is None or current.control.terminate:
             return 0
         try:
             job = self.store.requeue(current.job.job_id)
         except JobStoreError as exc:  # it ended meanwhile: that final state stands
             log.info("job %d not requeued: %s", current.job.job_id, exc)
             return 0
-        current.run_options.terminate = True
+        current.control.terminate = True
         self._events.raise_event(
             "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="SAFE_MODE"
         )
@@ -274,16 +274,16 @@ class JobRunner:
         job = self.store.cancel(job_id)
         for work in (self._current, self._next):
             if work is not None and work.job.job_id == job_id:
-                work.run_options.terminate = True
+                work.control.terminate = True
         self._ended(job, "JOB_CANCELLED", f"job {job_id} cancelled by the ground")
         return job
 
     def tick(self) -> None:
         """Main loop: stop a started job when its deadline passes."""
         for work in (self._current, self._next):
-            if work is None or work.run_options.terminate or not self.scheduler.overdue(work.job):
+            if work is None or work.control.terminate or not self.scheduler.overdue(work.job):
                 continue
-            work.run_options.terminate = True
+            work.control.terminate = True
             try:
                 job = self.store.mark_timed_out(work.job.job_id)
             except JobStoreError as exc:
@@ -334,7 +334,7 @@ class JobRunner:
                 self._wake.set()  # the bookkeeper prepares the one after
             started = self._monotonic()
             reporter = self.reporter(work.job)
-            if reporter is not None and not work.run_options.terminate:
+            if reporter is not None and not work.control.terminate:
                 reporter.success(Stage.PROGRESS, STEP_STARTED)
             try:
                 outcome = self._compute(work)
@@ -354,9 +354,9 @@ class JobRunner:
             self.store.requeue(work.job.job_id, undo_attempt=True)
         except JobStoreError as exc:
             log.info("job %d not put back: %s", work.job.job_id, exc)
-            return work.run_options.terminate
+            return work.control.terminate
         # This preparation is spent: the job will be prepared again when it is picked.
-        work.run_options.terminate = True
+        work.control.terminate = True
         log.info("job %d held by the thermal governor: queued again", work.job.job_id)
         self._maybe_queued.set()
         self._wake.set()
@@ -392,15 +392,15 @@ class JobRunner:
                 continue
             log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
                      entry.name, entry.version)  # fmt: skip
-            return _Work(job, entry, ort.RunOptions())
+            return _Work(job, entry, RunControl())
         return None
 
     def _record(self, work: _Work, outcome: Computed | ComputeFailed, started: float) -> None:
         job = work.job
-        if not work.run_options.terminate and isinstance(outcome, Computed):
-            outcome = self.compute.accept(job.job_id, outcome, work.run_options, self._on_run(work))
+        if not work.control.terminate and isinstance(outcome, Computed):
+            outcome = self.compute.accept(job.job_id, outcome, work.control, self._on_run(work))
         self.compute.discard(job.job_id)
-        if work.run_options.terminate:
+        if work.control.terminate:
             log.info("job %d stopped: its outcome is dropped", job.job_id)
         elif isinstance(outcome, ComputeFailed):
             self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
@@ -502,4 +502,4 @@ class JobRunner:
         return on_run
 
     def _compute(self, work: _Work) -> Computed | ComputeFailed:
-        return self.compute.run(work.job.job_id, work.run_options, self._on_run(work))
+        return self.compute.run(work.job.job_id, work.control, self._on_run(work))
