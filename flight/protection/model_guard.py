@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import onnx
 
 from flight.jobs.executor import Executor, ExecutorError, LoadedModel
 from flight.jobs.redundancy import Redundancy
-from flight.jobs.registry import ModelEntry, ModelRegistry
+from flight.jobs.registry import ModelEntry
 from flight.protection import abft, known_answer
 from flight.protection.abft import AbftModel
 from flight.protection.known_answer import KnownAnswer
@@ -65,12 +66,23 @@ class AbftForm:
     threshold: float
 
 
+class ModelCatalog(Protocol):
+    """What the guard needs of the registered models: the registry in the payload process, a
+    view of it in a worker process."""
+
+    def read_verified(self, entry: ModelEntry) -> bytes: ...
+    def entry(self, name: str, version: int = 0) -> ModelEntry: ...
+    def entries(self) -> list[ModelEntry]: ...
+    def set_answer(self, entry: ModelEntry, answer: KnownAnswer) -> ModelEntry: ...
+    def set_abft_threshold(self, entry: ModelEntry, threshold: float) -> ModelEntry: ...
+
+
 class ModelGuard:
     """Known answers and weight checks of the executor's loaded models."""
 
     def __init__(
         self,
-        registry: ModelRegistry,
+        registry: ModelCatalog,
         executor: Executor,
         upsets: UpsetLog,
         monotonic: Callable[[], float] = time.monotonic,
