@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -122,6 +122,26 @@ class _Prepared:
     feeds: dict[str, np.ndarray]
     # CRC-32 of each input array when it was loaded: an upset in memory shows after the runs.
     feed_crcs: dict[str, int]
+
+
+class JobComputer(Protocol):
+    """What the job runner asks of the compute, in this process or a worker's."""
+
+    def prepare(self, job: JobInput) -> ComputeFailed | None: ...
+
+    def run(
+        self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
+    ) -> Computed | ComputeFailed: ...
+
+    def accept(
+        self,
+        job_id: int,
+        computed: Computed,
+        control: RunControl,
+        on_run: Callable[[int], None] | None = None,
+    ) -> Computed | ComputeFailed: ...
+
+    def discard(self, job_id: int) -> None: ...
 
 
 class JobCompute:

@@ -30,13 +30,12 @@ from flight.compute.job_compute import (
     EXPECTED_RUNS,
     Computed,
     ComputeFailed,
-    JobCompute,
+    JobComputer,
     JobInput,
 )
 from flight.compute.run_control import RunControl
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
-from flight.jobs.executor import Executor
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.store import (
@@ -47,8 +46,6 @@ from flight.jobs.store import (
     JobStoreError,
     RecordCorrupt,
 )
-from flight.protection.model_guard import ModelGuard
-from flight.protection.upsets import UpsetLog
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
 from spacelink.pus import Stage
@@ -123,23 +120,18 @@ class JobRunner:
         store: JobStore,
         registry: ModelRegistry,
         files: UploadStore,
-        executor: Executor,
+        compute: JobComputer,
         tm: TmPublisher,
         events: EventReporter,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        guard: ModelGuard | None = None,
     ) -> None:
-        """`guard`: checks the model before a result is accepted (none: results are not
-        checked beyond the job's own redundancy)."""
+        """`compute`: runs the jobs (JobCompute in this process, or a worker's)."""
         self._d = dictionary
         self.store = store
         self.registry = registry
         self._files = files
-        self.executor = executor
-        self.guard = guard
-        self.upsets = guard.upsets if guard is not None else UpsetLog()
-        self.compute = JobCompute(executor, self.upsets, guard)
+        self.compute = compute
         self._tm = tm
         self._events = events
         self._clock = clock

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from flight.compute.job_compute import JobCompute
 from flight.files.upload_store import UploadStore
 from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
 from flight.jobs.providers import CPU, ProviderChoice
@@ -69,10 +70,9 @@ class _Payload:
             self.store,
             self.registry,
             self.files,
-            self.guard.executor,
+            JobCompute(self.guard.executor, self.guard.upsets, self.guard),
             tm,
             EventReporter(D, tm),
-            guard=self.guard,
         )
         self.runner.start()
 

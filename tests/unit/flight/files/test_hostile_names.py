@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from flight.commanding import detail_octets
-from flight.compute.job_compute import input_failure
+from flight.compute.job_compute import JobCompute, input_failure
 from flight.counters import LinkCounters
 from flight.files.upload_store import (
     DEFAULT_MAX_RANGES,
@@ -447,7 +447,8 @@ class Board:
         executor = Executor(SessionCache(1, ProviderChoice(CPU), intra_op_num_threads=1))
         upsets = UpsetLog()
         guard = ModelGuard(self.registry, executor, upsets)
-        runner = JobRunner(D, self.jobs, self.registry, self.store, executor, self.tm, events)
+        compute = JobCompute(executor, UpsetLog())
+        runner = JobRunner(D, self.jobs, self.registry, self.store, compute, self.tm, events)
         self.files = FileService(
             D,
             self.store,
