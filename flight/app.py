@@ -27,6 +27,7 @@ from typing import Any
 import serial
 
 from flight.bootcount import next_boot_count
+from flight.compute.job_compute import JobCompute
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
@@ -243,11 +244,10 @@ class Payload:
             self.jobs,
             self.registry,
             self.files,
-            self.guard.executor,
+            JobCompute(self.guard.executor, self.upsets, self.guard),
             self.tm,
             self.events,
             monotonic=self._monotonic,
-            guard=self.guard,
         )
         self.scrubber = Scrubber(
             self.guard,
@@ -307,7 +307,7 @@ class Payload:
     def _job_parameters(self) -> dict[str, Callable[[], object]]:
         finals = (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
         provider_code = self.dictionary.enums["ExecutionProvider"].values[self._provider_label()]
-        executor = self.runner.executor
+        executor = self.guard.executor
         return {
             "JOBS_QUEUED": lambda: self._job_counts()[JobState.QUEUED],
             "JOBS_RUNNING": lambda: self._job_counts()[JobState.RUNNING],
