@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connect-timeout-s", type=float, default=10.0)
     parser.add_argument("--limit-data", type=int, metavar="BYTES")
     parser.add_argument("--limit-as", type=int, metavar="BYTES")
+    parser.add_argument("--limit-core", type=int, metavar="BYTES")
     parser.add_argument("--cpus", type=parse_cpus, metavar="LIST", help="e.g. 0,2-3")
     parser.add_argument("--nice", type=int)
     parser.add_argument("--log-level", default="INFO")
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not die_with_parent(args.parent_pid):
         return ExitCode.PARENT_GONE
-    apply_limits(Limits(args.limit_data, args.limit_as, args.cpus, args.nice))
+    apply_limits(Limits(args.limit_data, args.limit_as, args.cpus, args.nice, args.limit_core))
     authkey = read_authkey(args.authkey_fd)
     logging.basicConfig(
         level=args.log_level,

@@ -22,12 +22,14 @@ class Limits:
 
     `data_bytes` bounds the heap and private writable mappings (RLIMIT_DATA): onnxruntime and
     CUDA reserve large virtual areas that RLIMIT_AS (`address_space_bytes`) would count too.
+    `core_bytes` is 0 by default: a crashed worker of gigabytes must not fill the flight disk.
     """
 
     data_bytes: int | None = None
     address_space_bytes: int | None = None
     cpus: frozenset[int] | None = None
     nice: int | None = None
+    core_bytes: int | None = 0
 
     def to_args(self) -> list[str]:
         args = []
@@ -39,6 +41,8 @@ class Limits:
             args += ["--cpus", ",".join(str(cpu) for cpu in sorted(self.cpus))]
         if self.nice is not None:
             args += ["--nice", str(self.nice)]
+        if self.core_bytes is not None:
+            args += ["--limit-core", str(self.core_bytes)]
         return args
 
     @property
@@ -66,6 +70,8 @@ def apply_limits(limits: Limits) -> None:
     if limits.address_space_bytes is not None:
         bound = limits.address_space_bytes
         resource.setrlimit(resource.RLIMIT_AS, (bound, bound))
+    if limits.core_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_CORE, (limits.core_bytes, limits.core_bytes))
     if limits.cpus is not None:
         os.sched_setaffinity(0, limits.cpus)
     if limits.nice is not None:

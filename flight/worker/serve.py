@@ -279,8 +279,11 @@ class WorkerServer:
         while True:
             self._send_or_exit(Heartbeat(seq, time.monotonic(), self._status()))
             seq += 1
-            next_at = max(next_at + self._heartbeat_s, time.monotonic())
-            time.sleep(next_at - time.monotonic())
+            # On a fixed grid, so that a slow status callback does not stretch the period;
+            # after a stall (the GIL held elsewhere), the next beat goes at once.
+            next_at += self._heartbeat_s
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at, time.monotonic())
 
     def _status(self) -> Status:
         handlers = self._handlers

@@ -470,6 +470,9 @@ class Supervisor:
                 try:
                     worker = self._launch()
                 except _LaunchFailed as e:
+                    with self._lock:
+                        if self._stopping:
+                            break
                     delay = self._lost(None, LossReason.START_FAILED, str(e))
                     self._first_error = self._first_error or str(e)
                     self._first_outcome.set()
@@ -581,16 +584,15 @@ class Supervisor:
         deadline = self._clock() + config.start_timeout_s
         heartbeat: Heartbeat | None = None
 
-        def check() -> None:
+        def check(*, ended: bool = True) -> None:
             self._expire_unsent()
             with self._lock:
                 if self._stopping:
                     raise _LaunchFailed("supervisor stopped")
-            returncode = worker.process.poll()
+            returncode = worker.process.poll() if ended else None
             if returncode is not None:
-                raise _LaunchFailed(
-                    f"worker ended before it was ready: {describe_status(returncode)}"
-                )
+                status = describe_status(returncode)
+                raise _LaunchFailed(f"worker ended before it was ready: {status}")
             if self._clock() > deadline:
                 raise _LaunchFailed(f"worker not ready within {config.start_timeout_s:g} s")
 
@@ -600,13 +602,18 @@ class Supervisor:
                 worker.channel = self._listener.accept(authkey, _TICK_S)
         channel = worker.channel
         while True:
-            check()
             try:
-                if not channel.poll(_TICK_S):
-                    continue
-                message = channel.recv()
+                waiting = channel.poll(_TICK_S)
+                message = channel.recv() if waiting else None
             except (EOFError, OSError, ProtocolError) as e:
+                # What it sent before it ended (a StartFailed) was read already.
+                check()
                 raise _LaunchFailed(f"worker connection lost before it was ready: {e}") from e
+            # Whether the process ended is asked only once its messages are all read: the
+            # StartFailed that says why comes before its end.
+            check(ended=message is None)
+            if message is None:
+                continue
             if isinstance(message, Hello):
                 if message.version != PROTOCOL_VERSION:
                     raise _LaunchFailed(
