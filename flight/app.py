@@ -12,6 +12,7 @@ the multiplexer, which the downlink transmitter guards.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import fcntl
 import logging
 import os
@@ -38,6 +39,11 @@ from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_pro
 from flight.jobs.registry import ModelEntry, ModelRegistry
 from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
+from flight.lifecycle.arming import Arming
+from flight.lifecycle.health import threads_running
+from flight.lifecycle.manager import LifecycleManager
+from flight.lifecycle.record_exit import run as record_exit
+from flight.lifecycle.sd_notify import NotifyError
 from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
@@ -57,6 +63,7 @@ from flight.services.events import EventReporter
 from flight.services.files import FileService
 from flight.services.housekeeping import HousekeepingService
 from flight.services.jobs import JobService
+from flight.services.lifecycle import LifecycleService
 from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
 from flight.services.protection import ProtectionService
@@ -178,6 +185,11 @@ class Payload:
         self.upsets = UpsetLog()
         self.upsets.subscribe(self._upset_event)
         self.boot_count = next_boot_count(state_dir, self.upsets)
+        # Why the previous run ended, from here on; the parts below register health checks.
+        self.lifecycle = LifecycleManager.open(
+            state_dir, config.lifecycle, self.upsets, self.events.raise_event, self.stop, monotonic
+        )
+        self.health = self.lifecycle.health
         self.auth = build_authenticator(
             uplink_keys,
             state_dir,
@@ -212,6 +224,11 @@ class Payload:
         self.storage.register(self.router)
         ParameterService(self.dictionary, self.parameters, self.events).register(self.router)
         test_service.register(self.router, self.dictionary)
+        arming = Arming(monotonic, config.lifecycle.arm_timeout_s)
+        LifecycleService(self.dictionary, self.lifecycle, arming, self.events.raise_event).register(
+            self.router
+        )
+        self._register_health_checks()
         self._next_store_flush = 0.0
         self._stop = threading.Event()
         self._port_error: BaseException | None = None
@@ -298,6 +315,13 @@ class Payload:
             self.dictionary, self.runner, self.registry, self.files, jobs.max_queued
         ).register(self.router)
 
+    def _register_health_checks(self) -> None:
+        """The watchdog waits on the link's and the job machinery's threads (read from their
+        owners' attributes until these offer a liveness signal of their own)."""
+        self.health.register("downlink", threads_running(lambda: [self.downlink._thread]))
+        self.health.register("job runner", threads_running(lambda: self.runner._threads))
+        self.health.register("thermal monitor", threads_running(lambda: [self.thermal._thread]))
+
     def _job_counts(self) -> dict[JobState, int]:
         try:
             return self.jobs.counts()
@@ -382,6 +406,7 @@ class Payload:
                 **thermal_getters(lambda: self.thermal, self.gate),
                 **security_getters(self.auth),
                 **self.storage.getters(),
+                **self.lifecycle.getters(),
                 "TM_CODING": lambda: coding,
             }
         )
@@ -435,7 +460,10 @@ class Payload:
             self.boot_count,
         )
         self.events.raise_event(
-            "PAYLOAD_STARTED", boot_count=self.boot_count, dictionary_hash=self.dictionary.hash32
+            "PAYLOAD_STARTED",
+            boot_count=self.boot_count,
+            dictionary_hash=self.dictionary.hash32,
+            **self.lifecycle.started_values(),
         )
         self._report_provider()
         if self.auth is None:
@@ -446,6 +474,9 @@ class Payload:
         self.thermal.start()  # first: jobs that must wait for the temperature wait from the start
         self.runner.start()
         self.scrubber.start()
+        self.lifecycle.serving(
+            f"serving {self.port.name} at {self.baud} baud, boot {self.boot_count}"
+        )
         data = b""
         try:
             while not self._stop.is_set():
@@ -466,12 +497,14 @@ class Payload:
                 if self._monotonic() >= self._next_store_flush:
                     self.storage.flush()
                     self._next_store_flush = self._monotonic() + STORE_FLUSH_S
+                self.lifecycle.tick()
                 if self.downlink.error is not None:
                     self._port_error = self.downlink.error
                     break
         finally:
+            self.lifecycle.stopping()
             if self._port_error is None:
-                self.events.raise_event("PAYLOAD_STOPPING", reason="SIGNAL")
+                self.events.raise_event("PAYLOAD_STOPPING", reason=self.lifecycle.stop_reason)
                 self.downlink.drain(STOP_DRAIN_S)
             self._stop.set()
             self.scrubber.stop()
@@ -483,6 +516,9 @@ class Payload:
             self.jobs.close()
             self.downlink.stop()
             log.info("link counters: %s", self.counters.summary())
+        restart = self.lifecycle.finish(self._port_error)
+        if restart is not None:
+            return restart
         if self._port_error is not None:
             log.error("serial port failed: %s", self._port_error)
             return EXIT_PORT_FAILED
@@ -532,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="payload-flight",
         description="Payload manager: serves the CCSDS/PUS link on a serial port.",
     )
-    parser.add_argument("--port", required=True, help="serial device path or pyserial URL")
+    parser.add_argument("--port", help="serial device path or pyserial URL (required)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="line rate (8N1)")
     parser.add_argument(
         "--state-dir",
@@ -554,11 +590,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--record-exit",
+        action="store_true",
+        help="record how the payload's last run ended, from the supervisor's $SERVICE_RESULT, "
+        "$EXIT_CODE and $EXIT_STATUS (systemd's ExecStopPost=), then exit",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.record_exit:
+        return record_exit(args.state_dir)
+    if args.port is None:
+        parser.error("the following arguments are required: --port")
+    # A supervisor's SIGABRT (watchdog) leaves every thread's stack in the log.
+    faulthandler.enable()
     configure_interpreter()
     logging.basicConfig(
         level=args.log_level,
@@ -575,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         payload = Payload(config, port, args.baud, args.state_dir, dictionary)
-    except (DictionaryError, OSError, JobStoreError, KeyStoreError) as exc:
+    except (DictionaryError, OSError, JobStoreError, KeyStoreError, NotifyError) as exc:
         port.close()
         os.close(lock_fd)
         print(f"payload-flight: {exc}", file=sys.stderr)

@@ -119,6 +119,23 @@ class ThermalConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    """[lifecycle]: the payload process's supervision (docs/jetson.md, "Supervision")."""
+
+    # A hardware watchdog device kicked by the payload itself, e.g. "/dev/watchdog"; "": none
+    # (systemd's own RuntimeWatchdogSec is the usual owner of the board's watchdog).
+    watchdog_device: str = ""
+    # Seconds between two kicks at most (and every half of systemd's WatchdogSec at least).
+    kick_interval_s: float = 1.0
+    # LIFECYCLE_EXECUTE BOARD runs this, e.g. ["sudo", "-n", "/usr/bin/systemctl", "reboot"];
+    # it must return once the reboot is under way. Refused unless allow_reboot is true.
+    reboot_command: list[str] = field(default_factory=list)
+    allow_reboot: bool = False
+    # How long LIFECYCLE_ARM keeps an action armed.
+    arm_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class FlightConfig:
     link: LinkParameters = field(default_factory=LinkParameters)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -127,6 +144,7 @@ class FlightConfig:
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
     thermal_model: ThermalModelParameters = field(default_factory=ThermalModelParameters)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -155,7 +173,9 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-SECTIONS = ("link", "storage", "jobs", "protection", "thermal", "thermal_model", "security")
+SECTIONS = (
+    "link", "storage", "jobs", "protection", "thermal", "thermal_model", "security", "lifecycle",
+)  # fmt: skip
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -239,6 +259,10 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         )
     if not security.key_file:
         raise ConfigError(f"[security] key_file in {path} is empty")
+    lifecycle = _section(LifecycleConfig, raw.get("lifecycle", {}), f"[lifecycle] of {path}")
+    for key in ("kick_interval_s", "arm_timeout_s"):
+        if not getattr(lifecycle, key) > 0:
+            raise ConfigError(f"[lifecycle] {key} in {path}: expected more than 0")
     return FlightConfig(
         link=link,
         storage=storage,
@@ -247,4 +271,5 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         thermal=thermal,
         thermal_model=model,
         security=security,
+        lifecycle=lifecycle,
     )

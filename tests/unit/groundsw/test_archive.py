@@ -21,6 +21,8 @@ from telemetry_defs.model import Severity, UnknownName
 D = default_dictionary()
 STATUS = D.housekeeping["PAYLOAD_STATUS"]
 ONBOARD = 1_795_600_800.25  # 2026-11-25T10:00:00.250Z, exact in CDS milliseconds
+# PAYLOAD_STARTED's lifecycle arguments: the run before ended cleanly.
+RESET = {"reset_reason": 1, "board_uptime": 120, "previous": ""}
 
 
 def hk(seq: int = 0, onboard: float = ONBOARD, **values: int) -> PusTm:
@@ -73,7 +75,7 @@ def no_timed_commit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_packets_come_back_with_identical_raw_octets_and_decoded_values(archive: Archive) -> None:
     sent = [
         hk(seq=1, CPU_PROCESS=960, MODE=1),
-        event("PAYLOAD_STARTED", seq=2, boot_count=3, dictionary_hash=D.hash32),
+        event("PAYLOAD_STARTED", seq=2, boot_count=3, dictionary_hash=D.hash32, **RESET),
         packet("COMPLETION_SUCCESS", seq=3, tc_packet_id=0x1864, tc_sequence=7),
         packet(
             "ACCEPTANCE_FAILURE",
@@ -101,7 +103,7 @@ def test_packets_come_back_with_identical_raw_octets_and_decoded_values(archive:
     assert all(r.error is None for r in records)
     assert records[0].decoded is not None and records[0].decoded["CPU_PROCESS"] == 960
     assert records[0].decoded["MODE"] == 1
-    assert records[1].decoded == {"boot_count": 3, "dictionary_hash": D.hash32}
+    assert records[1].decoded == {"boot_count": 3, "dictionary_hash": D.hash32, **RESET}
     assert records[2].decoded == {"tc_packet_id": 0x1864, "tc_sequence": 7}
     # Octet strings are kept as hex in the decoded JSON.
     assert records[3].decoded == {
@@ -208,7 +210,7 @@ def test_samples_of_an_unknown_parameter_name_the_parameter(archive: Archive) ->
 
 
 def store_events(archive: Archive) -> None:
-    put(archive, event("PAYLOAD_STARTED", boot_count=3, dictionary_hash=0x12AB), 10.0)  # INFO
+    put(archive, event("PAYLOAD_STARTED", boot_count=3, dictionary_hash=0x12AB, **RESET), 10.0)
     put(archive, event("FARM_LOCKOUT", vr=4, ns=99), 20.0)  # HIGH
     put(archive, hk(), 25.0)
     put(archive, event("PARAMETER_SET", id=100), 30.0)  # LOW
@@ -225,7 +227,9 @@ def test_events_with_severity_and_time_filters(archive: Archive) -> None:
         ("PARAMETER_SET", Severity.LOW),
         ("PAYLOAD_STOPPING", Severity.MEDIUM),
     ]
-    assert every[0].text == "boot_count=3 dictionary_hash=0x000012AB"
+    assert every[0].text == (
+        "boot_count=3 dictionary_hash=0x000012AB reset_reason=CLEAN board_uptime=120 previous="
+    )
     assert every[1].text == "vr=4 ns=99"
     assert every[3].text == "reason=SIGNAL"
     assert every[0].received_at == 10.0 and every[0].onboard_time == ONBOARD
@@ -308,7 +312,7 @@ def test_writer_and_reader_on_one_file_in_wal_mode(tmp_path: Path) -> None:
     """`tm live` archiving while `tm query` reads the same directory."""
     with Archive(tmp_path, D) as writer:
         put(writer, hk(seq=0, UPTIME=10), 100.0)
-        put(writer, event("PAYLOAD_STARTED", boot_count=1, dictionary_hash=1), 101.0)
+        put(writer, event("PAYLOAD_STARTED", boot_count=1, dictionary_hash=1, **RESET), 101.0)
         writer.flush()
         with Archive(tmp_path, D) as reader:
             assert [s.raw for s in reader.parameter_samples("UPTIME")] == [10]

@@ -31,7 +31,11 @@ def hk(seq: int, onboard: float = ONBOARD, uptime: int = 1) -> PusTm:
 
 
 def started(seq: int, onboard: float) -> PusTm:
-    severity, data = D.encode_event("PAYLOAD_STARTED", {"boot_count": 2, "dictionary_hash": 1})
+    severity, data = D.encode_event(
+        "PAYLOAD_STARTED",
+        {"boot_count": 2, "dictionary_hash": 1, "reset_reason": 5, "board_uptime": 60,
+         "previous": ""},
+    )  # fmt: skip
     return PusTm(D.apid, 5, int(severity), data, seq_count=seq, time=CdsTime.from_unix(onboard))
 
 

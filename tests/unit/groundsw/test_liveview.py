@@ -148,7 +148,12 @@ def test_banner_leads_both_renderings_and_goes_away(table: LiveTable) -> None:
 
 
 def test_events_are_listed_newest_first_with_their_severity(table: LiveTable) -> None:
-    table.update(event("PAYLOAD_STARTED", boot_count=3, dictionary_hash=0x12AB), 1001.0, None)
+    table.update(
+        event("PAYLOAD_STARTED", boot_count=3, dictionary_hash=0x12AB, reset_reason=4,
+              board_uptime=900, previous="watchdog"),
+        1001.0,
+        None,
+    )  # fmt: skip
     table.update(event("FARM_LOCKOUT", vr=4, ns=99), 1002.0, None)
     table.update(event("PARAMETER_SET", id=100), 1004.0, None)
 
@@ -157,7 +162,8 @@ def test_events_are_listed_newest_first_with_their_severity(table: LiveTable) ->
     assert events == [
         "event LOW PARAMETER_SET id=LOG_LEVEL",  # the ID by its name
         "event HIGH FARM_LOCKOUT vr=4 ns=99",
-        "event INFO PAYLOAD_STARTED boot_count=3 dictionary_hash=0x000012AB",
+        "event INFO PAYLOAD_STARTED boot_count=3 dictionary_hash=0x000012AB "
+        "reset_reason=WATCHDOG board_uptime=900 previous=watchdog",
     ]
     console = Console(record=True, width=120, force_terminal=True)
     console.print(table.render(1005.0))

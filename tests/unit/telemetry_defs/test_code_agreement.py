@@ -110,3 +110,29 @@ def test_security_faults_modes_and_failures_match_the_dictionary() -> None:
         D.parameter(f"DISCARDED_AUTH_{fault.name}")  # UnknownName if housekeeping lacks it
     for name in ("KEY_UNKNOWN_SPI", "KEY_UNWRAP_FAILED", "KEY_NOT_SAVED", "AUTHENTICATION_IS_OFF"):
         D.failure_named(name)
+
+
+def test_lifecycle_enums_confirmation_and_failures_match_the_dictionary() -> None:
+    from flight.lifecycle.arming import CONFIRMATION, LifecycleAction
+    from flight.lifecycle.reset_reason import ResetReason
+    from flight.lifecycle.watchdog import WatchdogStatus
+    from flight.services import lifecycle as lifecycle_service
+
+    for python, name in (
+        (ResetReason, "ResetReason"),
+        (LifecycleAction, "LifecycleAction"),
+        (WatchdogStatus, "WatchdogStatus"),
+    ):
+        assert {m.name: int(m) for m in python} == dict(D.enums[name].values)
+    confirm = D.command("LIFECYCLE_EXECUTE").layout.fields[1]
+    assert confirm.name == "confirm" and f"0x{CONFIRMATION:08X}" in confirm.description
+    assert f"0x{CONFIRMATION:08X}" in D.failure_named("LIFECYCLE_BAD_CONFIRMATION").description
+    names = set(lifecycle_service._UNAVAILABLE.values())
+    names |= {"LIFECYCLE_NOT_ARMED", "LIFECYCLE_ARM_EXPIRED", "LIFECYCLE_ARMED_FOR_OTHER"}
+    names |= {"LIFECYCLE_BAD_CONFIRMATION", "LIFECYCLE_REBOOT_FAILED"}
+    names |= {"LIFECYCLE_WORKER_RESTART_FAILED"}
+    for name in names:
+        D.failure_named(name)
+    for reason in ResetReason:
+        D.parameter(f"RESTARTS_{reason.name}")  # one counter per reason
+    assert "COMMAND_RESTART" in D.enums["StopReason"].values

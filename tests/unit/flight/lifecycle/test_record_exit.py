@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flight.app import main as payload_flight
 from flight.durable import open_lock_file
 from flight.lifecycle.record_exit import (
     EXIT_FAILED,
@@ -83,6 +84,21 @@ def test_a_payload_still_holding_the_state_directory_is_not_written_over(
     finally:
         os.close(fd)
     assert RunLedger(running).begin("boot").reason is ResetReason.CRASH  # nothing recorded
+
+
+def test_payload_flight_record_exit_is_the_same_recorder(
+    running: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in WATCHDOG.items():
+        monkeypatch.setenv(name, value)
+    assert payload_flight(["--state-dir", str(running), "--record-exit"]) == EXIT_RECORDED
+    assert RunLedger(running).begin("boot").reason is ResetReason.WATCHDOG
+
+
+def test_payload_flight_still_needs_a_port_to_serve(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        payload_flight(["--state-dir", str(tmp_path)])
+    assert exited.value.code == 2
 
 
 def test_the_module_runs_alone_without_loading_the_payload(running: Path) -> None:

@@ -61,7 +61,14 @@ class StorePayload:
         for _ in range(n):
             if started:
                 severity, data = D.encode_event(
-                    "PAYLOAD_STARTED", {"boot_count": 2, "dictionary_hash": D.hash32}
+                    "PAYLOAD_STARTED",
+                    {
+                        "boot_count": 2,
+                        "dictionary_hash": D.hash32,
+                        "reset_reason": 5,
+                        "board_uptime": 60,
+                        "previous": "",
+                    },
                 )
                 service, subtype = 5, int(severity)
                 started = False
