@@ -88,6 +88,11 @@ class ComputeEngine:
         control = self._control(job_id)
         return self.jobs.accept(job_id, computed, control, lambda n: self._tell(RunDone(job_id, n)))
 
+    def model_key(self, job_id: int) -> str:
+        """The model key of a prepared job ("" if none is)."""
+        job = self.jobs.prepared(job_id)
+        return job.entry.key if job is not None else ""
+
     def cancel(self, job_id: int) -> None:
         self._control(job_id).terminate = True
 

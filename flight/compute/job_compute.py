@@ -51,6 +51,11 @@ _INPUT_FAILURES = {
 }
 
 
+class JobNotPrepared(Exception):
+    """A run or check asked for a job this compute holds nothing of (prepared elsewhere, or
+    in a worker that was lost since)."""
+
+
 class InputCorrupt(Exception):
     """A job's input no longer matches the SHA-256 recorded when its file was stored."""
 
@@ -116,6 +121,15 @@ class ComputeFailed:
     runs: int = 0
 
 
+@dataclass(frozen=True)
+class ComputeLost:
+    """The compute was lost under the job (its worker crashed, hung, ran out of memory or was
+    restarted): the job did nothing wrong that is known, and may run again."""
+
+    reason: str
+    detail: str
+
+
 @dataclass
 class _Prepared:
     job: JobInput
@@ -131,7 +145,7 @@ class JobComputer(Protocol):
 
     def run(
         self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
-    ) -> Computed | ComputeFailed: ...
+    ) -> Computed | ComputeFailed | ComputeLost: ...
 
     def accept(
         self,
@@ -139,7 +153,7 @@ class JobComputer(Protocol):
         computed: Computed,
         control: RunControl,
         on_run: Callable[[int], None] | None = None,
-    ) -> Computed | ComputeFailed: ...
+    ) -> Computed | ComputeFailed | ComputeLost: ...
 
     def discard(self, job_id: int) -> None: ...
 
@@ -168,6 +182,11 @@ class JobCompute:
             self._prepared[job.job_id] = _Prepared(job, feeds, crcs_of(feeds))
         return None
 
+    def prepared(self, job_id: int) -> JobInput | None:
+        """The prepared job of that ID, if any."""
+        found = self._get(job_id)
+        return found.job if found is not None else None
+
     def discard(self, job_id: int) -> None:
         """Forget a prepared job (ended, or put back in the queue)."""
         with self._lock:
@@ -179,11 +198,9 @@ class JobCompute:
         control: RunControl,
         on_run: Callable[[int], None] | None = None,
     ) -> Computed | ComputeFailed:
-        """The runs of a prepared job; `control.terminate` stops them from another thread."""
-        prepared = self._get(job_id)
-        if prepared is None:
-            return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
-        return self._compute(prepared, control, on_run)
+        """The runs of a prepared job (JobNotPrepared if it is not); `control.terminate` stops
+        them from another thread."""
+        return self._compute(self._need(job_id), control, on_run)
 
     def accept(
         self,
@@ -195,10 +212,7 @@ class JobCompute:
         """The outcome once the model and the input are checked: when a check found (and
         corrected) an upset that the runs may have seen, the job runs again (`on_run` told
         of each rerun's runs)."""
-        prepared = self._get(job_id)
-        if prepared is None:
-            text = f"job {job_id} was not prepared"
-            return ComputeFailed("EXECUTION_FAILED", text, computed.runs)
+        prepared = self._need(job_id)
         runs = computed.runs
         outcome = computed
         for _ in range(MAX_RERUNS + 1):
@@ -218,6 +232,12 @@ class JobCompute:
             outcome = rerun
             runs += rerun.runs
         return ComputeFailed("WEIGHTS_UNCORRECTABLE", "upsets found after every rerun", runs)
+
+    def _need(self, job_id: int) -> _Prepared:
+        prepared = self._get(job_id)
+        if prepared is None:
+            raise JobNotPrepared(f"job {job_id} was not prepared here")
+        return prepared
 
     def _get(self, job_id: int) -> _Prepared | None:
         with self._lock:

@@ -30,6 +30,7 @@ from flight.compute.job_compute import (
     EXPECTED_RUNS,
     Computed,
     ComputeFailed,
+    ComputeLost,
     JobComputer,
     JobInput,
 )
@@ -104,6 +105,13 @@ def configure_interpreter() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
+Outcome = Computed | ComputeFailed | ComputeLost
+# Losses of the compute that a job may have caused, and how many it may cause before it fails
+# (a restart asked by the ground, or no worker at all, are not the job's doing).
+JOB_LOSSES = frozenset({"CRASHED", "MEMORY", "HUNG", "RUN_TIMEOUT"})
+MAX_JOB_LOSSES = 2
+
+
 @dataclass(frozen=True)
 class _Work:
     job: Job
@@ -152,7 +160,9 @@ class JobRunner:
         self._next: _Work | None = None
         self._current: _Work | None = None
         self._ready: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
-        self._done: queue.Queue[tuple[_Work, Computed | ComputeFailed, float]] = queue.Queue()
+        self._done: queue.Queue[tuple[_Work, Outcome, float]] = queue.Queue()
+        # Losses of the compute each job brought about (a crash or hang of its worker).
+        self._losses: dict[int, int] = {}
         self.last_duration_ms = 0
         # Progress of the running job, percent.
         self.progress = 0
@@ -387,17 +397,42 @@ class JobRunner:
             return _Work(job, entry, RunControl())
         return None
 
-    def _record(self, work: _Work, outcome: Computed | ComputeFailed, started: float) -> None:
+    def _record(self, work: _Work, outcome: Outcome, started: float) -> None:
         job = work.job
         if not work.control.terminate and isinstance(outcome, Computed):
             outcome = self.compute.accept(job.job_id, outcome, work.control, self._on_run(work))
         self.compute.discard(job.job_id)
         if work.control.terminate:
             log.info("job %d stopped: its outcome is dropped", job.job_id)
+        elif isinstance(outcome, ComputeLost):
+            self._lost(job, outcome)
         elif isinstance(outcome, ComputeFailed):
             self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
         else:
+            self._losses.pop(job.job_id, None)
             self._store_result(job, outcome, started)
+
+    def _lost(self, job: Job, lost: ComputeLost) -> None:
+        """The compute was lost under `job`: it runs again, unless it is the second loss it
+        brought about (a job that crashes or hangs its worker every time must not loop)."""
+        if lost.reason in JOB_LOSSES:
+            losses = self._losses[job.job_id] = self._losses.get(job.job_id, 0) + 1
+            if losses >= MAX_JOB_LOSSES:
+                self._losses.pop(job.job_id, None)
+                self._fail(job, "WORKER_LOST",
+                           f"its worker was lost {losses} times, last {lost.reason}: "
+                           f"{lost.detail}")  # fmt: skip
+                return
+        try:
+            job = self.store.requeue(job.job_id)
+        except JobStoreError as exc:  # ended meanwhile: that final state stands
+            log.info("job %d not requeued after its worker was lost: %s", job.job_id, exc)
+            return
+        self._events.raise_event(
+            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="WORKER_LOST"
+        )
+        self._maybe_queued.set()
+        self._wake.set()
 
     def _store_result(self, job: Job, outcome: Computed, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))
@@ -493,5 +528,5 @@ class JobRunner:
 
         return on_run
 
-    def _compute(self, work: _Work) -> Computed | ComputeFailed:
+    def _compute(self, work: _Work) -> Outcome:
         return self.compute.run(work.job.job_id, work.control, self._on_run(work))

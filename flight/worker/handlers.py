@@ -74,7 +74,7 @@ class WorkerFault(enum.Enum):
     """A functional fault a test command arms in the worker, struck at a job's run."""
 
     CRASH = "crash"  # the process dies by SIGSEGV, as a native crash in a driver would
-    HANG = "hang"  # the process stops answering: a loop that holds the GIL, no heartbeat
+    HANG = "hang"  # the whole process stops (SIGSTOP), as in a driver call that never returns
     SLOW = "slow"  # the run sleeps past its time limit (the process still beats)
 
 
@@ -162,8 +162,9 @@ def build(context: WorkerContext) -> WorkerHandlers:
                 logging.shutdown()
                 os.kill(os.getpid(), signal.SIGSEGV)
             elif fault.fault is WorkerFault.HANG:
-                while True:  # holds the GIL: no heartbeat leaves this process any more
-                    pass
+                # Every thread stops, the heartbeat's too (a busy loop in Python would not do:
+                # the interpreter hands the GIL to the heartbeat thread every few ms).
+                os.kill(os.getpid(), signal.SIGSTOP)
             else:
                 time.sleep(SLOW_FAULT_S)
             return

@@ -8,9 +8,10 @@ import enum
 
 import pytest
 
+from flight.compute import job_compute
 from flight.files import failures as file_failures
 from flight.jobs import runner
-from flight.jobs.model_check import InputProblem, RejectReason
+from flight.jobs.model_check import InputMismatch, InputProblem, RejectReason
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.store import JobState
 from flight.services import models as model_service
@@ -83,8 +84,11 @@ def test_progress_steps_match_the_dictionary() -> None:
 def test_every_failure_name_the_services_report_is_defined() -> None:
     names = set(file_failures._FAILURES.values())
     names |= set(model_service._REJECTED.values())
-    names |= {runner._INPUT_FAILURES[problem] for problem in InputProblem}
+    names |= {job_compute.input_failure(InputMismatch(p, "")) for p in InputProblem}
     names |= {"UNKNOWN_MODEL", "MODEL_EXISTS", "NO_SUCH_FILE", "JOB_TIMED_OUT", "JOB_CANCELLED"}
+    names |= {"INPUT_CORRUPT", "EXECUTION_FAILED", "ABFT_UNSUPPORTED", "KNOWN_ANSWER_FAILED"}
+    names |= {"WEIGHTS_UNCORRECTABLE", "MODEL_CORRUPT", "INFERENCE_FAILED", "VOTE_FAILED"}
+    names |= {"WORKER_LOST"}
     for name in names:
         D.failure_named(name)  # UnknownName if a service reports an undefined failure
     assert set(model_service._REJECTED) == set(RejectReason)

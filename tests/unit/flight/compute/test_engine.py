@@ -8,9 +8,10 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from flight.compute.engine import ComputeEngine, EngineSettings, Notice, RunDone
-from flight.compute.job_compute import Computed, ComputeFailed, JobInput
+from flight.compute.job_compute import Computed, ComputeFailed, JobInput, JobNotPrepared
 from flight.compute.model_view import AnswerRecorded
 from flight.jobs.executor import reference_session
 from flight.jobs.redundancy import Redundancy
@@ -58,7 +59,8 @@ def test_a_tmr_job_computes_what_the_reference_session_computes(tmp_path: Path) 
     status = engine.status()
     assert status.runs == 3 and status.sessions == 1 and status.protected_octets > 0
     engine.discard(7)
-    assert isinstance(engine.run(7), ComputeFailed)  # forgotten
+    with pytest.raises(JobNotPrepared):  # forgotten
+        engine.run(7)
 
 
 def test_a_bad_input_fails_at_preparation_with_its_code(tmp_path: Path) -> None:

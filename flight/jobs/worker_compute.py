@@ -1,0 +1,297 @@
+"""The job runner's compute in a supervised worker process.
+
+Each call goes to the worker named by the supervisor; what the worker tells by itself comes
+back as notices (an upset its checks found, a known answer or ABFT threshold for the registry, a
+finished run for the job's progress). A run has a time limit derived from its model's measured
+run time: past it the supervisor kills the worker, since a run in native code cannot be stopped
+safely. A worker lost under a job makes it ComputeLost, which the runner queues again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flight.compute.engine import RunDone
+from flight.compute.job_compute import (
+    EXPECTED_RUNS,
+    Computed,
+    ComputeFailed,
+    ComputeLost,
+    JobInput,
+    JobNotPrepared,
+)
+from flight.compute.model_view import AnswerRecorded, CopyDamaged, ThresholdCalibrated
+from flight.compute.run_control import RunControl
+from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
+from flight.protection.upsets import Upset, UpsetLog
+from flight.worker.errors import WorkerCallError, WorkerError, WorkerLost
+from flight.worker.handlers import (
+    Accept,
+    Allow,
+    ArmFault,
+    Disarm,
+    Discard,
+    Forget,
+    Prepare,
+    RecordAnswer,
+    Run,
+    WorkerFault,
+)
+from flight.worker.protocol import Lane, Notice
+from flight.worker.supervisor import EventKind, Supervisor, WorkerEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """How long a job's runs may take before its worker is taken for hung.
+
+    Until a model's run time is measured (its first job also creates its session, which on
+    TensorRT builds an engine), `first_s`; then `factor` times the measured time of the runs
+    the job asks, and never less than `floor_s`.
+    """
+
+    first_s: float = 300.0
+    factor: float = 10.0
+    floor_s: float = 5.0
+    #: Preparation, checks and known answers (the service lane).
+    service_s: float = 120.0
+
+    def for_runs(self, measured_run_s: float | None, runs: int) -> float:
+        if measured_run_s is None:
+            return self.first_s
+        return max(self.floor_s, self.factor * measured_run_s * runs)
+
+
+class WorkerCompute:
+    """JobComputer on a supervised worker; also the model guard's record of known answers."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        registry: ModelRegistry,
+        upsets: UpsetLog,
+        limits: RunLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.supervisor = supervisor
+        self.registry = registry
+        self.upsets = upsets
+        self.limits = limits or RunLimits()
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._prepared: dict[int, JobInput] = {}
+        self._on_run: dict[int, Callable[[int], None]] = {}
+        self._run_s: dict[str, float] = {}  # model key -> measured seconds per run
+        self._gate = (1.0, False)
+        # Faults armed at every run of a model: armed again in each new worker.
+        self._poison: list[ArmFault] = []
+
+    # -- what the supervisor tells ------------------------------------------------------------
+
+    def on_event(self, event: WorkerEvent) -> None:
+        """A worker started (it knows nothing yet: the gate goes to it again) or was lost."""
+        if event.kind is EventKind.STARTED:
+            with self._lock:
+                duty, held = self._gate
+                poison = list(self._poison)
+            self._send_gate(duty, held)
+            for fault in poison:
+                self._send(ArmFault(fault.fault, fault.model_key, every=True))
+
+    def on_notice(self, notice: Notice) -> None:
+        body = notice.body
+        if isinstance(body, RunDone):
+            with self._lock:
+                callback = self._on_run.get(body.job_id)
+            if callback is not None:
+                callback(body.runs)
+        elif isinstance(body, Upset):
+            self.upsets.report(body)
+        elif isinstance(body, AnswerRecorded | ThresholdCalibrated | CopyDamaged):
+            self._keep(body)
+
+    def _keep(self, update: AnswerRecorded | ThresholdCalibrated | CopyDamaged) -> None:
+        try:
+            entry = self.registry.entry(update.name, update.version)
+            if isinstance(update, AnswerRecorded):
+                self.registry.set_answer(entry, update.answer)
+            elif isinstance(update, ThresholdCalibrated):
+                self.registry.set_abft_threshold(entry, update.threshold)
+            else:
+                self.registry.verify_copies(entry)
+        except (RegistryError, OSError) as exc:  # deleted meanwhile, or the disk refused
+            log.error("model %s v%d: %s not kept: %s", update.name, update.version,
+                      type(update).__name__, exc)  # fmt: skip
+
+    # -- JobComputer ----------------------------------------------------------------------------
+
+    def prepare(self, job: JobInput) -> ComputeFailed | None:
+        with self._lock:
+            self._prepared[job.job_id] = job
+        return self._prepare_in_worker(job)
+
+    def _prepare_in_worker(self, job: JobInput) -> ComputeFailed | None:
+        try:
+            failed = self.supervisor.call(
+                Lane.SERVICE, Prepare(job), timeout_s=self.limits.service_s
+            )
+        except WorkerError as exc:
+            # A worker lost now is found again at the run, which prepares the job anew.
+            log.warning("job %d: not prepared in the worker: %s", job.job_id, exc)
+            return None
+        return failed
+
+    def run(
+        self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
+    ) -> Computed | ComputeFailed | ComputeLost:
+        job = self._job(job_id)
+        if job is None:
+            return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
+        started = self._monotonic()
+        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run)
+        if isinstance(outcome, Computed) and outcome.runs:
+            self._measured(job.entry, (self._monotonic() - started) / outcome.runs)
+        return outcome
+
+    def accept(
+        self,
+        job_id: int,
+        computed: Computed,
+        control: RunControl,
+        on_run: Callable[[int], None] | None = None,
+    ) -> Computed | ComputeFailed | ComputeLost:
+        job = self._job(job_id)
+        if job is None:
+            return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
+        return self._on_worker(job, Lane.SERVICE, Accept(job_id, computed), control, on_run)
+
+    def discard(self, job_id: int) -> None:
+        with self._lock:
+            self._prepared.pop(job_id, None)
+            self._on_run.pop(job_id, None)
+        with contextlib.suppress(WorkerError):  # no worker: it held nothing of the job
+            self.supervisor.submit(Lane.SERVICE, Discard(job_id), timeout_s=self.limits.service_s)
+
+    def _job(self, job_id: int) -> JobInput | None:
+        with self._lock:
+            return self._prepared.get(job_id)
+
+    def _on_worker(
+        self,
+        job: JobInput,
+        lane: Lane,
+        body: Any,
+        control: RunControl,
+        on_run: Callable[[int], None] | None,
+    ) -> Computed | ComputeFailed | ComputeLost:
+        """`body` on the worker; a worker that holds nothing of the job (a new one) is given it
+        first."""
+        with self._lock:
+            if on_run is not None:
+                self._on_run[job.job_id] = on_run
+        runs = EXPECTED_RUNS[job.redundancy] * (3 if lane is Lane.SERVICE else 1)
+        timeout = self.limits.for_runs(self._run_s.get(job.entry.key), runs)
+        if lane is Lane.SERVICE:
+            timeout = max(timeout, self.limits.service_s)
+        try:
+            for attempt in range(2):
+                try:
+                    pending = self.supervisor.submit(lane, body, timeout_s=timeout)
+                    control.on_terminate(functools.partial(self._cancel, pending.id))
+                    outcome: Computed | ComputeFailed = pending.result()
+                    return outcome
+                except WorkerCallError as exc:
+                    if exc.error_type != JobNotPrepared.__name__ or attempt:
+                        # A bug in the worker's handler, not the job's input or model.
+                        return ComputeFailed("EXECUTION_FAILED", str(exc))
+                failed = self._prepare_in_worker(job)
+                if failed is not None:
+                    return failed
+            raise AssertionError("unreachable")
+        except WorkerLost as exc:
+            log.warning("job %d: its worker was lost (%s): %s", job.job_id, exc.reason.name,
+                        exc.detail)  # fmt: skip
+            return ComputeLost(exc.reason.name, exc.detail)
+        except WorkerError as exc:  # no worker came up
+            return ComputeLost("UNAVAILABLE", str(exc))
+        finally:
+            with self._lock:
+                self._on_run.pop(job.job_id, None)
+
+    def _cancel(self, call_id: int) -> None:
+        self.supervisor.cancel(call_id)
+
+    def _measured(self, entry: ModelEntry, seconds: float) -> None:
+        with self._lock:
+            previous = self._run_s.get(entry.key)
+            # The slower of the last and a decaying mean: one fast run must not make the next
+            # slow one look hung.
+            self._run_s[entry.key] = (
+                seconds if previous is None else max(seconds, 0.8 * previous + 0.2 * seconds)
+            )
+
+    # -- models and the thermal gate --------------------------------------------------------------
+
+    def record_answer(self, entry: ModelEntry) -> ModelEntry:
+        """Run the model's fixed input in the worker and record its known answer here."""
+        answered: ModelEntry = self.supervisor.call(
+            Lane.SERVICE, RecordAnswer(entry), timeout_s=self.limits.first_s
+        )
+        # Its notice, read before the reply, has normally been kept already.
+        current = self.registry.entry(entry.name, entry.version)
+        answer = answered.answer
+        if answer is not None and (
+            current.answer is None or current.answer.digest != answer.digest
+        ):
+            current = self.registry.set_answer(current, answer)
+        return current
+
+    def forget(self, entry: ModelEntry) -> None:
+        """A model deleted or reloaded: the worker drops its sessions."""
+        with contextlib.suppress(WorkerError):  # no worker: it holds no session
+            self.supervisor.submit(Lane.SERVICE, Forget(entry), timeout_s=self.limits.service_s)
+        with self._lock:
+            self._run_s.pop(entry.key, None)
+
+    def allow(self, duty: float, *, held: bool = False) -> None:
+        """The thermal governor's duty cycle and hold, for the worker's gate."""
+        with self._lock:
+            self._gate = (duty, held)
+        self._send_gate(duty, held)
+
+    def _send_gate(self, duty: float, held: bool) -> None:
+        self._send(Allow(duty, held))
+
+    def arm_fault(self, fault: WorkerFault, model_key: str = "", *, every: bool = False) -> None:
+        """A test command's functional fault: struck at the next run (of that model), or at
+        every run of it in this worker and the ones after (a poison model)."""
+        armed = ArmFault(fault, model_key, every)
+        if every:
+            with self._lock:
+                self._poison.append(armed)
+        self.supervisor.call(Lane.SERVICE, armed, timeout_s=self.limits.service_s)
+
+    def clear_faults(self) -> None:
+        """Every armed fault dropped, in this worker and the ones after."""
+        with self._lock:
+            self._poison.clear()
+        self._send(Disarm())
+
+    def _send(self, body: Any) -> None:
+        with contextlib.suppress(WorkerError):  # no worker: sent when the next one starts
+            self.supervisor.submit(Lane.SERVICE, body, timeout_s=self.limits.service_s)
+
+    def measured_run_s(self, entry: ModelEntry) -> float:
+        """The measured seconds per run of a model (NaN until one ran)."""
+        with self._lock:
+            return self._run_s.get(entry.key, math.nan)
