@@ -29,6 +29,7 @@ import serial
 
 from flight.bootcount import next_boot_count
 from flight.compute.job_compute import JobCompute
+from flight.compute.memory_scrub import MemoryScrub
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
@@ -267,7 +268,7 @@ class Payload:
             monotonic=self._monotonic,
         )
         self.scrubber = Scrubber(
-            self.guard,
+            MemoryScrub(self.guard, self._monotonic),
             self.registry,
             self.upsets,
             busy=lambda: self.runner.current_job != 0,

@@ -36,6 +36,7 @@ import onnx
 import onnxruntime as ort
 
 from flight.compute.job_compute import MAX_RERUNS, InputCorrupt
+from flight.compute.memory_scrub import MemoryScrub
 from flight.counters import LinkCounters
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.executor import (
@@ -393,7 +394,8 @@ class Payload:
         cache = SessionCache(2, ProviderChoice(CPU), 1, factory=self.output_faults.factory)
         self.executor = Executor(cache)
         self.guard = ModelGuard(self.registry, self.executor, self.upsets, _frozen_clock)
-        self.scrubber = Scrubber(self.guard, self.registry, self.upsets, monotonic=_frozen_clock)
+        memory = MemoryScrub(self.guard, _frozen_clock)
+        self.scrubber = Scrubber(memory, self.registry, self.upsets, monotonic=_frozen_clock)
         self.injector = FaultInjector(self.guard, self.registry, self.files)
         self.entry = self.guard.record_answer(self.registry.register(MODEL_NAME, 1, model))
         buffer = io.BytesIO()

@@ -1,5 +1,7 @@
 """The scrubber: a thread that checks every loaded weight, the stored models, the protected
-state and the known answers periodically, and repairs what it finds through the model guard.
+state and the known answers periodically, and repairs what it finds. The weights and the known
+answers live where the compute is (this process, or a worker's): a pass asks it to scrub them
+(flight/compute/memory_scrub.py) and adds the stored models and the state, which live here.
 
 A pass starts every period; within a pass the weights are read at no more than the set rate
 (its share of a core), in slices, so a pass over large models does not starve the link or the
@@ -12,13 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from flight.jobs.executor import ExecutorError
+from flight.compute.memory_scrub import MemoryReport, ScrubSettings
 from flight.jobs.registry import ModelRegistry, RegistryError
-from flight.protection.model_guard import GuardError, ModelGuard
 from flight.protection.upsets import Outcome, Upset, UpsetLog
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ class PassReport:
     corrected: int
     uncorrectable: int
     duration_s: float
+
+
+class MemoryScrubber(Protocol):
+    """Where the weights are: scrubs them (and runs due known answers) when asked."""
+
+    def scrub(self, settings: ScrubSettings) -> MemoryReport: ...
+
+    def protected_octets(self) -> int: ...
 
 
 class _PassCount:
@@ -63,7 +72,7 @@ class Scrubber:
 
     def __init__(
         self,
-        guard: ModelGuard,
+        memory: MemoryScrubber,
         registry: ModelRegistry,
         upsets: UpsetLog,
         *,
@@ -77,7 +86,7 @@ class Scrubber:
     ) -> None:
         """`scrub_state`: votes and repairs the protected state; `busy`: a job is computing
         (periodic known answers wait for a pause, they would share its cores)."""
-        self.guard = guard
+        self.memory = memory
         self.registry = registry
         self.period_s = period_s
         self.rate_octets_s = rate_octets_s
@@ -121,7 +130,7 @@ class Scrubber:
 
     @property
     def protected_octets(self) -> int:
-        return sum(m.weights.octets for m in self.guard.executor.cache.loaded() if m.weights)
+        return self.memory.protected_octets()
 
     def last_pass_age_s(self) -> float:
         since = self.last_pass_at if self.last_pass_at is not None else self.started_at
@@ -162,68 +171,38 @@ class Scrubber:
             next_at = started + period
 
     def run_pass(self, full_speed: bool = False) -> PassReport:
-        """One pass: weights, stored models (every tenth pass, or when `full_speed`), state,
-        due known answers. Synchronous, on the calling thread."""
+        """One pass: weights and due known answers (where the compute is), stored models
+        (every tenth pass, or when `full_speed`), state. Synchronous, on the calling thread."""
         started = self._monotonic()
+        memory = self.memory.scrub(
+            ScrubSettings(full_speed, self.rate_octets_s, self.answer_interval_s, self._busy())
+        )
         count = self._count
         count.thread, count.corrected, count.uncorrectable = threading.current_thread(), 0, 0
         try:
-            octets, tensors = self._scrub_weights(full_speed)
             files = 0
             if full_speed or self.passes % MODEL_FILES_EVERY == 0:
                 files = self._scrub_model_files()
             if self.scrub_state is not None:
                 self.scrub_state()
-            self._check_answers()
         finally:
             count.thread = None
         self.passes += 1
         self.last_pass_at = self._monotonic()
+        corrected = memory.corrected + count.corrected
+        uncorrectable = memory.uncorrectable + count.uncorrectable
         report = PassReport(
-            octets=octets,
-            tensors=tensors,
+            octets=memory.octets,
+            tensors=memory.tensors,
             model_files=files,
-            detected=count.corrected + count.uncorrectable,
-            corrected=count.corrected,
-            uncorrectable=count.uncorrectable,
+            detected=corrected + uncorrectable,
+            corrected=corrected,
+            uncorrectable=uncorrectable,
             duration_s=self.last_pass_at - started,
         )
         self.last_report = report
         log.debug("scrub pass %d: %s", self.passes, report)
         return report
-
-    def _scrub_weights(self, full_speed: bool) -> tuple[int, int]:
-        octets = tensors = 0
-        began = self._monotonic()
-        for loaded in self.guard.executor.cache.loaded():
-            weights = loaded.weights
-            if weights is None:
-                continue
-            suspects: list[str] = []
-            crc = 0
-            for name, piece, last in weights.slices():
-                crc = zlib.crc32(piece, crc)
-                octets += len(piece)
-                if last:
-                    tensors += 1
-                    if crc != weights.crcs[name]:
-                        suspects.append(name)
-                    crc = 0
-                if not full_speed:
-                    self._pace(octets, began)
-                if self._stopping.is_set():
-                    return octets, tensors
-            if suspects:
-                try:
-                    self.guard.repair_weights(loaded, suspects)
-                except (GuardError, RegistryError, ExecutorError) as exc:
-                    log.error("scrub: %s", exc)
-        return octets, tensors
-
-    def _pace(self, octets: int, began: float) -> None:
-        ahead = octets / self.rate_octets_s - (self._monotonic() - began)
-        if ahead > 0:
-            self._stopping.wait(ahead)
 
     def _scrub_model_files(self) -> int:
         checked = 0
@@ -234,17 +213,3 @@ class Scrubber:
                 log.error("scrub: %s", exc)
             checked += 2
         return checked
-
-    def _check_answers(self) -> None:
-        for loaded in self.guard.executor.cache.loaded():
-            if self._busy() or self._stopping.is_set():
-                return
-            if self._monotonic() - loaded.answer_checked < self.answer_interval_s:
-                continue
-            entry = self.guard.entry_of(loaded.key)
-            if entry is None:
-                continue
-            try:
-                self.guard.check_answer(entry, self.answer_interval_s)
-            except (GuardError, RegistryError, ExecutorError) as exc:
-                log.error("scrub: known answer of %s: %s", entry.label(), exc)

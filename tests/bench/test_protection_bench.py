@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flight.compute.memory_scrub import MemoryScrub
 from flight.jobs.executor import Executor, SessionCache
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.redundancy import Redundancy
@@ -44,7 +45,11 @@ def test_scrub_rate_on_one_core(
     guard.load(guard.registry.register("m", 1, data))
     # Unpaced, and no known answer due: the pass is the weights' CRC-32 alone.
     scrubber = Scrubber(
-        guard, guard.registry, guard.upsets, rate_octets_s=float("inf"), answer_interval_s=1e9
+        MemoryScrub(guard),
+        guard.registry,
+        guard.upsets,
+        rate_octets_s=float("inf"),
+        answer_interval_s=1e9,
     )
     scrubber.run_pass()  # pass 0 also reads the stored model copies (every tenth pass)
     rates = []

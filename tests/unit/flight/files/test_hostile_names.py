@@ -19,6 +19,7 @@ import pytest
 
 from flight.commanding import detail_octets
 from flight.compute.job_compute import JobCompute, input_failure
+from flight.compute.memory_scrub import MemoryScrub
 from flight.counters import LinkCounters
 from flight.files.upload_store import (
     DEFAULT_MAX_RANGES,
@@ -467,7 +468,7 @@ class Board:
         )
         ProtectionService(
             D,
-            Scrubber(guard, self.registry, upsets),
+            Scrubber(MemoryScrub(guard), self.registry, upsets),
             FaultInjector(guard, self.registry, self.store),
             events,
             test_commands=True,

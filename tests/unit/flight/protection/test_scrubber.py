@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flight.compute.memory_scrub import MemoryScrub
 from flight.protection import weights
 from flight.protection.scrubber import MODEL_FILES_EVERY, PassReport, Scrubber
 from flight.protection.upsets import Outcome, UpsetLocation
@@ -56,10 +57,10 @@ class SlowClock(Clock):
 def make_scrubber(payload: Payload, **kwargs: Any) -> tuple[Scrubber, ClockEvent]:
     """A scrubber on the payload's clock whose pacing waits are recorded, not slept."""
     kwargs.setdefault("monotonic", payload.clock)
-    scrubber = Scrubber(payload.guard, payload.registry, payload.upsets, **kwargs)
-    # Pacing sleeps on the stop event (so that stop() interrupts it): replaced to record them.
+    # Pacing sleeps on the stop event (so that a stop interrupts it): one that records them.
     paced = ClockEvent(payload.clock)
-    scrubber._stopping = paced
+    memory = MemoryScrub(payload.guard, kwargs["monotonic"], stopping=paced)
+    scrubber = Scrubber(memory, payload.registry, payload.upsets, **kwargs)
     return scrubber, paced
 
 
@@ -284,7 +285,9 @@ class Reports:
 
 def test_a_requested_pass_runs_at_full_speed_on_the_scrubber_thread(payload: Payload) -> None:
     entry = register(payload)
-    scrubber = Scrubber(payload.guard, payload.registry, payload.upsets, period_s=3600.0)
+    scrubber = Scrubber(
+        MemoryScrub(payload.guard), payload.registry, payload.upsets, period_s=3600.0
+    )
     scrubber.start()
     try:
         upset_weight(payload.loaded(entry))
@@ -313,7 +316,11 @@ def test_a_pass_that_fails_still_reports(payload: Payload) -> None:
             raise RuntimeError("state store bug")
 
     scrubber = Scrubber(
-        payload.guard, payload.registry, payload.upsets, period_s=3600.0, scrub_state=scrub_state
+        MemoryScrub(payload.guard),
+        payload.registry,
+        payload.upsets,
+        period_s=3600.0,
+        scrub_state=scrub_state,
     )
     scrubber.start()
     try:
@@ -341,7 +348,7 @@ def test_a_pass_longer_than_its_period_is_reported_late(payload: Payload) -> Non
         reported.set()
 
     scrubber = Scrubber(
-        payload.guard,
+        MemoryScrub(payload.guard, payload.clock),
         payload.registry,
         payload.upsets,
         period_s=5.0,
