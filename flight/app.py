@@ -49,6 +49,7 @@ from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
+    GuardFaults,
     job_store_target,
     state_target,
 )
@@ -287,7 +288,7 @@ class Payload:
         )
         self.file_service.register(self.router)
         self.injector = FaultInjector(
-            self.guard,
+            GuardFaults(self.guard),
             self.registry,
             self.files,
             external={FaultTarget.JOB_STORE: job_store_target(self.jobs)},

@@ -53,7 +53,7 @@ from flight.jobs.registry import ModelCorrupt, ModelRegistry, RegistryError
 from flight.jobs.runner import result_file_name, serialise_outputs
 from flight.jobs.store import JOBS_DB_FILE, Job, JobStore, JobStoreError
 from flight.protection.faults import FaultModel, inject, inject_bytes
-from flight.protection.injection import FaultInjector, FaultTarget, choose_by_size
+from flight.protection.injection import FaultInjector, FaultTarget, GuardFaults, choose_by_size
 from flight.protection.model_guard import GuardError, ModelGuard
 from flight.protection.scrubber import Scrubber
 from flight.protection.upsets import Upset, UpsetLocation, UpsetLog
@@ -396,7 +396,7 @@ class Payload:
         self.guard = ModelGuard(self.registry, self.executor, self.upsets, _frozen_clock)
         memory = MemoryScrub(self.guard, _frozen_clock)
         self.scrubber = Scrubber(memory, self.registry, self.upsets, monotonic=_frozen_clock)
-        self.injector = FaultInjector(self.guard, self.registry, self.files)
+        self.injector = FaultInjector(GuardFaults(self.guard), self.registry, self.files)
         self.entry = self.guard.record_answer(self.registry.register(MODEL_NAME, 1, model))
         buffer = io.BytesIO()
         np.save(buffer, model_input, allow_pickle=False)

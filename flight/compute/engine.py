@@ -5,16 +5,20 @@ these calls to the payload; the payload never reaches inside."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from flight.compute.job_compute import Computed, ComputeFailed, JobCompute, JobInput
+from flight.compute.memory_scrub import MemoryScrub
 from flight.compute.model_view import CatalogUpdate, ModelView
 from flight.compute.run_control import RunControl
 from flight.jobs.executor import Executor, SessionCache
 from flight.jobs.providers import ProviderChoice
 from flight.jobs.registry import ModelEntry
-from flight.protection.model_guard import ABFT_SUFFIX, ModelGuard
+from flight.protection.faults import FaultModel
+from flight.protection.injection import Injected, inject_weights
+from flight.protection.model_guard import ABFT_SUFFIX, ModelCatalog, ModelGuard
 from flight.protection.upsets import Upset, UpsetLog
 from flight.thermal.duty import ComputeGate
 
@@ -57,16 +61,33 @@ Notice = Upset | CatalogUpdate | RunDone
 class ComputeEngine:
     """Sessions, guard and job compute of one board; `tell` carries its notices out."""
 
-    def __init__(self, settings: EngineSettings, tell: Callable[[Notice], None]) -> None:
-        self.upsets = UpsetLog()
-        self.upsets.subscribe(tell)
+    def __init__(
+        self,
+        settings: EngineSettings,
+        tell: Callable[[Notice], None],
+        *,
+        catalog: ModelCatalog | None = None,
+        upsets: UpsetLog | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`catalog`: the registry when the engine runs in the payload's process (a view of it,
+        fed by requests, in a worker); `upsets`: the payload's log in its process (a log whose
+        findings go out as notices in a worker)."""
+        if upsets is None:
+            upsets = UpsetLog()
+            upsets.subscribe(tell)
+        self.upsets = upsets
         self.models = ModelView(tell)
+        self.catalog: ModelCatalog = catalog or self.models
         self.sessions = SessionCache(
             settings.session_cache, settings.provider, settings.intra_op_threads
         )
-        self.gate = ComputeGate()
-        self.guard = ModelGuard(self.models, Executor(self.sessions, self.gate), self.upsets)
+        self.gate = ComputeGate(monotonic)
+        self.guard = ModelGuard(
+            self.catalog, Executor(self.sessions, self.gate), self.upsets, monotonic
+        )
         self.jobs = JobCompute(self.guard.executor, self.upsets, self.guard)
+        self.memory = MemoryScrub(self.guard, monotonic)
         self._tell = tell
         self._controls: dict[int, RunControl] = {}
         self._lock = threading.Lock()
@@ -109,9 +130,19 @@ class ComputeEngine:
     # -- models ---------------------------------------------------------------------------------
 
     def record_answer(self, entry: ModelEntry) -> ModelEntry:
-        """Run the model's fixed input and record its known answer (sent back as a notice)."""
+        """Run the model's fixed input and record its known answer (in a worker, sent back as
+        a notice)."""
         self.models.learn(entry)
         return self.guard.record_answer(entry)
+
+    def inject_weights(self, entry: ModelEntry, model: FaultModel, seed: int) -> Injected:
+        """A test command's upset in a weight of the loaded model (loaded now if need be)."""
+        self.models.learn(entry)
+        return inject_weights(self.guard, entry, model, seed)
+
+    def arm_output_fault(self, model: FaultModel, seed: int) -> None:
+        """Corrupt one run's output of the next DMR or TMR job (a test command)."""
+        self.guard.executor.arm_output_fault(model, seed)
 
     def forget(self, entry: ModelEntry) -> None:
         """A model deleted or reloaded: its sessions go (the plain and the ABFT form)."""

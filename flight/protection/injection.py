@@ -13,11 +13,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from flight.files.upload_store import FileStoreError, UploadStore, open_regular
-from flight.jobs.registry import ModelRegistry, RegistryError
+from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.store import JobStore, JobStoreError
 from flight.protection.faults import FaultModel, Injection, NothingToInject, inject, inject_bytes
 from flight.protection.model_guard import ModelGuard
@@ -53,17 +54,55 @@ class Injected:
 ExternalTarget = Callable[[FaultModel, np.random.Generator], Injected]
 
 
+class ComputeFaults(Protocol):
+    """Where the compute is (this process, or a worker's): faults in its memory."""
+
+    def inject_weights(self, entry: ModelEntry, model: FaultModel, seed: int) -> Injected: ...
+
+    def arm_output_fault(self, model: FaultModel, seed: int) -> None: ...
+
+
+class GuardFaults:
+    """ComputeFaults on a model guard in this process."""
+
+    def __init__(self, guard: ModelGuard) -> None:
+        self.guard = guard
+
+    def inject_weights(self, entry: ModelEntry, model: FaultModel, seed: int) -> Injected:
+        return inject_weights(self.guard, entry, model, seed)
+
+    def arm_output_fault(self, model: FaultModel, seed: int) -> None:
+        self.guard.executor.arm_output_fault(model, seed)
+
+
+def inject_weights(guard: ModelGuard, entry: ModelEntry, model: FaultModel, seed: int) -> Injected:
+    """An upset in one weight (chosen by size) of the model's loaded session."""
+    loaded = guard.load(entry)
+    if loaded.weights is None:
+        raise TargetMissing(
+            f"model {entry.label()}: its weights live in the provider's memory, not the "
+            "payload's (the known answer checks them)"
+        )
+    arrays = {k: a for k, a in loaded.weights.arrays.items() if a.nbytes >= 4}
+    if not arrays:
+        raise TargetMissing(f"model {entry.label()} has no weight of 4 octets or more")
+    rng = np.random.default_rng(seed)
+    tensor = choose_by_size(arrays, rng)
+    injection = inject(arrays[tensor], model, rng)
+    return Injected(f"{entry.label()} {tensor} {injection.describe()}", injection.bits)
+
+
 class FaultInjector:
     """Injects faults into weights, stored models, result files, outputs, and given targets."""
 
     def __init__(
         self,
-        guard: ModelGuard,
+        compute: ComputeFaults,
         registry: ModelRegistry,
         files: UploadStore,
         external: dict[FaultTarget, ExternalTarget] | None = None,
     ) -> None:
-        self.guard = guard
+        self.compute = compute
         self.registry = registry
         self.files = files
         self.external = dict(external or {})
@@ -75,7 +114,7 @@ class FaultInjector:
         rng = np.random.default_rng(seed)
         try:
             if target == FaultTarget.WEIGHTS:
-                return self._weights(model, name, version, rng)
+                return self.compute.inject_weights(self.registry.entry(name, version), model, seed)
             if target == FaultTarget.MODEL_FILE:
                 entry = self.registry.entry(name, version)
                 copy = int(rng.integers(2))
@@ -84,7 +123,7 @@ class FaultInjector:
             if target == FaultTarget.RESULT_FILE:
                 return _corrupt_file(self.files.path_of(name), model, rng, name)
             if target == FaultTarget.OUTPUT:
-                self.guard.executor.arm_output_fault(model, seed)
+                self.compute.arm_output_fault(model, seed)
                 return Injected("one run of the next DMR or TMR job", 0)
             external = self.external.get(target)
             if external is None:
@@ -92,23 +131,6 @@ class FaultInjector:
             return external(model, rng)
         except (RegistryError, FileStoreError, JobStoreError, OSError, NothingToInject) as exc:
             raise TargetMissing(str(exc)) from exc
-
-    def _weights(
-        self, model: FaultModel, name: str, version: int, rng: np.random.Generator
-    ) -> Injected:
-        entry = self.registry.entry(name, version)
-        loaded = self.guard.load(entry)
-        if loaded.weights is None:
-            raise TargetMissing(
-                f"model {entry.label()}: its weights live in the provider's memory, not the "
-                "payload's (the known answer checks them)"
-            )
-        arrays = {k: a for k, a in loaded.weights.arrays.items() if a.nbytes >= 4}
-        if not arrays:
-            raise TargetMissing(f"model {entry.label()} has no weight of 4 octets or more")
-        tensor = choose_by_size(arrays, rng)
-        injection = inject(arrays[tensor], model, rng)
-        return Injected(f"{entry.label()} {tensor} {injection.describe()}", injection.bits)
 
 
 def state_target(store: TripleStore) -> ExternalTarget:

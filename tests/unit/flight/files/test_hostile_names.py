@@ -40,7 +40,7 @@ from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.registry import COPIES_DIR, ModelExists, ModelRegistry
 from flight.jobs.runner import JobRunner, result_file_name
 from flight.jobs.store import JobState, JobStore
-from flight.protection.injection import FaultInjector
+from flight.protection.injection import FaultInjector, GuardFaults
 from flight.protection.model_guard import ModelGuard
 from flight.protection.scrubber import Scrubber
 from flight.protection.upsets import UpsetLog
@@ -469,7 +469,7 @@ class Board:
         ProtectionService(
             D,
             Scrubber(MemoryScrub(guard), self.registry, upsets),
-            FaultInjector(guard, self.registry, self.store),
+            FaultInjector(GuardFaults(guard), self.registry, self.store),
             events,
             test_commands=True,
         ).register(self.router)

@@ -15,6 +15,7 @@ from flight.protection.injection import (
     ExternalTarget,
     FaultInjector,
     FaultTarget,
+    GuardFaults,
     Injected,
     TargetMissing,
     choose_by_size,
@@ -42,7 +43,7 @@ def injector(
     files = UploadStore(
         payload.root / "files", quota_bytes=1 << 24, reserve_bytes=0, free_space=lambda _: BIG
     )
-    return FaultInjector(payload.guard, payload.registry, files, external)
+    return FaultInjector(GuardFaults(payload.guard), payload.registry, files, external)
 
 
 @pytest.fixture
