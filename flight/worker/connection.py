@@ -3,7 +3,7 @@
 The payload listens (a Unix socket of mode 0600, or TCP for a remote board) and the worker
 connects; both prove they hold the authkey by the HMAC challenge of `multiprocessing.connection`.
 Messages are pickled with protocol 5, large buffers (numpy arrays) out of band: each travels as
-a frame of its own instead of being copied into the pickle. Both ends hold the key, so the
+it is, after the pickle, instead of being copied into it. Both ends hold the key, so the
 pickles they exchange are trusted.
 """
 
@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import socket
 import stat
 import struct
@@ -35,6 +36,10 @@ Address = str | tuple[str, int]
 _UNIX_PATH_MAX = 107
 _COUNT = struct.Struct("!I")
 _SIZE = struct.Struct("!Q")
+#: Parts per sendmsg (Linux takes up to 1024).
+_IOV_MAX = 64
+#: A frame larger than this is taken for a corrupt stream rather than allocated.
+_MAX_FRAME = 1 << 34
 
 
 def parse_address(text: str) -> Address:
@@ -73,7 +78,7 @@ def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A pickled message: its first frame and the out-of-band buffers that follow it."""
+    """A pickled message: its frame and the out-of-band buffers that follow it."""
 
     frame: bytes
     buffers: list[memoryview]
@@ -91,17 +96,23 @@ def encode(message: object) -> Encoded:
     except Exception as e:  # pickling raises whatever the object's reducer raises
         raise MessageEncodeError(f"unpicklable {type(message).__name__}: {e}") from e
     header = _COUNT.pack(len(raws)) + b"".join(_SIZE.pack(raw.nbytes) for raw in raws)
-    return Encoded(header + data, raws)
+    frame = header + data
+    return Encoded(_SIZE.pack(len(frame)) + frame, raws)
 
 
 class Channel:
-    """One end of an authenticated connection: whole messages, sent by any thread, read by one."""
+    """One end of an authenticated connection: whole messages, sent by any thread, read by one.
+
+    On the wire, after the handshake: an 8-byte length, the frame (buffer count, buffer sizes,
+    pickle), then the out-of-band buffers as they are. Written with one sendmsg, read with
+    recv_into straight into their final buffers (multiprocessing's own framing copies a
+    large message three times on the way in).
+    """
 
     def __init__(self, sock: socket.socket) -> None:
-        # The socket object is kept (not detached) so that shutdown() can wake a blocked reader.
         self._sock = sock
-        self._conn: Connection[Any, Any] = Connection(os.dup(sock.fileno()))
         self._send_lock = threading.Lock()
+        self._length = bytearray(_SIZE.size)
 
     def send(self, message: object) -> None:
         """Sends `message`; MessageEncodeError (and nothing written) if it cannot be pickled,
@@ -110,18 +121,30 @@ class Channel:
 
     def send_encoded(self, encoded: Encoded) -> None:
         """Sends a message encoded beforehand (outside the caller's locks)."""
+        parts = [memoryview(encoded.frame), *(b for b in encoded.buffers if b.nbytes)]
         with self._send_lock:
-            self._conn.send_bytes(encoded.frame)
-            for buffer in encoded.buffers:
-                self._conn.send_bytes(buffer)
+            while parts:
+                sent = self._sock.sendmsg(parts[:_IOV_MAX])
+                while sent:
+                    if sent >= parts[0].nbytes:
+                        sent -= parts.pop(0).nbytes
+                    else:
+                        parts[0], sent = parts[0][sent:], 0
 
     def poll(self, timeout_s: float) -> bool:
-        """Whether a message is waiting, after up to `timeout_s`."""
-        return self._conn.poll(timeout_s)
+        """Whether a message (or the end of the connection) is waiting, after up to `timeout_s`."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(timeout_s * 1000))
 
     def recv(self) -> Any:
         """The next message; EOFError when the peer closed, OSError when the socket failed."""
-        frame = self._conn.recv_bytes()
+        self._read_into(memoryview(self._length))
+        (length,) = _SIZE.unpack(self._length)
+        if length > _MAX_FRAME:
+            raise ProtocolError(f"frame of {length} bytes: at most {_MAX_FRAME}")
+        frame = bytearray(length)
+        self._read_into(memoryview(frame))
         try:
             (count,) = _COUNT.unpack_from(frame)
             offsets = range(_COUNT.size, _COUNT.size + count * _SIZE.size, _SIZE.size)
@@ -132,14 +155,20 @@ class Channel:
         for size in sizes:
             # A bytearray, so that arrays rebuilt on it are writable.
             buffer = bytearray(size)
-            if self._conn.recv_bytes_into(buffer) != size:
-                raise ProtocolError(f"out-of-band buffer: expected {size} bytes")
+            self._read_into(memoryview(buffer))
             buffers.append(buffer)
         body = memoryview(frame)[_COUNT.size + count * _SIZE.size :]
         try:
             return pickle.loads(body, buffers=buffers)
         except Exception as e:  # any unpickling failure is the peer's fault
             raise ProtocolError(f"undecodable message: {type(e).__name__}: {e}") from None
+
+    def _read_into(self, view: memoryview) -> None:
+        while view.nbytes:
+            n = self._sock.recv_into(view)
+            if n == 0:
+                raise EOFError("connection closed")
+            view = view[n:]
 
     def shutdown(self) -> None:
         """Ends the connection both ways: a thread blocked in recv() gets EOFError."""
@@ -148,25 +177,25 @@ class Channel:
 
     def close(self) -> None:
         self.shutdown()
-        self._conn.close()
         self._sock.close()
 
 
 def _handshake(sock: socket.socket, authkey: bytes, timeout_s: float, *, server: bool) -> Channel:
+    """The HMAC challenge both ways, by multiprocessing.connection on a duplicate descriptor."""
     _set_receive_timeout(sock, timeout_s)
-    channel = Channel(sock)
     try:
-        if server:
-            deliver_challenge(channel._conn, authkey)
-            answer_challenge(channel._conn, authkey)
-        else:
-            answer_challenge(channel._conn, authkey)
-            deliver_challenge(channel._conn, authkey)
+        with Connection(os.dup(sock.fileno())) as conn:
+            if server:
+                deliver_challenge(conn, authkey)
+                answer_challenge(conn, authkey)
+            else:
+                answer_challenge(conn, authkey)
+                deliver_challenge(conn, authkey)
     except BaseException:
-        channel.close()
+        sock.close()
         raise
     _set_receive_timeout(sock, 0)
-    return channel
+    return Channel(sock)
 
 
 class WorkerListener:

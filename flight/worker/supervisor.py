@@ -137,25 +137,30 @@ class PendingCall:
         self.lane = lane
         self.timeout_s = timeout_s
         self.submitted_at = submitted_at
-        self._done = threading.Event()
+        # Held until the outcome is in: a bare lock wakes a waiter faster than an Event (whose
+        # Condition costs some 20 us more per call, a good part of a call's round trip).
+        self._done = threading.Lock()
+        self._done.acquire()
         self._value: Any = None
         self._error: BaseException | None = None
         self._encoded: Encoded | None = None  # kept only until sent
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return not self._done.locked()
 
     def result(self) -> Any:
         """The handler's return value; raises WorkerCallError, WorkerLost or WorkerUnavailable."""
-        self._done.wait()
+        with self._done:  # released by _resolve, and by each waiter for the next
+            pass
         if self._error is not None:
             raise self._error
         return self._value
 
     def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Sets the outcome; called once (callers remove the call from the pending set first)."""
         self._value, self._error = value, error
         self._encoded = None
-        self._done.set()
+        self._done.release()
 
 
 @dataclass(eq=False)
