@@ -87,6 +87,17 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class Quiet:
+    """No heartbeat may come for up to `seconds` from now (0: the quiet is over).
+
+    Sent before native code that holds the GIL for long (onnxruntime builds a session, or
+    TensorRT an engine, without letting it go): the heartbeat thread cannot run meanwhile.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Something the worker tells by itself (an upset found, a registry update)."""
 
@@ -95,7 +106,7 @@ class Notice:
 
 
 ToWorker = Request | Cancel
-FromWorker = Hello | StartFailed | Reply | Failure | Heartbeat | Notice
+FromWorker = Hello | StartFailed | Reply | Failure | Heartbeat | Quiet | Notice
 
 #: The error type of a Failure for a request cancelled before it ran.
 CANCELLED = "CallCancelled"

@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,6 +33,7 @@ from flight.worker.protocol import (
     Hello,
     Lane,
     Notice,
+    Quiet,
     Reply,
     Request,
     StartFailed,
@@ -116,11 +117,24 @@ class WorkerHandlers:
 
 @dataclass(frozen=True, slots=True)
 class WorkerContext:
-    """What a factory is given: the worker's name, its options, and a way to send notices."""
+    """What a factory is given: the worker's name, its options, a way to send notices, and
+    one to warn of a long silence."""
 
     name: str
     notify: Callable[[str, Any], None]
     options: Mapping[str, str] = field(default_factory=dict)
+    announce_quiet: Callable[[float], None] = lambda seconds: None
+
+    @contextlib.contextmanager
+    def quiet(self, max_s: float) -> Iterator[None]:
+        """Around native code that may hold the GIL (so stop the heartbeat) for up to `max_s`:
+        the supervisor waits that long, not just its heartbeat timeout, before calling the
+        worker hung."""
+        self.announce_quiet(max_s)
+        try:
+            yield
+        finally:
+            self.announce_quiet(0.0)
 
 
 Factory = Callable[[WorkerContext], WorkerHandlers]
@@ -173,9 +187,8 @@ class WorkerServer:
         """Builds the handlers, then serves; the exit status the worker should end with."""
         self._thread("heartbeat", self._beat)
         try:
-            self._handlers = self._factory(
-                WorkerContext(name=self._name, notify=self.notify, options=self._options)
-            )
+            context = WorkerContext(self._name, self.notify, self._options, self._announce_quiet)
+            self._handlers = self._factory(context)
         except Exception as e:
             logger.exception("worker factory failed")
             self._send_or_exit(StartFailed(type(e).__name__, str(e)))
@@ -190,6 +203,9 @@ class WorkerServer:
         # OSError: the payload is gone, and the reader sees it and ends the worker.
         with contextlib.suppress(OSError):
             self._channel.send(Notice(kind, body))
+
+    def _announce_quiet(self, seconds: float) -> None:
+        self._send_or_exit(Quiet(seconds))
 
     def _thread(self, name: str, target: Callable[..., None], *args: Any) -> None:
         def guarded() -> None:

@@ -53,6 +53,7 @@ from flight.worker.protocol import (
     Hello,
     Lane,
     Notice,
+    Quiet,
     Reply,
     Request,
     StartFailed,
@@ -237,6 +238,7 @@ class Supervisor:
         self._lane_started: dict[Lane, float] = {}
         self._reader_ended: str | None = None
         self._last_heartbeat_at: float | None = None
+        self._quiet_until: float | None = None  # a Quiet announced by the worker
         self._status: Status = {}
         self._starts = 0
         self._restarts: dict[LossReason, int] = {}
@@ -368,9 +370,8 @@ class Supervisor:
                     return "worker starting"
                 reason, detail, _ = self._last_loss
                 return f"no worker since a {reason.name} loss: {detail}"
-            age = self._heartbeat_age()
-            if age is not None and age > self.config.heartbeat_timeout_s:
-                return f"no heartbeat for {age:.1f} s"
+            if self._silent_too_long():
+                return f"no heartbeat for {self._heartbeat_age():.1f} s"
             return None
 
     def counters(self) -> SupervisorCounters:
@@ -387,6 +388,13 @@ class Supervisor:
                 calls=self._calls_made,
                 calls_lost=self._calls_lost,
             )
+
+    def _silent_too_long(self) -> bool:
+        """No heartbeat within the timeout, nor within a quiet the worker announced (_lock)."""
+        age = self._heartbeat_age()
+        if age is None or age <= self.config.heartbeat_timeout_s:
+            return False
+        return self._quiet_until is None or self._clock() > self._quiet_until
 
     def _heartbeat_age(self) -> float | None:
         if self._worker is None or self._last_heartbeat_at is None:
@@ -431,6 +439,12 @@ class Supervisor:
                 if self._worker is worker:
                     self._last_heartbeat_at = self._clock()
                     self._status = dict(message.status)
+        elif isinstance(message, Quiet):
+            with self._lock:
+                if self._worker is worker:
+                    now = self._clock()
+                    self._quiet_until = now + message.seconds if message.seconds > 0 else None
+                    self._last_heartbeat_at = now  # it just spoke: as good as a heartbeat
         elif isinstance(message, Reply | Failure):
             self._answer(worker, message)
         elif isinstance(message, Notice):
@@ -634,6 +648,14 @@ class Supervisor:
         self._ready(worker, heartbeat)
 
     def _ready(self, worker: _Worker, heartbeat: Heartbeat | None) -> None:
+        logger.info("worker %s ready (pid %d)", self.config.name, worker.process.pid)
+        # Told before it takes calls: the payload's WORKER_STARTED comes before any result of it.
+        self._tell(
+            self._on_event,
+            WorkerEvent(
+                EventKind.STARTED, self.config.name, self._wall_clock(), worker.process.pid
+            ),
+        )
         worker.reader = threading.Thread(
             target=self._read, args=(worker,), name=f"worker-reader-{self.config.name}", daemon=True
         )
@@ -644,6 +666,7 @@ class Supervisor:
                 self._worker = worker
                 self._reader_ended = None
                 self._last_heartbeat_at = self._clock()
+                self._quiet_until = None
                 self._status = dict(heartbeat.status) if heartbeat else {}
                 self._starts += 1
                 waiting = list(self._unsent)
@@ -657,13 +680,6 @@ class Supervisor:
                     pending._encoded = None
         self._backoff.ready()
         worker.sample_rss()
-        logger.info("worker %s ready (pid %d)", self.config.name, worker.process.pid)
-        self._tell(
-            self._on_event,
-            WorkerEvent(
-                EventKind.STARTED, self.config.name, self._wall_clock(), worker.process.pid
-            ),
-        )
 
     def _watch(self, worker: _Worker) -> tuple[LossReason, str]:
         """Waits until the worker is lost (or the supervisor stops): why."""
@@ -677,6 +693,7 @@ class Supervisor:
                 restart, self._restart_request = self._restart_request, None
                 reader_ended = self._reader_ended
                 age = self._heartbeat_age() or 0.0
+                silent = self._silent_too_long()
                 overdue: PendingCall | None = None
                 next_deadline = now + _TICK_S
                 for lane, calls in self._lanes.items():
@@ -700,7 +717,7 @@ class Supervisor:
             if restart is not None:
                 worker.kill(LossReason.COMMAND, restart)
                 return LossReason.COMMAND, restart
-            if age > config.heartbeat_timeout_s:
+            if silent:
                 detail = f"no heartbeat for {age:.1f} s"
                 worker.kill(LossReason.HUNG, detail)
                 return LossReason.HUNG, detail

@@ -48,6 +48,14 @@ class HoldGil:
 
 
 @dataclass(frozen=True)
+class QuietlyHoldGil:
+    """Holds the GIL for `seconds` after announcing a quiet of `allowance_s`."""
+
+    seconds: int
+    allowance_s: float
+
+
+@dataclass(frozen=True)
 class Spin:
     """A Python busy loop (which still lets the GIL go every switch interval)."""
 
@@ -151,6 +159,11 @@ def make_handlers(context: WorkerContext) -> WorkerHandlers:
         context.notify("running", call.id)
         return "cancelled" if cancelled.wait(body.seconds) else "not cancelled"
 
+    def quietly_hold_gil(body: QuietlyHoldGil, call: Call) -> int:
+        with context.quiet(body.allowance_s):
+            ctypes.PyDLL(None).sleep(body.seconds)
+        return body.seconds
+
     def status() -> Status:
         return {"served": served, "name": context.name, **context.options}
 
@@ -160,6 +173,7 @@ def make_handlers(context: WorkerContext) -> WorkerHandlers:
         WaitForCancel: wait_for_cancel,
         Crash: _crash,
         HoldGil: _hold_gil,
+        QuietlyHoldGil: quietly_hold_gil,
         Spin: _spin,
         Allocate: _allocate,
         Raise: _raise,
