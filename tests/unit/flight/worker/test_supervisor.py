@@ -34,6 +34,7 @@ from flight.worker.limits import Limits
 from flight.worker.losses import LossReason
 from flight.worker.protocol import Lane, Notice
 from flight.worker.supervisor import EventKind, Supervisor, WorkerConfig, WorkerEvent
+from tests.fake_clock import FakeClock
 from tests.unit.flight.worker.handlers_for_tests import (
     FACTORY,
     FAILING_FACTORY,
@@ -276,6 +277,38 @@ def test_a_call_past_its_timeout_kills_the_worker(make_supervisor: Any) -> None:
     assert 0.3 <= time.monotonic() - began < 1.3
     assert supervisor.call(Lane.COMPUTE, Echo(2), timeout_s=5) == 2
     assert [e.reason for e in recorder.losses()] == [LossReason.RUN_TIMEOUT]
+
+
+def test_hung_and_overdue_are_decided_by_the_injected_clock(socket_dir: Path) -> None:
+    # One heartbeat a minute: only the fake clock moves the worker's silence.
+    clock = FakeClock(1000.0)
+    recorder = Recorder()
+    supervisor = Supervisor(
+        config(socket_dir, heartbeat_s=60.0, heartbeat_timeout_s=3.0),
+        on_event=recorder.events.append,
+        clock=clock,
+    )
+    supervisor.start()
+    try:
+        assert supervisor.call(Lane.COMPUTE, Echo(1), timeout_s=5) == 1
+        clock.advance(2.9)
+        assert supervisor.health() is None
+        clock.advance(0.2)
+        assert supervisor.health() == "no heartbeat for 3.1 s"
+        loss = wait_for(lambda: recorder.losses())[0]
+        assert (loss.reason, loss.detail) == (LossReason.HUNG, "no heartbeat for 3.1 s")
+        clock.advance(1.0)  # past the backoff
+        wait_for(lambda: supervisor.health() is None)
+        run = supervisor.submit(Lane.COMPUTE, Sleep(30), timeout_s=2.0)
+        clock.advance(1.9)
+        time.sleep(0.2)  # the supervisor looks every 0.1 s: a wrong kill would show
+        assert not run.done()
+        clock.advance(0.2)
+        with pytest.raises(WorkerLost) as raised:
+            run.result()
+        assert raised.value.reason is LossReason.RUN_TIMEOUT
+    finally:
+        supervisor.stop()
 
 
 def test_a_python_busy_loop_beats_on_and_ends_by_its_timeout(supervisor: Supervisor) -> None:
