@@ -215,10 +215,10 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             timer.daemon = True
             timer.start()
         while not stopper.event.wait(args.stats_interval):
-            if bench.flight is None or bench.flight.poll() is not None:
-                code = bench.flight.returncode if bench.flight else None
+            failure = bench.flight_failure()
+            if failure is not None:  # its supervisor restarts it, up to its start limit
                 print(
-                    f"hil-bench: payload-flight exited ({code}); see {bench.flight_log}",
+                    f"hil-bench: payload-flight stays down ({failure}); see {bench.flight_log}",
                     file=sys.stderr,
                 )
                 return EXIT_FAILED
