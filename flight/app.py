@@ -28,18 +28,17 @@ from typing import Any
 import serial
 
 from flight.bootcount import next_boot_count
-from flight.compute.job_compute import JobCompute
-from flight.compute.memory_scrub import MemoryScrub
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
 from flight.durable import open_lock_file
 from flight.files.upload_store import UploadStore
-from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
-from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
-from flight.jobs.registry import ModelEntry, ModelRegistry
+from flight.jobs.compute_setup import open_compute
+from flight.jobs.providers import CPU, ProviderChoice
+from flight.jobs.registry import ModelRegistry
 from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
+from flight.jobs.worker_compute import WorkerCompute
 from flight.lifecycle.arming import Arming
 from flight.lifecycle.health import threads_running
 from flight.lifecycle.manager import LifecycleManager
@@ -49,11 +48,10 @@ from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
-    GuardFaults,
+    Injected,
     job_store_target,
     state_target,
 )
-from flight.protection.model_guard import ModelGuard
 from flight.protection.protected_state import ProtectedState
 from flight.protection.scrubber import PassReport, Scrubber
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
@@ -74,7 +72,6 @@ from flight.services.storage import StorageService, default_stores
 from flight.services.thermal import ThermalService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
-from flight.thermal.duty import ComputeGate
 from flight.thermal.setup import (
     THRESHOLDS,
     build_monitor,
@@ -83,6 +80,9 @@ from flight.thermal.setup import (
     thresholds_rule,
 )
 from flight.uplink import UplinkReceiver
+from flight.worker.handlers import WorkerFault
+from flight.worker.protocol import Notice
+from flight.worker.supervisor import EventKind, SupervisorCounters, WorkerEvent
 from spacelink.cop1 import Farm1, FarmState
 from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
 from spacelink.keystore import KeyStoreError
@@ -247,29 +247,31 @@ class Payload:
         self.registry = ModelRegistry(
             state_dir / "models", max_model_bytes=storage.max_model_bytes, upsets=self.upsets
         )
-        self.provider = provider or select_provider(OnnxruntimeBackend())
-        threads = jobs.intra_op_threads or default_intra_op_threads()
-        self.sessions = SessionCache(jobs.session_cache, self.provider, threads)
         self.jobs = JobStore.in_state_dir(state_dir, upsets=self.upsets)
-        self.gate = ComputeGate(self._monotonic)
-        self.guard = ModelGuard(
+        setup = open_compute(
+            jobs,
+            state_dir,
             self.registry,
-            Executor(self.sessions, self.gate),
             self.upsets,
+            provider=provider,
+            on_event=self._worker_event,
+            on_notice=self._worker_notice,
             monotonic=self._monotonic,
         )
+        self.compute, self.gate, self.worker = setup.compute, setup.gate, setup.supervisor
+        self.provider = setup.provider
         self.runner = JobRunner(
             self.dictionary,
             self.jobs,
             self.registry,
             self.files,
-            JobCompute(self.guard.executor, self.upsets, self.guard),
+            self.compute,
             self.tm,
             self.events,
             monotonic=self._monotonic,
         )
         self.scrubber = Scrubber(
-            MemoryScrub(self.guard, self._monotonic),
+            self.compute,
             self.registry,
             self.upsets,
             busy=lambda: self.runner.current_job != 0,
@@ -288,11 +290,13 @@ class Payload:
         )
         self.file_service.register(self.router)
         self.injector = FaultInjector(
-            GuardFaults(self.guard),
+            self.compute,
             self.registry,
             self.files,
             external={FaultTarget.JOB_STORE: job_store_target(self.jobs)},
         )
+        if isinstance(self.compute, WorkerCompute):
+            self.injector.worker = self._worker_fault
         ProtectionService(
             self.dictionary,
             self.scrubber,
@@ -301,21 +305,55 @@ class Payload:
             test_commands=self.config.protection.test_commands,
         ).register(self.router)
 
-        def forget_session(entry: ModelEntry) -> None:
-            self.sessions.evict(entry.key)
-
         ModelService(
             self.dictionary,
             self.registry,
             self.files,
             self.events,
             self.runner.model_in_use,
-            forget_session,
-            record_answer=self.guard.record_answer,
+            self.compute.forget,
+            record_answer=self.compute.record_answer,
         ).register(self.router)
         JobService(
             self.dictionary, self.runner, self.registry, self.files, jobs.max_queued
         ).register(self.router)
+
+    def _worker_event(self, event: WorkerEvent) -> None:
+        """A worker started or was lost: events for the ground (the job it held is the
+        runner's)."""
+        if event.kind is EventKind.STARTED:
+            starts = self.worker.counters().starts if self.worker is not None else 0
+            self.events.raise_event("WORKER_STARTED", pid=event.pid or 0, starts=starts)
+            return
+        reason = event.reason.name if event.reason is not None else "CRASHED"
+        if reason not in self.dictionary.enums["WorkerLossReason"].values:
+            return  # STOPPED: the payload itself is stopping it
+        delay_ms = int((event.restart_in_s or 0.0) * 1000)
+        self.events.raise_event(
+            "WORKER_LOST",
+            reason=reason,
+            restart_in=min(delay_ms, 0xFFFFFFFF),
+            detail=event.detail.encode()[:255].decode(errors="ignore"),
+        )
+
+    def _worker_fault(self, target: FaultTarget, name: str, version: int) -> Injected:
+        """A test command's functional fault of the inference worker."""
+        assert isinstance(self.compute, WorkerCompute)
+        if target is FaultTarget.POISON_MODEL:
+            entry = self.registry.entry(name, version)
+            self.compute.arm_fault(WorkerFault.CRASH, entry.key, every=True)
+            return Injected(f"every run of {entry.label()} crashes its worker", 0)
+        fault = {
+            FaultTarget.WORKER_CRASH: WorkerFault.CRASH,
+            FaultTarget.WORKER_HANG: WorkerFault.HANG,
+            FaultTarget.SLOW_RUN: WorkerFault.SLOW,
+        }[target]
+        self.compute.arm_fault(fault)
+        return Injected(f"the worker's next run: {fault.name}", 0)
+
+    def _worker_notice(self, notice: Notice) -> None:
+        if isinstance(notice.body, ProviderChoice) and self.provider != notice.body:
+            self._report_provider(notice.body)
 
     def _register_health_checks(self) -> None:
         """The watchdog waits on the link's and the job machinery's threads (read from their
@@ -323,6 +361,10 @@ class Payload:
         self.health.register("downlink", threads_running(lambda: [self.downlink._thread]))
         self.health.register("job runner", threads_running(lambda: self.runner._threads))
         self.health.register("thermal monitor", threads_running(lambda: [self.thermal._thread]))
+        if self.worker is not None:
+            worker = self.worker
+            self.health.register("inference worker", worker.health)
+            self.lifecycle.restart_worker = lambda: worker.restart("asked by the ground")
 
     def _job_counts(self) -> dict[JobState, int]:
         try:
@@ -332,8 +374,8 @@ class Payload:
 
     def _job_parameters(self) -> dict[str, Callable[[], object]]:
         finals = (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
-        provider_code = self.dictionary.enums["ExecutionProvider"].values[self._provider_label()]
-        executor = self.guard.executor
+        providers = self.dictionary.enums["ExecutionProvider"].values
+        compute = self.compute
         return {
             "JOBS_QUEUED": lambda: self._job_counts()[JobState.QUEUED],
             "JOBS_RUNNING": lambda: self._job_counts()[JobState.RUNNING],
@@ -341,9 +383,10 @@ class Payload:
             "JOBS_FAILED": lambda: sum(self._job_counts()[s] for s in finals),
             "CURRENT_JOB": lambda: self.runner.current_job,
             "CURRENT_JOB_PROGRESS": lambda: self.runner.progress if self.runner.current_job else 0,
-            "EXECUTION_PROVIDER": lambda: provider_code,
-            "INFERENCE_RUNS": lambda: executor.run_count & 0xFFFFFFFF,
-            "VOTE_DISAGREEMENTS": lambda: executor.disagreement_count & 0xFFFFFFFF,
+            # CPU until a worker says which it took.
+            "EXECUTION_PROVIDER": lambda: providers[self._provider_label()],
+            "INFERENCE_RUNS": lambda: int(compute.counter("runs")) & 0xFFFFFFFF,
+            "VOTE_DISAGREEMENTS": lambda: int(compute.counter("disagreements")) & 0xFFFFFFFF,
             "LAST_JOB_DURATION": lambda: min(self.runner.last_duration_ms, 0xFFFFFFFF),
             "MODELS_REGISTERED": lambda: min(len(self.registry.entries()), 0xFFFF),
             "FILES_STORED": lambda: min(len(self.files.files()), 0xFFFF),
@@ -365,7 +408,33 @@ class Payload:
             "SCRUB_PASSES": lambda: scrubber.passes & 0xFFFFFFFF,
             "LAST_SCRUB_AGE": lambda: min(int(scrubber.last_pass_age_s()), 0xFFFFFFFF),
             "WEIGHTS_PROTECTED": lambda: min(scrubber.protected_octets, 0xFFFFFFFF),
-            "KNOWN_ANSWER_RUNS": lambda: self.guard.answer_runs & 0xFFFFFFFF,
+            "KNOWN_ANSWER_RUNS": lambda: int(self.compute.counter("answer_runs")) & 0xFFFFFFFF,
+        }
+
+    def _worker_parameters(self) -> dict[str, Callable[[], object]]:
+        losses = self.dictionary.enums["WorkerLossReason"].values
+
+        def counters() -> SupervisorCounters | None:
+            return self.worker.counters() if self.worker is not None else None
+
+        def last_loss() -> int:
+            c = counters()
+            reason = c.last_loss_reason if c is not None else None
+            return losses.get(reason.name, 0) if reason is not None else 0
+
+        def heartbeat_age() -> int:
+            c = counters()
+            age = c.heartbeat_age_s if c is not None else None
+            return 0xFFFFFFFF if age is None else min(int(age * 1000), 0xFFFFFFFE)
+
+        return {
+            "WORKER_UP": lambda: self.worker is not None and self.worker.health() is None,
+            "WORKER_STARTS": lambda: (c.starts if (c := counters()) else 0) & 0xFFFFFFFF,
+            "WORKER_LOSSES": lambda: (
+                (sum(c.restarts.values()) if (c := counters()) else 0) & 0xFFFFFFFF
+            ),
+            "WORKER_LAST_LOSS": last_loss,
+            "WORKER_HEARTBEAT_AGE": heartbeat_age,
         }
 
     def _upset_event(self, upset: Upset) -> None:
@@ -405,6 +474,7 @@ class Payload:
                 **link_parameters(self.counters, self.farm, self._tm_queue_octets),
                 **self._job_parameters(),
                 **self._protection_parameters(),
+                **self._worker_parameters(),
                 **thermal_getters(lambda: self.thermal, self.gate),
                 **security_getters(self.auth),
                 **self.storage.getters(),
@@ -467,7 +537,10 @@ class Payload:
             dictionary_hash=self.dictionary.hash32,
             **self.lifecycle.started_values(),
         )
-        self._report_provider()
+        if self.provider is not None:
+            self._report_provider(self.provider)
+        if self.worker is not None:
+            self.worker.start(wait=False)
         if self.auth is None:
             log.warning("uplink authentication is off: anyone who reaches the link commands")
             self.events.raise_event("AUTHENTICATION_OFF")
@@ -511,8 +584,8 @@ class Payload:
             self._stop.set()
             self.scrubber.stop()
             self.thermal.stop()
-            self.gate.close()
             self.runner.stop()
+            self.compute.stop()
             self.file_service.close()
             self.storage.close()
             self.jobs.close()
@@ -528,10 +601,10 @@ class Payload:
 
     def _provider_label(self) -> str:
         """The provider in use as the dictionary's ExecutionProvider names it."""
-        return PROVIDER_LABELS[self.provider.provider]
+        return PROVIDER_LABELS[self.provider.provider if self.provider else CPU]
 
-    def _report_provider(self) -> None:
-        choice = self.provider
+    def _report_provider(self, choice: ProviderChoice) -> None:
+        self.provider = choice
         passed = "; ".join(f"{p}: {why}" for p, why in choice.tried)
         log.info("jobs run on %s (%s)", choice.provider, passed or "first choice")
         self.events.raise_event(

@@ -60,6 +60,11 @@ class JobsConfig:
     session_cache: int = 4
     # Jobs the queue holds at most.
     max_queued: int = 1000
+    # Jobs compute in a supervised worker process (false: in the payload's own process, where a
+    # crash of onnxruntime or a driver takes the link down too).
+    worker: bool = True
+    # The worker's memory limit (heap and private mappings), MiB; 0: none.
+    worker_memory_mb: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,21 +28,27 @@ from flight.compute.job_compute import (
     JobInput,
     JobNotPrepared,
 )
+from flight.compute.memory_scrub import MemoryReport, ScrubSettings
 from flight.compute.model_view import AnswerRecorded, CopyDamaged, ThresholdCalibrated
 from flight.compute.run_control import RunControl
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
+from flight.protection.faults import FaultModel
+from flight.protection.injection import Injected, TargetMissing
 from flight.protection.upsets import Upset, UpsetLog
 from flight.worker.errors import WorkerCallError, WorkerError, WorkerLost
 from flight.worker.handlers import (
     Accept,
     Allow,
     ArmFault,
+    ArmOutputFault,
     Disarm,
     Discard,
     Forget,
+    InjectWeights,
     Prepare,
     RecordAnswer,
     Run,
+    Scrub,
     WorkerFault,
 )
 from flight.worker.protocol import Lane, Notice
@@ -95,11 +101,20 @@ class WorkerCompute:
         self._gate = (1.0, False)
         # Faults armed at every run of a model: armed again in each new worker.
         self._poison: list[ArmFault] = []
+        # Counters of the worker up now, and the sums of those lost before it.
+        self._last_status: dict[str, float] = {}
+        self._carried: dict[str, float] = {}
 
     # -- what the supervisor tells ------------------------------------------------------------
 
     def on_event(self, event: WorkerEvent) -> None:
-        """A worker started (it knows nothing yet: the gate goes to it again) or was lost."""
+        """A worker started (it knows nothing yet: the gate goes to it again) or was lost
+        (what it counted is kept, so that the counters never go back)."""
+        if event.kind is EventKind.LOST:
+            with self._lock:
+                for key, value in self._last_status.items():
+                    self._carried[key] = self._carried.get(key, 0.0) + value
+                self._last_status = {}
         if event.kind is EventKind.STARTED:
             with self._lock:
                 duty, held = self._gate
@@ -287,11 +302,84 @@ class WorkerCompute:
             self._poison.clear()
         self._send(Disarm())
 
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def counter(self, name: str) -> float:
+        """A counter of the engines' status (runs, disagreements, answer_runs, busy_seconds)
+        summed over every worker since the payload started."""
+        status = self.supervisor.status()
+        value = status.get(name)
+        with self._lock:
+            if isinstance(value, int | float):
+                self._last_status[name] = float(value)
+            return self._carried.get(name, 0.0) + self._last_status.get(name, 0.0)
+
     def _send(self, body: Any) -> None:
         with contextlib.suppress(WorkerError):  # no worker: sent when the next one starts
             self.supervisor.submit(Lane.SERVICE, body, timeout_s=self.limits.service_s)
+
+    # -- MemoryScrubber and ComputeFaults ---------------------------------------------------------
+
+    def scrub(self, settings: ScrubSettings) -> MemoryReport:
+        """The worker's weights and due known answers (nothing when no worker is up)."""
+        try:
+            report: MemoryReport = self.supervisor.call(
+                Lane.SERVICE, Scrub(settings), timeout_s=self.limits.first_s
+            )
+        except WorkerError as exc:
+            log.warning("scrub: the worker's memory not scrubbed: %s", exc)
+            return MemoryReport(0, 0, 0, 0)
+        return report
+
+    def protected_octets(self) -> int:
+        return int(self.supervisor.status().get("protected_octets", 0))
+
+    def inject_weights(self, entry: ModelEntry, model: FaultModel, seed: int) -> Injected:
+        try:
+            injected: Injected = self.supervisor.call(
+                Lane.SERVICE, InjectWeights(entry, model, seed), timeout_s=self.limits.first_s
+            )
+        except WorkerCallError as exc:
+            raise TargetMissing(exc.text or str(exc)) from exc
+        except WorkerError as exc:
+            raise TargetMissing(f"no worker holds the weights: {exc}") from exc
+        return injected
+
+    def arm_output_fault(self, model: FaultModel, seed: int) -> None:
+        try:
+            self.supervisor.call(
+                Lane.SERVICE, ArmOutputFault(model, seed), timeout_s=self.limits.service_s
+            )
+        except WorkerError as exc:
+            raise TargetMissing(f"no worker to arm: {exc}") from exc
 
     def measured_run_s(self, entry: ModelEntry) -> float:
         """The measured seconds per run of a model (NaN until one ran)."""
         with self._lock:
             return self._run_s.get(entry.key, math.nan)
+
+
+class WorkerGate:
+    """The thermal governor's gate of a worker's compute: settings sent to the worker, the busy
+    time read from its heartbeats (summed over every worker)."""
+
+    def __init__(self, compute: WorkerCompute) -> None:
+        self._compute = compute
+        self._duty = 1.0
+        self._held = False
+
+    @property
+    def duty(self) -> float:
+        return 0.0 if self._held else self._duty
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def allow(self, duty: float, *, held: bool = False) -> None:
+        self._duty, self._held = min(1.0, max(duty, 1e-6)), held
+        self._compute.allow(self._duty, held=held)
+
+    def busy_seconds(self) -> float:
+        return self._compute.counter("busy_seconds")

@@ -36,6 +36,21 @@ class FaultTarget(enum.IntEnum):
     JOB_STORE = 3
     RESULT_FILE = 4
     OUTPUT = 5
+    WORKER_CRASH = 6
+    WORKER_HANG = 7
+    SLOW_RUN = 8
+    POISON_MODEL = 9
+
+
+#: The functional faults of the compute's worker.
+WORKER_FAULTS = frozenset(
+    {
+        FaultTarget.WORKER_CRASH,
+        FaultTarget.WORKER_HANG,
+        FaultTarget.SLOW_RUN,
+        FaultTarget.POISON_MODEL,
+    }
+)
 
 
 class TargetMissing(Exception):
@@ -60,6 +75,10 @@ class ComputeFaults(Protocol):
     def inject_weights(self, entry: ModelEntry, model: FaultModel, seed: int) -> Injected: ...
 
     def arm_output_fault(self, model: FaultModel, seed: int) -> None: ...
+
+
+#: Arms a functional fault of the worker: (target, model name, version) -> what it armed.
+WorkerFaults = Callable[[FaultTarget, str, int], Injected]
 
 
 class GuardFaults:
@@ -106,6 +125,8 @@ class FaultInjector:
         self.registry = registry
         self.files = files
         self.external = dict(external or {})
+        #: Where functional faults go (None: the compute runs in this process, it has none).
+        self.worker: WorkerFaults | None = None
 
     def inject(
         self, target: FaultTarget, model: FaultModel, name: str, version: int, seed: int
@@ -125,6 +146,10 @@ class FaultInjector:
             if target == FaultTarget.OUTPUT:
                 self.compute.arm_output_fault(model, seed)
                 return Injected("one run of the next DMR or TMR job", 0)
+            if target in WORKER_FAULTS:
+                if self.worker is None:
+                    raise TargetMissing(f"{target.name}: jobs compute in the payload's process")
+                return self.worker(target, name, version)
             external = self.external.get(target)
             if external is None:
                 raise TargetMissing(f"{target.name}: no such target on this payload")

@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 # How often a waiting inference looks at its cancellation flag (onnxruntime's RunOptions cannot
 # wake a Python wait): the delay of a cancel, a deadline or a stop while held.
@@ -21,6 +22,20 @@ def spacing_s(run_s: float, duty: float) -> float:
     if duty <= 0.0:
         return math.inf
     return run_s * (1.0 - duty) / duty
+
+
+class GateControl(Protocol):
+    """What the thermal governor sets and reads of the compute's gate, wherever it is."""
+
+    @property
+    def duty(self) -> float: ...
+
+    @property
+    def held(self) -> bool: ...
+
+    def allow(self, duty: float, *, held: bool = False) -> None: ...
+
+    def busy_seconds(self) -> float: ...
 
 
 class ComputeGate:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from flight.thermal.duty import ComputeGate
+from flight.thermal.duty import GateControl
 from flight.thermal.governor import Decision, Governor, Level, Thresholds
 from flight.thermal.power import PowerControl, PowerModeError
 from flight.thermal.readings import Reading, Sensor, ThermalSource
@@ -91,7 +91,7 @@ class ThermalMonitor:
     def __init__(
         self,
         source: ThermalSource,
-        gate: ComputeGate,
+        gate: GateControl,
         actions: ThermalActions,
         events: EventSink,
         store: SafeModeStore,

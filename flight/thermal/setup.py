@@ -12,7 +12,7 @@ from typing import Any
 
 from flight.config import FlightConfig
 from flight.parameters import ParameterError, ParameterPool
-from flight.thermal.duty import ComputeGate
+from flight.thermal.duty import GateControl
 from flight.thermal.governor import Level, ThresholdError, Thresholds
 from flight.thermal.monitor import (
     POWER_MODE_UNKNOWN,
@@ -47,7 +47,7 @@ def thresholds_rule(values: Mapping[str, Any]) -> None:
 
 
 def thermal_source(
-    config: FlightConfig, gate: ComputeGate, monotonic: Callable[[], float]
+    config: FlightConfig, gate: GateControl, monotonic: Callable[[], float]
 ) -> ThermalSource:
     """The board's sysfs zones, or the bench's thermal model fed by the gate's busy time."""
     thermal = config.thermal
@@ -68,7 +68,7 @@ def thermal_source(
 
 def build_monitor(
     config: FlightConfig,
-    gate: ComputeGate,
+    gate: GateControl,
     actions: ThermalActions,
     events: EventSink,
     store: SafeModeStore,
@@ -123,7 +123,7 @@ def payload_mode(monitor: ThermalMonitor) -> int:
 
 
 def thermal_getters(
-    monitor: Callable[[], ThermalMonitor], gate: ComputeGate
+    monitor: Callable[[], ThermalMonitor], gate: GateControl
 ) -> dict[str, Callable[[], object]]:
     """Sources of the thermal housekeeping parameters and MODE. `monitor` gives the monitor
     when read: the pool is made before it (the monitor's safe mode is kept by the pool's

@@ -8,6 +8,7 @@ while a run computes, as the job runner's two threads did in one process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -19,8 +20,13 @@ from typing import Any
 
 from flight.compute.engine import ComputeEngine, EngineSettings, Notice, RunDone
 from flight.compute.job_compute import Computed, ComputeFailed, JobInput
+from flight.compute.memory_scrub import ScrubSettings
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
+from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelEntry
+from flight.protection.faults import FaultModel
+from flight.protection.injection import Injected
+from flight.protection.model_guard import ABFT_SUFFIX
 from flight.protection.upsets import Upset
 from flight.worker.protocol import Lane
 from flight.worker.serve import Call, WorkerContext, WorkerHandlers
@@ -89,6 +95,26 @@ class ArmFault:
 
 
 @dataclass(frozen=True)
+class Scrub:
+    """The memory half of a scrub pass (weights, due known answers)."""
+
+    settings: ScrubSettings
+
+
+@dataclass(frozen=True)
+class InjectWeights:
+    entry: ModelEntry
+    model: FaultModel
+    seed: int
+
+
+@dataclass(frozen=True)
+class ArmOutputFault:
+    model: FaultModel
+    seed: int
+
+
+@dataclass(frozen=True)
 class Disarm:
     """Every armed fault is dropped."""
 
@@ -111,10 +137,17 @@ LANES: dict[type, Lane] = {
     Allow: Lane.SERVICE,
     ArmFault: Lane.SERVICE,
     Disarm: Lane.SERVICE,
+    Scrub: Lane.SERVICE,
+    InjectWeights: Lane.SERVICE,
+    ArmOutputFault: Lane.SERVICE,
 }
 
 # How long a SLOW fault sleeps: past any run limit the payload sets.
 SLOW_FAULT_S = 3600.0
+# Creating a session holds the GIL (the heartbeat stops) for as long as onnxruntime takes, a
+# TensorRT engine build minutes: the supervisor is told to wait that long before it calls the
+# worker hung.
+SESSION_BUILD_S = 900.0
 
 
 def notice_kind(notice: Notice) -> str:
@@ -169,24 +202,51 @@ def build(context: WorkerContext) -> WorkerHandlers:
                 time.sleep(SLOW_FAULT_S)
             return
 
+    def building(key: str, abft: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Quiet while the session this call needs may be created (it is not loaded)."""
+        loaded = engine.sessions.peek(key + ABFT_SUFFIX if abft else key) is not None
+        return contextlib.nullcontext() if loaded else context.quiet(SESSION_BUILD_S)
+
     def run(body: Run, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
         strike(body.job_id)
-        return engine.run(body.job_id)
+        job = engine.jobs.prepared(body.job_id)
+        abft = job is not None and job.redundancy is Redundancy.ABFT
+        with building(engine.model_key(body.job_id), abft):
+            return engine.run(body.job_id)
 
     def accept(body: Accept, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
-        return engine.accept(body.job_id, body.computed)
+        # A failed known answer reloads the session.
+        with context.quiet(SESSION_BUILD_S):
+            return engine.accept(body.job_id, body.computed)
+
+    def record_answer(body: RecordAnswer, call: Call) -> ModelEntry:
+        with building(body.entry.key):
+            return engine.record_answer(body.entry)
+
+    def inject_weights(body: InjectWeights, call: Call) -> Injected:
+        with building(body.entry.key):
+            return engine.inject_weights(body.entry, body.model, body.seed)
 
     handlers: dict[type, Any] = {
         Prepare: lambda body, call: engine.prepare(body.job),
         Run: run,
         Accept: accept,
         Discard: lambda body, call: engine.discard(body.job_id),
-        RecordAnswer: lambda body, call: engine.record_answer(body.entry),
+        RecordAnswer: record_answer,
         Forget: lambda body, call: engine.forget(body.entry),
         Allow: lambda body, call: engine.allow(body.duty, body.held),
         ArmFault: arm,
         Disarm: lambda body, call: armed.clear(),
+        Scrub: lambda body, call: engine.memory.scrub(body.settings),
+        InjectWeights: inject_weights,
+        ArmOutputFault: lambda body, call: engine.arm_output_fault(body.model, body.seed),
     }
-    return WorkerHandlers(handlers, status=lambda: dataclasses.asdict(engine.status()))
+
+    def status() -> dict[str, Any]:
+        values = dataclasses.asdict(engine.status())
+        values["protected_octets"] = engine.memory.protected_octets()
+        return values
+
+    return WorkerHandlers(handlers, status=status)
