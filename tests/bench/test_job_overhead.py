@@ -26,7 +26,9 @@ import onnxruntime as ort
 import pytest
 
 from flight.compute.job_compute import JobCompute
+from flight.config import JobsConfig
 from flight.files.upload_store import UploadStore
+from flight.jobs.compute_setup import ComputeSetup, PayloadCompute, open_compute
 from flight.jobs.executor import Executor, SessionCache, default_intra_op_threads
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.redundancy import Redundancy
@@ -49,7 +51,8 @@ STREAM_REPEATS = 5
 class _Payload:
     """The job path of the payload, in process, with a TM sink that spots JOB_SUCCEEDED."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, worker: bool = False) -> None:
+        """`worker`: the compute in a supervised worker process, as payload-flight runs it."""
         self.done = threading.Event()
         succeeded = D.event("JOB_SUCCEEDED").id.to_bytes(2, "big")
 
@@ -65,20 +68,31 @@ class _Payload:
         # As the payload configures it by default (flight/app.py).
         self.cache = SessionCache(2, ProviderChoice(CPU), default_intra_op_threads())
         self.guard = ModelGuard(self.registry, Executor(self.cache), UpsetLog())
+        self.compute: PayloadCompute | JobCompute = JobCompute(
+            self.guard.executor, self.guard.upsets, self.guard
+        )
+        self.setup: ComputeSetup | None = None
+        if worker:
+            jobs = JobsConfig(session_cache=2, intra_op_threads=default_intra_op_threads())
+            self.setup = open_compute(
+                jobs, root, self.registry, self.guard.upsets, provider=None,
+                on_event=lambda e: None, on_notice=lambda n: None,
+            )  # fmt: skip
+            assert self.setup.supervisor is not None
+            self.setup.supervisor.start()
+            self.compute = self.setup.compute
         self.runner = JobRunner(
-            D,
-            self.store,
-            self.registry,
-            self.files,
-            JobCompute(self.guard.executor, self.guard.upsets, self.guard),
-            tm,
-            EventReporter(D, tm),
+            D, self.store, self.registry, self.files, self.compute, tm, EventReporter(D, tm)
         )
         self.runner.start()
 
     def register(self, name: str, data: bytes) -> None:
         """As MODEL_REGISTER does: validated, stored twice, known answer recorded."""
-        self.guard.record_answer(self.registry.register(name, 1, data))
+        entry = self.registry.register(name, 1, data)
+        if self.setup is not None:
+            self.setup.compute.record_answer(entry)
+        else:
+            self.guard.record_answer(entry)
 
     def job(self, model: str, input_file: str, redundancy: Redundancy = Redundancy.NONE) -> None:
         self.done.clear()
@@ -103,6 +117,8 @@ class _Payload:
 
     def close(self) -> None:
         self.runner.stop()
+        if self.setup is not None:
+            self.setup.compute.stop()
         self.store.close()
 
 
@@ -211,3 +227,59 @@ def test_tmr_job_cost_against_a_single_run_job(
         assert ratio <= 3.1
     finally:
         payload.close()
+
+
+@pytest.mark.usefixtures("payload_interpreter")
+def test_job_overhead_in_a_worker_against_in_process(
+    tmp_path: Path, report: Callable[[str, str], None]
+) -> None:
+    """Issue 19 target: with the compute in a worker process, the job overhead ratio stays
+    within the in-process ratio plus 2 percentage points; both measured in one run, alternately,
+    against the same bare run."""
+    model = cnn_classifier(seed=1)
+    data = model_bytes(model)
+    x = random_input(model, batch=1, seed=3)
+    buffer = io.BytesIO()
+    np.save(buffer, x, allow_pickle=False)
+    sides = {
+        "in process": _Payload(tmp_path / "here"),
+        "worker": _Payload(tmp_path / "w", worker=True),
+    }
+    try:
+        for side in sides.values():
+            side.register("cnn", data)
+            side.files.put("x.npy", buffer.getvalue())
+            side.job("cnn", "x.npy")  # warm: the session is created by the first job
+        bare = ort.InferenceSession(
+            data, sess_options=sides["in process"].cache.options(), providers=[CPU]
+        )
+        feeds = {"image": x}
+        bare.run(None, feeds)
+        one: dict[str, list[float]] = {name: [] for name in sides}
+        queued: dict[str, list[float]] = {name: [] for name in sides}
+        bares: list[float] = []
+        for _ in range(STREAM_REPEATS):
+            for name, side in sides.items():
+                for _ in range(JOBS // 4):
+                    one[name] += _median_seconds(lambda side=side: side.job("cnn", "x.npy"), 1)
+                start = time.perf_counter()
+                side.stream("cnn", "x.npy", JOBS)
+                queued[name].append((time.perf_counter() - start) / JOBS)
+            start = time.perf_counter()
+            for _ in range(JOBS):
+                bare.run(None, feeds)
+            bares.append((time.perf_counter() - start) / JOBS)
+        bare_s = min(bares)
+        ratios = {name: min(times) / bare_s for name, times in queued.items()}
+        singles = {name: statistics.median(times) / bare_s for name, times in one.items()}
+        report(
+            "Worker process (issue 19): job overhead in a worker against in process",
+            f"CNN 3x64x64 batch 1, bare run {bare_s * 1e3:.2f} ms. {JOBS} jobs queued: ratio "
+            f"{ratios['in process']:.3f} in process, {ratios['worker']:.3f} in a worker "
+            f"({(ratios['worker'] - ratios['in process']) * 100:+.1f} points, target <= +2). "
+            f"One job at a time: {singles['in process']:.3f} and {singles['worker']:.3f}",
+        )
+        assert ratios["worker"] - ratios["in process"] <= 0.02
+    finally:
+        for side in sides.values():
+            side.close()
