@@ -41,8 +41,8 @@ class ScrubSettings:
     busy: bool
 
 
-class _Count:
-    """Upsets reported from one thread while it scrubs."""
+class UpsetCount:
+    """Upsets reported from one thread while it scrubs (subscribe it to the upset log)."""
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
@@ -70,7 +70,7 @@ class MemoryScrub:
         self.guard = guard
         self._monotonic = monotonic
         self._stopping = stopping or threading.Event()
-        self._count = _Count()
+        self._count = UpsetCount()
         self._lock = threading.Lock()  # one scrub at a time
         guard.upsets.subscribe(self._count)
 

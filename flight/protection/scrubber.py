@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from flight.compute.memory_scrub import MemoryReport, ScrubSettings
+from flight.compute.memory_scrub import MemoryReport, ScrubSettings, UpsetCount
 from flight.jobs.registry import ModelRegistry, RegistryError
-from flight.protection.upsets import Outcome, Upset, UpsetLog
+from flight.protection.upsets import UpsetLog
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,6 @@ class MemoryScrubber(Protocol):
     def scrub(self, settings: ScrubSettings) -> MemoryReport: ...
 
     def protected_octets(self) -> int: ...
-
-
-class _PassCount:
-    """Upsets reported from the scrubber's own thread during a pass."""
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.corrected = 0
-        self.uncorrectable = 0
-
-    def __call__(self, upset: Upset) -> None:
-        if threading.current_thread() is not self.thread:
-            return
-        if upset.outcome is Outcome.CORRECTED:
-            self.corrected += upset.count
-        else:
-            self.uncorrectable += upset.count
 
 
 class Scrubber:
@@ -95,7 +78,7 @@ class Scrubber:
         self._busy = busy
         self._on_late = on_late
         self._monotonic = monotonic
-        self._count = _PassCount()
+        self._count = UpsetCount()
         upsets.subscribe(self._count)
         self.passes = 0
         self.started_at = monotonic()

@@ -32,10 +32,14 @@ class Line:
 
 
 @contextmanager
-def transmitter(baud: int, idle: float) -> Iterator[tuple[DownlinkTransmitter, Line]]:
+def transmitter(
+    baud: int, idle: float, clcw: list[int] | None = None
+) -> Iterator[tuple[DownlinkTransmitter, Line]]:
+    """A transmitter on a recorded line; `clcw`: a one-item list the test changes."""
     line = Line()
+    word = clcw if clcw is not None else [CLCW_WORD]
     tx = DownlinkTransmitter(
-        line.write, LinkParameters(idle_interval_s=idle), baud, lambda: CLCW_WORD, LinkCounters()
+        line.write, LinkParameters(idle_interval_s=idle), baud, lambda: word[0], LinkCounters()
     )
     try:
         yield tx, line
@@ -64,15 +68,7 @@ def test_idle_frames_carry_the_clcw_at_the_idle_interval() -> None:
 
 def test_a_clcw_change_goes_out_without_waiting_for_the_idle_interval() -> None:
     clcw = [CLCW_WORD]
-    line = Line()
-    tx = DownlinkTransmitter(
-        line.write,
-        LinkParameters(idle_interval_s=30.0),
-        10_000_000,
-        lambda: clcw[0],
-        LinkCounters(),
-    )
-    try:
+    with transmitter(baud=10_000_000, idle=30.0, clcw=clcw) as (tx, line):
         tx.start()
         assert wait_for(lambda: len(line.frames()) == 1)
         tx.clcw_changed()  # the same CLCW: the frame sent already carried it
@@ -82,23 +78,13 @@ def test_a_clcw_change_goes_out_without_waiting_for_the_idle_interval() -> None:
         tx.clcw_changed()
         assert wait_for(lambda: len(line.frames()) == 2, timeout=2.0)
         assert line.frames()[1].ocf == CLCW_WORD + 1
-    finally:
-        tx.stop()
 
 
 def test_a_clcw_already_carried_by_a_data_frame_sends_no_idle_frame() -> None:
     # The payload reports a CLCW change after the commands of the frame ran: their replies,
     # queued first, carry it, and no idle frame goes out for it alone.
     clcw = [CLCW_WORD]
-    line = Line()
-    tx = DownlinkTransmitter(
-        line.write,
-        LinkParameters(idle_interval_s=30.0),
-        10_000_000,
-        lambda: clcw[0],
-        LinkCounters(),
-    )
-    try:
+    with transmitter(baud=10_000_000, idle=30.0, clcw=clcw) as (tx, line):
         tx.start()
         assert wait_for(lambda: len(line.frames()) == 1)
         clcw[0] = CLCW_WORD + 1
@@ -107,8 +93,6 @@ def test_a_clcw_already_carried_by_a_data_frame_sends_no_idle_frame() -> None:
         tx.clcw_changed()
         time.sleep(0.2)
         frames = line.frames()
-    finally:
-        tx.stop()
     assert [(f.vcid, f.ocf) for f in frames[1:]] == [(0, CLCW_WORD + 1)]
 
 
@@ -139,13 +123,8 @@ def test_frames_are_paced_to_the_line_rate() -> None:
 def test_news_while_the_line_is_busy_goes_in_the_next_frame_without_a_wake_up() -> None:
     # The transmitter is not woken for a packet or a CLCW while it waits for the line (each
     # wake-up costs CPU for nothing): both still go out in the frame built when the line frees.
-    baud = 115200
     clcw = [CLCW_WORD]
-    line = Line()
-    tx = DownlinkTransmitter(
-        line.write, LinkParameters(idle_interval_s=30.0), baud, lambda: clcw[0], LinkCounters()
-    )
-    try:
+    with transmitter(baud=115200, idle=30.0, clcw=clcw) as (tx, line):
         for _ in range(3):
             tx.enqueue(1, PusTm(100, 13, 1, bytes(1000)).pack())
         tx.start()
@@ -155,8 +134,6 @@ def test_news_while_the_line_is_busy_goes_in_the_next_frame_without_a_wake_up() 
         tx.enqueue(0, PusTm(100, 1, 1, bytes(8)).pack())
         assert wait_for(lambda: any(f.vcid == 0 for f in line.frames()), timeout=2.0)
         frames = line.frames()
-    finally:
-        tx.stop()
     realtime = next(f for f in frames if f.vcid == 0)
     assert realtime.ocf == CLCW_WORD + 1
     assert frames.index(realtime) <= 3  # behind at most the frame on the line and the next
