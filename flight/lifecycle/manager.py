@@ -104,7 +104,13 @@ class LifecycleManager:
             # systemd asks for a kick every half of the watchdog time at least.
             interval = min(interval, watchdog_s / 2)
         self.kicker = WatchdogKicker(
-            self.health, targets, interval, monotonic, self._withheld, self._kick_failed
+            self.health,
+            targets,
+            interval,
+            monotonic,
+            self._withheld,
+            self._kick_failed,
+            self._resumed,
         )
         self.restart_requested = False
         self._reboot_asked_at: float | None = None
@@ -265,6 +271,13 @@ class LifecycleManager:
         )
         if self.notifier is not None:
             self.notifier.status(f"watchdog withheld: {finding.check}: {finding.reason}")
+
+    def _resumed(self, finding: Finding, seconds: float) -> None:
+        self._raise_event(
+            "WATCHDOG_RESUMED", check=_text(finding.check), seconds=min(int(seconds), 0xFFFF)
+        )
+        if self.notifier is not None:
+            self.notifier.status(f"watchdog kicked again: {finding.check} healthy")
 
     def _kick_failed(self, target: str, why: str) -> None:
         self._raise_event("WATCHDOG_KICK_FAILED", target=_text(target), detail=_text(why))

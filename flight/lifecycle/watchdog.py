@@ -1,6 +1,8 @@
 """The payload's watchdog: kicked from the main loop, at most once per interval, only while
-every health check passes; once a check fails the kicks stop for good, so that the supervisor
-(systemd, the bench's) or the hardware watchdog restarts the payload.
+every health check passes. While a check fails the kicks stop; a fault that lasts the
+watchdog's time gets the payload restarted by its supervisor (systemd, the bench's) or by the
+hardware watchdog, and one that clears sooner (a worker restarted by its own supervisor) only
+costs the kicks it missed: the watchdog's time is the grace a fault gets.
 
 Where kicks go sits behind `KickTarget`: a Linux watchdog device (`WatchdogDevice`), the
 supervisor's notify socket (`NotifyTarget`), or a test's fake.
@@ -32,7 +34,7 @@ class WatchdogStatus(enum.IntEnum):
 
     OFF = 0  # nothing to kick: no watchdog device configured and no supervisor's watchdog
     KICKING = 1
-    WITHHELD = 2  # a health check failed: no more kicks until the payload restarts
+    WITHHELD = 2  # a health check fails: no kicks while it does
 
 
 class KickTarget(Protocol):
@@ -106,9 +108,11 @@ class WatchdogKicker:
         monotonic: Callable[[], float],
         on_withheld: Callable[[Finding], None],
         on_target_failed: Callable[[str, str], None],
+        on_resumed: Callable[[Finding, float], None] | None = None,
     ) -> None:
-        """`on_withheld(finding)`: once, when the kicks stop; `on_target_failed(name, why)`: once
-        per run of failed kicks of one target."""
+        """`on_withheld(finding)`: once when the kicks stop; `on_resumed(finding, seconds)`: once
+        when they start again; `on_target_failed(name, why)`: once per run of failed kicks of
+        one target."""
         if interval_s <= 0:
             raise ValueError(f"kick interval must be above 0, found {interval_s!r}")
         self.health = health
@@ -117,9 +121,11 @@ class WatchdogKicker:
         self._monotonic = monotonic
         self._on_withheld = on_withheld
         self._on_target_failed = on_target_failed
+        self._on_resumed = on_resumed
         self._next = float("-inf")
         self._failing: set[str] = set()
         self.withheld: Finding | None = None
+        self._withheld_since = 0.0
         self.kicks = 0
 
     @property
@@ -131,15 +137,21 @@ class WatchdogKicker:
     def tick(self) -> None:
         """Called from the main loop: checks health and kicks when the interval is up."""
         now = self._monotonic()
-        if self.withheld is not None or now < self._next:
+        if now < self._next:
             return
         self._next = now + self.interval_s
         finding = self.health.first_failure()
         if finding is not None:
-            self.withheld = finding
-            log.error("watchdog withheld: %s: %s", finding.check, finding.reason)
-            self._on_withheld(finding)
+            if self.withheld is None:
+                self.withheld, self._withheld_since = finding, now
+                log.error("watchdog withheld: %s: %s", finding.check, finding.reason)
+                self._on_withheld(finding)
             return
+        if self.withheld is not None:
+            cleared, self.withheld = self.withheld, None
+            log.warning("watchdog kicks resumed: %s is healthy again", cleared.check)
+            if self._on_resumed is not None:
+                self._on_resumed(cleared, now - self._withheld_since)
         for target in self.targets:
             try:
                 target.kick()

@@ -187,6 +187,14 @@ def test_an_unhealthy_payload_stops_kicking_and_says_why_once(
         b"STATUS=watchdog withheld: inference worker: no heartbeat for 12 s",
     ]
     assert {n: g() for n, g in manager.getters().items()}["WATCHDOG_STATUS"] == 2
+    manager.health.unregister("inference worker")  # back, within the watchdog time
+    h.clock.advance(1.0)
+    manager.tick()
+    assert h.named("WATCHDOG_RESUMED") == [{"check": "inference worker", "seconds": 5}]
+    assert received(supervisor) == [
+        b"STATUS=watchdog kicked again: inference worker healthy",
+        b"WATCHDOG=1",
+    ]
 
 
 def test_the_device_is_kicked_and_disarmed_by_a_deliberate_stop(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class Harness:
         self.health = HealthMonitor()
         self.withheld: list[Finding] = []
         self.failed: list[tuple[str, str]] = []
+        self.resumed: list[tuple[Finding, float]] = []
         self.kicker = WatchdogKicker(
             self.health,
             targets,
@@ -49,9 +50,10 @@ class Harness:
             self.clock,
             self.withheld.append,
             lambda name, why: self.failed.append((name, why)),
+            lambda finding, seconds: self.resumed.append((finding, round(seconds, 6))),
         )
 
-    def run(self, seconds: float, step: float = 0.05) -> None:
+    def run(self, seconds: float, step: float = 0.25) -> None:
         """The main loop's ticks over `seconds`."""
         for _ in range(round(seconds / step)):
             self.kicker.tick()
@@ -61,23 +63,26 @@ class Harness:
 def test_kicks_once_per_interval_not_per_loop() -> None:
     target = FakeTarget()
     h = Harness([target], interval_s=1.0)
-    h.run(10.0)  # 200 ticks
+    h.run(10.0)  # 40 ticks
     assert target.kicks == 10 == h.kicker.kicks
     assert h.kicker.status is WatchdogStatus.KICKING
 
 
-def test_an_unhealthy_check_stops_the_kicks_for_good_with_one_report() -> None:
+def test_an_unhealthy_check_stops_the_kicks_while_it_fails_with_one_report_each_way() -> None:
     target = FakeTarget()
     h = Harness([target])
     h.run(3.0)
     verdict: list[str | None] = ["heartbeat lost"]
     h.health.register("worker", lambda: verdict[0])
     h.run(5.0)
-    verdict[0] = None  # healthy again: the payload is restarted all the same
-    h.run(5.0)
     assert target.kicks == 3
-    assert h.withheld == [Finding("worker", "heartbeat lost")]
     assert h.kicker.status is WatchdogStatus.WITHHELD
+    verdict[0] = None  # its own supervisor brought the worker back
+    h.run(2.0)
+    assert target.kicks == 5
+    assert h.kicker.status is WatchdogStatus.KICKING
+    assert h.withheld == [Finding("worker", "heartbeat lost")]
+    assert h.resumed == [(Finding("worker", "heartbeat lost"), 5.0)]
 
 
 def test_nothing_to_kick_is_off_but_a_failed_check_is_still_reported() -> None:
