@@ -204,11 +204,15 @@ class LifecycleManager:
         """Record how this run ends and let go of the watchdog; the exit status a commanded
         restart asks for (None: the payload's own)."""
         if self.restart_requested:
-            self.ledger.end(ResetReason.COMMAND_RESTART, "restart commanded by the ground")
+            reason, detail = ResetReason.COMMAND_RESTART, "restart commanded by the ground"
         elif port_error is not None:
-            self.ledger.end(ResetReason.CRASH, _text(f"serial port failed: {port_error}"))
+            reason, detail = ResetReason.CRASH, _text(f"serial port failed: {port_error}")
         else:
-            self.ledger.end(ResetReason.CLEAN, "stopped by a signal")
+            reason, detail = ResetReason.CLEAN, "stopped by a signal"
+        try:
+            self.ledger.end(reason, detail)
+        except OSError as exc:  # the stop goes on: the next start reports it as a crash
+            log.error("cannot record the run's end (%s): %s", reason.name, exc)
         # Every end that reaches here is deliberate: the hardware watchdog must not fire while the
         # supervisor restarts the payload.
         self.kicker.close(disarm=True)

@@ -135,6 +135,20 @@ def test_a_port_failure_is_recorded_as_a_crash_that_says_so(h: Harness) -> None:
     assert previous.detail == "serial port failed: [Errno 5] Input/output error"
 
 
+def test_a_state_directory_that_cannot_be_written_does_not_stop_the_stop(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = h.open()
+    manager.perform(LifecycleAction.PAYLOAD)
+
+    def full(*_: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manager.ledger, "end", full)
+    assert manager.finish(None) == RESTART_EXIT_STATUS
+    assert h.open().previous.reason is ResetReason.CRASH  # nothing recorded: same boot
+
+
 def test_the_board_restarting_underneath_is_power(h: Harness) -> None:
     h.open()  # then the power goes
     h.board.boot = "boot-2"
