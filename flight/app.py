@@ -40,7 +40,7 @@ from flight.jobs.runner import JobRunner, configure_interpreter
 from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.jobs.worker_compute import WorkerCompute
 from flight.lifecycle.arming import Arming
-from flight.lifecycle.health import threads_running
+from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
 from flight.lifecycle.record_exit import run as record_exit
 from flight.lifecycle.sd_notify import NotifyError
@@ -97,6 +97,9 @@ READ_GATHER_S = 0.004
 # How often the main loop looks at the stop flag and the housekeeping schedule when the line is
 # quiet: the reports' timing jitter.
 READ_TIMEOUT_S = 0.05
+# A worker starting, or restarting after a loss, is not yet a reason to withhold the watchdog:
+# only one missing for this long is (its supervisor restarts it within seconds).
+WORKER_GRACE_S = 30.0
 # How long the last events may take to reach the line when stopping.
 STOP_DRAIN_S = 2.0
 # How often what the packet stores hold is made durable (kill -9 loses nothing written; a
@@ -363,7 +366,9 @@ class Payload:
         self.health.register("thermal monitor", threads_running(lambda: [self.thermal._thread]))
         if self.worker is not None:
             worker = self.worker
-            self.health.register("inference worker", worker.health)
+            self.health.register(
+                "inference worker", tolerant(worker.health, WORKER_GRACE_S, self._monotonic)
+            )
             self.lifecycle.restart_worker = lambda: worker.restart("asked by the ground")
 
     def _job_counts(self) -> dict[JobState, int]:

@@ -76,3 +76,23 @@ def threads_running(threads: Callable[[], Iterable[threading.Thread | None]]) ->
         return f"{'thread' if len(stopped) == 1 else 'threads'} {', '.join(stopped)} not running"
 
     return check
+
+
+def tolerant(check: HealthCheck, grace_s: float, monotonic: Callable[[], float]) -> HealthCheck:
+    """`check`, failing only once it has failed without a break for `grace_s` (a part that
+    repairs itself within that time, such as a worker its supervisor restarts, is healthy)."""
+    failing_since: list[float] = []
+
+    def tolerant_check() -> str | None:
+        why = check()
+        if why is None:
+            failing_since.clear()
+            return None
+        now = monotonic()
+        if not failing_since:
+            failing_since.append(now)
+        if now - failing_since[0] < grace_s:
+            return None
+        return f"{why} (for {now - failing_since[0]:.0f} s)"
+
+    return tolerant_check
