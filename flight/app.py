@@ -80,7 +80,6 @@ from flight.thermal.setup import (
     thresholds_rule,
 )
 from flight.uplink import UplinkReceiver
-from flight.worker.errors import WorkerStartError
 from flight.worker.handlers import WorkerFault
 from flight.worker.protocol import Notice
 from flight.worker.supervisor import EventKind, SupervisorCounters, WorkerEvent
@@ -546,12 +545,9 @@ class Payload:
         if self.provider is not None:
             self._report_provider(self.provider)
         if self.worker is not None:
-            # Before the link is served: the worker's start (its provider, WORKER_STARTED) is
-            # part of the payload's, and the first job finds it ready.
-            try:
-                self.worker.start()
-            except WorkerStartError as exc:  # it keeps trying; the link is served meanwhile
-                log.error("inference worker not started: %s", exc)
+            # In the background: the link is served while the worker starts (a second or so of
+            # imports), and the first job waits for it.
+            self.worker.start(wait=False)
         if self.auth is None:
             log.warning("uplink authentication is off: anyone who reaches the link commands")
             self.events.raise_event("AUTHENTICATION_OFF")

@@ -6,6 +6,7 @@ and every stage and TM packet for that client back (the protocol is in `link_pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -437,7 +438,9 @@ async def serve_link_client(websocket: WebSocket, link: OwnedLink, name: str) ->
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     def post(message: dict[str, Any]) -> None:  # from the link's threads
-        loop.call_soon_threadsafe(outbox.put_nowait, message)
+        # The client may be gone and its loop closed while a report was on its way.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(outbox.put_nowait, message)
 
     source_id = link.free_source_id(FIRST_CLIENT_SOURCE_ID, LAST_CLIENT_SOURCE_ID)
     client = link.client(name, source_id)

@@ -50,6 +50,16 @@ def test_send_expect_failure(ground: GroundTestApi) -> None:
 
 def test_await_tm_timeout_lists_what_arrived(ground: GroundTestApi) -> None:
     ground.command_and_assert("HK_DISABLE", sids=[1, 2, 3])  # periodic reports would be listed
+    # The worker's start events (WORKER_STARTED, EXECUTION_PROVIDER_SELECTED) come before it
+    # reports itself up: after that only what this test asks arrives.
+    deadline = time.monotonic() + 30
+    while True:
+        asked = time.monotonic()
+        ground.command_and_assert("HK_GENERATE", sids=[10])
+        if ground.await_value("WORKER_UP", since=asked, timeout=5):
+            break
+        assert time.monotonic() < deadline, "the worker did not come up"
+        time.sleep(0.2)
     time.sleep(0.3)
     since = time.monotonic()
     ground.send_and_assert(17, 1)
