@@ -102,10 +102,18 @@ def test_ping_with_the_lockout_cleared_by_unlock(bench: Bench) -> None:
     with ground_session(bench.ground_port) as session:
         # Quiet the downlink first: a frame already queued with the old CLCW would arrive after
         # the jump below and be an invalid acknowledgement rather than the lockout.
-        hk_disable = default_dictionary().command("HK_DISABLE")
-        quiet = session.command(3, hk_disable.subtype, hk_disable.encode({"sids": [1, 2, 3]}))
+        dictionary = default_dictionary()
+        hk_disable = dictionary.command("HK_DISABLE")
+        every = sorted(h.sid for h in dictionary.housekeeping.values())
+        arrivals = [time.monotonic()]
+        session.add_packet_sink(lambda tm, raw, at: arrivals.append(time.monotonic()))
+        quiet = session.command(3, hk_disable.subtype, hk_disable.encode({"sids": every}))
         assert quiet.finished.wait(15) and quiet.failure is None
-        time.sleep(0.5)
+        # Until nothing has come for 1.5 s (the worker's start events come by themselves).
+        deadline = time.monotonic() + 20
+        while time.monotonic() - arrivals[-1] < 1.5:
+            assert time.monotonic() < deadline, "the downlink never went quiet"
+            time.sleep(0.1)
         # Jump V(S) far ahead of the FARM's V(R): the next frame locks the FARM out.
         session.fop.terminate()
         session.fop.set_v_s(100)
