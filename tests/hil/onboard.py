@@ -126,3 +126,18 @@ def download(api: GroundTestApi, name: str) -> bytes:
         time.sleep(0.1)
     assert hashlib.sha256(data).digest() == header["sha256"]
     return bytes(data)
+
+
+def inject(api: GroundTestApi, target: str, fault: str, model: str = "", seed: int = 1) -> str:
+    values = api.query_command(
+        "FAULT_INJECT",
+        "FAULT_INJECT_REPORT",
+        attempts=1,
+        target=target,
+        fault=fault,
+        model=model,
+        version=0,
+        seed=seed,
+    ).values
+    assert values["bits"] >= 0
+    return str(values["where"])

@@ -22,6 +22,7 @@ from tests.hil.onboard import (
     D,
     code,
     download,
+    inject,
     job_report,
     npy,
     register,
@@ -41,21 +42,6 @@ def test_bench(make_bench: Any, tmp_path: Path) -> Bench:
     config.write_text("[protection]\ntest_commands = true\n")
     bench: Bench = make_bench(baud=115200, flight_args=["--config", str(config)])
     return bench
-
-
-def inject(api: GroundTestApi, target: str, fault: str, model: str = "", seed: int = 1) -> str:
-    values = api.query_command(
-        "FAULT_INJECT",
-        "FAULT_INJECT_REPORT",
-        attempts=1,
-        target=target,
-        fault=fault,
-        model=model,
-        version=0,
-        seed=seed,
-    ).values
-    assert values["bits"] >= 0
-    return str(values["where"])
 
 
 def scrub(api: GroundTestApi) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tests.hil.onboard import (
     D,
     code,
     download,
+    inject,
     job_report,
     npy,
     register,
@@ -44,13 +45,6 @@ def test_bench(make_bench: Any, tmp_path: Path) -> Bench:
     config.write_text("[protection]\ntest_commands = true\n")
     bench: Bench = make_bench(baud=921600, flight_args=["--config", str(config)])
     return bench
-
-
-def inject(api: GroundTestApi, target: str, model: str = "") -> None:
-    api.query_command(
-        "FAULT_INJECT", "FAULT_INJECT_REPORT", attempts=1,
-        target=target, fault="BIT", model=model, version=0, seed=1,
-    )  # fmt: skip
 
 
 def wait_jobs(api: GroundTestApi, ids: list[int], timeout: float) -> dict[int, dict[str, Any]]:
@@ -84,7 +78,7 @@ def run_faults(bench: Bench, faults: list[str], jobs_per_fault: int) -> None:
         pings: list[float] = []
         for fault in faults:
             since = time.monotonic()
-            inject(api, fault)
+            inject(api, fault, "BIT")
             ids += [
                 submit(api, model="tiny", input="x.npy", redundancy="TMR")[0]
                 for _ in range(jobs_per_fault)
@@ -131,7 +125,7 @@ def test_a_poison_model_fails_its_job_after_two_attempts_and_the_rest_run(
         register(api, "good", model_bytes(good))
         register(api, "poison", model_bytes(mlp(seed=6, widths=TINY_WIDTHS)))
         upload(api, "x.npy", npy(x), transfer_id=8)
-        inject(api, "POISON_MODEL", "poison")
+        inject(api, "POISON_MODEL", "BIT", "poison")
         poison, record = submit(api, model="poison", input="x.npy")
         others = [submit(api, model="good", input="x.npy")[0] for _ in range(3)]
         reports = wait_jobs(api, [poison, *others], timeout=120)
