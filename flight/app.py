@@ -32,6 +32,7 @@ from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
 from flight.durable import open_lock_file
+from flight.files.disk_fill import DiskFill
 from flight.files.upload_store import UploadStore
 from flight.jobs.compute_setup import open_compute
 from flight.jobs.providers import CPU, ProviderChoice
@@ -44,12 +45,14 @@ from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
 from flight.lifecycle.record_exit import run as record_exit
 from flight.lifecycle.sd_notify import NotifyError
+from flight.lifecycle.self_faults import SelfFaults
 from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
     Injected,
     job_store_target,
+    payload_targets,
     state_target,
 )
 from flight.protection.protected_state import ProtectedState
@@ -221,6 +224,8 @@ class Payload:
         ThermalService(self.dictionary, self.thermal).register(self.router)
         SecurityService(self.dictionary, self.auth).register(self.router)
         self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
+        self.self_faults = SelfFaults(lambda seconds: self.downlink.drain(seconds))
+        self.injector.external.update(payload_targets(self.self_faults, self.disk_fill))
         self.scrubber.scrub_state = self._scrub_state
         self.housekeeping = HousekeepingService(
             self.dictionary, self.parameters, self.tm, self.events, monotonic()
@@ -240,8 +245,11 @@ class Payload:
 
     def _open_job_services(self, state_dir: Path, provider: ProviderChoice | None) -> None:
         storage, jobs = self.config.storage, self.config.jobs
+        # Through a fill that FAULT_INJECT DISK_FULL can make read as full.
+        self.disk_fill = DiskFill(monotonic=self._monotonic)
         self.files = UploadStore(
             state_dir / "files",
+            free_space=self.disk_fill,
             quota_bytes=storage.quota_bytes,
             reserve_bytes=storage.reserve_bytes,
             max_uploads=storage.max_uploads,
@@ -398,6 +406,7 @@ class Payload:
             "STORE_USED": lambda: min(self.files.used_bytes(), 0xFFFFFFFF),
             "UPLOADS_IN_PROGRESS": lambda: min(len(self.files.transfers()), 0xFFFF),
             "DOWNLOADS_ACTIVE": lambda: self.file_service.active_downloads,
+            "STORAGE_HOLD": lambda: self.runner.storage_hold.holding,
         }
 
     def _protection_parameters(self) -> dict[str, Callable[[], object]]:
@@ -570,6 +579,7 @@ class Payload:
                     break
                 if data:
                     self._receive(data)
+                    self.self_faults.strike()
                 self.housekeeping.tick(self._monotonic())
                 if self.auth is not None:
                     self.auth.tick()

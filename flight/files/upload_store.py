@@ -711,6 +711,10 @@ class UploadStore:
         disk_left = self._free_space(self.root) - self.reserve_bytes
         return max(0, min(quota_left, disk_left))
 
+    def disk_room_bytes(self) -> int:
+        """What the disk leaves above the reserve (the quota aside): a result needs that."""
+        return max(0, self._free_space(self.root) - self.reserve_bytes)
+
     # --- internals -----------------------------------------------------------------------------
 
     def _partial(self, transfer_id: int) -> _Partial:

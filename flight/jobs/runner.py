@@ -39,6 +39,7 @@ from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
+from flight.jobs.storage_hold import StorageHold
 from flight.jobs.store import (
     InvalidTransition,
     Job,
@@ -156,6 +157,7 @@ class JobRunner:
         self._stopping = threading.Event()
         self._paused = False
         self._thermal_hold = False
+        self.storage_hold = StorageHold(files.disk_room_bytes, monotonic)
         # The next job, prepared while the current one computes, and the current one.
         self._next: _Work | None = None
         self._current: _Work | None = None
@@ -320,6 +322,16 @@ class JobRunner:
                 log.exception("job bookkeeper: unexpected error")
 
     def _held(self) -> bool:
+        if self.storage_hold.holding:
+            released = self.storage_hold.release_if_room()
+            if released is None:
+                return True
+            log.warning("the disk has room again after %.1f s: jobs start again", released.held_s)
+            self._events.raise_event(
+                "STORAGE_RESUMED",
+                held=min(int(released.held_s * 1000), 0xFFFFFFFF),
+                room=min(released.room, 0xFFFFFFFF),
+            )
         return self._paused or self._thermal_hold
 
     def _computer(self) -> None:
@@ -327,7 +339,8 @@ class JobRunner:
             work = self._ready.get()
             if work is None:
                 return
-            if self._thermal_hold and self._put_back(work):
+            held = self._thermal_hold or self.storage_hold.holding
+            if held and self._put_back(work):
                 continue
             self._current = work
             self.progress = 0
@@ -434,15 +447,42 @@ class JobRunner:
         self._maybe_queued.set()
         self._wake.set()
 
+    def _hold_for_disk(self, job: Job, needed: int, exc: Exception) -> None:
+        """The disk had no room for `job`'s result: it runs again once there is room."""
+        try:
+            job = self.store.requeue(job.job_id)
+        except JobStoreError as error:  # ended meanwhile: that final state stands
+            log.info("job %d not requeued for want of disk: %s", job.job_id, error)
+            return
+        self._events.raise_event(
+            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="DISK_FULL"
+        )
+        if self.storage_hold.enter(needed):
+            room = self._files.disk_room_bytes()
+            log.error("job %d: result not stored (%s): queue held until there is room",
+                      job.job_id, exc)  # fmt: skip
+            self._events.raise_event(
+                "STORAGE_HELD",
+                job_id=job.job_id,
+                needed=min(needed, 0xFFFFFFFF),
+                room=min(room, 0xFFFFFFFF),
+            )
+        self._maybe_queued.set()
+        self._wake.set()
+
     def _store_result(self, job: Job, outcome: Computed, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))
+        data = serialise_outputs(outcome.outputs)
         try:
             # A result left by an attempt that a crash cut short before it was recorded.
             if self._files.exists(name):
                 self._files.delete(name)
-            stored = self._files.put(name, serialise_outputs(outcome.outputs))
+            stored = self._files.put(name, data)
         except (FileStoreError, OSError) as exc:
-            self._fail(job, store_failure_name(exc), f"result not stored: {exc}", outcome.runs)
+            if store_failure_name(exc) == "DISK_FULL":
+                self._hold_for_disk(job, len(data), exc)
+            else:
+                self._fail(job, store_failure_name(exc), f"result not stored: {exc}", outcome.runs)
             return
         try:
             job = self.store.mark_succeeded(

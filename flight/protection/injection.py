@@ -17,9 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
+from flight.files.disk_fill import DiskFill
 from flight.files.upload_store import FileStoreError, UploadStore, open_regular
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.store import JobStore, JobStoreError
+from flight.lifecycle.self_faults import PayloadFault, SelfFaults
 from flight.protection.faults import FaultModel, Injection, NothingToInject, inject, inject_bytes
 from flight.protection.model_guard import ModelGuard
 from flight.protection.triplicate import TripleStore
@@ -40,6 +42,9 @@ class FaultTarget(enum.IntEnum):
     WORKER_HANG = 7
     SLOW_RUN = 8
     POISON_MODEL = 9
+    PAYLOAD_CRASH = 10
+    PAYLOAD_HANG = 11
+    DISK_FULL = 12
 
 
 #: The functional faults of the compute's worker.
@@ -51,6 +56,10 @@ WORKER_FAULTS = frozenset(
         FaultTarget.POISON_MODEL,
     }
 )
+
+
+#: How long FAULT_INJECT DISK_FULL makes the disk of the results read as full.
+DISK_FULL_S = 10.0
 
 
 class TargetMissing(Exception):
@@ -183,6 +192,28 @@ def job_store_target(store: JobStore) -> ExternalTarget:
         return Injected(f"{site.describe()} octet {injection.word * 4}", injection.bits)
 
     return corrupt
+
+
+def payload_targets(faults: SelfFaults, fill: DiskFill) -> dict[FaultTarget, ExternalTarget]:
+    """The functional faults of the payload process (struck once the report is sent) and of the
+    disk of its results."""
+
+    def payload(fault: PayloadFault, what: str) -> ExternalTarget:
+        def arm(model: FaultModel, rng: np.random.Generator) -> Injected:
+            faults.arm(fault)
+            return Injected(what, 0)
+
+        return arm
+
+    def disk(model: FaultModel, rng: np.random.Generator) -> Injected:
+        fill.fill_for(DISK_FULL_S)
+        return Injected(f"the disk of the results reads as full for {DISK_FULL_S:g} s", 0)
+
+    return {
+        FaultTarget.PAYLOAD_CRASH: payload(PayloadFault.CRASH, "the payload dies by SIGSEGV"),
+        FaultTarget.PAYLOAD_HANG: payload(PayloadFault.HANG, "the payload's main loop stops"),
+        FaultTarget.DISK_FULL: disk,
+    }
 
 
 def choose_by_size(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> str:

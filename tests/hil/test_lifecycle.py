@@ -8,7 +8,9 @@ The bench's watchdog is 3 s here (30 s by default); times are printed (pytest -s
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,13 +19,25 @@ from typing import Any
 import numpy as np
 import pytest
 
+from flight.jobs.executor import reference_session
 from flight.lifecycle.arming import CONFIRMATION
 from flight.lifecycle.manager import RESTART_EXIT_STATUS
 from hil.bench import BENCH_SUPERVISION, Bench
 from hil.testapi import GroundTestApi
 from spacelink.pus import Stage
 from tests.harness import open_test_api
-from tests.hil.onboard import TINY_WIDTHS, D, code, job_report, npy, register, submit, upload
+from tests.hil.onboard import (
+    TINY_WIDTHS,
+    D,
+    code,
+    download,
+    inject,
+    job_report,
+    npy,
+    register,
+    submit,
+    upload,
+)
 from tools.model_gen import mlp, model_bytes
 
 pytestmark = pytest.mark.hil
@@ -44,7 +58,10 @@ def bench(make_bench: Any, tmp_path: Path) -> Bench:
     second or two) would make a 3 s watchdog a race; tests/hil/test_workers.py has the worker
     under the bench's default supervision."""
     config = tmp_path / "lifecycle.toml"
-    config.write_text(f"[lifecycle]\narm_timeout_s = {ARM_S}\n[jobs]\nworker = false\n")
+    config.write_text(
+        f"[lifecycle]\narm_timeout_s = {ARM_S}\n[jobs]\nworker = false\n"
+        "[protection]\ntest_commands = true\n"
+    )
     made: Bench = make_bench(supervision=SUPERVISION, flight_args=["--config", str(config)])
     return made
 
@@ -137,6 +154,47 @@ def test_a_payload_that_stops_kicking_is_killed_and_restarted_by_its_supervisor(
     assert WATCHDOG_S <= after_hang < WATCHDOG_S + 15
     assert "Fatal Python error: Aborted" in bench.flight_log_text()
     print(f"\nwatchdog test: restarted after {after_test:.2f} s; SIGSTOP: {after_hang:.2f} s")
+
+
+def test_injected_payload_crash_and_hang_restart_it_and_its_queue_resumes(bench: Bench) -> None:
+    """FAULT_INJECT PAYLOAD_CRASH and PAYLOAD_HANG: the payload's own faults, struck from the
+    inside; jobs held in the queue at each fault run once it is back."""
+    model = mlp(seed=5, widths=TINY_WIDTHS)
+    x = np.ones((2, 16), np.float32)
+    expected = reference_session(model_bytes(model)).run(None, {"features": x})[0]
+    hold = D.parameter("JOB_QUEUE_HOLD").id
+    times: dict[str, tuple[float, float]] = {}
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        register(api, "tiny", model_bytes(model))
+        upload(api, "x.npy", npy(x), transfer_id=8)
+        for fault, reason, previous in (
+            # "dumped" where core dumps are allowed, "killed" where they are not.
+            ("PAYLOAD_CRASH", "CRASH", r"supervisor: signal: (dumped|killed) SEGV"),
+            ("PAYLOAD_HANG", "WATCHDOG", r"supervisor: watchdog: killed ABRT"),
+        ):
+            api.command_and_assert("PARAM_SET", values=[{"id": hold, "value": True}])
+            jobs = [submit(api, model="tiny", input="x.npy", redundancy="TMR")[0] for _ in "ab"]
+            struck_pid = bench.flight.pid if bench.flight is not None else 0
+            since = time.monotonic()
+            inject(api, fault, "BIT")  # its report comes down before the fault strikes
+            started = restarted(api, since)
+            api.command_and_assert("ARE_YOU_ALIVE")
+            answered = time.monotonic() - since
+            assert bench.flight is not None and bench.flight.pid != struck_pid
+            assert started["reset_reason"] == REASON[reason]
+            assert re.fullmatch(previous, started["previous"]), started["previous"]
+            for job_id in jobs:  # the hold does not survive the restart: the queue runs
+                api.await_named_event(
+                    "JOB_SUCCEEDED", lambda v, j=job_id: v["job_id"] == j, since=since, timeout=60
+                )
+                result = np.load(io.BytesIO(download(api, job_report(api, job_id)["result"])))
+                assert result.tobytes() == expected.tobytes()
+            times[fault] = (answered, time.monotonic() - since)
+    assert "Fatal Python error: Segmentation fault" in bench.flight_log_text()
+    print("\n" + "; ".join(
+        f"{fault}: commandable after {up:.2f} s, its queue done after {done:.2f} s"
+        for fault, (up, done) in times.items()
+    ))  # fmt: skip
 
 
 def test_restart_by_command_needs_arm_and_confirmation_and_reports_before_it_goes(
