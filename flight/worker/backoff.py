@@ -10,7 +10,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
     """The n-th loss in a row waits first_s * factor**(n-1), at most max_s; a worker that stayed
-    up for reset_after_s starts the count again."""
+    up for reset_after_s, or answered a compute call, starts the count again."""
 
     first_s: float = 0.1
     factor: float = 2.0
@@ -30,6 +30,12 @@ class RestartBackoff:
     def ready(self) -> None:
         """A worker came up (and is healthy from now on)."""
         self._ready_at = self._clock()
+
+    def proven(self) -> None:
+        """The worker did useful work (a compute call answered): a loss after this is not part
+        of a start loop, and waits the first delay again. A worker that a fault takes down once
+        every job must come back at once, not after max_s."""
+        self._losses = 0
 
     def lost(self) -> float:
         """A worker was lost (or failed to start): the delay before the next start."""

@@ -465,6 +465,8 @@ class Supervisor:
                 self._lane_started[pending.lane] = self._clock()
             else:
                 lane.remove(pending)  # cancelled while queued: answered out of turn
+            if pending.lane is Lane.COMPUTE and isinstance(message, Reply):
+                self._backoff.proven()
         if isinstance(message, Reply):
             pending._resolve(message.value)
         elif message.error_type == CANCELLED:

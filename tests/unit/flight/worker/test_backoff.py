@@ -36,3 +36,15 @@ def test_a_worker_healthy_for_a_while_starts_the_count_again() -> None:
     clock.advance(60.0)
     assert backoff.lost() == 0.1
     assert backoff.losses_in_a_row == 1
+
+
+def test_a_worker_that_answered_a_compute_call_is_not_in_a_start_loop() -> None:
+    backoff = RestartBackoff(POLICY, FakeClock(0.0))
+    for _ in range(3):
+        backoff.ready()
+        backoff.lost()
+    backoff.ready()
+    backoff.proven()
+    assert backoff.lost() == 0.1  # a fault struck a worker at work: back at once
+    backoff.ready()
+    assert backoff.lost() == 0.2  # lost again before it did any work: the loop counts

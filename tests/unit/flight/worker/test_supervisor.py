@@ -244,6 +244,16 @@ def test_a_crash_fails_every_pending_call_at_once_and_a_new_worker_serves(
     assert supervisor.counters().calls_lost == 2
 
 
+def test_each_crash_of_a_worker_that_did_work_restarts_it_at_once(make_supervisor: Any) -> None:
+    # A crash loop waits longer and longer; a fault that strikes a worker at work does not.
+    supervisor, recorder = make_supervisor(backoff=BackoffPolicy(first_s=0.01, max_s=30.0))
+    for _ in range(4):
+        supervisor.call(Lane.COMPUTE, Pid(), timeout_s=5)
+        with pytest.raises(WorkerLost):
+            supervisor.call(Lane.COMPUTE, Crash(), timeout_s=30)
+    assert [e.restart_in_s for e in recorder.losses()] == [0.01] * 4
+
+
 def test_a_worker_holding_the_gil_is_found_hung_and_replaced(make_supervisor: Any) -> None:
     supervisor, recorder = make_supervisor()
     began = time.monotonic()
