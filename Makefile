@@ -32,7 +32,7 @@ docs: $(STAMP)
 test: $(STAMP)
 	@( $(MAKE) --no-print-directory lint && \
 	   $(PY) -m pytest -m "not slow" tests/unit tests/fuzz ) > .test-unit.log 2>&1 & unit=$$!; \
-	$(PY) -m pytest -m "not slow" tests/hil; hil=$$?; \
+	$(PY) -m pytest -m "not slow" --durations=15 tests/hil; hil=$$?; \
 	wait $$unit; unit=$$?; \
 	echo "==================== lint, unit and fuzz tests ===================="; \
 	cat .test-unit.log; \

@@ -256,7 +256,8 @@ def test_an_upload_resumes_after_a_payload_crash(
     bench: Bench = make_bench(baud=FAST_BAUD)
     data = tmp_path / "ground"
     data.mkdir()
-    content = np.random.default_rng(1).bytes(1_000_000)
+    # 60 % of it (where the upload is cut) must pass the store's first sync, at 256 KiB.
+    content = np.random.default_rng(1).bytes(600_000)
     local = tmp_path / "big.bin"
     local.write_bytes(content)
     command = [
@@ -281,8 +282,8 @@ def test_an_upload_resumes_after_a_payload_crash(
     # The upload in progress is listed with the size it reserves and what it holds of it.
     code, out, err = groundsw(bench, data, "file", "list")
     assert code == 0, err
-    assert "0 files, 1 uploads in progress: 1000000 of " in out
-    listed = re.search(r"1000000  big\.bin  \(uploading, reserved: (\d+) received", out)
+    assert "0 files, 1 uploads in progress: 600000 of " in out
+    listed = re.search(r"600000  big\.bin  \(uploading, reserved: (\d+) received", out)
     assert listed is not None, out
     t0 = time.monotonic()
     code, out, err = groundsw(bench, data, "file", "upload", str(local))

@@ -184,6 +184,8 @@ def test_a_disk_that_is_full_refuses_uploads(make_bench: Any, tmp_path: Path) ->
         api.command_and_assert("ARE_YOU_ALIVE")
 
 
+# make test has the operator's resume after a crash through groundsw (test_jobs_end_to_end).
+@pytest.mark.slow
 def test_upload_resumes_after_kill_9(bench: Bench) -> None:
     # Lean: each 100 kB costs about 9 s of line time each way at 115200 baud.
     data = np.random.default_rng(3).bytes(120_000)
