@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from hil.bench import BENCH_SUPERVISION
+from hil.testapi import TestApiError
+from spacelink.errors import LinkError
 from tools.functional_trials import (
     BAUD,
     INPUT_SHAPE,
@@ -376,7 +378,13 @@ def run(
     try:
         with payload_on_bench(out, jobs, watchdog_s) as runner:
             for trial in plan:
-                result = runner.run(trial)
+                try:
+                    result = runner.run(trial)
+                except (TestApiError, LinkError) as exc:
+                    # The link or the payload no longer answers as a trial needs: what was
+                    # measured so far is still reported.
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise CampaignError(f"trial {trial.number} ({trial.kind}): {first}") from None
                 results.append(result)
                 print(f"trial {trial.number}/{len(plan)} {trial.kind}: {_progress(result)}")
     except CampaignError as exc:

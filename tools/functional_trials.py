@@ -25,6 +25,7 @@ import numpy as np
 from flight.jobs.executor import reference_session
 from groundsw.transfer import Exchange, Uploader
 from groundsw.uplink_security import UplinkSecurity
+from groundsw.verification import CommandFailed
 from hil.bench import BENCH_SUPERVISION, Bench
 from hil.testapi import GroundTestApi, TestApiError
 from spacelink.errors import LinkError
@@ -487,7 +488,10 @@ def payload_on_bench(log_dir: Path, jobs: int, watchdog_s: float) -> Iterator[Tr
             assert bench.key_file is not None
             security = UplinkSecurity.from_key_file(bench.key_file)
             with open_test_api(bench.ground_port, BAUD, security=security) as api:
-                register(api, model, x, Path(tmp))
+                try:
+                    register(api, model, x, Path(tmp))
+                except (CommandFailed, LinkError) as exc:
+                    raise CampaignError(f"the model could not be registered: {exc}") from None
                 yield TrialRunner(bench, api, golden, jobs)
         finally:
             bench.stop()
