@@ -8,7 +8,8 @@ uncorrectable, or silent data corruption (SDC). The report is Markdown with a PN
 same seed gives the same classification table.
 
 Modules: `outcomes` (classes, targets, classification rules), `sdc_bound`, `models`, `payload`
-and `output_faults` (the payload under test and its trials), `job_store`, `uplink`,
+(the payload under test and its trials: jobs go through flight/compute/job_compute.py),
+`output_faults` and `strike_points` (where its faults strike), `job_store`, `uplink`,
 `abft_comparison`, `campaign` (the runner), `report`, `chart`, `cli`.
 
 CLI:
@@ -43,7 +44,6 @@ from tools.fault_campaign.cli import main
 from tools.fault_campaign.job_store import STORE_CLOCK_S, JobStoreTrials
 from tools.fault_campaign.models import MODELS, SMALL_MLP_WIDTHS, CampaignModel
 from tools.fault_campaign.outcomes import (
-    BASE_RUNS,
     FLAG_COLUMNS,
     PROTECTIONS,
     SCRUB_ONLY,
@@ -62,13 +62,7 @@ from tools.fault_campaign.outcomes import (
     same_outputs,
 )
 from tools.fault_campaign.output_faults import OutputFaults
-from tools.fault_campaign.payload import (
-    INPUT_FILE,
-    MODEL_NAME,
-    RESULT_JOB_ID,
-    Payload,
-    StrikeHook,
-)
+from tools.fault_campaign.payload import INPUT_FILE, MODEL_NAME, RESULT_JOB_ID, Payload
 from tools.fault_campaign.report import (
     CHART_NAME,
     REPORT_NAME,
@@ -83,6 +77,7 @@ from tools.fault_campaign.report import (
     write_report,
 )
 from tools.fault_campaign.sdc_bound import CONFIDENCE, sdc_upper_bound
+from tools.fault_campaign.strike_points import StrikeHook, StrikingExecutor, no_strike
 from tools.fault_campaign.uplink import IDLE_SEQUENCE, UPLOAD_CHUNK, Uplink
 
 __all__ = [
@@ -91,7 +86,6 @@ __all__ = [
     "ABFT_KINDS",
     "ABFT_LARGE_CHANGE",
     "ABFT_SECTION",
-    "BASE_RUNS",
     "CHART_NAME",
     "COLOURS",
     "CONFIDENCE",
@@ -126,6 +120,7 @@ __all__ = [
     "OutputFaults",
     "Payload",
     "StrikeHook",
+    "StrikingExecutor",
     "Target",
     "TrialFunction",
     "TrialResult",
@@ -140,6 +135,7 @@ __all__ = [
     "job_outcome",
     "main",
     "model_facts",
+    "no_strike",
     "quiet_payload_logs",
     "render_report",
     "result_file_name",

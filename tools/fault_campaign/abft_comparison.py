@@ -36,6 +36,7 @@ class AbftRow:
 
     @property
     def trials(self) -> int:
+        """Trials of the row, every class."""
         return self.masked + self.detected + self.sdc
 
 

@@ -55,6 +55,7 @@ class CampaignResult:
     notes: dict[Target, list[str]] = field(default_factory=dict)
 
     def of(self, target: Target) -> list[Cell]:
+        """The cells of one target, in the order they ran."""
         return [cell for cell in self.cells if cell.target is target]
 
 

@@ -57,8 +57,6 @@ PROTECTIONS: dict[Target, tuple[str, ...]] = {
     Target.RESULT_FILES: ("SHA-256",),
     Target.UPLINK: ("BCH + FECF + COP-1",),
 }
-# Runs a job makes before its check when nothing disagrees.
-BASE_RUNS = {Redundancy.NONE: 1, Redundancy.DMR: 2, Redundancy.TMR: 3, Redundancy.ABFT: 1}
 
 
 # -- classification ---------------------------------------------------------------------------
@@ -131,9 +129,11 @@ class Cell:
 
     @property
     def trials(self) -> int:
+        """Trials counted so far."""
         return sum(self.counts.values())
 
     def add(self, result: TrialResult) -> None:
+        """Count one trial's class and flag."""
         self.counts[result.outcome] += 1
         if result.flag:
             self.flagged += 1

@@ -35,6 +35,7 @@ class OutputFaults:
         return _FaultySession(create_session(model, options, providers), self)
 
     def after_run(self, names: list[str], values: list[Any]) -> list[Any]:
+        """A session run's outputs, one of them corrupted when this is the armed run."""
         if self._armed is None:
             return values
         self._runs += 1

@@ -3,30 +3,28 @@ targets it holds (weights, inputs, outputs, result files)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from flight.compute.job_compute import MAX_RERUNS, InputCorrupt
+from flight.compute.job_compute import EXPECTED_RUNS, ComputeFailed, JobCompute, JobInput
 from flight.compute.memory_scrub import MemoryScrub
+from flight.compute.run_control import RunControl
 from flight.files.upload_store import FileStoreError, UploadStore
-from flight.jobs.executor import Executor, ExecutorError, SessionCache, reference_session
-from flight.jobs.model_check import InputMismatch, check_input, load_input
+from flight.jobs.executor import SessionCache, reference_session
+from flight.jobs.model_check import check_input, load_input
 from flight.jobs.providers import CPU, ProviderChoice
-from flight.jobs.redundancy import Outputs, Redundancy, VotingError
-from flight.jobs.registry import ModelCorrupt, ModelRegistry, RegistryError
+from flight.jobs.redundancy import Outputs, Redundancy
+from flight.jobs.registry import ModelRegistry
 from flight.jobs.runner import result_file_name, serialise_outputs
 from flight.protection.faults import FaultModel, inject
 from flight.protection.injection import FaultInjector, FaultTarget, GuardFaults, choose_by_size
-from flight.protection.model_guard import GuardError, ModelGuard
+from flight.protection.model_guard import ModelGuard
 from flight.protection.scrubber import Scrubber
 from flight.protection.upsets import Upset, UpsetLocation, UpsetLog
-from flight.protection.weights import WeightSet, crc_of
+from flight.protection.weights import WeightSet
 from tools.fault_campaign.outcomes import (
-    BASE_RUNS,
     SCRUB_ONLY,
     CampaignError,
     TrialResult,
@@ -35,6 +33,7 @@ from tools.fault_campaign.outcomes import (
     same_outputs,
 )
 from tools.fault_campaign.output_faults import OutputFaults
+from tools.fault_campaign.strike_points import StrikeHook, StrikingExecutor, no_strike
 
 MODEL_NAME = "campaign"
 INPUT_FILE = "campaign-input.npy"
@@ -51,17 +50,10 @@ def _frozen_clock() -> float:
     return 0.0
 
 
-#: Called with the number of runs done so far (0: before the first) and the job's feeds.
-StrikeHook = Callable[[int, dict[str, np.ndarray]], None]
-
-
-def _no_strike(runs: int, feeds: dict[str, np.ndarray]) -> None:
-    return None
-
-
 class Payload:
     """The payload's job path on a model, in a directory: registry, session cache and executor
-    (one intra-op thread), model guard, scrubber, upload store with the job's input file."""
+    (one intra-op thread), model guard, the job runner's compute, scrubber, upload store with
+    the job's input file."""
 
     def __init__(self, root: Path, model: bytes, model_input: np.ndarray) -> None:
         self.upsets = UpsetLog()
@@ -75,8 +67,10 @@ class Payload:
         self.output_faults = OutputFaults()
         # Two sessions: the model and its form with ABFT checksums (job mode ABFT).
         cache = SessionCache(2, ProviderChoice(CPU), 1, factory=self.output_faults.factory)
-        self.executor = Executor(cache)
+        self.executor = StrikingExecutor(cache)
         self.guard = ModelGuard(self.registry, self.executor, self.upsets, _frozen_clock)
+        # The job runner's compute in the payload's process, as ComputeEngine builds it.
+        self.compute = JobCompute(self.executor, self.upsets, self.guard)
         memory = MemoryScrub(self.guard, _frozen_clock)
         self.scrubber = Scrubber(memory, self.registry, self.upsets, monotonic=_frozen_clock)
         self.injector = FaultInjector(GuardFaults(self.guard), self.registry, self.files)
@@ -89,7 +83,7 @@ class Payload:
         values = reference_session(model, 1).run(None, feeds)
         self.golden: Outputs = dict(zip(names, values, strict=True))
         for mode in Redundancy:
-            clean = self.run_job(mode, _no_strike)
+            clean = self.run_job(mode, no_strike)
             if clean is None or not same_outputs(clean, self.golden) or self.found:
                 raise CampaignError(
                     f"the payload's fault-free {mode.name} job does not reproduce the reference "
@@ -103,6 +97,7 @@ class Payload:
         }
 
     def close(self) -> None:
+        """Close the upload store (the directory is the caller's to remove)."""
         self.files.close()
 
     def weights(self) -> WeightSet:
@@ -129,91 +124,47 @@ class Payload:
                     np.copyto(array, self.golden_weights[loaded.key][name])
 
     def begin_trial(self) -> None:
+        """Start a trial: nothing found yet, no output fault left armed."""
         self.found.clear()
         self.output_faults.disarm()
 
-    # -- the job runner's path (flight/jobs/runner.py _prepare_next, _compute, _accepted) -----
+    # -- the job runner's compute (flight/compute/job_compute.py), as the runner calls it -----
+
+    def job_input(self, mode: Redundancy) -> JobInput:
+        """The job as the runner hands it to the compute: its input file's octets and SHA-256."""
+        return JobInput(
+            RESULT_JOB_ID,
+            self.entry,
+            mode,
+            self.files.read(INPUT_FILE),
+            self.files.info(INPUT_FILE).sha256,
+            INPUT_FILE,
+        )
 
     def load_input(self) -> dict[str, np.ndarray]:
-        """The job's input from its stored file, checked against the file's SHA-256."""
-        data = self.files.path_of(INPUT_FILE).read_bytes()
-        if hashlib.sha256(data).digest() != self.files.info(INPUT_FILE).sha256:
-            self.upsets.uncorrectable(UpsetLocation.INPUT, f"file {INPUT_FILE}")
-            raise InputCorrupt(f"input {INPUT_FILE} no longer matches its SHA-256")
-        return check_input(self.entry.signature, load_input(data))
-
-    def compute(
-        self,
-        mode: Redundancy,
-        feeds: dict[str, np.ndarray],
-        on_run: Callable[[int], None] | None = None,
-    ) -> tuple[Outputs, int] | None:
-        """The job's runs (outputs and the weights' repair generation before them), or None
-        when they failed (runner.py `_compute`)."""
-        entry = self.entry
-        key, source, threshold = entry.key, self.guard.source(entry), 0.0
-        try:
-            if mode == Redundancy.ABFT:
-                form = self.guard.abft_form(entry)
-                key, source, threshold = form.key, form.source, form.threshold
-            loaded = self.executor.cache.get(key, source)
-            generation = self.guard.generation(entry, key)
-            result = self.executor.execute(
-                key,
-                source,
-                feeds,
-                mode,
-                tolerance=entry.tolerance,
-                abft_threshold=threshold,
-                before_rerun=lambda: self.guard.repair_weights(loaded),
-                on_run=on_run,
-            )
-        except VotingError as exc:
-            self.upsets.uncorrectable(UpsetLocation.OUTPUT, f"campaign job: {exc}")
-            return None
-        except (GuardError, ModelCorrupt, ExecutorError):
-            return None
-        repaired = False
-        if mode == Redundancy.ABFT and result.outvoted:
-            # The weights were repaired (and counted) between the failed run and its rerun.
-            now = self.guard.generation(entry, key)
-            repaired, generation = now != generation, now
-        if result.outvoted and not repaired:
-            self.upsets.corrected(UpsetLocation.OUTPUT, "campaign job", len(result.outvoted))
-        return result.outputs, generation
+        """The job's input from its stored file (the reference run's feeds, the report's shape)."""
+        return check_input(self.entry.signature, load_input(self.files.read(INPUT_FILE)))
 
     def run_job(self, mode: Redundancy, strike: StrikeHook) -> Outputs | None:
-        """One job under `mode` with the runner's accept loop: the accepted outputs, or None
-        when the job failed. `strike` is called before the first run and after each run of
-        the first attempt."""
+        """One job under `mode` through JobCompute's prepare, run and accept: the accepted
+        outputs, or None when the job failed. `strike` as StrikingExecutor.arm."""
         try:
-            feeds = self.load_input()
-        except (FileStoreError, OSError, InputMismatch, InputCorrupt):
+            job = self.job_input(mode)
+        except (FileStoreError, OSError):
             return None
-        feed_crcs = {name: crc_of(array) for name, array in feeds.items()}
-        strike(0, feeds)
-        first = self.compute(mode, feeds, lambda runs: strike(runs, feeds))
-        if first is None:
+        if self.compute.prepare(job) is not None:
             return None
-        outputs, generation = first
-        for _ in range(MAX_RERUNS + 1):
-            try:
-                suspect = self.guard.result_suspect(self.entry, mode, generation, feeds, feed_crcs)
-            except (GuardError, RegistryError, ExecutorError):
+        control = RunControl()
+        self.executor.arm(strike)
+        try:
+            computed = self.compute.run(job.job_id, control)
+            if isinstance(computed, ComputeFailed):
                 return None
-            if suspect is None:
-                return outputs
-            if {name: crc_of(array) for name, array in feeds.items()} != feed_crcs:
-                try:
-                    feeds = self.load_input()
-                except (FileStoreError, OSError, InputMismatch, InputCorrupt):
-                    return None
-                feed_crcs = {name: crc_of(array) for name, array in feeds.items()}
-            rerun = self.compute(mode, feeds)
-            if rerun is None:
-                return None
-            outputs, generation = rerun
-        return None
+            accepted = self.compute.accept(job.job_id, computed, control)
+        finally:
+            self.executor.disarm()
+            self.compute.discard(job.job_id)
+        return None if isinstance(accepted, ComputeFailed) else accepted.outputs
 
     # -- trials -----------------------------------------------------------------------------
 
@@ -232,7 +183,7 @@ class Payload:
             outcome = classify(report.uncorrectable == 0, pristine, report.detected > 0)
             return TrialResult(outcome, report.detected > 0)
         mode = Redundancy[protection]
-        moment = int(rng.integers(BASE_RUNS[mode]))
+        moment = int(rng.integers(EXPECTED_RUNS[mode]))
 
         def strike(runs: int, feeds: dict[str, np.ndarray]) -> None:
             if runs == moment:
@@ -267,7 +218,7 @@ class Payload:
         or between two runs."""
         self.begin_trial()
         mode = Redundancy[protection]
-        moment = int(rng.integers(BASE_RUNS[mode]))
+        moment = int(rng.integers(EXPECTED_RUNS[mode]))
 
         def strike(runs: int, feeds: dict[str, np.ndarray]) -> None:
             if runs == moment:
@@ -283,8 +234,8 @@ class Payload:
         """An upset in one output of one of the job's runs."""
         self.begin_trial()
         mode = Redundancy[protection]
-        self.output_faults.arm(1 + int(rng.integers(BASE_RUNS[mode])), fault, rng)
-        outputs = self.run_job(mode, _no_strike)
+        self.output_faults.arm(1 + int(rng.integers(EXPECTED_RUNS[mode])), fault, rng)
+        outputs = self.run_job(mode, no_strike)
         if self.output_faults.disarm():
             raise CampaignError("an armed output fault did not strike: the runs were skipped")
         return TrialResult(job_outcome(outputs, self.golden, bool(self.found)))

@@ -50,7 +50,9 @@ TARGET_METHODS = {
     ),
     Target.INPUTS: (
         "A fault in the job's input array after it was loaded and its CRC-32 taken, before the "
-        "first run or between two runs; the rerun reloads the input from its stored file."
+        "first run or between two runs; a rerun (after the check, or ABFT's after a failed "
+        "checksum) first restores the input in place from the file's octets, checked against "
+        "their SHA-256 again."
     ),
     Target.OUTPUTS: (
         "A fault in one output tensor of one of the job's runs (any of them, uniformly), through "
@@ -238,8 +240,9 @@ def render_report(result: CampaignResult, chart: str = CHART_NAME) -> str:
         f"- Model: {result.model.description}; {result.model_facts}.",
         "- Payload: the real flight code in a temporary directory (model registry with two "
         "copies, session cache on the CPU provider with one intra-op thread, executor, model "
-        "guard, scrubber, upload store, uplink receive chain); the job runner's accept loop "
-        "as in `flight/jobs/runner.py`.",
+        "guard, scrubber, upload store, uplink receive chain); each job goes through the job "
+        "runner's own compute, `JobCompute` in `flight/compute/job_compute.py` (prepare, "
+        "run, accept).",
         f"- Fault models (`flight/protection/faults.py`): {', '.join(m.name for m in FaultModel)}"
         " (one bit; 2 to 4 bits of one 32-bit word; a whole word replaced; 2 to 16 words of "
         "one row replaced).",
