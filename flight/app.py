@@ -28,6 +28,7 @@ from typing import Any
 import serial
 
 from flight.bootcount import next_boot_count
+from flight.compute.interpreter import configure_interpreter
 from flight.config import ConfigError, FlightConfig, load_config
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
@@ -37,7 +38,7 @@ from flight.files.upload_store import UploadStore
 from flight.jobs.compute_setup import open_compute
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.registry import ModelRegistry
-from flight.jobs.runner import JobRunner, configure_interpreter
+from flight.jobs.runner import JobRunner
 from flight.jobs.store import JobState, JobStore, JobStoreError
 from flight.jobs.worker_compute import WorkerCompute
 from flight.lifecycle.arming import Arming

@@ -16,7 +16,6 @@ import io
 import logging
 import queue
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -95,15 +94,6 @@ def serialise_outputs(outputs: dict[str, np.ndarray]) -> bytes:
 
 # How often an idle worker looks at the queue anyway: deadlines of queued jobs expire on time.
 IDLE_POLL_S = 1.0
-# The interpreter's thread switch interval for the payload process. A thread coming back from
-# onnxruntime (or from the serial port) needs the GIL; with Python's default of 5 ms it can wait
-# that long behind the bookkeeping thread, which cost up to 15 % of an 8 ms job in a queue.
-GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-def configure_interpreter() -> None:
-    """Set the thread switch interval the job threads and the link loop need."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 Outcome = Computed | ComputeFailed | ComputeLost

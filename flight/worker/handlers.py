@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flight.compute.engine import ComputeEngine, EngineSettings, Notice, RunDone
+from flight.compute.interpreter import configure_interpreter
 from flight.compute.job_compute import Computed, ComputeFailed, JobInput
 from flight.compute.memory_scrub import ScrubSettings
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
@@ -168,6 +169,7 @@ def settings_from(options: dict[str, str], provider: ProviderChoice) -> EngineSe
 
 def build(context: WorkerContext) -> WorkerHandlers:
     """The compute worker's handlers, on an engine whose provider it probes itself."""
+    configure_interpreter()  # its compute and service threads share the GIL
     options = dict(context.options)
     allowed = [p for p in options.get(OPTION_PROVIDERS, "").split(",") if p]
     provider = select_provider(OnnxruntimeBackend(), allow=allowed or None)

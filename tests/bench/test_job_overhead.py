@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from flight.compute.interpreter import configure_interpreter
 from flight.compute.job_compute import JobCompute
 from flight.config import JobsConfig
 from flight.files.upload_store import UploadStore
@@ -33,7 +34,7 @@ from flight.jobs.executor import Executor, SessionCache, default_intra_op_thread
 from flight.jobs.providers import CPU, ProviderChoice
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelRegistry
-from flight.jobs.runner import JobRunner, configure_interpreter
+from flight.jobs.runner import JobRunner
 from flight.jobs.store import JobStore
 from flight.protection.model_guard import ModelGuard
 from flight.protection.upsets import UpsetLog
