@@ -110,6 +110,9 @@ class Computed:
     outvoted: int = 0
     # Repair generation of the model's weights when the runs began (-1: not owned).
     generation: int = -1
+    # Accepted already (checked where it was computed, in one call with its runs): `accept`
+    # has nothing left to do.
+    accepted: bool = False
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ class WorkerCompute:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._prepared: dict[int, JobInput] = {}
+        # Jobs the worker forgot when it accepted their outputs (no Discard to send).
+        self._forgotten: set[int] = set()
         self._on_run: dict[int, Callable[[int], None]] = {}
         self._run_s: dict[str, float] = {}  # model key -> measured seconds per run
         self._gate = (1.0, False)
@@ -173,9 +175,13 @@ class WorkerCompute:
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
         started = self._monotonic()
-        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run)
+        # Accepted in the same call: the worker checks the outputs where they were computed.
+        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id, accept=True), control, on_run)
         if isinstance(outcome, Computed) and outcome.runs:
             self._measured(job.entry, (self._monotonic() - started) / outcome.runs)
+        if isinstance(outcome, Computed) and outcome.accepted:
+            with self._lock:
+                self._forgotten.add(job_id)
         return outcome
 
     def accept(
@@ -185,6 +191,8 @@ class WorkerCompute:
         control: RunControl,
         on_run: Callable[[int], None] | None = None,
     ) -> Computed | ComputeFailed | ComputeLost:
+        if computed.accepted:
+            return computed
         job = self._job(job_id)
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
@@ -194,6 +202,9 @@ class WorkerCompute:
         with self._lock:
             self._prepared.pop(job_id, None)
             self._on_run.pop(job_id, None)
+            if job_id in self._forgotten:  # the worker forgot it when it accepted it
+                self._forgotten.discard(job_id)
+                return
         with contextlib.suppress(WorkerError):  # no worker: it held nothing of the job
             self.supervisor.submit(Lane.SERVICE, Discard(job_id), timeout_s=self.limits.service_s)
 

@@ -54,6 +54,8 @@ class Prepare:
 @dataclass(frozen=True)
 class Run:
     job_id: int
+    # Accept the outputs in the same call (and forget the job): two round trips fewer per job.
+    accept: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,14 @@ def build(context: WorkerContext) -> WorkerHandlers:
         job = engine.jobs.prepared(body.job_id)
         abft = job is not None and job.redundancy is Redundancy.ABFT
         with building(engine.model_key(body.job_id), abft):
-            return engine.run(body.job_id)
+            outcome = engine.run(body.job_id)
+        if not body.accept or not isinstance(outcome, Computed):
+            return outcome
+        outcome = accept(Accept(body.job_id, outcome), call)
+        if not isinstance(outcome, Computed):
+            return outcome
+        engine.discard(body.job_id)
+        return dataclasses.replace(outcome, accepted=True)
 
     def accept(body: Accept, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
