@@ -1,3 +1,3 @@
-from flight.app import main
+from flight.launch import main
 
 raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""payload-flight: the payload manager's entry point and main loop.
+"""The payload manager: its parts wired together, and its main loop (the command line is
+flight/launch.py).
 
 Wiring: serial octets -> uplink receiver (CLTU, TC frame, FARM-1) -> command router -> services
 -> TM publisher -> downlink transmitter (VC multiplexer, frames paced to the line). Commands,
@@ -11,32 +12,24 @@ the multiplexer, which the downlink transmitter guards.
 
 from __future__ import annotations
 
-import argparse
-import faulthandler
-import fcntl
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import serial
 
 from flight.bootcount import next_boot_count
-from flight.compute.interpreter import configure_interpreter
-from flight.config import ConfigError, FlightConfig, load_config
+from flight.compute_reports import ComputeReports
+from flight.config import FlightConfig
 from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
-from flight.durable import open_lock_file
 from flight.files.disk_fill import DiskFill
 from flight.files.upload_store import UploadStore
 from flight.jobs.compute_setup import open_compute
-from flight.jobs.providers import CPU, ProviderChoice
+from flight.jobs.providers import ProviderChoice
 from flight.jobs.registry import ModelRegistry
 from flight.jobs.runner import JobRunner
 from flight.jobs.store import JobState, JobStore, JobStoreError
@@ -44,14 +37,11 @@ from flight.jobs.worker_compute import WorkerCompute
 from flight.lifecycle.arming import Arming
 from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
-from flight.lifecycle.record_exit import run as record_exit
-from flight.lifecycle.sd_notify import NotifyError
 from flight.lifecycle.self_faults import SelfFaults
 from flight.parameters import ParameterPool
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
-    Injected,
     job_store_target,
     payload_targets,
     state_target,
@@ -84,14 +74,10 @@ from flight.thermal.setup import (
     thresholds_rule,
 )
 from flight.uplink import UplinkReceiver
-from flight.worker.handlers import WorkerFault
-from flight.worker.protocol import Notice
-from flight.worker.supervisor import EventKind, SupervisorCounters, WorkerEvent
 from spacelink.cop1 import Farm1, FarmState
-from spacelink.icd import DEFAULT_BAUD, TM_VCID_BULK, TM_VCID_REALTIME
-from spacelink.keystore import KeyStoreError
-from spacelink.serialport import PortError, open_port, read_next
-from telemetry_defs.loader import DictionaryError, default_dictionary, load_dictionary
+from spacelink.icd import TM_VCID_BULK, TM_VCID_REALTIME
+from spacelink.serialport import read_next
+from telemetry_defs.loader import DictionaryError, default_dictionary
 from telemetry_defs.model import Dictionary
 
 log = logging.getLogger("flight")
@@ -110,41 +96,9 @@ STOP_DRAIN_S = 2.0
 # power cut at most this much).
 STORE_FLUSH_S = 1.0
 
-# onnxruntime's provider names as the dictionary enum ExecutionProvider calls them.
-PROVIDER_LABELS = {
-    "CPUExecutionProvider": "CPU",
-    "CUDAExecutionProvider": "CUDA",
-    "TensorrtExecutionProvider": "TENSORRT",
-}
-
 EXIT_OK = 0
 EXIT_PORT_FAILED = 1
 EXIT_USAGE = 2
-
-
-class StateDirError(Exception):
-    """The state directory cannot be created, written or locked."""
-
-
-def lock_state_dir(path: Path) -> int:
-    """Create the state directory and hold an exclusive lock on it for the process's life.
-
-    Two payload processes sharing one state directory would corrupt each other's stores.
-    """
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd = open_lock_file(path / ".lock")
-    except OSError as exc:
-        where = exc.filename or path
-        raise StateDirError(f"cannot use state directory {path}: {where}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StateDirError(
-            f"state directory {path} is in use by another payload-flight process"
-        ) from None
-    return fd
 
 
 class Payload:
@@ -260,18 +214,19 @@ class Payload:
             state_dir / "models", max_model_bytes=storage.max_model_bytes, upsets=self.upsets
         )
         self.jobs = JobStore.in_state_dir(state_dir, upsets=self.upsets)
+        self.compute_reports = ComputeReports(self.dictionary, self.events, self.registry)
         setup = open_compute(
             jobs,
             state_dir,
             self.registry,
             self.upsets,
             provider=provider,
-            on_event=self._worker_event,
-            on_notice=self._worker_notice,
+            on_event=self.compute_reports.on_event,
+            on_notice=self.compute_reports.on_notice,
             monotonic=self._monotonic,
         )
         self.compute, self.gate, self.worker = setup.compute, setup.gate, setup.supervisor
-        self.provider = setup.provider
+        self.compute_reports.attach(setup)
         self.runner = JobRunner(
             self.dictionary,
             self.jobs,
@@ -308,7 +263,7 @@ class Payload:
             external={FaultTarget.JOB_STORE: job_store_target(self.jobs)},
         )
         if isinstance(self.compute, WorkerCompute):
-            self.injector.worker = self._worker_fault
+            self.injector.worker = self.compute_reports.arm_fault
         ProtectionService(
             self.dictionary,
             self.scrubber,
@@ -329,43 +284,6 @@ class Payload:
         JobService(
             self.dictionary, self.runner, self.registry, self.files, jobs.max_queued
         ).register(self.router)
-
-    def _worker_event(self, event: WorkerEvent) -> None:
-        """A worker started or was lost: events for the ground (the job it held is the
-        runner's)."""
-        if event.kind is EventKind.STARTED:
-            starts = self.worker.counters().starts if self.worker is not None else 0
-            self.events.raise_event("WORKER_STARTED", pid=event.pid or 0, starts=starts)
-            return
-        reason = event.reason.name if event.reason is not None else "CRASHED"
-        if reason not in self.dictionary.enums["WorkerLossReason"].values:
-            return  # STOPPED: the payload itself is stopping it
-        delay_ms = int((event.restart_in_s or 0.0) * 1000)
-        self.events.raise_event(
-            "WORKER_LOST",
-            reason=reason,
-            restart_in=min(delay_ms, 0xFFFFFFFF),
-            detail=event.detail.encode()[:255].decode(errors="ignore"),
-        )
-
-    def _worker_fault(self, target: FaultTarget, name: str, version: int) -> Injected:
-        """A test command's functional fault of the inference worker."""
-        assert isinstance(self.compute, WorkerCompute)
-        if target is FaultTarget.POISON_MODEL:
-            entry = self.registry.entry(name, version)
-            self.compute.arm_fault(WorkerFault.CRASH, entry.key, every=True)
-            return Injected(f"every run of {entry.label()} crashes its worker", 0)
-        fault = {
-            FaultTarget.WORKER_CRASH: WorkerFault.CRASH,
-            FaultTarget.WORKER_HANG: WorkerFault.HANG,
-            FaultTarget.SLOW_RUN: WorkerFault.SLOW,
-        }[target]
-        self.compute.arm_fault(fault)
-        return Injected(f"the worker's next run: {fault.name}", 0)
-
-    def _worker_notice(self, notice: Notice) -> None:
-        if isinstance(notice.body, ProviderChoice) and self.provider != notice.body:
-            self._report_provider(notice.body)
 
     def _register_health_checks(self) -> None:
         """The watchdog waits on the link's and the job machinery's threads (read from their
@@ -398,7 +316,7 @@ class Payload:
             "CURRENT_JOB": lambda: self.runner.current_job,
             "CURRENT_JOB_PROGRESS": lambda: self.runner.progress if self.runner.current_job else 0,
             # CPU until a worker says which it took.
-            "EXECUTION_PROVIDER": lambda: providers[self._provider_label()],
+            "EXECUTION_PROVIDER": lambda: providers[self.compute_reports.provider_label()],
             "INFERENCE_RUNS": lambda: int(compute.counter("runs")) & 0xFFFFFFFF,
             "VOTE_DISAGREEMENTS": lambda: int(compute.counter("disagreements")) & 0xFFFFFFFF,
             "LAST_JOB_DURATION": lambda: min(self.runner.last_duration_ms, 0xFFFFFFFF),
@@ -424,32 +342,6 @@ class Payload:
             "LAST_SCRUB_AGE": lambda: min(int(scrubber.last_pass_age_s()), 0xFFFFFFFF),
             "WEIGHTS_PROTECTED": lambda: min(scrubber.protected_octets, 0xFFFFFFFF),
             "KNOWN_ANSWER_RUNS": lambda: int(self.compute.counter("answer_runs")) & 0xFFFFFFFF,
-        }
-
-    def _worker_parameters(self) -> dict[str, Callable[[], object]]:
-        losses = self.dictionary.enums["WorkerLossReason"].values
-
-        def counters() -> SupervisorCounters | None:
-            return self.worker.counters() if self.worker is not None else None
-
-        def last_loss() -> int:
-            c = counters()
-            reason = c.last_loss_reason if c is not None else None
-            return losses.get(reason.name, 0) if reason is not None else 0
-
-        def heartbeat_age() -> int:
-            c = counters()
-            age = c.heartbeat_age_s if c is not None else None
-            return 0xFFFFFFFF if age is None else min(int(age * 1000), 0xFFFFFFFE)
-
-        return {
-            "WORKER_UP": lambda: self.worker is not None and self.worker.health() is None,
-            "WORKER_STARTS": lambda: (c.starts if (c := counters()) else 0) & 0xFFFFFFFF,
-            "WORKER_LOSSES": lambda: (
-                (sum(c.restarts.values()) if (c := counters()) else 0) & 0xFFFFFFFF
-            ),
-            "WORKER_LAST_LOSS": last_loss,
-            "WORKER_HEARTBEAT_AGE": heartbeat_age,
         }
 
     def _upset_event(self, upset: Upset) -> None:
@@ -489,7 +381,7 @@ class Payload:
                 **link_parameters(self.counters, self.farm, self._tm_queue_octets),
                 **self._job_parameters(),
                 **self._protection_parameters(),
-                **self._worker_parameters(),
+                **self.compute_reports.parameters(),
                 **thermal_getters(lambda: self.thermal, self.gate),
                 **security_getters(self.auth),
                 **self.storage.getters(),
@@ -552,8 +444,8 @@ class Payload:
             dictionary_hash=self.dictionary.hash32,
             **self.lifecycle.started_values(),
         )
-        if self.provider is not None:
-            self._report_provider(self.provider)
+        if self.compute_reports.provider is not None:
+            self.compute_reports.report_provider(self.compute_reports.provider)
         if self.worker is not None:
             # In the background: the link is served while the worker starts (a second or so of
             # imports), and the first job waits for it.
@@ -617,20 +509,6 @@ class Payload:
             return EXIT_PORT_FAILED
         return EXIT_OK
 
-    def _provider_label(self) -> str:
-        """The provider in use as the dictionary's ExecutionProvider names it."""
-        return PROVIDER_LABELS[self.provider.provider if self.provider else CPU]
-
-    def _report_provider(self, choice: ProviderChoice) -> None:
-        self.provider = choice
-        passed = "; ".join(f"{p}: {why}" for p, why in choice.tried)
-        log.info("jobs run on %s (%s)", choice.provider, passed or "first choice")
-        self.events.raise_event(
-            "EXECUTION_PROVIDER_SELECTED",
-            provider=self._provider_label(),
-            passed_over=passed.encode()[:255].decode(errors="ignore"),
-        )
-
     def _receive(self, data: bytes) -> None:
         packets = self.uplink.feed(data)
         word = self.farm.clcw().to_int()
@@ -654,87 +532,3 @@ class Payload:
         elif self._farm_state is FarmState.LOCKOUT:
             self.events.raise_event("FARM_UNLOCKED", vr=self.farm.v_r)
         self._farm_state = state
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="payload-flight",
-        description="Payload manager: serves the CCSDS/PUS link on a serial port.",
-    )
-    parser.add_argument("--port", help="serial device path or pyserial URL (required)")
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="line rate (8N1)")
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path("payload-state"),
-        help="directory for the payload's persistent state (created if missing)",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        action="append",
-        help="mission configuration file (TOML); a later one overrides the keys it sets",
-    )
-    parser.add_argument(
-        "--dictionary",
-        type=Path,
-        help="dictionary directory (default: the one shipped with this software)",
-    )
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--record-exit",
-        action="store_true",
-        help="record how the payload's last run ended, from the supervisor's $SERVICE_RESULT, "
-        "$EXIT_CODE and $EXIT_STATUS (systemd's ExecStopPost=), then exit",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.record_exit:
-        return record_exit(args.state_dir)
-    if args.port is None:
-        parser.error("the following arguments are required: --port")
-    # A supervisor's SIGABRT (watchdog) leaves every thread's stack in the log.
-    faulthandler.enable()
-    configure_interpreter()
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = load_config(args.config)
-        dictionary = load_dictionary(args.dictionary)
-        lock_fd = lock_state_dir(args.state_dir)
-        port = open_port(args.port, args.baud, read_timeout=READ_TIMEOUT_S)
-    except (ConfigError, DictionaryError, StateDirError, PortError) as exc:
-        print(f"payload-flight: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        payload = Payload(config, port, args.baud, args.state_dir, dictionary)
-    except (DictionaryError, OSError, JobStoreError, KeyStoreError, NotifyError) as exc:
-        port.close()
-        os.close(lock_fd)
-        print(f"payload-flight: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        payload.stop()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        return payload.run()
-    finally:
-        port.close()
-        os.close(lock_fd)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

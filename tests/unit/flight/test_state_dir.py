@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flight.app import StateDirError, lock_state_dir
 from flight.config import ConfigError, load_config
+from flight.launch import StateDirError, lock_state_dir
 
 
 def test_the_lock_is_exclusive_and_private(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_every_failure_name_the_services_report_is_defined() -> None:
 
 
 def test_every_provider_the_payload_may_pick_has_a_dictionary_name() -> None:
-    from flight.app import PROVIDER_LABELS
+    from flight.compute_reports import PROVIDER_LABELS
     from flight.jobs.providers import PREFERENCE
 
     assert set(PROVIDER_LABELS) == set(PREFERENCE)
