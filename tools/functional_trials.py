@@ -251,6 +251,9 @@ class TrialRunner:
         exits_before = len(self.bench.supervisor.exits)
         sent = time.monotonic()
         refused = self._inject(kind, plan.inject_seed)
+        log.info(
+            "trial %d: %s injected after %d jobs %s", plan.number, kind.target, before, refused
+        )
         result = TrialResult(plan, jobs_before=before, refused=refused)
         if refused:
             if kind.restarts_payload:
@@ -306,12 +309,15 @@ class TrialRunner:
                 return dataclasses.replace(result, note="the payload's process did not end"), None
             time.sleep(POLL_S / 4)
         ended = supervisor.exits[exits_before]
+        log.info("payload process %d ended: %s", ended.pid, ended)
         result = dataclasses.replace(result, struck_s=ended.at - sent)
         started = await_event(self.api, "PAYLOAD_STARTED", sent, BACK_TIMEOUT_S)
+        log.info("PAYLOAD_STARTED %s", started.values)
         reason = D.enums["ResetReason"].to_text(started.values["reset_reason"])
         result = dataclasses.replace(result, reset_reason=reason)
         # The new process's FARM starts from V(R) = 0: initiate again, as an operator would.
-        self.api.session.initiate()
+        up = self.api.session.initiate()
+        log.info("COP-1 initiated: %s", up)
         ping = ping_ms(self.api)
         if ping is None:
             return dataclasses.replace(result, note="no answer to ARE_YOU_ALIVE"), started.at
