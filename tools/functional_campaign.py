@@ -383,6 +383,8 @@ def run(
                 except (TestApiError, LinkError) as exc:
                     # The link or the payload no longer answers as a trial needs: what was
                     # measured so far is still reported.
+                    log.error("trial %d stopped the campaign: %s", trial.number, exc)
+                    log.error("the link: %s", runner.diagnosis())
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise CampaignError(f"trial {trial.number} ({trial.kind}): {first}") from None
                 results.append(result)
