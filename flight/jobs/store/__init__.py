@@ -15,6 +15,10 @@ Protection against upsets (UpsetLocation.JOB_STORE):
   (`jobs.sqlite3.damaged-<n>`) for the ground. The same happens when an operation meets
   corruption; that operation fails with `StoreCorrupt`, the next ones work.
 
+Losses: each record counts the losses of its compute that the job may have caused (its worker
+lost under it, or the payload process dead while it ran: `count_loss`, `recover`); at a limit
+the job fails, so that a poison job cannot loop across restarts of the payload.
+
 Fault injection: `record_sites(job_id)` and `corrupt_record(site, mutate)` change one stored
 field of a record without its checksums; damage to the file itself (pages) is injected by
 writing the file, and found by the next `verify()` (which reads it from disk) or open.
@@ -46,7 +50,7 @@ from flight.jobs.store.job import (
     Job,
     JobState,
 )
-from flight.jobs.store.job_store import JobStore
+from flight.jobs.store.job_store import PAYLOAD_LOST, JobStore, LossLimit
 from flight.jobs.store.mending import SWEEP_BATCH, StoreCheck
 from flight.jobs.store.record import (
     FAULT_COLUMNS,
@@ -74,6 +78,7 @@ __all__ = [
     "JOBS_DB_FILE",
     "MAX_JOB_ID",
     "MAX_PRIORITY",
+    "PAYLOAD_LOST",
     "REBUILD_SUFFIX",
     "SALVAGE_PROBES",
     "SALVAGE_SUFFIX",
@@ -86,6 +91,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "JobStoreError",
+    "LossLimit",
     "RecordCorrupt",
     "RecordSite",
     "StoreCheck",

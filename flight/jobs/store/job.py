@@ -58,6 +58,9 @@ class Job:
     runs: int = 0
     disagreements: int = 0
     result_size: int | None = None
+    # Losses of its compute the job may have caused (its worker crashed or hung under it, or
+    # the payload ended while it ran); it fails at a limit, so that a poison job cannot loop.
+    losses: int = 0
 
     @property
     def deadline_at(self) -> float | None:

@@ -1,5 +1,14 @@
 """The job store's API: jobs submitted, started, ended, listed and recovered; each change durable
-when its method returns."""
+when its method returns.
+
+Losses: a job whose compute is lost under it (its worker crashed or hung, or the payload
+process ended while it ran) counts a loss in its record and runs again, until it reaches a
+limit and fails: a poison job cannot loop, not even across restarts of the payload. A process
+that ends without closing the store leaves it marked open; the next one's `recover` counts a
+loss for each job it finds RUNNING. A clean stop leaves its running job RUNNING too, but closes
+the store: no loss. A power cut may lose the RUNNING state itself (`mark_running` is not
+synced), and with it that loss.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +16,11 @@ import builtins
 import dataclasses
 import logging
 import math
+import sqlite3
 import struct
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -39,7 +50,9 @@ from flight.jobs.store.record import (
 )
 from flight.jobs.store.schema import (
     INSERT_SQL,
+    MARK_OPEN_SQL,
     NEXT_RUNNABLE_SQL,
+    READ_OPEN_SQL,
     SELECT_SQL,
     migrate,
     schema_problems,
@@ -59,6 +72,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Why `recover` counts a loss: the last words of a job that took the payload down.
+PAYLOAD_LOST = "the payload process ended while it ran (the job store was left open)"
+
+
+@dataclass(frozen=True, slots=True)
+class LossLimit:
+    """How many losses of its compute a job may bring about: at the `losses`th it fails with
+    `failure_code`."""
+
+    losses: int
+    failure_code: int
+
 
 class JobStore(StoreMending):
     """Inference jobs in a SQLite file; each change is durable when its method returns."""
@@ -74,6 +99,8 @@ class JobStore(StoreMending):
         `upsets` hears of every damaged record or file (default: a log of the store's own).
         """
         super().__init__(path, clock, upsets)
+        # Whether the process before this one ended without closing the store (recover).
+        self._left_open = False
         self._finish_interrupted_rebuild()
         created = not path.exists()
         self._conn = connect(path)
@@ -125,13 +152,27 @@ class JobStore(StoreMending):
         return plus(dataclasses.replace(mended, records=0), swept)
 
     def _migrate(self) -> None:
+        """Migrate the schema; note whether the store was left open, and mark it open."""
         with self._transaction("create schema") as conn:
             migrate(conn, self._path, self._found, self._set_aside)
+            row = conn.execute(READ_OPEN_SQL).fetchone()
+            self._left_open = row is not None and row[0] == 1
+            conn.execute(MARK_OPEN_SQL, (1,))
 
     def close(self) -> None:
-        """Close the database; later calls raise `JobStoreError`."""
+        """Mark the store closed (its RUNNING jobs were stopped, not lost) and close the
+        database; later calls raise `JobStoreError`."""
         with self._lock:
-            self._conn.close()
+            try:
+                with writing(self._conn):
+                    self._conn.execute(MARK_OPEN_SQL, (0,))
+            except sqlite3.ProgrammingError:
+                pass  # closed already
+            except DB_ERRORS as exc:
+                # The next open counts a loss for the jobs left RUNNING: the safer mistake.
+                log.warning("job store %s: not marked closed: %s", self._path, exc)
+            finally:
+                self._conn.close()
 
     def __enter__(self) -> JobStore:
         return self
@@ -425,8 +466,38 @@ class JobStore(StoreMending):
                 dataclasses.replace(job, state=JobState.QUEUED, progress=0, attempts=attempts),
             )
 
-    def recover(self) -> builtins.list[Job]:
-        """At start-up: requeue jobs a crash left RUNNING (attempts kept) and return them."""
+    def count_loss(self, job_id: int, limit: LossLimit, why: str) -> Job:
+        """RUNNING -> QUEUED with one more loss of its compute counted (`why`: the loss), in
+        one durable transaction; FAILED instead when that loss reaches `limit`."""
+        with self._transaction(f"count a loss of job {job_id}") as conn:
+            job = self._fetch(conn, job_id)
+            if job.state is not JobState.RUNNING:
+                self._refuse("requeue", job, {JobState.RUNNING})
+            return self._write(conn, self._after_loss(job, limit, why))
+
+    def _after_loss(self, job: Job, limit: LossLimit, why: str) -> Job:
+        """A RUNNING job after one more loss: queued again, or failed at the limit."""
+        losses = job.losses + 1
+        if losses < limit.losses:
+            return dataclasses.replace(job, state=JobState.QUEUED, progress=0, losses=losses)
+        return dataclasses.replace(
+            job,
+            state=JobState.FAILED,
+            finished_at=self._clock(),
+            failure_code=limit.failure_code,
+            failure_text=f"its compute was lost {losses} times, last: {why}",
+            runs=0,
+            disagreements=0,
+            losses=losses,
+        )
+
+    def recover(self, limit: LossLimit | None = None) -> builtins.list[Job]:
+        """At start-up: requeue jobs a crash left RUNNING (attempts kept) and return them.
+
+        With `limit`, when the process before did not close the store (a crash, a kill, a power
+        loss), each also counts a loss as in `count_loss`, and is returned FAILED at the limit.
+        """
+        left_open, self._left_open = self._left_open, False
         with self._transaction("recover interrupted jobs") as conn:
             running = self._select(
                 conn,
@@ -435,13 +506,20 @@ class JobStore(StoreMending):
                 lambda job: job.state is JobState.RUNNING,
             )
             jobs = [
-                self._write(conn, dataclasses.replace(job, state=JobState.QUEUED, progress=0))
+                self._write(
+                    conn,
+                    self._after_loss(job, limit, PAYLOAD_LOST)
+                    if limit is not None and left_open
+                    else dataclasses.replace(job, state=JobState.QUEUED, progress=0),
+                )
                 for job in running
             ]
         for job in jobs:
-            log.warning(
-                "job %d interrupted after %d attempt(s): requeued", job.job_id, job.attempts
-            )
+            if job.state is JobState.FAILED:
+                log.error("job %d interrupted: failed: %s", job.job_id, job.failure_text)
+                continue
+            log.warning("job %d interrupted after %d attempt(s), %d loss(es): requeued",
+                        job.job_id, job.attempts, job.losses)  # fmt: skip
         return jobs
 
     def expire(self, now: float) -> builtins.list[Job]:

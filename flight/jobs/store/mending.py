@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flight.durable import fsync_directory
 from flight.jobs.store.errors import JobStoreError, StoreCorrupt
-from flight.jobs.store.record import Verdict, check_record, dump, encode_fields, stored
+from flight.jobs.store.record import FIELDS, check_salvaged, dump, stored
 from flight.jobs.store.record_access import RecordAccess
 from flight.jobs.store.salvage import (
     Salvage,
@@ -25,7 +25,13 @@ from flight.jobs.store.salvage import (
     restore_schema,
     restore_schema_page,
 )
-from flight.jobs.store.schema import INSERT_SQL, SCHEMA, SELECT_SQL, schema_problems
+from flight.jobs.store.schema import (
+    INSERT_SQL,
+    MARK_OPEN_SQL,
+    SCHEMA,
+    SELECT_SQL,
+    schema_problems,
+)
 from flight.jobs.store.sqlite_file import (
     DAMAGED_SUFFIX,
     DB_ERRORS,
@@ -184,7 +190,9 @@ class StoreMending(RecordAccess):
             with writing(conn):
                 conn.execute("REINDEX")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-            if {"crc", "copy"} <= columns:  # schema 1 has no checksums to check records by
+            # The records of an older schema (version 1: no checksums) are checked by the
+            # migration that follows, as their version stored them.
+            if {*FIELDS, "crc", "copy"} <= columns:
                 swept = self._sweep()
             remaining = self._file_problems()
         except DB_ERRORS as exc:
@@ -286,11 +294,7 @@ class StoreMending(RecordAccess):
             for statement in SCHEMA:
                 conn.execute(statement)
             for row in salvage.rows:
-                if salvage.checksummed:
-                    verdict = check_record(row)
-                else:  # schema 1: no checksums to check, only the types
-                    fields = tuple(row)
-                    verdict = Verdict(fields if encode_fields(fields) is not None else None)
+                verdict = check_salvaged(row, salvage.checksummed)
                 values = verdict.values
                 if values is not None and values[0] not in kept:
                     try:
@@ -315,6 +319,9 @@ class StoreMending(RecordAccess):
             if sequence:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)",
                              (sequence,))  # fmt: skip
+            if salvage.is_open is not None:
+                # Kept: whether the process before this one closed the store (recover).
+                conn.execute(MARK_OPEN_SQL, (salvage.is_open,))
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from flight.jobs.store.job import MAX_JOB_ID, JobState
-from flight.jobs.store.record import COLUMNS, FIELDS
-from flight.jobs.store.schema import SCHEMA
+from flight.jobs.store.record import FIELDS, LAYOUT_2
+from flight.jobs.store.schema import READ_OPEN_SQL, SCHEMA
 from flight.jobs.store.sqlite_file import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class Salvage:
     unreadable: set[int] = field(default_factory=set)
     sequence: int = 0
     damaged: list[tuple[Any, ...]] = field(default_factory=list)
+    # The store's mark of an open store (schema.READ_OPEN_SQL); None when it cannot be read.
+    is_open: int | None = None
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -174,10 +176,12 @@ def read_damaged(conn: sqlite3.Connection) -> Salvage:
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(jobs)")}
     except DB_ERRORS:
         return found
-    if not set(FIELDS) <= columns:
+    # A file of an older version (its schema not rewritten as this version's) lacks fields.
+    fields = next((f for f in (FIELDS, LAYOUT_2.fields) if set(f) <= columns), None)
+    if fields is None:
         return found
     found.checksummed = {"crc", "copy"} <= columns
-    select = f"SELECT {COLUMNS}{', crc, copy' if found.checksummed else ''} FROM jobs"
+    select = f"SELECT {', '.join(fields)}{', crc, copy' if found.checksummed else ''} FROM jobs"
     found.sequence = _scalar(conn, "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'")
     for index, where, order in _ID_SCANS:
         complete = _index_ids(conn, index, where, order, found.known_ids)
@@ -192,6 +196,11 @@ def read_damaged(conn: sqlite3.Connection) -> Salvage:
     found.known_ids.update(row[0] for row in found.rows)
     with contextlib.suppress(*DB_ERRORS):
         found.damaged = conn.execute("SELECT job_id, found_at, record FROM damaged_jobs").fetchall()
+    with contextlib.suppress(*DB_ERRORS):
+        row = conn.execute(READ_OPEN_SQL).fetchone()
+        # Read through a schema page put back by restore_schema_page, the table's root may
+        # be another's page: only a value the mark can have is taken.
+        found.is_open = row[0] if row is not None and row[0] in (0, 1) else None
     return found
 
 

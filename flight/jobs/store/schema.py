@@ -10,12 +10,19 @@ from pathlib import Path
 
 from flight.jobs.store.errors import JobStoreError, StoreCorrupt
 from flight.jobs.store.job import MAX_JOB_ID, MAX_PRIORITY, JobState
-from flight.jobs.store.record import COLUMNS, FIELDS, encode_fields, stored
+from flight.jobs.store.record import (
+    COLUMNS,
+    FIELDS,
+    LAYOUT_2,
+    Verdict,
+    from_layout_2,
+    stored,
+)
 from flight.protection.upsets import Outcome
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SELECT_SQL = f"SELECT {COLUMNS}, crc, copy FROM jobs"
 INSERT_SQL = (
@@ -50,7 +57,8 @@ _JOBS_TABLE = f"""CREATE TABLE jobs (
     disagreements INTEGER NOT NULL DEFAULT 0,
     result_size INTEGER,
     crc INTEGER NOT NULL DEFAULT 0,
-    copy BLOB NOT NULL DEFAULT x''
+    copy BLOB NOT NULL DEFAULT x'',
+    losses INTEGER NOT NULL DEFAULT 0 CHECK (losses >= 0)
 ) STRICT"""
 
 # Records that failed their checksums beyond repair, as read, for the ground.
@@ -68,7 +76,24 @@ _INDEXES = (
     f"WHERE state IN ({JobState.QUEUED:d}, {JobState.RUNNING:d})",
 )
 
-SCHEMA = (_JOBS_TABLE, _DAMAGED_TABLE, *_INDEXES, f"PRAGMA user_version = {SCHEMA_VERSION}")
+# Whether a process has the store open: one row, 1 from its open to its close (0). Found 1 at
+# an open, the process before ended without closing the store (a crash, a kill, a power loss).
+_OPEN_TABLE = """CREATE TABLE store_open (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    is_open INTEGER NOT NULL
+) STRICT"""
+MARK_OPEN_SQL = "INSERT OR REPLACE INTO store_open (id, is_open) VALUES (1, ?)"
+READ_OPEN_SQL = "SELECT is_open FROM store_open WHERE id = 1"
+
+# Created last: the tables and indexes before it have the same root pages as in a store created
+# by version 2 (a rebuild whose schema page is unreadable relies on them).
+SCHEMA = (
+    _JOBS_TABLE,
+    _DAMAGED_TABLE,
+    *_INDEXES,
+    _OPEN_TABLE,
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
 
 # Version 1 had neither the checksums nor the table of damaged records.
 _OLD_REDUNDANCY_CHECK = "CHECK (redundancy BETWEEN 0 AND 2)"
@@ -78,6 +103,12 @@ _MIGRATE_FROM_1 = (
     "ALTER TABLE jobs ADD COLUMN crc INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE jobs ADD COLUMN copy BLOB NOT NULL DEFAULT x''",
     _DAMAGED_TABLE,
+)
+# Version 2 had neither the count of losses nor the mark of an open store. The column goes
+# last, as in a store created by version 3.
+_MIGRATE_FROM_2 = (
+    "ALTER TABLE jobs ADD COLUMN losses INTEGER NOT NULL DEFAULT 0 CHECK (losses >= 0)",
+    _OPEN_TABLE,
 )
 
 # Pinned to the partial index: without ANALYZE statistics the planner may prefer jobs_by_state
@@ -89,12 +120,11 @@ NEXT_RUNNABLE_SQL = (
 
 
 # The objects and the columns of each schema version: a store is recognised by them.
+_JOBS_OBJECTS = frozenset({"jobs", "jobs_runnable", "jobs_by_state", "jobs_deadline"})
 _SHAPES = {
-    1: (frozenset(FIELDS), frozenset({"jobs", "jobs_runnable", "jobs_by_state", "jobs_deadline"})),
-    2: (
-        frozenset({*FIELDS, "crc", "copy"}),
-        frozenset({"jobs", "damaged_jobs", "jobs_runnable", "jobs_by_state", "jobs_deadline"}),
-    ),
+    1: (frozenset(LAYOUT_2.fields), _JOBS_OBJECTS),
+    2: (frozenset({*LAYOUT_2.fields, "crc", "copy"}), _JOBS_OBJECTS | {"damaged_jobs"}),
+    3: (frozenset({*FIELDS, "crc", "copy"}), _JOBS_OBJECTS | {"damaged_jobs", "store_open"}),
 }
 
 
@@ -141,8 +171,8 @@ def migrate(conn: sqlite3.Connection, path: Path, report: Report, set_aside: Set
             f"{path}: schema version {version} is newer than this software's {SCHEMA_VERSION}"
         )
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
-    if version == 1 and "jobs" in tables:
-        _migrate_from_1(conn, path, set_aside)
+    if version in (1, 2) and "jobs" in tables:
+        _migrate_from(version, conn, path, report, set_aside)
         return
     if tables:
         raise StoreCorrupt(
@@ -174,17 +204,31 @@ def _widen_redundancy(conn: sqlite3.Connection, path: Path) -> None:
     log.info("job store %s: redundancy ABFT (3) allowed", path)
 
 
-def _migrate_from_1(conn: sqlite3.Connection, path: Path, set_aside: SetAside) -> None:
-    for statement in _MIGRATE_FROM_1:
+def _migrate_from(
+    version: int, conn: sqlite3.Connection, path: Path, report: Report, set_aside: SetAside
+) -> None:
+    """Bring a store of version 1 or 2 to this version: each record checked as its version
+    stored it (version 1: only its fields' types) and written in this version's layout."""
+    if version == 1:
+        for statement in _MIGRATE_FROM_1:
+            conn.execute(statement)
+        _widen_redundancy(conn, path)
+    for statement in _MIGRATE_FROM_2:
         conn.execute(statement)
-    _widen_redundancy(conn, path)
-    rows = conn.execute(f"SELECT {COLUMNS} FROM jobs").fetchall()
+    rows = conn.execute(f"SELECT {', '.join(LAYOUT_2.fields)}, crc, copy FROM jobs").fetchall()
     for row in rows:
-        values = tuple(row)
-        if encode_fields(values) is None:
-            set_aside(conn, values[0], row)
+        if version == 1:
+            row = row[:-2]  # no checksums yet, only the columns' defaults
+            fields = tuple(row)
+            verdict = Verdict(fields if LAYOUT_2.encode(fields) is not None else None)
         else:
-            conn.execute(UPDATE_SQL, (*stored(values)[1:], values[0]))
+            verdict = LAYOUT_2.check(row)
+        if verdict.values is None or verdict.values[0] != row[0]:
+            set_aside(conn, row[0], row)
+            continue
+        if verdict.repaired:
+            report(Outcome.CORRECTED, f"job {row[0]} record: {verdict.repaired} restored")
+        conn.execute(UPDATE_SQL, (*stored(from_layout_2(verdict.values))[1:], row[0]))
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    log.info("job store %s: schema 1 -> %d, %d records checksummed", path,
+    log.info("job store %s: schema %d -> %d, %d records checksummed", path, version,
              SCHEMA_VERSION, len(rows))  # fmt: skip

@@ -516,7 +516,8 @@ def test_record_sites_are_the_fields_that_are_not_null(guarded: JobStore) -> Non
     sites = guarded.record_sites(job.job_id)
     assert {s.column for s in sites} == {
         "model", "input_file", "priority", "redundancy", "submitted_at", "state", "attempts",
-        "progress", "model_version", "request", "runs", "disagreements", "crc", "copy",
+        "progress", "model_version", "request", "runs", "disagreements", "losses", "crc",
+        "copy",
     }  # fmt: skip
     sizes = {s.column: s.octets for s in sites}
     assert (sizes["model"], sizes["priority"], sizes["submitted_at"]) == (6, 8, 8)
@@ -824,10 +825,11 @@ def test_a_newer_schema_is_refused_without_calling_it_corrupt(
     raw = sqlite3.connect(db_path)
     try:
         raw.execute("ALTER TABLE jobs ADD COLUMN energy REAL")
-        raw.execute("PRAGMA user_version = 3")
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     finally:
         raw.close()
-    with pytest.raises(JobStoreError, match="schema version 3 is newer") as raised:
+    newer = f"schema version {SCHEMA_VERSION + 1} is newer"
+    with pytest.raises(JobStoreError, match=newer) as raised:
         JobStore(db_path, clock)
     assert not isinstance(raised.value, StoreCorrupt)
 
@@ -838,7 +840,7 @@ def test_a_damaged_schema_version_is_repaired_from_the_schema(
     JobStore(db_path, clock).close()
     raw = sqlite3.connect(db_path)
     try:
-        raw.execute("PRAGMA user_version = 6")  # 2 with bit 2 flipped
+        raw.execute("PRAGMA user_version = 7")  # 3 with bit 2 flipped
     finally:
         raw.close()
     with JobStore(db_path, clock, upsets.log) as store:
