@@ -45,6 +45,7 @@ from flight.jobs.store import (
     JobState,
     JobStore,
     JobStoreError,
+    LossLimit,
     RecordCorrupt,
 )
 from flight.services.events import EventReporter
@@ -153,8 +154,6 @@ class JobRunner:
         self._current: _Work | None = None
         self._ready: queue.Queue[_Work | None] = queue.Queue(maxsize=1)
         self._done: queue.Queue[tuple[_Work, Outcome, float]] = queue.Queue()
-        # Losses of the compute each job brought about (a crash or hang of its worker).
-        self._losses: dict[int, int] = {}
         self.last_duration_ms = 0
         # Progress of the running job, percent.
         self.progress = 0
@@ -166,8 +165,12 @@ class JobRunner:
     # -- lifetime -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Requeue what a crash interrupted, then start the worker."""
-        for job in self.store.recover():
+        """Requeue what a crash interrupted, then start the worker. A job found running counts
+        a loss when the payload died under it (it may be the cause), as `_lost` does."""
+        for job in self.store.recover(self._loss_limit()):
+            if job.state is JobState.FAILED:
+                self._ended(job, "WORKER_LOST", job.failure_text or "")
+                continue
             self._events.raise_event(
                 "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="RESTART"
             )
@@ -412,30 +415,36 @@ class JobRunner:
         elif isinstance(outcome, ComputeFailed):
             self._fail(job, outcome.failure, outcome.text, runs=outcome.runs)
         else:
-            self._losses.pop(job.job_id, None)
             self._store_result(job, outcome, started)
 
     def _lost(self, job: Job, lost: ComputeLost) -> None:
         """The compute was lost under `job`: it runs again, unless it is the second loss it
-        brought about (a job that crashes or hangs its worker every time must not loop)."""
-        if lost.reason in JOB_LOSSES:
-            losses = self._losses[job.job_id] = self._losses.get(job.job_id, 0) + 1
-            if losses >= MAX_JOB_LOSSES:
-                self._losses.pop(job.job_id, None)
-                self._fail(job, "WORKER_LOST",
-                           f"its worker was lost {losses} times, last {lost.reason}: "
-                           f"{lost.detail}")  # fmt: skip
-                return
+        brought about (a job that crashes or hangs its worker every time must not loop). The
+        count is in the job's record, so that it holds across restarts of the payload."""
         try:
-            job = self.store.requeue(job.job_id)
+            if lost.reason in JOB_LOSSES:
+                why = f"worker {lost.reason}: {lost.detail}"
+                job = self.store.count_loss(job.job_id, self._loss_limit(), why)
+            else:
+                job = self.store.requeue(job.job_id)
+        except RecordCorrupt as exc:  # set aside: the submitting TC still hears why it ends
+            self._ended(job, "JOB_RECORD_CORRUPT", str(exc))
+            return
         except JobStoreError as exc:  # ended meanwhile: that final state stands
             log.info("job %d not requeued after its worker was lost: %s", job.job_id, exc)
+            return
+        if job.state is JobState.FAILED:
+            self._ended(job, "WORKER_LOST", job.failure_text or "")
             return
         self._events.raise_event(
             "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="WORKER_LOST"
         )
         self._maybe_queued.set()
         self._wake.set()
+
+    def _loss_limit(self) -> LossLimit:
+        """The losses of its compute a job may bring about, and the failure it then ends with."""
+        return LossLimit(MAX_JOB_LOSSES, self._d.failure_named("WORKER_LOST").code)
 
     def _hold_for_disk(self, job: Job, needed: int, exc: Exception) -> None:
         """The disk had no room for `job`'s result: it runs again once there is room."""
