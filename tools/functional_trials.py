@@ -330,7 +330,7 @@ class TrialRunner:
         log.info("COP-1 initiated: %s", up)
         ping = ping_ms(self.api)
         if ping is None:
-            # Seen once in about sixty restarts (tests/hil/test_functional_campaign.py, slow):
+            # Seen once in about seventy restarts (tests/hil/test_functional_campaign.py, slow):
             # the uplink carried nothing after the restart. What the link said is logged, and
             # the ground tries once more as an operator would; the report says so.
             log.warning("no answer to the first ping after the restart: %s", self.diagnosis())
