@@ -113,6 +113,9 @@ class Computed:
     # Accepted already (checked where it was computed, in one call with its runs): `accept`
     # has nothing left to do.
     accepted: bool = False
+    # Seconds the runs took where they ran (0.0: not measured there): a run limit learnt from
+    # the caller's clock would count the wait for a restarted worker as run time.
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,9 @@ class WorkerCompute:
         # Accepted in the same call: the worker checks the outputs where they were computed.
         outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id, accept=True), control, on_run)
         if isinstance(outcome, Computed) and outcome.runs:
-            self._measured(job.entry, (self._monotonic() - started) / outcome.runs)
+            # As the worker measured them: not the wait for a worker (re)starting.
+            seconds = outcome.seconds or self._monotonic() - started
+            self._measured(job.entry, seconds / outcome.runs)
         if isinstance(outcome, Computed) and outcome.accepted:
             with self._lock:
                 self._forgotten.add(job_id)

@@ -222,14 +222,18 @@ def build(context: WorkerContext) -> WorkerHandlers:
         job = engine.jobs.prepared(body.job_id)
         abft = job is not None and job.redundancy is Redundancy.ABFT
         with building(engine.model_key(body.job_id), abft):
+            started = time.monotonic()
             outcome = engine.run(body.job_id)
-        if not body.accept or not isinstance(outcome, Computed):
+            seconds = time.monotonic() - started
+        if not isinstance(outcome, Computed):
             return outcome
+        if not body.accept:
+            return dataclasses.replace(outcome, seconds=seconds)
         outcome = accept(Accept(body.job_id, outcome), call)
         if not isinstance(outcome, Computed):
             return outcome
         engine.discard(body.job_id)
-        return dataclasses.replace(outcome, accepted=True)
+        return dataclasses.replace(outcome, accepted=True, seconds=seconds)
 
     def accept(body: Accept, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))

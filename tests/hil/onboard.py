@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from groundsw.transfer import chunk_octets
-from hil.testapi import GroundTestApi
+from hil.testapi import CommandRecord, GroundTestApi
 from spacelink.spacepacket import AckFlags
 from telemetry_defs.loader import default_dictionary
 
@@ -34,8 +34,10 @@ def upload_report(api: GroundTestApi, command_name: str, **values: Any) -> dict[
     return api.query_command(command_name, "FILE_UPLOAD_REPORT", **values).values
 
 
-def send_chunks(api: GroundTestApi, transfer_id: int, data: bytes, ranges: list[tuple[int, int]]):
-    records = []
+def send_chunks(
+    api: GroundTestApi, transfer_id: int, data: bytes, ranges: list[tuple[int, int]]
+) -> list[CommandRecord]:
+    records: list[CommandRecord] = []
     chunk = chunk_octets(api.session.max_packet_octets)  # fills a frame, security fields and all
     for offset, length in ranges:
         for start in range(offset, offset + length, chunk):

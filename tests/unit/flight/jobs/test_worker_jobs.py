@@ -203,3 +203,17 @@ def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_run_time_learnt_is_the_workers_not_the_wait_for_a_new_worker(rig: Rig) -> None:
+    # A run limit learnt from a job that waited for a restarted worker would be too long: a
+    # slow run right after a restart would be caught late.
+    rig.compute.prepare(job_input(5, rig.entry, Redundancy.NONE))
+    rig.compute.arm_fault(WorkerFault.CRASH)
+    assert isinstance(rig.compute.run(5, RunControl()), ComputeLost)
+    started = time.monotonic()
+    again = rig.compute.run(5, RunControl())  # waits for the next worker to start
+    waited = time.monotonic() - started
+    assert isinstance(again, Computed) and again.runs == 1
+    assert 0 < again.seconds < waited / 2
+    assert rig.compute.measured_run_s(rig.entry) == pytest.approx(again.seconds)
