@@ -7,6 +7,7 @@ import hashlib
 import io
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,3 +144,10 @@ def inject(api: GroundTestApi, target: str, fault: str, model: str = "", seed: i
     ).values
     assert values["bits"] >= 0
     return str(values["where"])
+
+
+def with_test_commands(tmp_path: Path) -> list[str]:
+    """payload-flight arguments that enable the test commands (FAULT_INJECT)."""
+    config = tmp_path / "test-commands.toml"
+    config.write_text("[protection]\ntest_commands = true\n")
+    return ["--config", str(config)]

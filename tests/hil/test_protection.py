@@ -28,6 +28,7 @@ from tests.hil.onboard import (
     register,
     submit,
     upload,
+    with_test_commands,
 )
 from tools.model_gen import mlp, model_bytes
 
@@ -38,9 +39,7 @@ LOCATION = D.enums["UpsetLocation"].values
 
 @pytest.fixture
 def test_bench(make_bench: Any, tmp_path: Path) -> Bench:
-    config = tmp_path / "test-commands.toml"
-    config.write_text("[protection]\ntest_commands = true\n")
-    bench: Bench = make_bench(baud=115200, flight_args=["--config", str(config)])
+    bench: Bench = make_bench(baud=115200, flight_args=with_test_commands(tmp_path))
     return bench
 
 
