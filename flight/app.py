@@ -236,6 +236,7 @@ class Payload:
             self.tm,
             self.events,
             monotonic=self._monotonic,
+            compute_apart=self.worker is not None,
         )
         self.scrubber = Scrubber(
             self.compute,

@@ -125,9 +125,14 @@ class JobRunner:
         events: EventReporter,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        compute_apart: bool = False,
     ) -> None:
-        """`compute`: runs the jobs (JobCompute in this process, or a worker's)."""
+        """`compute`: runs the jobs (JobCompute in this process, or a worker's);
+        `compute_apart`: in another process, so that this process's death is not a job's doing
+        and costs the job that was running no loss."""
         self._d = dictionary
+        self._compute_apart = compute_apart
         self.store = store
         self.registry = registry
         self._files = files
@@ -166,8 +171,9 @@ class JobRunner:
 
     def start(self) -> None:
         """Requeue what a crash interrupted, then start the worker. A job found running counts
-        a loss when the payload died under it (it may be the cause), as `_lost` does."""
-        for job in self.store.recover(self._loss_limit()):
+        a loss when the payload died under it while computing in this process (it may be the
+        cause), as `_lost` does."""
+        for job in self.store.recover(None if self._compute_apart else self._loss_limit()):
             if job.state is JobState.FAILED:
                 self._ended(job, "WORKER_LOST", job.failure_text or "")
                 continue

@@ -96,6 +96,8 @@ class WorkerCompute:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._prepared: dict[int, JobInput] = {}
+        # Poison faults to arm again in the next worker before it runs a job.
+        self._rearm = False
         # Jobs the worker forgot when it accepted their outputs (no Discard to send).
         self._forgotten: set[int] = set()
         self._on_run: dict[int, Callable[[int], None]] = {}
@@ -117,13 +119,11 @@ class WorkerCompute:
                 for key, value in self._last_status.items():
                     self._carried[key] = self._carried.get(key, 0.0) + value
                 self._last_status = {}
+                self._rearm = bool(self._poison)
         if event.kind is EventKind.STARTED:
             with self._lock:
                 duty, held = self._gate
-                poison = list(self._poison)
             self._send_gate(duty, held)
-            for fault in poison:
-                self._send(ArmFault(fault.fault, fault.model_key, every=True))
 
     def on_notice(self, notice: Notice) -> None:
         body = notice.body
@@ -232,6 +232,8 @@ class WorkerCompute:
         if lane is Lane.SERVICE:
             timeout = max(timeout, self.limits.service_s)
         try:
+            if lane is Lane.COMPUTE:
+                self._rearm_poison()
             for attempt in range(2):
                 try:
                     pending = self.supervisor.submit(lane, body, timeout_s=timeout)
@@ -255,6 +257,16 @@ class WorkerCompute:
         finally:
             with self._lock:
                 self._on_run.pop(job.job_id, None)
+
+    def _rearm_poison(self) -> None:
+        """A new worker gets the poison models armed before its first run, in full: sent beside
+        the run (on the other lane) it could lose the race to it."""
+        with self._lock:
+            poison = list(self._poison) if self._rearm else []
+        for fault in poison:
+            self.supervisor.call(Lane.SERVICE, fault, timeout_s=self.limits.service_s)
+        with self._lock:
+            self._rearm = False
 
     def _cancel(self, call_id: int) -> None:
         self.supervisor.cancel(call_id)

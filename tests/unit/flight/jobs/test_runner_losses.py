@@ -84,9 +84,14 @@ class Payload:
     registry: ModelRegistry
     files: UploadStore
 
-    def runner(self, store: JobStore, compute: LosingCompute, events: Events) -> JobRunner:
+    def runner(
+        self, store: JobStore, compute: LosingCompute, events: Events, *, apart: bool = False
+    ) -> JobRunner:
         tm = TmPublisher(D.apid, lambda vcid, packet: None, time.time)
-        return JobRunner(D, store, self.registry, self.files, compute, tm, events)  # type: ignore[arg-type]
+        return JobRunner(
+            D, store, self.registry, self.files, compute, tm, events,  # type: ignore[arg-type]
+            compute_apart=apart,
+        )  # fmt: skip
 
 
 @pytest.fixture
@@ -204,6 +209,26 @@ def test_a_job_that_brought_the_payload_down_at_its_last_loss_fails_at_start_up(
             job.job_id, int(JobState.FAILED), WORKER_LOST
         )  # fmt: skip
         assert not wait_for(lambda: compute.runs > 0, timeout=0.5), "it never runs again"
+    finally:
+        runner.stop()
+        store.close()
+        died.close()
+
+
+def test_a_payload_death_costs_no_loss_when_jobs_compute_in_a_worker(payload: Payload) -> None:
+    # The job ran in another process: the payload's own death was not its doing.
+    died, job = a_payload_died_running_a_job(payload.root, losses=MAX_JOB_LOSSES - 1)
+    store = JobStore.in_state_dir(payload.root)
+    events = Events()
+    runner = payload.runner(store, LosingCompute(hold_after=0), events, apart=True)
+    runner.paused = True
+    runner.start()
+    try:
+        requeued = store.get(job.job_id)
+        assert (requeued.state, requeued.losses) == (JobState.QUEUED, MAX_JOB_LOSSES - 1)
+        assert events.named("JOB_REQUEUED") == [
+            {"job_id": job.job_id, "attempts": requeued.attempts, "reason": "RESTART"}
+        ]
     finally:
         runner.stop()
         store.close()
