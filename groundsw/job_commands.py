@@ -262,7 +262,8 @@ def describe_job(dictionary: Dictionary, r: dict[str, Any]) -> list[str]:
         f"job {r['job_id']}: {state} {r['progress']}%",
         f"  model       {r['model']} {_version(r['version'])}, input {r['input']}",
         f"  redundancy  {redundancy}, priority {r['priority']}, deadline {deadline}",
-        f"  runs        {r['runs']} (attempt {r['attempts']}), {r['disagreements']} outvoted",
+        f"  runs        {r['runs']} (attempt {r['attempts']}{_losses(r)}), "
+        f"{r['disagreements']} outvoted",
         f"  submitted   {_time(r['submitted'])}",
         f"  started     {_time(r['started'])}",
         f"  finished    {_time(r['finished'])}",
@@ -275,6 +276,12 @@ def describe_job(dictionary: Dictionary, r: dict[str, Any]) -> list[str]:
     if r["failure_code"]:
         lines.append(f"  failure     {_failure(dictionary, r)}")
     return lines
+
+
+def _losses(r: dict[str, Any]) -> str:
+    """ ", its compute lost N times" when it was (a payload with an older dictionary: never)."""
+    losses = r.get("losses", 0)
+    return f", compute lost {losses} time{'s' if losses != 1 else ''}" if losses else ""
 
 
 def _failure(dictionary: Dictionary, r: dict[str, Any]) -> str:

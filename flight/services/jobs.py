@@ -149,6 +149,7 @@ class JobService:
                 "priority": job.priority,
                 "redundancy": int(job.redundancy),
                 "attempts": min(job.attempts, 255),
+                "losses": min(job.losses, 255),
                 "runs": min(job.runs, 255),
                 "disagreements": min(job.disagreements, 255),
                 "deadline": _seconds(job.deadline_s),

@@ -134,7 +134,7 @@ def test_the_job_list_is_a_table_with_models_and_times() -> None:
 def queued_job(job_id: int) -> dict[str, Any]:
     return {
         "job_id": job_id, "state": 0, "progress": 0, "priority": 0, "redundancy": 0,
-        "attempts": 0, "runs": 0, "disagreements": 0, "deadline": 0, "submitted": 1,
+        "attempts": 0, "losses": 0, "runs": 0, "disagreements": 0, "deadline": 0, "submitted": 1,
         "started": 0, "finished": 0, "failure_code": 0, "result_size": 0,
         "result_sha256": bytes(32), "model": "m", "version": 1, "input": "x.npy", "result": "",
         "failure_text": "",
