@@ -50,9 +50,9 @@ from groundsw.session import (
     default_t1,
 )
 from groundsw.station.config import default_data_dir, payload_data_dir
+from groundsw.station.discovery import find_station
 from groundsw.station.owned_link import ClientLink, OwnedLink
 from groundsw.station.remote import ServiceLink
-from groundsw.station.server import find_station
 from groundsw.station.station import Station
 from groundsw.station_commands import (
     StationRefusals,

@@ -18,7 +18,7 @@ from groundsw.station.config import (
     load_station_config,
     parse_listen,
 )
-from groundsw.station.server import StationInfo, run_station
+from groundsw.station.discovery import StationInfo
 from groundsw.station.station import StationError
 from spacelink.icd import TmCoding
 
@@ -82,6 +82,8 @@ def station_config(args: argparse.Namespace) -> StationConfig:
 
 def run_serve(args: argparse.Namespace, out: Print) -> int:
     try:
+        from groundsw.station.server import run_station  # the web framework: only here
+
         return run_station(station_config(args), out)
     except (StationConfigError, StationError) as exc:
         raise StationRequestError(str(exc)) from None

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from groundsw.station.server import DISCOVERY_FILE
+from groundsw.station.discovery import DISCOVERY_FILE
 from hil.bench import Bench
 from tests.harness import BIN
 
