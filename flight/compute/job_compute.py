@@ -110,9 +110,6 @@ class Computed:
     outvoted: int = 0
     # Repair generation of the model's weights when the runs began (-1: not owned).
     generation: int = -1
-    # Accepted already (checked where it was computed, in one call with its runs): `accept`
-    # has nothing left to do.
-    accepted: bool = False
     # Seconds the runs took where they ran (0.0: not measured there): a run limit learnt from
     # the caller's clock would count the wait for a restarted worker as run time.
     seconds: float = 0.0

@@ -98,8 +98,6 @@ class WorkerCompute:
         self._prepared: dict[int, JobInput] = {}
         # Poison faults to arm again in the next worker before it runs a job.
         self._rearm = False
-        # Jobs the worker forgot when it accepted their outputs (no Discard to send).
-        self._forgotten: set[int] = set()
         self._on_run: dict[int, Callable[[int], None]] = {}
         self._run_s: dict[str, float] = {}  # model key -> measured seconds per run
         self._gate = (1.0, False)
@@ -175,15 +173,11 @@ class WorkerCompute:
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
         started = self._monotonic()
-        # Accepted in the same call: the worker checks the outputs where they were computed.
-        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id, accept=True), control, on_run)
+        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run)
         if isinstance(outcome, Computed) and outcome.runs:
             # As the worker measured them: not the wait for a worker (re)starting.
             seconds = outcome.seconds or self._monotonic() - started
             self._measured(job.entry, seconds / outcome.runs)
-        if isinstance(outcome, Computed) and outcome.accepted:
-            with self._lock:
-                self._forgotten.add(job_id)
         return outcome
 
     def accept(
@@ -193,8 +187,6 @@ class WorkerCompute:
         control: RunControl,
         on_run: Callable[[int], None] | None = None,
     ) -> Computed | ComputeFailed | ComputeLost:
-        if computed.accepted:
-            return computed
         job = self._job(job_id)
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
@@ -204,9 +196,6 @@ class WorkerCompute:
         with self._lock:
             self._prepared.pop(job_id, None)
             self._on_run.pop(job_id, None)
-            if job_id in self._forgotten:  # the worker forgot it when it accepted it
-                self._forgotten.discard(job_id)
-                return
         with contextlib.suppress(WorkerError):  # no worker: it held nothing of the job
             self.supervisor.submit(Lane.SERVICE, Discard(job_id), timeout_s=self.limits.service_s)
 

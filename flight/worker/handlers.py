@@ -55,8 +55,6 @@ class Prepare:
 @dataclass(frozen=True)
 class Run:
     job_id: int
-    # Accept the outputs in the same call (and forget the job): two round trips fewer per job.
-    accept: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,13 +225,7 @@ def build(context: WorkerContext) -> WorkerHandlers:
             seconds = time.monotonic() - started
         if not isinstance(outcome, Computed):
             return outcome
-        if not body.accept:
-            return dataclasses.replace(outcome, seconds=seconds)
-        outcome = accept(Accept(body.job_id, outcome), call)
-        if not isinstance(outcome, Computed):
-            return outcome
-        engine.discard(body.job_id)
-        return dataclasses.replace(outcome, accepted=True, seconds=seconds)
+        return dataclasses.replace(outcome, seconds=seconds)
 
     def accept(body: Accept, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
