@@ -251,6 +251,8 @@ def test_each_crash_of_a_worker_that_did_work_restarts_it_at_once(make_superviso
         supervisor.call(Lane.COMPUTE, Pid(), timeout_s=5)
         with pytest.raises(WorkerLost):
             supervisor.call(Lane.COMPUTE, Crash(), timeout_s=30)
+    # The caller hears of the loss before the listener does.
+    wait_for(lambda: len(recorder.losses()) == 4)
     assert [e.restart_in_s for e in recorder.losses()] == [0.01] * 4
 
 
