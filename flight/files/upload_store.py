@@ -707,9 +707,7 @@ class UploadStore:
     def room_bytes(self) -> int:
         """The largest upload `begin` accepts now: what the quota leaves after stored files and
         announced uploads, and what the disk leaves above the reserve, whichever is less."""
-        quota_left = self.quota_bytes - self.used_bytes()
-        disk_left = self._free_space(self.root) - self.reserve_bytes
-        return max(0, min(quota_left, disk_left))
+        return max(0, min(self.quota_bytes - self.used_bytes(), self.disk_room_bytes()))
 
     def disk_room_bytes(self) -> int:
         """What the disk leaves above the reserve (the quota aside): a result needs that."""

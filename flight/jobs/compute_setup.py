@@ -105,6 +105,6 @@ def open_compute(
         on_event=event,
         on_notice=notice,
     )
-    worker = WorkerCompute(supervisor, registry, upsets, monotonic=monotonic)
+    worker = WorkerCompute(supervisor, registry, upsets)
     holder.append(worker)
     return ComputeSetup(worker, WorkerGate(worker), supervisor, None)

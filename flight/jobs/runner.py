@@ -229,15 +229,10 @@ class JobRunner:
         self._maybe_queued.set()
         if current is None or current.control.terminate:
             return 0
-        try:
-            job = self.store.requeue(current.job.job_id)
-        except JobStoreError as exc:  # it ended meanwhile: that final state stands
-            log.info("job %d not requeued: %s", current.job.job_id, exc)
+        job_id = current.job.job_id
+        if self._requeue(current.job, "SAFE_MODE", lambda: self.store.requeue(job_id)) is None:
             return 0
         current.control.terminate = True
-        self._events.raise_event(
-            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="SAFE_MODE"
-        )
         return 1
 
     def wake(self) -> None:
@@ -427,26 +422,35 @@ class JobRunner:
         """The compute was lost under `job`: it runs again, unless it is the second loss it
         brought about (a job that crashes or hangs its worker every time must not loop). The
         count is in the job's record, so that it holds across restarts of the payload."""
+        job_id = job.job_id
+        if lost.reason in JOB_LOSSES:
+            why = f"worker {lost.reason}: {lost.detail}"
+            after = self._requeue(
+                job, "WORKER_LOST", lambda: self.store.count_loss(job_id, self._loss_limit(), why)
+            )
+        else:
+            after = self._requeue(job, "WORKER_LOST", lambda: self.store.requeue(job_id))
+        if after is not None and after.state is JobState.FAILED:
+            self._ended(after, "WORKER_LOST", after.failure_text or "")
+
+    def _requeue(self, job: Job, reason: str, stored: Callable[[], Job]) -> Job | None:
+        """`stored()` puts `job` back in the queue (or fails it at its last loss): JOB_REQUEUED
+        and the queue looked at again; the job as stored, None when it had ended meanwhile."""
         try:
-            if lost.reason in JOB_LOSSES:
-                why = f"worker {lost.reason}: {lost.detail}"
-                job = self.store.count_loss(job.job_id, self._loss_limit(), why)
-            else:
-                job = self.store.requeue(job.job_id)
+            after = stored()
         except RecordCorrupt as exc:  # set aside: the submitting TC still hears why it ends
             self._ended(job, "JOB_RECORD_CORRUPT", str(exc))
-            return
+            return None
         except JobStoreError as exc:  # ended meanwhile: that final state stands
-            log.info("job %d not requeued after its worker was lost: %s", job.job_id, exc)
-            return
-        if job.state is JobState.FAILED:
-            self._ended(job, "WORKER_LOST", job.failure_text or "")
-            return
-        self._events.raise_event(
-            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="WORKER_LOST"
-        )
-        self._maybe_queued.set()
-        self._wake.set()
+            log.info("job %d not queued again (%s): %s", job.job_id, reason, exc)
+            return None
+        if after.state is not JobState.FAILED:
+            self._events.raise_event(
+                "JOB_REQUEUED", job_id=after.job_id, attempts=after.attempts, reason=reason
+            )
+            self._maybe_queued.set()
+            self._wake.set()
+        return after
 
     def _loss_limit(self) -> LossLimit:
         """The losses of its compute a job may bring about, and the failure it then ends with."""
@@ -454,14 +458,9 @@ class JobRunner:
 
     def _hold_for_disk(self, job: Job, needed: int, exc: Exception) -> None:
         """The disk had no room for `job`'s result: it runs again once there is room."""
-        try:
-            job = self.store.requeue(job.job_id)
-        except JobStoreError as error:  # ended meanwhile: that final state stands
-            log.info("job %d not requeued for want of disk: %s", job.job_id, error)
+        job_id = job.job_id
+        if self._requeue(job, "DISK_FULL", lambda: self.store.requeue(job_id)) is None:
             return
-        self._events.raise_event(
-            "JOB_REQUEUED", job_id=job.job_id, attempts=job.attempts, reason="DISK_FULL"
-        )
         if self.storage_hold.enter(needed):
             room = self._files.disk_room_bytes()
             log.error("job %d: result not stored (%s): queue held until there is room",
@@ -472,8 +471,6 @@ class JobRunner:
                 needed=min(needed, 0xFFFFFFFF),
                 room=min(room, 0xFFFFFFFF),
             )
-        self._maybe_queued.set()
-        self._wake.set()
 
     def _store_result(self, job: Job, outcome: Computed, started: float) -> None:
         name = result_file_name(job.job_id, len(outcome.outputs))

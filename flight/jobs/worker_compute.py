@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -87,13 +86,11 @@ class WorkerCompute:
         registry: ModelRegistry,
         upsets: UpsetLog,
         limits: RunLimits | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.supervisor = supervisor
         self.registry = registry
         self.upsets = upsets
         self.limits = limits or RunLimits()
-        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._prepared: dict[int, JobInput] = {}
         # Poison faults to arm again in the next worker before it runs a job.
@@ -172,12 +169,10 @@ class WorkerCompute:
         job = self._job(job_id)
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
-        started = self._monotonic()
         outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run)
         if isinstance(outcome, Computed) and outcome.runs:
             # As the worker measured them: not the wait for a worker (re)starting.
-            seconds = outcome.seconds or self._monotonic() - started
-            self._measured(job.entry, seconds / outcome.runs)
+            self._measured(job.entry, outcome.seconds / outcome.runs)
         return outcome
 
     def accept(
