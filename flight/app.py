@@ -179,7 +179,7 @@ class Payload:
         ThermalService(self.dictionary, self.thermal).register(self.router)
         SecurityService(self.dictionary, self.auth).register(self.router)
         self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
-        self.self_faults = SelfFaults(lambda seconds: self.downlink.drain(seconds))
+        self.self_faults = SelfFaults(self.downlink.drain)
         self.injector.external.update(payload_targets(self.self_faults, self.disk_fill))
         self.scrubber.scrub_state = self._scrub_state
         self.housekeeping = HousekeepingService(
