@@ -234,8 +234,9 @@ def test_farm_follows_the_standards_state_table(
     ours, table = Farm1(VCID, v_r=start), _TableFarm(start)
     for kind, value, buffer in events:
         if kind == "ad":
-            if buffer and table.state == 2:
-                table.apply("E10")  # the buffer came back before the frame
+            if buffer and "wait" in table.flags:
+                # The buffer came back before the frame (E10, which clears Wait in Lockout too).
+                table.apply("E10")
             ahead = (value - table.v_r) & 0xFF
             if ahead == 0:
                 table.apply("E1" if buffer else "E2")
