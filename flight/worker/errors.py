@@ -10,12 +10,17 @@ class WorkerError(Exception):
 
 
 class WorkerLost(WorkerError):
-    """The worker died, hung or was killed while a call was on it; the call's result is unknown."""
+    """The worker died, hung or was killed while a call was on it; the call's result is unknown.
 
-    def __init__(self, reason: LossReason, detail: str) -> None:
+    `began`: the call may have begun (it was the first of its lane); a call still queued behind
+    another never reached its handler, and may be sent again as it is.
+    """
+
+    def __init__(self, reason: LossReason, detail: str, *, began: bool = True) -> None:
         super().__init__(f"worker lost ({reason.name}): {detail}")
         self.reason = reason
         self.detail = detail
+        self.began = began
 
 
 class WorkerCallError(WorkerError):

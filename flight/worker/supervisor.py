@@ -764,14 +764,16 @@ class Supervisor:
         with self._lock:
             self._worker = None
             self._last_heartbeat_at = None
-            lost = [pending for calls in self._lanes.values() for pending in calls]
+            # Each lane serves its calls in turn: only the first may have begun.
+            lost = [(pending, i == 0) for calls in self._lanes.values()
+                    for i, pending in enumerate(calls)]  # fmt: skip
             for calls in self._lanes.values():
                 calls.clear()
-            for pending in lost:
+            for pending, _ in lost:
                 self._calls.pop(pending.id, None)
             self._calls_lost += len(lost)
-        for pending in lost:
-            pending._resolve(error=WorkerLost(reason, detail))
+        for pending, began in lost:
+            pending._resolve(error=WorkerLost(reason, detail, began=began))
 
     def _lost(self, worker: _Worker | None, reason: LossReason, detail: str) -> float:
         """Counts a loss, tells the listener; the delay before the next start."""

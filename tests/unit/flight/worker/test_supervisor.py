@@ -244,6 +244,22 @@ def test_a_crash_fails_every_pending_call_at_once_and_a_new_worker_serves(
     assert supervisor.counters().calls_lost == 2
 
 
+def test_only_the_first_call_of_each_lane_may_have_begun_when_the_worker_is_lost(
+    supervisor: Supervisor,
+) -> None:
+    # A call queued behind another never reached its handler: the caller may send it again.
+    crash = supervisor.submit(Lane.COMPUTE, Crash(), timeout_s=30)
+    behind = supervisor.submit(Lane.COMPUTE, Echo("behind"), timeout_s=30)
+    serving = supervisor.submit(Lane.SERVICE, Sleep(30), timeout_s=60)
+    began = {}
+    for name, pending in (("crash", crash), ("behind", behind), ("serving", serving)):
+        with pytest.raises(WorkerLost) as raised:
+            pending.result()
+        began[name] = raised.value.began
+    assert began == {"crash": True, "behind": False, "serving": True}
+    assert supervisor.call(Lane.COMPUTE, Echo("again"), timeout_s=5) == "again"
+
+
 def test_each_crash_of_a_worker_that_did_work_restarts_it_at_once(make_supervisor: Any) -> None:
     # A crash loop waits longer and longer; a fault that strikes a worker at work does not.
     supervisor, recorder = make_supervisor(backoff=BackoffPolicy(first_s=0.01, max_s=30.0))
