@@ -146,6 +146,8 @@ class JobComputer(Protocol):
 
     def prepare(self, job: JobInput) -> ComputeFailed | None: ...
 
+    def queue(self, job_id: int, control: RunControl) -> None: ...
+
     def run(
         self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
     ) -> Computed | ComputeFailed | ComputeLost: ...
@@ -184,6 +186,9 @@ class JobCompute:
         with self._lock:
             self._prepared[job.job_id] = _Prepared(job, feeds, crcs_of(feeds))
         return None
+
+    def queue(self, job_id: int, control: RunControl) -> None:
+        """Nothing to send ahead: runs in this process start when `run` is called."""
 
     def prepared(self, job_id: int) -> JobInput | None:
         """The prepared job of that ID, if any."""

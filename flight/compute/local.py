@@ -45,6 +45,9 @@ class LocalCompute:
     def prepare(self, job: JobInput) -> ComputeFailed | None:
         return self.engine.prepare(job)
 
+    def queue(self, job_id: int, control: RunControl) -> None:
+        self.engine.jobs.queue(job_id, control)
+
     def run(
         self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
     ) -> Computed | ComputeFailed:

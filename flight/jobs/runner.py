@@ -401,7 +401,9 @@ class JobRunner:
                 continue
             log.info("job %d started (attempt %d): %s v%d", job.job_id, job.attempts,
                      entry.name, entry.version)  # fmt: skip
-            return _Work(job, entry, RunControl())
+            work = _Work(job, entry, RunControl())
+            self.compute.queue(job.job_id, work.control)
+            return work
         return None
 
     def _record(self, work: _Work, outcome: Outcome, started: float) -> None:

@@ -51,7 +51,7 @@ from flight.worker.handlers import (
     WorkerFault,
 )
 from flight.worker.protocol import Lane, Notice
-from flight.worker.supervisor import EventKind, Supervisor, WorkerEvent
+from flight.worker.supervisor import EventKind, PendingCall, Supervisor, WorkerEvent
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,10 @@ class WorkerCompute:
         # Poison faults to arm again in the next worker before it runs a job.
         self._rearm = False
         self._on_run: dict[int, Callable[[int], None]] = {}
+        # Runs finished before their job's caller listened (a run sent ahead starts at once).
+        self._runs_told: dict[int, int] = {}
+        # Runs sent ahead of their turn (queue()), by job.
+        self._queued: dict[int, PendingCall] = {}
         self._run_s: dict[str, float] = {}  # model key -> measured seconds per run
         self._gate = (1.0, False)
         # Faults armed at every run of a model: armed again in each new worker.
@@ -125,6 +129,8 @@ class WorkerCompute:
         if isinstance(body, RunDone):
             with self._lock:
                 callback = self._on_run.get(body.job_id)
+                if callback is None:
+                    self._runs_told[body.job_id] = body.runs
             if callback is not None:
                 callback(body.runs)
         elif isinstance(body, Upset):
@@ -163,13 +169,33 @@ class WorkerCompute:
             return None
         return failed
 
+    def queue(self, job_id: int, control: RunControl) -> None:
+        """Sends the prepared job's run ahead of its turn: the worker starts it the moment the
+        run before it ends, so that a call's round trip does not stand between two runs."""
+        job = self._job(job_id)
+        if job is None:
+            return
+        try:
+            pending = self._submit(job, Lane.COMPUTE, Run(job_id))
+        except WorkerError:  # no worker: the run is sent when its turn comes
+            return
+        with self._lock:
+            self._queued[job_id] = pending
+        control.on_terminate(functools.partial(self._cancel, pending.id))
+
     def run(
         self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
     ) -> Computed | ComputeFailed | ComputeLost:
         job = self._job(job_id)
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
-        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run)
+        with self._lock:
+            sent = self._queued.pop(job_id, None)
+        outcome = self._on_worker(job, Lane.COMPUTE, Run(job_id), control, on_run, sent)
+        # The worker tells each run but the last, which its outcome tells.
+        last = EXPECTED_RUNS[job.redundancy]
+        if on_run is not None and not isinstance(outcome, ComputeLost) and outcome.runs == last:
+            on_run(outcome.runs)
         if isinstance(outcome, Computed) and outcome.runs:
             # As the worker measured them: not the wait for a worker (re)starting.
             self._measured(job.entry, outcome.seconds / outcome.runs)
@@ -185,14 +211,25 @@ class WorkerCompute:
         job = self._job(job_id)
         if job is None:
             return ComputeFailed("EXECUTION_FAILED", f"job {job_id} was not prepared")
-        return self._on_worker(job, Lane.SERVICE, Accept(job_id, computed), control, on_run)
+        try:
+            return self._on_worker(job, Lane.SERVICE, Accept(job_id, computed), control, on_run)
+        finally:
+            with self._lock:  # the worker forgets a job once it accepted it
+                self._prepared.pop(job_id, None)
 
     def discard(self, job_id: int) -> None:
         with self._lock:
-            self._prepared.pop(job_id, None)
+            held = self._prepared.pop(job_id, None) is not None
             self._on_run.pop(job_id, None)
-        with contextlib.suppress(WorkerError):  # no worker: it held nothing of the job
-            self.supervisor.submit(Lane.SERVICE, Discard(job_id), timeout_s=self.limits.service_s)
+            self._runs_told.pop(job_id, None)
+            sent = self._queued.pop(job_id, None)
+        if sent is not None:  # put back in the queue before its turn came
+            self.supervisor.cancel(sent.id)
+        if held:
+            with contextlib.suppress(WorkerError):  # no worker: it held nothing of the job
+                self.supervisor.submit(
+                    Lane.SERVICE, Discard(job_id), timeout_s=self.limits.service_s
+                )
 
     def _job(self, job_id: int) -> JobInput | None:
         with self._lock:
@@ -205,33 +242,32 @@ class WorkerCompute:
         body: Any,
         control: RunControl,
         on_run: Callable[[int], None] | None,
+        sent: PendingCall | None = None,
     ) -> Computed | ComputeFailed | ComputeLost:
-        """`body` on the worker; a worker that holds nothing of the job (a new one) is given it
-        first."""
-        with self._lock:
-            if on_run is not None:
-                self._on_run[job.job_id] = on_run
-        runs = EXPECTED_RUNS[job.redundancy] * (3 if lane is Lane.SERVICE else 1)
-        timeout = self.limits.for_runs(self._run_s.get(job.entry.key), runs)
-        if lane is Lane.SERVICE:
-            timeout = max(timeout, self.limits.service_s)
+        """`body` on the worker (`sent`: already on its way); a worker that holds nothing of the
+        job (a new one) is given it first."""
+        self._listen(job.job_id, on_run)
+        prepared_again = False
         try:
-            if lane is Lane.COMPUTE:
-                self._rearm_poison()
-            for attempt in range(2):
+            while True:
+                pending = sent if sent is not None else self._submit(job, lane, body)
+                sent = None
+                control.on_terminate(functools.partial(self._cancel, pending.id))
                 try:
-                    pending = self.supervisor.submit(lane, body, timeout_s=timeout)
-                    control.on_terminate(functools.partial(self._cancel, pending.id))
                     outcome: Computed | ComputeFailed = pending.result()
                     return outcome
+                except WorkerLost as exc:
+                    if exc.began:
+                        raise
+                    continue  # lost with a worker before its turn came: to the next one
                 except WorkerCallError as exc:
-                    if exc.error_type != JobNotPrepared.__name__ or attempt:
+                    if exc.error_type != JobNotPrepared.__name__ or prepared_again:
                         # A bug in the worker's handler, not the job's input or model.
                         return ComputeFailed("EXECUTION_FAILED", str(exc))
+                prepared_again = True
                 failed = self._prepare_in_worker(job)
                 if failed is not None:
                     return failed
-            raise AssertionError("unreachable")
         except WorkerLost as exc:
             log.warning("job %d: its worker was lost (%s): %s", job.job_id, exc.reason.name,
                         exc.detail)  # fmt: skip
@@ -241,6 +277,26 @@ class WorkerCompute:
         finally:
             with self._lock:
                 self._on_run.pop(job.job_id, None)
+
+    def _listen(self, job_id: int, on_run: Callable[[int], None] | None) -> None:
+        """`on_run` told of the job's runs, those done already (a run sent ahead) at once."""
+        if on_run is None:
+            return
+        with self._lock:
+            self._on_run[job_id] = on_run
+            told = self._runs_told.pop(job_id, None)
+        if told is not None:
+            on_run(told)
+
+    def _submit(self, job: JobInput, lane: Lane, body: Any) -> PendingCall:
+        """Sends `body` with the time limit of the job's runs on that lane."""
+        runs = EXPECTED_RUNS[job.redundancy] * (3 if lane is Lane.SERVICE else 1)
+        timeout = self.limits.for_runs(self._run_s.get(job.entry.key), runs)
+        if lane is Lane.SERVICE:
+            timeout = max(timeout, self.limits.service_s)
+        else:
+            self._rearm_poison()
+        return self.supervisor.submit(lane, body, timeout_s=timeout)
 
     def _rearm_poison(self) -> None:
         """A new worker gets the poison models armed before its first run, in full: sent beside

@@ -41,6 +41,9 @@ class LosingCompute:
     def prepare(self, job: JobInput) -> ComputeFailed | None:
         return None
 
+    def queue(self, job_id: int, control: RunControl) -> None:
+        pass
+
     def run(
         self, job_id: int, control: RunControl, on_run: Callable[[int], None] | None = None
     ) -> Computed | ComputeFailed | ComputeLost:

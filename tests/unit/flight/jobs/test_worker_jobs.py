@@ -212,3 +212,46 @@ def test_the_run_time_learnt_is_the_workers_not_the_wait_for_a_new_worker(rig: R
     assert isinstance(again, Computed) and again.runs == 1
     assert 0 < again.seconds < waited / 2
     assert rig.compute.measured_run_s(rig.entry) == pytest.approx(again.seconds)
+
+
+def test_a_run_sent_ahead_is_computed_and_its_runs_told_when_its_caller_listens(
+    rig: Rig,
+) -> None:
+    rig.compute.prepare(job_input(6, rig.entry, Redundancy.TMR))
+    rig.compute.queue(6, RunControl())
+    # The worker computes it at once: by the time the caller asks, the runs are done.
+    assert wait_for(lambda: rig.compute.counter("runs") >= 3, 20)
+    runs: list[int] = []
+    computed = rig.compute.run(6, RunControl(), runs.append)
+    assert isinstance(computed, Computed) and computed.runs == 3
+    assert runs[-1] == 3 and runs == sorted(runs)  # the first runs told late, in order
+
+
+def test_a_run_queued_behind_one_that_crashed_its_worker_is_sent_again_not_lost(
+    rig: Rig,
+) -> None:
+    rig.compute.prepare(job_input(7, rig.entry, Redundancy.NONE))
+    rig.compute.prepare(job_input(8, rig.entry, Redundancy.NONE))
+    rig.compute.arm_fault(WorkerFault.CRASH)  # strikes the first run
+    rig.compute.queue(7, RunControl())
+    rig.compute.queue(8, RunControl())
+    assert isinstance(rig.compute.run(7, RunControl()), ComputeLost)
+    behind = rig.compute.run(8, RunControl())  # never began: the next worker computes it
+    assert isinstance(behind, Computed) and behind.runs == 1
+
+
+def test_a_job_put_back_before_its_turn_does_not_run(rig: Rig) -> None:
+    model = cnn_classifier()
+    entry = rig.compute.record_answer(rig.registry.register("cnn", 1, model_bytes(model)))
+    octets = npy(random_input(model, batch=32))
+    long = JobInput(9, entry, Redundancy.TMR, octets, hashlib.sha256(octets).digest(), "x.npy")
+    assert rig.compute.prepare(long) is None
+    rig.compute.prepare(job_input(10, rig.entry, Redundancy.NONE))
+    time.sleep(0.5)  # the runs counter comes with the heartbeats
+    before = rig.compute.counter("runs")
+    rig.compute.queue(9, RunControl())
+    rig.compute.queue(10, RunControl())
+    rig.compute.discard(10)  # put back while the long job computes
+    assert isinstance(rig.compute.run(9, RunControl()), Computed)
+    time.sleep(0.5)
+    assert rig.compute.counter("runs") - before == 3  # the long job's, not the put-back one's
