@@ -9,7 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flight.compute.job_compute import Computed, ComputeFailed, JobCompute, JobInput
+from flight.compute.job_compute import (
+    EXPECTED_RUNS,
+    Computed,
+    ComputeFailed,
+    JobCompute,
+    JobInput,
+)
 from flight.compute.memory_scrub import MemoryScrub
 from flight.compute.model_view import CatalogUpdate, ModelView
 from flight.compute.run_control import RunControl
@@ -100,9 +106,17 @@ class ComputeEngine:
         return self.jobs.prepare(job)
 
     def run(self, job_id: int) -> Computed | ComputeFailed:
-        """The runs of a prepared job; `cancel(job_id)` stops them."""
+        """The runs of a prepared job; `cancel(job_id)` stops them. Each run but the job's
+        last is told as it ends (RunDone): the outcome, which follows at once, tells that one."""
         control = self._control(job_id)
-        return self.jobs.run(job_id, control, lambda n: self._tell(RunDone(job_id, n)))
+        job = self.jobs.prepared(job_id)
+        last = EXPECTED_RUNS[job.redundancy] if job is not None else 0
+
+        def done(n: int) -> None:
+            if n < last:
+                self._tell(RunDone(job_id, n))
+
+        return self.jobs.run(job_id, control, done)
 
     def accept(self, job_id: int, computed: Computed) -> Computed | ComputeFailed:
         """The checks before a result is accepted, with reruns after a corrected upset."""

@@ -8,6 +8,7 @@ the scrubber checks and repairs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -15,6 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +132,9 @@ class SessionCache:
         self._epochs: dict[str, int] = {}
         # The model service evicts from its own thread while the executor looks sessions up.
         self._lock = threading.Lock()
+        #: Around each session creation, which holds the GIL for as long as onnxruntime takes
+        #: (a worker stops beating meanwhile, and warns its supervisor by this).
+        self.around_build: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
     def __len__(self) -> int:
         with self._lock:
@@ -181,7 +186,8 @@ class SessionCache:
             epoch = self._epochs.get(key, 0)
         # Created outside the lock: a TensorRT engine build takes seconds, and evict() must not
         # wait for it.
-        loaded = self._create(key, source)
+        with self.around_build():
+            loaded = self._create(key, source)
         with self._lock:
             if self._epochs.get(key, 0) != epoch:
                 logger.info("model %s evicted while its session was created: not cached", key)

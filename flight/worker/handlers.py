@@ -8,7 +8,6 @@ while a run computes, as the job runner's two threads did in one process.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
@@ -24,11 +23,8 @@ from flight.compute.interpreter import configure_interpreter
 from flight.compute.job_compute import Computed, ComputeFailed, JobInput
 from flight.compute.memory_scrub import ScrubSettings
 from flight.jobs.providers import OnnxruntimeBackend, ProviderChoice, select_provider
-from flight.jobs.redundancy import Redundancy
 from flight.jobs.registry import ModelEntry
 from flight.protection.faults import FaultModel
-from flight.protection.injection import Injected
-from flight.protection.model_guard import ABFT_SUFFIX
 from flight.protection.upsets import Upset
 from flight.worker.protocol import Lane
 from flight.worker.serve import Call, WorkerContext, WorkerHandlers
@@ -59,6 +55,9 @@ class Run:
 
 @dataclass(frozen=True)
 class Accept:
+    """The checks before a job's result is accepted: its last call, the worker forgets the job
+    after it."""
+
     job_id: int
     computed: Computed
 
@@ -179,6 +178,7 @@ def build(context: WorkerContext) -> WorkerHandlers:
         settings_from(options, provider),
         lambda notice: context.notify(notice_kind(notice), notice),
     )
+    engine.sessions.around_build = lambda: context.quiet(SESSION_BUILD_S)
 
     armed: list[ArmFault] = []
 
@@ -194,6 +194,7 @@ def build(context: WorkerContext) -> WorkerHandlers:
             if not fault.every:
                 armed.remove(fault)
             log.warning("job %d: test fault %s strikes", job_id, fault.fault.name)
+            context.flush()  # the previous run's answer is not the fault's to lose
             if fault.fault is WorkerFault.CRASH:
                 logging.shutdown()
                 os.kill(os.getpid(), signal.SIGSEGV)
@@ -209,50 +210,35 @@ def build(context: WorkerContext) -> WorkerHandlers:
             # run must not go on meanwhile.
             threading.Event().wait()
 
-    def building(key: str, abft: bool = False) -> contextlib.AbstractContextManager[None]:
-        """Quiet while the session this call needs may be created (it is not loaded)."""
-        loaded = engine.sessions.peek(key + ABFT_SUFFIX if abft else key) is not None
-        return contextlib.nullcontext() if loaded else context.quiet(SESSION_BUILD_S)
-
     def run(body: Run, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
         strike(body.job_id)
-        job = engine.jobs.prepared(body.job_id)
-        abft = job is not None and job.redundancy is Redundancy.ABFT
-        with building(engine.model_key(body.job_id), abft):
-            started = time.monotonic()
-            outcome = engine.run(body.job_id)
-            seconds = time.monotonic() - started
+        started = time.monotonic()
+        outcome = engine.run(body.job_id)
+        seconds = time.monotonic() - started
         if not isinstance(outcome, Computed):
             return outcome
         return dataclasses.replace(outcome, seconds=seconds)
 
     def accept(body: Accept, call: Call) -> Computed | ComputeFailed:
         call.on_cancel(lambda: engine.cancel(body.job_id))
-        # A failed known answer reloads the session.
-        with context.quiet(SESSION_BUILD_S):
+        try:
             return engine.accept(body.job_id, body.computed)
-
-    def record_answer(body: RecordAnswer, call: Call) -> ModelEntry:
-        with building(body.entry.key):
-            return engine.record_answer(body.entry)
-
-    def inject_weights(body: InjectWeights, call: Call) -> Injected:
-        with building(body.entry.key):
-            return engine.inject_weights(body.entry, body.model, body.seed)
+        finally:
+            engine.discard(body.job_id)
 
     handlers: dict[type, Any] = {
         Prepare: lambda body, call: engine.prepare(body.job),
         Run: run,
         Accept: accept,
         Discard: lambda body, call: engine.discard(body.job_id),
-        RecordAnswer: record_answer,
+        RecordAnswer: lambda body, call: engine.record_answer(body.entry),
         Forget: lambda body, call: engine.forget(body.entry),
         Allow: lambda body, call: engine.allow(body.duty, body.held),
         ArmFault: arm,
         Disarm: lambda body, call: armed.clear(),
         Scrub: lambda body, call: engine.memory.scrub(body.settings),
-        InjectWeights: inject_weights,
+        InjectWeights: lambda body, call: engine.inject_weights(body.entry, body.model, body.seed),
         ArmOutputFault: lambda body, call: engine.arm_output_fault(body.model, body.seed),
     }
 

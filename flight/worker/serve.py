@@ -117,13 +117,14 @@ class WorkerHandlers:
 
 @dataclass(frozen=True, slots=True)
 class WorkerContext:
-    """What a factory is given: the worker's name, its options, a way to send notices, and
-    one to warn of a long silence."""
+    """What a factory is given: the worker's name, its options, a way to send notices, one
+    to warn of a long silence, and one to wait until every answer given so far is sent."""
 
     name: str
     notify: Callable[[str, Any], None]
     options: Mapping[str, str] = field(default_factory=dict)
     announce_quiet: Callable[[float], None] = lambda seconds: None
+    flush: Callable[[], None] = lambda: None
 
     @contextlib.contextmanager
     def quiet(self, max_s: float) -> Iterator[None]:
@@ -182,17 +183,23 @@ class WorkerServer:
         self._lanes: dict[Lane, queue.SimpleQueue[tuple[Call, Any]]] = {
             lane: queue.SimpleQueue() for lane in Lane
         }
+        # Answers, sent by a thread of their own: a lane goes on to its next request (the next
+        # run, sent ahead) while its answer is pickled and written, instead of after.
+        self._outbox: queue.SimpleQueue[Reply | Failure | threading.Event] = queue.SimpleQueue()
 
     def serve(self) -> int:
         """Builds the handlers, then serves; the exit status the worker should end with."""
         self._thread("heartbeat", self._beat)
         try:
-            context = WorkerContext(self._name, self.notify, self._options, self._announce_quiet)
+            context = WorkerContext(
+                self._name, self.notify, self._options, self._announce_quiet, self.flush
+            )
             self._handlers = self._factory(context)
         except Exception as e:
             logger.exception("worker factory failed")
             self._send_or_exit(StartFailed(type(e).__name__, str(e)))
             return ExitCode.OUT_OF_MEMORY if isinstance(e, MemoryError) else ExitCode.START_FAILED
+        self._thread("sender", self._send_answers)
         for lane in Lane:
             self._thread(f"lane-{lane}", self._serve_lane, lane)
         self._send_or_exit(Hello(pid=os.getpid(), name=self._name))
@@ -203,6 +210,13 @@ class WorkerServer:
         # OSError: the payload is gone, and the reader sees it and ends the worker.
         with contextlib.suppress(OSError):
             self._channel.send(Notice(kind, body))
+
+    def flush(self) -> None:
+        """Returns once every answer given before the call is sent (before a test fault kills
+        the worker: the answers of the calls it had finished must not die with it)."""
+        sent = threading.Event()
+        self._outbox.put(sent)
+        sent.wait()
 
     def _announce_quiet(self, seconds: float) -> None:
         self._send_or_exit(Quiet(seconds))
@@ -270,7 +284,7 @@ class WorkerServer:
             try:
                 handler = next((handlers[t] for t in type(body).__mro__ if t in handlers), None)
                 if handler is None:
-                    answer: FromWorker = Failure(
+                    answer: Reply | Failure = Failure(
                         call.id, UNKNOWN_REQUEST, f"no handler for {type(body).__qualname__}"
                     )
                 else:
@@ -284,10 +298,18 @@ class WorkerServer:
             finally:
                 with self._calls_lock:
                     self._calls.pop(call.id, None)
+            self._outbox.put(answer)
+
+    def _send_answers(self) -> None:
+        while True:
+            answer = self._outbox.get()
+            if isinstance(answer, threading.Event):
+                answer.set()  # a flush
+                continue
             try:
                 self._send_or_exit(answer)
             except MessageEncodeError as e:
-                self._send_or_exit(Failure(call.id, UNSENDABLE_REPLY, str(e)))
+                self._send_or_exit(Failure(answer.id, UNSENDABLE_REPLY, str(e)))
 
     def _beat(self) -> None:
         seq = 0

@@ -50,10 +50,10 @@ def test_a_tmr_job_computes_what_the_reference_session_computes(tmp_path: Path) 
     assert isinstance(accepted, Computed)
     expected = reference_session(entry.path.read_bytes()).run(None, {"features": features})
     assert np.array_equal(next(iter(accepted.outputs.values())), expected[0])
+    # The last run is told by the outcome itself.
     assert [n for n in told if isinstance(n, RunDone)] == [
         RunDone(7, 1),
         RunDone(7, 2),
-        RunDone(7, 3),
     ]
     assert any(isinstance(n, AnswerRecorded) for n in told)
     status = engine.status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,6 +160,24 @@ def test_cache_hit_does_not_recreate_the_session(model: tuple[str, Path]) -> Non
         executor.execute(key, path, feeds(), mode)
     assert cache.get(key, path) is first
     assert len(factory.created) == 1 and cache.creations == 1
+
+
+def test_only_a_session_creation_is_wrapped_by_around_build(model: tuple[str, Path]) -> None:
+    # A worker announces a quiet around it (creation holds the GIL); a hit must cost nothing.
+    key, path = model
+    cache = SessionCache(2, ON_CPU)
+    builds: list[str] = []
+
+    @contextlib.contextmanager
+    def around() -> Iterator[None]:
+        builds.append("begin")
+        yield
+        builds.append("end")
+
+    cache.around_build = around
+    cache.get(key, path)
+    cache.get(key, path)
+    assert builds == ["begin", "end"]
 
 
 def test_sessions_are_created_as_specified(model: tuple[str, Path]) -> None:
