@@ -13,6 +13,7 @@ host hits both alike, and the medians compared.
 
 from __future__ import annotations
 
+import functools
 import io
 import statistics
 import sys
@@ -47,6 +48,9 @@ D = default_dictionary()
 JOBS = 40
 # Queues measured per side: the best of them is compared (noise on a busy host only adds).
 STREAM_REPEATS = 5
+# The worker against in process: turns of short queues on each side, compared pair by pair.
+PAIRS = 24
+PAIRED_JOBS = 40
 
 
 class _Payload:
@@ -235,8 +239,10 @@ def test_job_overhead_in_a_worker_against_in_process(
     tmp_path: Path, report: Callable[[str, str], None]
 ) -> None:
     """Issue 19 target: with the compute in a worker process, the job overhead ratio stays
-    within the in-process ratio plus 2 percentage points; both measured in one run, alternately,
-    against the same bare run."""
+    within the in-process ratio plus 2 percentage points. Both are measured in one run against
+    the same bare run, in short queues taken in turn (the order rotated), and compared pair by
+    pair: on a shared host the load drifts by more than the difference sought, and a pair sees
+    nearly the same load on its three sides."""
     model = cnn_classifier(seed=1)
     data = model_bytes(model)
     x = random_input(model, batch=1, seed=3)
@@ -256,31 +262,46 @@ def test_job_overhead_in_a_worker_against_in_process(
         )
         feeds = {"image": x}
         bare.run(None, feeds)
-        one: dict[str, list[float]] = {name: [] for name in sides}
-        queued: dict[str, list[float]] = {name: [] for name in sides}
-        bares: list[float] = []
-        for _ in range(STREAM_REPEATS):
-            for name, side in sides.items():
-                for _ in range(JOBS // 4):
-                    one[name] += _median_seconds(lambda side=side: side.job("cnn", "x.npy"), 1)
-                start = time.perf_counter()
-                side.stream("cnn", "x.npy", JOBS)
-                queued[name].append((time.perf_counter() - start) / JOBS)
-            start = time.perf_counter()
-            for _ in range(JOBS):
+
+        def bare_queue() -> None:
+            for _ in range(PAIRED_JOBS):
                 bare.run(None, feeds)
-            bares.append((time.perf_counter() - start) / JOBS)
-        bare_s = min(bares)
-        ratios = {name: min(times) / bare_s for name, times in queued.items()}
-        singles = {name: statistics.median(times) / bare_s for name, times in one.items()}
+
+        queues: dict[str, Callable[[], None]] = {
+            name: functools.partial(side.stream, "cnn", "x.npy", PAIRED_JOBS)
+            for name, side in sides.items()
+        }
+        queues["bare"] = bare_queue
+        per_job: dict[str, list[float]] = {name: [] for name in queues}
+        names = list(queues)
+        for turn in range(PAIRS):
+            for name in names[turn % 3 :] + names[: turn % 3]:
+                start = time.perf_counter()
+                queues[name]()
+                per_job[name].append((time.perf_counter() - start) / PAIRED_JOBS)
+        deltas = [
+            (worker - here) / bare_s
+            for worker, here, bare_s in zip(
+                per_job["worker"], per_job["in process"], per_job["bare"], strict=True
+            )
+        ]
+        delta = statistics.median(deltas)
+        bare_s = statistics.median(per_job["bare"])
+        ratios = {name: statistics.median(per_job[name]) / bare_s for name in sides}
+        one = {
+            name: statistics.median(_median_seconds(lambda side=side: side.job("cnn", "x.npy"), 20))
+            / bare_s
+            for name, side in sides.items()
+        }
         report(
             "Worker process (issue 19): job overhead in a worker against in process",
-            f"CNN 3x64x64 batch 1, bare run {bare_s * 1e3:.2f} ms. {JOBS} jobs queued: ratio "
-            f"{ratios['in process']:.3f} in process, {ratios['worker']:.3f} in a worker "
-            f"({(ratios['worker'] - ratios['in process']) * 100:+.1f} points, target <= +2). "
-            f"One job at a time: {singles['in process']:.3f} and {singles['worker']:.3f}",
+            f"CNN 3x64x64 batch 1, bare run {bare_s * 1e3:.2f} ms. {PAIRS} turns of"
+            f" {PAIRED_JOBS} jobs queued on each side: ratio {ratios['in process']:.3f} in"
+            f" process, {ratios['worker']:.3f} in a worker; median difference of a turn"
+            f" {delta * 100:+.1f} points (target <= +2). One job at a time:"
+            f" {one['in process']:.3f} and {one['worker']:.3f}",
         )
-        assert ratios["worker"] - ratios["in process"] <= 0.02
+        assert delta <= 0.02
     finally:
         for side in sides.values():
             side.close()
