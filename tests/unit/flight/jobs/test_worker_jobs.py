@@ -124,13 +124,17 @@ def test_a_worker_lost_under_a_run_is_told_and_the_next_worker_computes(
     assert isinstance(again, Computed) and again.runs == 1
 
 
-def test_a_stop_reaches_a_run_in_the_worker(rig: Rig) -> None:
-    # A CNN on a batch of 32 takes a few hundred ms a run: stopped after its first of three.
+def prepare_slow_job(rig: Rig, job_id: int) -> None:
+    """A TMR job of a CNN on a batch of 32: a few hundred ms a run."""
     model = cnn_classifier()
     entry = rig.compute.record_answer(rig.registry.register("cnn", 1, model_bytes(model)))
     octets = npy(random_input(model, batch=32))
-    job = JobInput(4, entry, Redundancy.TMR, octets, hashlib.sha256(octets).digest(), "x.npy")
+    job = JobInput(job_id, entry, Redundancy.TMR, octets, hashlib.sha256(octets).digest(), "x.npy")
     assert rig.compute.prepare(job) is None
+
+
+def test_a_stop_reaches_a_run_in_the_worker(rig: Rig) -> None:
+    prepare_slow_job(rig, 4)  # stopped after its first run of three
     control = RunControl()
 
     def stop_after_first(runs: int) -> None:
@@ -241,11 +245,7 @@ def test_a_run_queued_behind_one_that_crashed_its_worker_is_sent_again_not_lost(
 
 
 def test_a_job_put_back_before_its_turn_does_not_run(rig: Rig) -> None:
-    model = cnn_classifier()
-    entry = rig.compute.record_answer(rig.registry.register("cnn", 1, model_bytes(model)))
-    octets = npy(random_input(model, batch=32))
-    long = JobInput(9, entry, Redundancy.TMR, octets, hashlib.sha256(octets).digest(), "x.npy")
-    assert rig.compute.prepare(long) is None
+    prepare_slow_job(rig, 9)
     rig.compute.prepare(job_input(10, rig.entry, Redundancy.NONE))
     time.sleep(0.5)  # the runs counter comes with the heartbeats
     before = rig.compute.counter("runs")
