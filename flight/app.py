@@ -51,6 +51,7 @@ from flight.protection.scrubber import PassReport, Scrubber
 from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
+from flight.schedule import ScheduleStore
 from flight.security.setup import build_authenticator, load_uplink_keys, security_getters
 from flight.services import test as test_service
 from flight.services.events import EventReporter
@@ -61,6 +62,7 @@ from flight.services.lifecycle import LifecycleService
 from flight.services.models import ModelService
 from flight.services.parameters import ParameterService
 from flight.services.protection import ProtectionService
+from flight.services.schedule import ScheduleService
 from flight.services.security import SecurityService
 from flight.services.storage import StorageService, default_stores
 from flight.services.thermal import ThermalService
@@ -169,6 +171,17 @@ class Payload:
             link.apid, self.tm, self.counters, monotonic, on_crash=self._command_crashed
         )
         self._open_job_services(state_dir, provider)
+        # ST[11]: the durable schedule; its released TCs go through the router like the ground's.
+        self.schedule = ScheduleService(
+            self.dictionary,
+            ScheduleStore(
+                state_dir / "schedule", self.upsets, config.schedule.enabled_at_first_start
+            ),
+            config.schedule,
+            link.apid,
+            self.events,
+            clock,
+        )
         self.parameters = self._parameter_pool(state_dir)
         self.protected = ProtectedState(state_dir, self.upsets, self.parameters)
         self.protected.restore_parameters()
@@ -187,6 +200,7 @@ class Payload:
         )
         self.housekeeping.register(self.router)
         self.storage.register(self.router)
+        self.schedule.register(self.router)
         ParameterService(self.dictionary, self.parameters, self.events).register(self.router)
         test_service.register(self.router, self.dictionary)
         arming = Arming(monotonic, config.lifecycle.arm_timeout_s)
@@ -356,6 +370,7 @@ class Payload:
 
     def _scrub_state(self) -> None:
         self.protected.scrub()
+        self.schedule.verify()
         try:
             self.jobs.verify()
         except JobStoreError as exc:  # reported by the store; the next pass tries again
@@ -386,6 +401,7 @@ class Payload:
                 **thermal_getters(lambda: self.thermal, self.gate),
                 **security_getters(self.auth),
                 **self.storage.getters(),
+                **self.schedule.getters(),
                 **self.lifecycle.getters(),
                 "TM_CODING": lambda: coding,
             }
@@ -467,6 +483,7 @@ class Payload:
             while not self._stop.is_set():
                 try:
                     awaited = self.uplink.octets_awaited() if data else 0
+                    self._wait_no_longer_than_schedule()
                     data = read_next(self.port, READ_GATHER_S, awaited, self.baud)
                 except (serial.SerialException, OSError) as exc:
                     self._port_error = exc
@@ -474,6 +491,7 @@ class Payload:
                 if data:
                     self._receive(data)
                     self.self_faults.strike()
+                self.schedule.tick()
                 self.housekeeping.tick(self._monotonic())
                 if self.auth is not None:
                     self.auth.tick()
@@ -499,6 +517,7 @@ class Payload:
             self.compute.stop()
             self.file_service.close()
             self.storage.close()
+            self.schedule.close()
             self.jobs.close()
             self.downlink.stop()
             log.info("link counters: %s", self.counters.summary())
@@ -509,6 +528,14 @@ class Payload:
             log.error("serial port failed: %s", self._port_error)
             return EXIT_PORT_FAILED
         return EXIT_OK
+
+    def _wait_no_longer_than_schedule(self) -> None:
+        """The port waits no longer than the next release is away: a released TC runs within
+        milliseconds of its time, without polling the schedule faster."""
+        due = self.schedule.seconds_to_next()
+        wait = READ_TIMEOUT_S if due is None else min(READ_TIMEOUT_S, max(due, 0.0))
+        if self.port.timeout != wait:
+            self.port.timeout = wait
 
     def _receive(self, data: bytes) -> None:
         packets = self.uplink.feed(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flight.files.upload_store import DEFAULT_MAX_RANGES, DEFAULT_MAX_UPLOADS
+from flight.schedule.config import ScheduleConfig
 from flight.services.files import MAX_DOWNLOADS
 from flight.thermal.rc_model import ThermalModelParameters
 from flight.thermal.readings import Sensor
@@ -150,6 +151,7 @@ class FlightConfig:
     thermal_model: ThermalModelParameters = field(default_factory=ThermalModelParameters)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 def _same_kind(value: object, default: object) -> bool:
@@ -180,6 +182,7 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
 
 SECTIONS = (
     "link", "storage", "jobs", "protection", "thermal", "thermal_model", "security", "lifecycle",
+    "schedule",
 )  # fmt: skip
 
 
@@ -268,6 +271,7 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
     for key in ("kick_interval_s", "arm_timeout_s"):
         if not getattr(lifecycle, key) > 0:
             raise ConfigError(f"[lifecycle] {key} in {path}: expected more than 0")
+    schedule = _section(ScheduleConfig, raw.get("schedule", {}), f"[schedule] of {path}")
     return FlightConfig(
         link=link,
         storage=storage,
@@ -277,4 +281,5 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         thermal_model=model,
         security=security,
         lifecycle=lifecycle,
+        schedule=schedule,
     )

@@ -28,6 +28,7 @@ class UpsetLocation(enum.IntEnum):
     STATE = 5
     JOB_STORE = 6
     RESULT_FILE = 7
+    SCHEDULE = 8
 
 
 class Outcome(enum.Enum):

@@ -1,0 +1,154 @@
+"""ST[11] through the real processes: time-tagged TCs built by an independent library
+(tmtccmd) accepted and released on time by the payload's clock, with the released command's
+own verification reports; the schedule surviving kill -9 between insertion and release; the
+reports of the schedule read with an independent packet decoder (spacepackets)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spacepackets.ccsds.time import CdsShortTimestamp
+from spacepackets.ecss import PusTelecommand, PusTelemetry
+from tmtccmd.pus.s11_tc_sched import TcSchedReqId
+from tmtccmd.pus.tc.s11_tc_sched import create_time_tagged_cmd
+
+from hil.bench import Bench
+from hil.testapi import GroundTestApi
+from spacelink.cdstime import CdsTime
+from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
+from spacelink.pus_schedule import decode_detail_report, decode_summary
+from spacelink.spacepacket import PusTm, RequestId
+from telemetry_defs.loader import default_dictionary
+from tests.harness import open_test_api
+
+D = default_dictionary()
+# Release accuracy asked for: within 100 ms of the release time, by the payload's clock.
+ACCURACY_S = 0.100
+# How far ahead activities are put: the TC[11,4] must arrive (one frame at 115200 baud) and
+# clear the payload's time margin (1 s by default) first.
+LEAD_S = 2.5
+
+
+def cds(at: float) -> CdsShortTimestamp:
+    """spacepackets' CDS short time of a UNIX time, to the millisecond (its own conversion from
+    a datetime can land a millisecond short)."""
+    ours = CdsTime.from_unix(at)
+    return CdsShortTimestamp(ccsds_days=ours.days, ms_of_day=ours.ms_of_day)
+
+
+def tagged(at: float, seq_count: int, source_id: int, service: int = 17, subtype: int = 1) -> bytes:
+    """TC[11,4] application data as tmtccmd 8.2 builds it: release time, then the whole TC."""
+    inner = PusTelecommand(
+        service=service,
+        message_subtype=subtype,
+        apid=D.apid,
+        seq_count=seq_count,
+        source_id=source_id,
+    )
+    return bytes(create_time_tagged_cmd(cds(at).pack(), inner, apid=D.apid).app_data)
+
+
+class Reports:
+    """Every verification report on the downlink, whichever request it answers (the ground's
+    session keeps only those of the commands it sent itself)."""
+
+    def __init__(self, api: GroundTestApi) -> None:
+        self.seen: list[tuple[VerificationReport, PusTm]] = []
+        self._cond = threading.Condition()
+        api.session.add_packet_sink(self._take)
+
+    def _take(self, tm: PusTm, raw: bytes, wall: float) -> None:
+        if tm.service == VERIFICATION_SERVICE:
+            with self._cond:
+                self.seen.append((VerificationReport.unpack(tm.subtype, tm.source_data), tm))
+                self._cond.notify_all()
+
+    def of(self, request: RequestId, count: int, timeout: float) -> list[tuple[int, float]]:
+        """(subtype, payload time) of the first `count` reports for `request`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [
+                    (tm.subtype, tm.time.to_unix())
+                    for report, tm in self.seen
+                    if report.request_id == request
+                ]
+                left = deadline - time.monotonic()
+                if len(found) >= count or left <= 0:
+                    return found
+                self._cond.wait(left)
+
+
+def released(api: GroundTestApi, request_id: int, since: float, timeout: float) -> Any:
+    return api.await_named_event(
+        "SCHEDULE_ACTIVITY_RELEASED",
+        lambda v: v["request_id"] == request_id,
+        since=since,
+        timeout=timeout,
+    )
+
+
+def test_a_tmtccmd_time_tagged_ping_is_released_on_time_with_its_reports(bench: Bench) -> None:
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        reports = Reports(api)
+        source = api.session.source_id
+        since = time.monotonic()
+        at = time.time() + LEAD_S
+        api.send_and_assert(11, 4, tagged(at, 1000, source))
+        request_id = TcSchedReqId(apid=D.apid, seq_cnt=1000, src_id=source).id_u64
+        event = released(api, request_id, since, timeout=LEAD_S + 10)
+        reply = api.await_tm(
+            lambda tm: (tm.service, tm.subtype) == (17, 2) and tm.destination_id == source,
+            since=since,
+            timeout=5,
+        )
+        stages = reports.of(RequestId(0x1800 | D.apid, 0xC000 | 1000), 3, timeout=5)
+    # The released ping ran as a ground TC does: acceptance, start, completion and its reply.
+    assert [subtype for subtype, _ in stages] == [1, 3, 7], stages
+    late = [t - CdsTime.from_unix(at).to_unix() for _, t in stages] + [
+        reply.tm.time.to_unix() - CdsTime.from_unix(at).to_unix()
+    ]
+    print(f"\nrelease: event late_ms={event.values['late_ms']}, reports {late} s after")
+    assert event.values["late_ms"] <= ACCURACY_S * 1000
+    assert all(0 <= x <= ACCURACY_S for x in late), late
+
+
+def test_the_schedule_survives_kill_9_between_insert_and_release(
+    make_bench: Any, tmp_path: Path
+) -> None:
+    bench: Bench = make_bench(baud=115200)
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        source = api.session.source_id
+        at = time.time() + 8.0
+        # The counted form (N = 2), the second activity's time beyond the test's end.
+        later = at + 3600
+        first = tagged(at, 2001, source)
+        second = tagged(later, 2002, source)
+        data = (2).to_bytes(2, "big") + first + second
+        api.send_and_assert(11, 4, data)
+        assert bench.flight is not None
+        killed_pid = bench.flight.pid
+        killed = time.monotonic()
+        os.kill(killed_pid, signal.SIGKILL)
+        api.await_named_event("PAYLOAD_STARTED", since=killed, timeout=30)
+        api.session.initiate()
+        assert bench.flight is not None and bench.flight.pid != killed_pid
+        request_id = TcSchedReqId(apid=D.apid, seq_cnt=2001, src_id=source).id_u64
+        event = released(api, request_id, killed, timeout=20)
+        assert event.values["late_ms"] <= ACCURACY_S * 1000
+        # What is left, read with the reports: the second activity, as inserted.
+        summary = api.query(11, 17, b"", (11, 13))
+        detail = api.query(11, 16, b"", (11, 10))
+    entries = decode_summary(PusTelemetry.unpack(summary.raw, timestamp_len=7).source_data)
+    assert [e.request_id.seq_count for e in entries] == [2002]
+    assert entries[0].release.to_unix() == pytest.approx(
+        CdsTime.from_unix(later).to_unix(), abs=0.001
+    )
+    activities = decode_detail_report(PusTelemetry.unpack(detail.raw, timestamp_len=7).source_data)
+    assert [a.packet for a in activities] == [second[7:]]
