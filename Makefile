@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# tmtccmd, an independent PUS library, builds the time-tagged TC[11,4] of the ST[11] interop
+# tests. Version 8.2.0 pins spacepackets~=0.28 (and cfdp-py <=0.28), yet its ST[11] helpers work
+# with the spacepackets the dev set-up has: its own dependencies go in as usual, it and cfdp-py
+# without theirs, so that pip leaves that spacepackets alone.
+TMTCCMD_DEPS := deprecated deprecation colorlog colorama cobs prompt-toolkit dle-encoder
+TMTCCMD := tmtccmd==8.2.0 cfdp-py==0.5.1
 
 .PHONY: demo test bench fuzz lint docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 		{ echo "make: Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TMTCCMD_DEPS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(TMTCCMD)
 	@touch $(STAMP)
 
 demo: $(STAMP)

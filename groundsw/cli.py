@@ -40,6 +40,7 @@ from groundsw.liveview import LiveTable
 from groundsw.model_commands import add_model_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
+from groundsw.schedule_commands import add_schedule_commands
 from groundsw.send_command import run_command
 from groundsw.session import (
     InitMode,
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_command(sub)
     add_model_commands(sub)
     add_job_commands(sub)
+    add_schedule_commands(sub)
     add_file_commands(sub)
     add_key_commands(sub)
     add_station_commands(sub)

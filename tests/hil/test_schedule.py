@@ -5,6 +5,7 @@ reports of the schedule read with an independent packet decoder (spacepackets)."
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -25,7 +26,7 @@ from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
 from spacelink.pus_schedule import decode_detail_report, decode_summary
 from spacelink.spacepacket import PusTm, RequestId
 from telemetry_defs.loader import default_dictionary
-from tests.harness import open_test_api
+from tests.harness import open_test_api, run_tool
 
 D = default_dictionary()
 # Release accuracy asked for: within 100 ms of the release time, by the payload's clock.
@@ -83,6 +84,11 @@ class Reports:
                 if len(found) >= count or left <= 0:
                     return found
                 self._cond.wait(left)
+
+
+def parse_utc(text: str) -> float:
+    """A time as groundsw shows it (2026-12-07T10:00:00.250Z)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def released(api: GroundTestApi, request_id: int, since: float, timeout: float) -> Any:
@@ -152,3 +158,43 @@ def test_the_schedule_survives_kill_9_between_insert_and_release(
     )
     activities = decode_detail_report(PusTelemetry.unpack(detail.raw, timestamp_len=7).source_data)
     assert [a.packet for a in activities] == [second[7:]]
+
+
+def groundsw(bench: Bench, data: Path, *args: str) -> tuple[int, str, str]:
+    result = run_tool("groundsw", "--port", bench.ground_port, "--data-dir", str(data), *args)
+    assert "Traceback" not in result.stderr, result.stderr
+    said = [line for line in result.stdout.splitlines() if not line.startswith("link up on ")]
+    return result.returncode, "\n".join(said), result.stderr.strip()
+
+
+def test_groundsw_schedule_inserts_lists_shifts_deletes_and_refuses_in_one_sentence(
+    bench: Bench, tmp_path: Path
+) -> None:
+    data = tmp_path / "ground"
+    code, out, _ = groundsw(
+        bench, data, "schedule", "insert", "--at", "+1h", "HK_GENERATE", "sids=SCHEDULE_STATUS"
+    )
+    assert code == 0, out
+    request_id = out.splitlines()[-1]
+    assert request_id.startswith("0x") and "HK_GENERATE TC[3,27] scheduled for" in out
+    code, out, _ = groundsw(bench, data, "schedule", "list")
+    assert code == 0 and out.splitlines()[0] == "1 scheduled", out
+    assert f"{request_id}  TC[3,27] HK_GENERATE sids=[14]" in out, out
+    before = out.split()[2]
+    code, out, _ = groundsw(bench, data, "schedule", "shift", request_id, "-60")
+    assert code == 0, out
+    code, out, _ = groundsw(bench, data, "schedule", "summary")
+    assert code == 0 and request_id in out
+    after = out.splitlines()[1].split()[0]
+    assert parse_utc(before) - parse_utc(after) == pytest.approx(60, abs=0.001)
+    # Refusals: one sentence, a non-zero exit, nothing sent for a typo.
+    code, _, err = groundsw(bench, data, "schedule", "shift", "--all", "-7200")
+    assert code != 0 and "SCHEDULE_TOO_EARLY" in err and len(err.splitlines()) == 1, err
+    code, _, err = groundsw(bench, data, "schedule", "delete", "1:100:9")
+    assert code != 0 and "SCHEDULE_UNKNOWN_REQUEST" in err and len(err.splitlines()) == 1, err
+    code, _, err = groundsw(bench, data, "schedule", "insert", "--at", "+5s", "NO_SUCH", "x=1")
+    assert code == 2 and err == "groundsw: no command 'NO_SUCH' in the dictionary", err
+    code, out, _ = groundsw(bench, data, "schedule", "delete", request_id)
+    assert code == 0, out
+    code, out, _ = groundsw(bench, data, "schedule", "reset")
+    assert code == 0 and out.strip() == "schedule reset", out

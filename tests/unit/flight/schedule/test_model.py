@@ -107,3 +107,16 @@ def test_reset_deletes_everything_and_disables_execution() -> None:
     schedule.reset()
     assert len(schedule) == 0 and schedule.enabled is False
     assert schedule.next_release_ms() is None
+
+
+def test_the_code_s_protocol_values_are_the_dictionary_s() -> None:
+    from flight.protection.upsets import UpsetLocation
+    from spacelink.pus_schedule import SCHEDULE_SERVICE, Subtype
+    from telemetry_defs.loader import default_dictionary
+
+    d = default_dictionary()
+    assert {m.name: m.value for m in DropReason} == dict(d.enums["ScheduleDropReason"].values)
+    assert d.enums["UpsetLocation"].values["SCHEDULE"] == UpsetLocation.SCHEDULE
+    tcs = {c.subtype for c in d.commands.values() if c.service == SCHEDULE_SERVICE}
+    tms = {p.subtype for p in d.packets.values() if p.service == SCHEDULE_SERVICE}
+    assert tcs | tms == {int(s) for s in Subtype}
