@@ -1,7 +1,8 @@
 """ST[11] through the real processes: time-tagged TCs built by an independent library
 (tmtccmd) accepted and released on time by the payload's clock, with the released command's
 own verification reports; the schedule surviving kill -9 between insertion and release; the
-reports of the schedule read with an independent packet decoder (spacepackets)."""
+reports of the schedule read with an independent packet decoder (spacepackets); the released
+command's reports kept by the packet store when nobody hears them; `groundsw schedule`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tmtccmd.pus.s11_tc_sched import TcSchedReqId
 from tmtccmd.pus.tc.s11_tc_sched import create_time_tagged_cmd
 
 from hil.bench import Bench
+from hil.impairments import Impairments
 from hil.testapi import GroundTestApi
 from spacelink.cdstime import CdsTime
 from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
@@ -198,3 +200,24 @@ def test_groundsw_schedule_inserts_lists_shifts_deletes_and_refuses_in_one_sente
     assert code == 0, out
     code, out, _ = groundsw(bench, data, "schedule", "reset")
     assert code == 0 and out.strip() == "schedule reset", out
+
+
+def test_reports_of_a_release_nobody_heard_come_back_from_the_packet_store(bench: Bench) -> None:
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        reports = Reports(api)
+        source = api.session.source_id
+        at = time.time() + LEAD_S
+        api.send_and_assert(11, 4, tagged(at, 3000, source))
+        # The downlink is lost around the release: the payload sends to nobody.
+        bench.link.set_impairments("downlink", Impairments(drop_rate=0.999999))
+        time.sleep(max(0.0, at - time.time()) + 1.0)
+        bench.link.set_impairments("downlink", Impairments())
+        request = RequestId(0x1800 | D.apid, 0xC000 | 3000)
+        assert reports.of(request, 1, timeout=0.5) == []
+        events = D.enums["PacketStoreId"].values["EVENTS"]
+        api.command_and_assert(
+            "STORE_RETRIEVE_RANGE", store=events, start=int(at) - 1, end=int(at) + 2
+        )
+        stages = reports.of(request, 3, timeout=15)
+    assert [subtype for subtype, _ in stages] == [1, 3, 7], stages
+    assert all(0 <= t - CdsTime.from_unix(at).to_unix() <= ACCURACY_S for _, t in stages)
