@@ -211,6 +211,8 @@ class ScheduleStore:
         return found
 
     def _mend(self, repairs: Sequence[Activity], lost: Sequence[LostRecord]) -> None:
+        if not repairs and not lost:
+            return
         try:
             with self._writing() as conn:
                 conn.executemany(

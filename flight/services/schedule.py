@@ -11,6 +11,7 @@ completion. A request with one refused instruction is refused whole (docs/schedu
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ class ScheduleService:
         self.released = 0
         self.dropped = 0
         self._dispatch: Callable[[bytes], None] | None = None
+        self._verify_due = threading.Event()
         loaded = store.load()
         limits = Limits(round(config.time_margin_s * 1000), config.max_activities)
         self.schedule = TimeSchedule(limits, loaded.activities, loaded.enabled)
@@ -127,6 +129,9 @@ class ScheduleService:
 
     def tick(self) -> None:
         """Release (or drop) every activity that is due, in release order."""
+        if self._verify_due.is_set():
+            self._verify_due.clear()
+            self._verify()
         now_ms = self._now_ms()
         grace = None
         if not self._started:
@@ -175,8 +180,13 @@ class ScheduleService:
         found.lost.clear()
 
     def verify(self) -> None:
-        """Vote every stored record again (the scrubber's pass): repairs what it can, drops
-        what it cannot, and makes the schedule in memory agree with the store."""
+        """Have every stored record voted again at the next pass of the main loop (the
+        scrubber's pass calls this from its own thread; the schedule belongs to the main one)."""
+        self._verify_due.set()
+
+    def _verify(self) -> None:
+        """Repair what one damaged part explains, drop what nothing does, and make the schedule
+        in memory agree with the store."""
         try:
             found = self.store.load()
         except ScheduleStoreError as exc:

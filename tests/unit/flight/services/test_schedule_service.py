@@ -273,3 +273,22 @@ def test_a_restart_releases_within_the_grace_and_drops_older_misses(
     assert (released["request_id"], released["late_ms"]) == (rid(2), 30_000)
     assert again.service.getters()["SCHEDULE_ACTIVITIES"]() == 1
     assert again.service.schedule.enabled is True
+
+
+def test_a_scrub_pass_drops_a_record_beyond_repair_on_the_main_loop_s_next_pass(
+    board: Board, clock: FakeClock
+) -> None:
+    board.send("SCHEDULE_INSERT", encode_activities([at(5, ping(1)), at(9, ping(2))]))
+    board.tick()
+    board.service.store.execute(
+        "UPDATE activity SET release_ms = 1, copy = ? WHERE request_id = ?", (b"x" * 40, rid(1))
+    )
+    board.service.verify()  # from the scrubber's thread: nothing changes until the next pass
+    assert board.service.getters()["SCHEDULE_ACTIVITIES"]() == 2
+    board.tick()
+    [dropped] = board.events("SCHEDULE_ACTIVITY_DROPPED")
+    assert (dropped["request_id"], dropped["reason"]) == (rid(1), DropReason.DAMAGED)
+    assert [a.request_id.value for a in board.service.schedule.activities()] == [rid(2)]
+    clock.advance(10)
+    board.tick()
+    assert [e["request_id"] for e in board.events("SCHEDULE_ACTIVITY_RELEASED")] == [rid(2)]
