@@ -38,6 +38,7 @@ from groundsw.key_commands import add_key_commands
 from groundsw.live import run_live
 from groundsw.liveview import LiveTable
 from groundsw.model_commands import add_model_commands
+from groundsw.pass_commands import add_pass_commands
 from groundsw.ping import run_ping
 from groundsw.plot import PlotError
 from groundsw.schedule_commands import add_schedule_commands
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_file_commands(sub)
     add_key_commands(sub)
     add_station_commands(sub)
+    add_pass_commands(sub)
     add_dictionary_commands(sub)
     accept_global_options_after_subcommands(parser)
     return parser
