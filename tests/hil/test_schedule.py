@@ -221,3 +221,31 @@ def test_reports_of_a_release_nobody_heard_come_back_from_the_packet_store(bench
         stages = reports.of(request, 3, timeout=15)
     assert [subtype for subtype, _ in stages] == [1, 3, 7], stages
     assert all(0 <= t - CdsTime.from_unix(at).to_unix() <= ACCURACY_S for _, t in stages)
+
+
+@pytest.mark.slow
+def test_a_burst_of_activities_each_released_within_100_ms(bench: Bench) -> None:
+    """Forty-five pings 50 ms apart, in one counted TC[11,4] (a frame's worth) of tmtccmd-built
+    activities."""
+    count, spacing = 45, 0.05
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        source = api.session.source_id
+        since = time.monotonic()
+        start = time.time() + LEAD_S + 1
+        times = [CdsTime.from_unix(start + i * spacing).to_unix() for i in range(count)]
+        parts = [tagged(t, 4000 + i, source) for i, t in enumerate(times)]
+        api.send_and_assert(11, 4, count.to_bytes(2, "big") + b"".join(parts))
+        deadline = time.monotonic() + LEAD_S + 20
+        replies: list[PusTm] = []
+        while len(replies) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+            replies = [
+                r.tm
+                for r in api.tm_history(17, 2)
+                if r.received_at >= since and r.tm.destination_id == source
+            ]
+    assert len(replies) == count, len(replies)
+    # One reply each; they arrive in the order of release.
+    late = [tm.time.to_unix() - t for tm, t in zip(replies, times, strict=True)]
+    print(f"\n{count} releases: replies {min(late) * 1000:.0f} to {max(late) * 1000:.0f} ms late")
+    assert all(0 <= x <= ACCURACY_S for x in late), late
