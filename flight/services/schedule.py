@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flight.commanding import CommandContext, CommandError, named_failure
+from flight.commanding import BadApplicationData, CommandContext, CommandError, named_failure
 from flight.router import CommandRouter
 from flight.schedule import (
     Activity,
@@ -204,7 +204,9 @@ class ScheduleService:
         try:
             tagged = decode_insert(args["activities"])
         except ScheduleCodecError as exc:
-            raise self._invalid(exc.index or 0, str(exc)) from None
+            if exc.index is None:  # the request's own layout (its count, octets left over)
+                raise BadApplicationData(str(exc)) from None
+            raise self._invalid(exc.index, str(exc)) from None
         for index, activity in enumerate(tagged):
             try:
                 tc = PusTc.unpack(activity.packet)

@@ -292,3 +292,13 @@ def test_a_scrub_pass_drops_a_record_beyond_repair_on_the_main_loop_s_next_pass(
     clock.advance(10)
     board.tick()
     assert [e["request_id"] for e in board.events("SCHEDULE_ACTIVITY_RELEASED")] == [rid(2)]
+
+
+def test_a_request_whose_own_layout_is_wrong_is_bad_application_data(board: Board) -> None:
+    too_many = encode_activities([at(5, ping(i)) for i in range(65)])
+    request = board.send("SCHEDULE_INSERT", too_many)
+    failed = [r for r in board.reports(request) if not r.success]
+    assert [(r.stage, r.failure_code) for r in failed] == [(Stage.ACCEPTANCE, 6)]
+    assert b"65 activities in one request" in failed[0].failure_data
+    cut = board.send("SCHEDULE_INSERT", encode_activities([at(5, ping(1))])[:-3])
+    assert board.failure(cut)[:2] == ("SCHEDULE_ACTIVITY_INVALID", Stage.ACCEPTANCE)  # type: ignore[index]
