@@ -1,5 +1,9 @@
 """The compute gate: every inference asks it before it starts, so that the thermal governor can
-space inferences (duty cycle) or hold them, and it counts the time spent computing."""
+space inferences (duty cycle) or hold them, and it counts the time spent computing.
+
+Runs may overlap: a job's run on the compute lane and a known-answer check of the job before it
+on the service lane. The gate counts a busy period from the start of the first run to the end of
+the last, and spaces the next run after the whole period."""
 
 from __future__ import annotations
 
@@ -48,7 +52,9 @@ class ComputeGate:
         self._held = False
         self._closed = False
         self._busy_s = 0.0
-        self._run_started: float | None = None
+        # Runs in progress, and when the busy period they belong to began.
+        self._running = 0
+        self._busy_since = 0.0
         self._last_end = -math.inf
         self._last_run_s = 0.0
 
@@ -78,8 +84,8 @@ class ComputeGate:
         """Seconds spent in inferences since start, the one in progress included."""
         with self._cond:
             busy = self._busy_s
-            if self._run_started is not None:
-                busy += self._monotonic() - self._run_started
+            if self._running:
+                busy += self._monotonic() - self._busy_since
             return busy
 
     def admit(self, cancelled: Callable[[], bool] = lambda: False) -> None:
@@ -98,16 +104,19 @@ class ComputeGate:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """Around one inference: its time counts as busy and sets the spacing after it."""
+        """Around one inference: its time counts as busy; the busy period it ends (the last
+        of overlapping runs) sets the spacing after it."""
         with self._cond:
-            self._run_started = self._monotonic()
+            if not self._running:
+                self._busy_since = self._monotonic()
+            self._running += 1
         try:
             yield
         finally:
             with self._cond:
-                started = self._run_started if self._run_started is not None else 0.0
-                end = self._monotonic()
-                self._run_started = None
-                self._last_run_s = end - started
-                self._last_end = end
-                self._busy_s += self._last_run_s
+                self._running -= 1
+                if not self._running:
+                    end = self._monotonic()
+                    self._last_run_s = end - self._busy_since
+                    self._last_end = end
+                    self._busy_s += self._last_run_s

@@ -260,6 +260,30 @@ def test_busy_seconds_counts_the_run_in_progress(gate: ComputeGate, clock: FakeC
     assert gate.busy_seconds() == pytest.approx(2.0)
 
 
+def test_overlapping_runs_count_one_busy_period_and_space_after_it(
+    gate: ComputeGate, clock: FakeClock
+) -> None:
+    # A job's run on the compute lane and the known-answer check of the job before it on the
+    # service lane: the check starts during the run and ends after it.
+    gate.allow(0.5)
+    clock.advance(1000.0)  # well into the clock: an overlap once counted the time since 0
+    run = gate.running()
+    run.__enter__()
+    clock.advance(1.0)
+    with gate.running():
+        clock.advance(0.5)
+        run.__exit__(None, None, None)  # the job's run ends; the check goes on
+        assert gate.busy_seconds() == pytest.approx(1.5)
+        clock.advance(0.5)
+    assert gate.busy_seconds() == pytest.approx(2.0)  # the busy period, not 1.0 + 1.0
+    waiter = Waiter(gate)
+    assert waiter.still_waiting()
+    clock.advance(1.9)
+    assert waiter.still_waiting()
+    clock.advance(0.1)  # the 2 s period at duty 0.5: 2 s of spacing after its end
+    assert waiter.done()
+
+
 def test_a_failed_run_still_counts_and_spaces(gate: ComputeGate, clock: FakeClock) -> None:
     gate.allow(0.5)
     with pytest.raises(RuntimeError), gate.running():
