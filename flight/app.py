@@ -39,6 +39,11 @@ from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
 from flight.lifecycle.self_faults import SelfFaults
 from flight.parameters import ParameterPool
+from flight.power.gate_shares import GateShares
+from flight.power.monitor import PowerMonitor
+from flight.power.setup import SETTINGS as POWER_SETTINGS
+from flight.power.setup import build_power, power_getters, settings_rule
+from flight.power.setup import follow_settings as follow_power_settings
 from flight.protection.injection import (
     FaultInjector,
     FaultTarget,
@@ -182,13 +187,35 @@ class Payload:
             self.events,
             clock,
         )
+        self.power: PowerMonitor | None = None  # built below; the pool reads it when asked
         self.parameters = self._parameter_pool(state_dir)
         self.protected = ProtectedState(state_dir, self.upsets, self.parameters)
         self.protected.restore_parameters()
+        # With a power budget the thermal governor and it share the compute gate, the stricter
+        # of the two winning; without one the thermal governor has the gate to itself.
+        shares = GateShares(self.gate) if config.power.source != "none" else None
         self.thermal = build_monitor(
-            config, self.gate, self.runner, self.events, self.protected, monotonic
+            config,
+            self.gate if shares is None else shares.share("thermal"),
+            self.runner,
+            self.events,
+            self.protected,
+            monotonic,
         )
         follow_settings(self.parameters, self.thermal)
+        if shares is not None:
+            self.power = build_power(
+                config,
+                shares.share("power"),
+                self.runner,
+                self.events,
+                state_dir,
+                clock,
+                monotonic,
+            )
+        if self.power is not None:
+            follow_power_settings(self.parameters, self.power)
+            self.runner.budget_power(self.power, config.power.unknown_run_s)
         ThermalService(self.dictionary, self.thermal).register(self.router)
         SecurityService(self.dictionary, self.auth).register(self.router)
         self.injector.external[FaultTarget.STATE] = state_target(self.protected.store)
@@ -306,6 +333,9 @@ class Payload:
         self.health.register("downlink", threads_running(lambda: [self.downlink._thread]))
         self.health.register("job runner", threads_running(lambda: self.runner._threads))
         self.health.register("thermal monitor", threads_running(lambda: [self.thermal._thread]))
+        power = self.power
+        if power is not None:
+            self.health.register("power monitor", threads_running(lambda: [power._thread]))
         if self.worker is not None:
             worker = self.worker
             self.health.register(
@@ -399,6 +429,9 @@ class Payload:
                 **self._protection_parameters(),
                 **self.compute_reports.parameters(),
                 **thermal_getters(lambda: self.thermal, self.gate),
+                **power_getters(
+                    lambda: self.power, self.config.power.source, self.runner.holds.power_held_jobs
+                ),
                 **security_getters(self.auth),
                 **self.storage.getters(),
                 **self.schedule.getters(),
@@ -413,6 +446,7 @@ class Payload:
                 f"{', '.join(missing)}"
             )
         pool.add_rule(THRESHOLDS, thresholds_rule)
+        pool.add_rule(tuple(POWER_SETTINGS), settings_rule)
         pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
         pool.subscribe("JOB_QUEUE_HOLD", lambda hold: setattr(self.runner, "paused", bool(hold)))
         pool.subscribe(
@@ -473,6 +507,8 @@ class Payload:
         else:
             self.auth.start()
         self.thermal.start()  # first: jobs that must wait for the temperature wait from the start
+        if self.power is not None:
+            self.power.start()  # jobs that must wait for the battery too
         self.runner.start()
         self.scrubber.start()
         self.lifecycle.serving(
@@ -513,6 +549,8 @@ class Payload:
             self._stop.set()
             self.scrubber.stop()
             self.thermal.stop()
+            if self.power is not None:
+                self.power.stop()
             self.runner.stop()
             self.compute.stop()
             self.file_service.close()

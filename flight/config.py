@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from flight.files.upload_store import DEFAULT_MAX_RANGES, DEFAULT_MAX_UPLOADS
+from flight.power.battery_model import PowerModelParameters
+from flight.power.config import PowerConfig
 from flight.schedule.config import ScheduleConfig
 from flight.services.files import MAX_DOWNLOADS
 from flight.thermal.rc_model import ThermalModelParameters
@@ -151,6 +153,8 @@ class FlightConfig:
     thermal_model: ThermalModelParameters = field(default_factory=ThermalModelParameters)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
+    power_model: PowerModelParameters = field(default_factory=PowerModelParameters)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
@@ -182,6 +186,7 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
 
 SECTIONS = (
     "link", "storage", "jobs", "protection", "thermal", "thermal_model", "security", "lifecycle",
+    "power", "power_model",
     "schedule",
 )  # fmt: skip
 
@@ -271,6 +276,10 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
     for key in ("kick_interval_s", "arm_timeout_s"):
         if not getattr(lifecycle, key) > 0:
             raise ConfigError(f"[lifecycle] {key} in {path}: expected more than 0")
+    power = _section(PowerConfig, raw.get("power", {}), f"[power] of {path}")
+    power_model = _section(
+        PowerModelParameters, raw.get("power_model", {}), f"[power_model] of {path}"
+    )
     schedule = _section(ScheduleConfig, raw.get("schedule", {}), f"[schedule] of {path}")
     return FlightConfig(
         link=link,
@@ -281,5 +290,7 @@ def load_config(path: Path | list[Path] | None) -> FlightConfig:
         thermal_model=model,
         security=security,
         lifecycle=lifecycle,
+        power=power,
+        power_model=power_model,
         schedule=schedule,
     )

@@ -36,6 +36,7 @@ from flight.compute.job_compute import (
 from flight.compute.run_control import RunControl
 from flight.files.failures import store_failure_name
 from flight.files.upload_store import FileStoreError, UploadStore
+from flight.jobs.holds import PowerPolicy, QueueHolds
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.jobs.scheduler import Scheduler
 from flight.jobs.storage_hold import StorageHold
@@ -151,9 +152,8 @@ class JobRunner:
         # a job before its submission is reported.
         self.submitting = threading.Lock()
         self._stopping = threading.Event()
-        self._paused = False
-        self._thermal_hold = False
         self.storage_hold = StorageHold(files.disk_room_bytes, monotonic)
+        self.holds = QueueHolds(events, self.storage_hold, store, self._estimate_s, monotonic)
         # The next job, prepared while the current one computes, and the current one.
         self._next: _Work | None = None
         self._current: _Work | None = None
@@ -201,24 +201,30 @@ class JobRunner:
     @property
     def paused(self) -> bool:
         """True: no queued job starts (JOB_QUEUE_HOLD)."""
-        return self._paused
+        return self.holds.paused
 
     @paused.setter
     def paused(self, hold: bool) -> None:
-        self._paused = hold
+        self.holds.paused = hold
         self._wake.set()
 
     @property
     def thermal_hold(self) -> bool:
         """True: no queued job starts (the thermal governor paused, or safe mode)."""
-        return self._thermal_hold
+        return self.holds.thermal
 
     def hold_jobs(self, hold: bool) -> None:
         """The thermal monitor holds (or releases) the queue."""
-        self._thermal_hold = hold
+        self.holds.thermal = hold
         if not hold:
             self._maybe_queued.set()
         self._wake.set()
+
+    def budget_power(self, policy: PowerPolicy, unknown_run_s: float) -> None:
+        """Let the power budget say which jobs start (before `start`); a model that has not
+        run yet is reckoned at `unknown_run_s` a run."""
+        self.holds.power = policy
+        self.holds.run_times.unknown_run_s = unknown_run_s
 
     def requeue_started(self) -> int:
         """Stop the running job and queue it again (safe mode), and put back the one prepared
@@ -306,7 +312,7 @@ class JobRunner:
                     except queue.Empty:
                         break
                     self._record(work, outcome, started)
-                if self._stopping.is_set() or self._held() or self._next is not None:
+                if self._stopping.is_set() or self.holds.all_held() or self._next is not None:
                     continue
                 prepared = self._prepare_next()
                 if prepared is not None:
@@ -315,25 +321,12 @@ class JobRunner:
             except Exception:  # the payload must outlive any bug in one job
                 log.exception("job bookkeeper: unexpected error")
 
-    def _held(self) -> bool:
-        if self.storage_hold.holding:
-            released = self.storage_hold.release_if_room()
-            if released is None:
-                return True
-            log.warning("the disk has room again after %.1f s: jobs start again", released.held_s)
-            self._events.raise_event(
-                "STORAGE_RESUMED",
-                held=min(int(released.held_s * 1000), 0xFFFFFFFF),
-                room=min(released.room, 0xFFFFFFFF),
-            )
-        return self._paused or self._thermal_hold
-
     def _computer(self) -> None:
         while True:
             work = self._ready.get()
             if work is None:
                 return
-            held = self._thermal_hold or self.storage_hold.holding
+            held = self.holds.held_before_compute() or self.holds.power_refuses(work.job)
             if held and self._put_back(work):
                 continue
             self._current = work
@@ -350,13 +343,18 @@ class JobRunner:
             except Exception as exc:  # the thread must outlive any bug in one job
                 log.exception("job %d crashed", work.job.job_id)
                 outcome = ComputeFailed("EXECUTION_FAILED", repr(exc))
+            if isinstance(outcome, Computed):
+                # Where the runs were timed (a worker), else here: for the power budget.
+                seconds = outcome.seconds or self._monotonic() - started
+                self.holds.run_times.learn(work.entry.key, outcome.runs, seconds)
             self._current = None
             self._done.put((work, outcome, started))
             self._wake.set()
 
     def _put_back(self, work: _Work) -> bool:
         """A prepared job that has not started computing goes back to the queue (the thermal
-        governor holds it), its attempt not counted; False when it ended meanwhile."""
+        governor, the disk or the power budget holds it), its attempt not counted; False when
+        it ended meanwhile."""
         self._next = None
         self.compute.discard(work.job.job_id)
         try:
@@ -366,7 +364,7 @@ class JobRunner:
             return work.control.terminate
         # This preparation is spent: the job will be prepared again when it is picked.
         work.control.terminate = True
-        log.info("job %d held by the thermal governor: queued again", work.job.job_id)
+        log.info("job %d held before it computed: queued again", work.job.job_id)
         self._maybe_queued.set()
         self._wake.set()
         return True
@@ -376,8 +374,14 @@ class JobRunner:
         while not self._stopping.is_set():
             try:
                 with self.submitting:
-                    job = self.scheduler.next_job()
-                    if job is None:
+                    pick = self.scheduler.pick(self.holds.min_priority())
+                    job = pick.job
+                    if job is None or self.holds.power_refuses(job):
+                        # Held ones are looked at again at the next poll or power change.
+                        if pick.held is not None:
+                            self.holds.power_held(pick.held)
+                        elif job is None:
+                            self.holds.power_released()
                         self._maybe_queued.clear()
                         return None
                     job = self.store.mark_running(job.job_id)
@@ -405,6 +409,14 @@ class JobRunner:
             self.compute.queue(job.job_id, work.control)
             return work
         return None
+
+    def _estimate_s(self, job: Job) -> float:
+        """Seconds `job` is reckoned to compute (an unknown model: as one never run)."""
+        try:
+            key = self.registry.entry(job.model, job.model_version).key
+        except RegistryError:
+            key = ""  # its preparation fails: it will not compute
+        return self.holds.run_times.estimate(key, job.redundancy)
 
     def _record(self, work: _Work, outcome: Outcome, started: float) -> None:
         job = work.job

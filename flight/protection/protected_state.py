@@ -1,6 +1,6 @@
 """The payload's critical state in triplicate: lifetime upset counts, the settings an operator
-gave the scrubber and the thermal governor, and safe mode, so that neither an upset nor a reboot
-loses them."""
+gave the scrubber, the thermal governor and the power budget, and safe mode, so that neither an
+upset nor a reboot loses them."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from flight.thermal.monitor import SafeModeReason
 log = logging.getLogger(__name__)
 
 STATE_DIR = "protection"
-#: Settable parameters kept across reboots (critical configuration of the protection and of
-#: the thermal governor).
+#: Settable parameters kept across reboots (critical configuration of the protection, of the
+#: thermal governor and of the power budget).
 PERSISTED_PARAMETERS = (
     "SCRUB_PERIOD",
     "SCRUB_RATE",
@@ -29,6 +29,13 @@ PERSISTED_PARAMETERS = (
     "THERMAL_HYSTERESIS",
     "THERMAL_SENSORS_USED",
     "SAFE_MODE_AUTO_EXIT",
+    "POWER_SLOW_SOC",
+    "POWER_SLOW_DUTY",
+    "POWER_HOLD_SOC",
+    "POWER_HOLD_PRIORITY",
+    "POWER_FLOOR_SOC",
+    "POWER_HYSTERESIS",
+    "POWER_ECLIPSE_PRIORITY",
 )
 # Safe mode: 0 not in it, else the SafeModeReason it was entered for. A restart stays in it.
 SAFE_MODE_KEY = "safe_mode"

@@ -1,4 +1,5 @@
-"""The scheduler: overdue jobs time out before the next pick, throttling, deadline checks."""
+"""The scheduler: overdue jobs time out before the next pick, throttling, deadline checks, the
+lowest priority the power budget lets start."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flight.jobs.redundancy import Redundancy
-from flight.jobs.scheduler import Scheduler
+from flight.jobs.scheduler import Pick, Scheduler
 from flight.jobs.store import JOBS_DB_FILE, Job, JobState, JobStore
 from tests.fake_clock import FakeClock
 
@@ -42,6 +43,26 @@ def test_next_job_follows_priority_and_does_not_start_it(store: JobStore, clock:
     assert scheduler.next_job() == urgent
     assert scheduler.next_job() == urgent
     assert store.get(urgent.job_id).state is JobState.QUEUED
+
+
+def test_a_lowest_priority_holds_back_the_best_job_below_it(
+    store: JobStore, clock: FakeClock
+) -> None:
+    low = submit(store, 10)
+    scheduler = Scheduler(store, clock)
+    assert scheduler.pick(11) == Pick(None, low)  # held back, and named for the hold's event
+    assert scheduler.next_job(11) is None
+    assert scheduler.next_job(10) == low  # at the limit: it runs
+    high = submit(store, 200)
+    assert scheduler.pick(11) == Pick(high)
+    assert scheduler.pick(201) == Pick(None, high)  # the best is held: every job behind it too
+    assert scheduler.pick(256) == Pick(None, high)  # none may start
+    assert store.get(low.job_id).state is JobState.QUEUED  # held, not touched
+    assert store.get(high.job_id).state is JobState.QUEUED
+
+
+def test_a_pick_of_an_empty_queue_holds_nothing_back(store: JobStore, clock: FakeClock) -> None:
+    assert Scheduler(store, clock).pick(100) == Pick(None, None)
 
 
 def test_overdue_jobs_are_timed_out_before_the_pick(store: JobStore, clock: FakeClock) -> None:
