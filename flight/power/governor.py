@@ -94,12 +94,15 @@ class PowerSettings:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """What a job's energy is reckoned from: the battery's capacity, the compute's power, and
-    how old a reading may be when it arrives (compute that recent may not show in it)."""
+    """What a job's energy is reckoned from: the battery's capacity, the compute's power, how
+    old a reading may be when it arrives (compute that recent may not show in it), and the
+    source's seconds per real second (a bench model run faster than real time drains its battery
+    that much faster: a job's real seconds are that many of the battery's)."""
 
     capacity_wh: float
     compute_w: float
     reading_lag_s: float = 0.0
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.capacity_wh) and self.capacity_wh > 0):
@@ -108,6 +111,8 @@ class Budget:
             raise SettingsError(f"compute power must be 0 W or more, found {self.compute_w}")
         if not (math.isfinite(self.reading_lag_s) and self.reading_lag_s >= 0):
             raise SettingsError(f"reading lag must be 0 s or more, found {self.reading_lag_s}")
+        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
+            raise SettingsError(f"time scale must be above 0, found {self.time_scale}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +216,9 @@ class PowerGovernor:
         b, readings = self.budget, self.readings
         battery_w = readings.battery_w if readings is not None else None
         discharge_w = max(0.0, -battery_w) if battery_w is not None else 0.0
-        seconds = max(seconds, 0.0)
-        energy_j = (seconds + b.reading_lag_s) * b.compute_w + seconds * discharge_w
+        seconds = max(seconds, 0.0) * b.time_scale
+        lag_s = b.reading_lag_s * b.time_scale
+        energy_j = (seconds + lag_s) * b.compute_w + seconds * discharge_w
         return 100.0 * energy_j / 3600.0 / b.capacity_wh
 
     def _soc(self) -> float | None:

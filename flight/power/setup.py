@@ -105,8 +105,10 @@ def build_power(
     power = config.power
     if power.source == "none":
         return None
+    # The model's battery lives time_scale seconds per real second; a board's, one.
+    scale = config.power_model.time_scale if power.source == "model" else 1.0
     governor = PowerGovernor(
-        Budget(power.battery_capacity_wh, power.compute_power_w, power.reading_lag_s)
+        Budget(power.battery_capacity_wh, power.compute_power_w, power.reading_lag_s, scale)
     )
     return PowerMonitor(
         power_source(config, gate, clock, state_dir),

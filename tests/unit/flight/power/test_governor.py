@@ -161,6 +161,15 @@ def test_compute_too_recent_to_show_in_the_reading_counts_too() -> None:
     assert g.refusal(200, 100.0) == HoldReason.ENERGY
 
 
+def test_a_model_faster_than_real_time_drains_that_much_more_per_real_second() -> None:
+    g = PowerGovernor(Budget(100.0, 36.0, reading_lag_s=1.0, time_scale=60.0), S)
+    at(g, 30.0, volts=8.0, amps=-1.0)  # 8 W of discharge besides
+    # 10 real seconds are 600 of the battery's: (600 + 60) s at 36 W and 600 s at 8 W.
+    assert g.drop_pct(10.0) == pytest.approx((660 * 36 + 600 * 8) / 3600)
+    assert g.refusal(200, 10.0) is None
+    assert g.refusal(200, 20.0) == HoldReason.ENERGY
+
+
 def test_at_the_floor_no_job_starts_whatever_its_priority() -> None:
     g = governor()
     at(g, 20.0)
@@ -208,3 +217,5 @@ def test_a_budget_needs_a_capacity_a_power_and_a_lag(
 ) -> None:
     with pytest.raises(SettingsError):
         Budget(capacity, compute, lag)
+    with pytest.raises(SettingsError):
+        Budget(50.0, 10.0, 0.0, time_scale=0.0)

@@ -219,12 +219,20 @@ def test_no_source_builds_no_monitor(tmp_path: Path) -> None:
 
 
 def test_each_source_builds_its_monitor(tmp_path: Path) -> None:
-    monitor, _ = build(tmp_path, '[power]\nsource = "model"\nbattery_capacity_wh = 50\n')
+    monitor, _ = build(
+        tmp_path,
+        '[power]\nsource = "model"\nbattery_capacity_wh = 50\n[power_model]\ntime_scale = 60\n',
+    )
     assert isinstance(monitor.source, SimulatedPower)
     assert monitor.source.model.capacity_wh == 50 and monitor.governor.budget.capacity_wh == 50
+    assert monitor.governor.budget.time_scale == 60  # the model's battery's seconds
     assert isinstance(monitor.source.sunlight, AlwaysSunlit)
-    monitor, _ = build(tmp_path, f'[power]\nsource = "sysfs"\nsysfs_root = "{tmp_path}"\n')
+    monitor, _ = build(
+        tmp_path,
+        f'[power]\nsource = "sysfs"\nsysfs_root = "{tmp_path}"\n[power_model]\ntime_scale = 60\n',
+    )
     assert isinstance(monitor.source, SysfsPower)
+    assert monitor.governor.budget.time_scale == 1.0  # a real battery: the model's scale unused
 
 
 def test_the_models_sunlight(tmp_path: Path) -> None:
