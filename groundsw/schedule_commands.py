@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from groundsw.session import LinkTimeout
 from groundsw.timespec import TimeSpecError, parse_time, utc_text
 from groundsw.transfer import GroundInputError, OneSentenceParser, OperationContext, add_operation
+from groundsw.verification import CommandFailed
 from spacelink.cdstime import CdsTime
 from spacelink.pus_schedule import (
+    MAX_ACTIVITIES_PER_REQUEST,
+    SCHEDULE_SERVICE,
     ScheduleCodecError,
     ScheduleRequestId,
+    Subtype,
     TimeTaggedTc,
     decode_detail_report,
     decode_summary,
     encode_activities,
 )
 from spacelink.spacepacket import AckFlags, PusTc
-from telemetry_defs.model import CodecError, Dictionary
+from telemetry_defs.model import CodecError, Command, Dictionary
 
 MAX_SEQUENCE = 0x3FFF
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -150,30 +156,82 @@ def _check_shift(args: argparse.Namespace) -> None:
 
 
 def run_insert(args: argparse.Namespace, ctx: OperationContext) -> int:
-    dictionary = ctx.dictionary
-    command, app_data = dictionary.command_from_text(args.name, args.arguments)
-    taken = {entry.request_id for entry in _summary(ctx)}
-    source = ctx.link.source_id
-    seq = _free_count(taken, source, dictionary.apid, int(time.time() * 1000))
-    # Checked again now: the summary took a round trip.
-    at = release_at(args.at, time.time())
-    inner = PusTc(
-        dictionary.apid,
-        command.service,
-        command.subtype,
-        app_data,
-        seq_count=seq,
-        source_id=source,
-        ack_flags=AckFlags.ALL,
-    )
-    activity = TimeTaggedTc(CdsTime.from_unix(at), inner.pack())
-    ctx.exchange().request("SCHEDULE_INSERT", {"activities": encode_activities([activity])})
+    command, app_data = ctx.dictionary.command_from_text(args.name, args.arguments)
+
+    def release() -> float:
+        # Checked again once the summary's round trip is over.
+        return release_at(args.at, time.time())
+
+    (activity,) = insert_commands(ctx, [(release, command, app_data)])
     ctx.out(
         f"{command.name} TC[{command.service},{command.subtype}] scheduled for "
         f"{activity.release} as request ID {activity.request_id}"
     )
     ctx.out(str(activity.request_id))
     return 0
+
+
+def insert_commands(
+    ctx: OperationContext, commands: Sequence[tuple[Callable[[], float], Command, bytes]]
+) -> list[TimeTaggedTc]:
+    """Time-tag dictionary commands (each `(release time, command, its application data)`,
+    the time asked for once the request IDs in use are known) and insert them, as many per
+    TC[11,4] as one packet carries. Each inner TC carries this ground's source ID and a sequence
+    count no scheduled activity of ours has, and asks for every report. A request is refused
+    whole; when one after the first is refused, the activities inserted before it are deleted
+    again, so that the commands are scheduled all or none (CommandFailed or LinkTimeout)."""
+    dictionary = ctx.dictionary
+    taken = {entry.request_id for entry in _summary(ctx)}
+    source, apid = ctx.link.source_id, dictionary.apid
+    seed = int(time.time() * 1000)
+    activities = []
+    for at, command, app_data in commands:
+        seq = _free_count(taken, source, apid, seed)
+        taken.add(ScheduleRequestId(source, apid, seq))
+        inner = PusTc(
+            apid,
+            command.service,
+            command.subtype,
+            app_data,
+            seq_count=seq,
+            source_id=source,
+            ack_flags=AckFlags.ALL,
+        )
+        activities.append(TimeTaggedTc(CdsTime.from_unix(at()), inner.pack()))
+    inserted: list[TimeTaggedTc] = []
+    try:
+        for batch in _requests(activities, ctx.link.max_packet_octets, apid):
+            ctx.exchange().request("SCHEDULE_INSERT", {"activities": encode_activities(batch)})
+            inserted.extend(batch)
+    except (CommandFailed, LinkTimeout):
+        if inserted:
+            ids = [a.request_id.value for a in inserted]
+            for start in range(0, len(ids), MAX_ACTIVITIES_PER_REQUEST):
+                chunk = ids[start : start + MAX_ACTIVITIES_PER_REQUEST]
+                ctx.exchange().request("SCHEDULE_DELETE", {"request_ids": chunk})
+        raise
+    return activities
+
+
+def _requests(
+    activities: list[TimeTaggedTc], max_packet_octets: int, apid: int
+) -> list[list[TimeTaggedTc]]:
+    """The activities cut into TC[11,4] requests that each fit in one packet."""
+    room = max_packet_octets - len(PusTc(apid, SCHEDULE_SERVICE, Subtype.INSERT).pack())
+    batches: list[list[TimeTaggedTc]] = []
+    size = room + 1
+    for activity in activities:
+        octets = len(activity.release.pack()) + len(activity.packet)
+        if 2 + octets > room:
+            raise GroundInputError(
+                f"a scheduled TC of {len(activity.packet)} octets does not fit in a TC[11,4]"
+            )
+        if size + octets > room or len(batches[-1]) >= MAX_ACTIVITIES_PER_REQUEST:
+            batches.append([])
+            size = 2  # the count
+        batches[-1].append(activity)
+        size += octets
+    return batches
 
 
 def _free_count(taken: set[ScheduleRequestId], source: int, apid: int, seed: int) -> int:
