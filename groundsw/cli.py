@@ -40,6 +40,7 @@ from groundsw.liveview import LiveTable
 from groundsw.model_commands import add_model_commands
 from groundsw.pass_commands import add_pass_commands
 from groundsw.ping import run_ping
+from groundsw.plan_commands import add_plan_commands
 from groundsw.plot import PlotError
 from groundsw.schedule_commands import add_schedule_commands
 from groundsw.send_command import run_command
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_commands(sub)
     add_station_commands(sub)
     add_pass_commands(sub)
+    add_plan_commands(sub)
     add_dictionary_commands(sub)
     accept_global_options_after_subcommands(parser)
     return parser
