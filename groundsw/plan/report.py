@@ -226,7 +226,7 @@ def _battery(ev: Evaluation, power: PowerModel, settings: PlanSettings) -> str:
 
 def _held(ev: Evaluation) -> str:
     if ev.held_s == 0:
-        return "0s"
+        return _duration(0.0)
     return f"{_duration(ev.held_s)} ({ev.held_jobs} jobs)"
 
 
@@ -255,6 +255,8 @@ def _utc(unix: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
     whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     if hours:
