@@ -154,6 +154,8 @@ def _outcome_record(o: JobOutcome, clock: BenchClock) -> dict[str, Any]:
 
 def _summary_record(ev: Evaluation) -> dict[str, Any]:
     return {
+        # The charge as a polyline: linear between the points (exact for the model).
+        "battery": [[utc_text(t), round(soc, 3)] for t, soc in ev.curve],
         "by_deadline": ev.by_deadline,
         "on_ground": ev.on_ground,
         "jobs": len(ev.outcomes),

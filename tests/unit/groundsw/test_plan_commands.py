@@ -178,6 +178,9 @@ def test_json_carries_the_plan_and_the_naive_plan(
         assert job["release"] >= record["first_release"]
         assert job["placement"] in ("SUNLIT", "ECLIPSE", "RESERVE")
     assert record["unplanned"] == []
+    curve = record["summary"]["battery"]
+    assert curve[0] == ["2026-11-30T23:00:00.000Z", 55.0]
+    assert min(soc for _, soc in curve) == record["summary"]["min_soc_pct"]
 
 
 def test_on_a_bench_the_releases_are_on_its_clock(
