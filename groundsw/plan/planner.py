@@ -190,16 +190,17 @@ class _Planner:
                 f"{utc_text(deadline)}; the first release is at {utc_text(self.earliest)}",
             )
         down = result_seconds(job, self.link, k)
+        # For each pass that can take the result by the deadline, when it must be ready.
         cuts = [
-            (index, min(span.end, deadline) - down - _READY_SLACK_S)
-            for index, span in usable_passes(self.windows, self.link, k)
+            min(span.end, deadline) - down - _READY_SLACK_S
+            for _, span in usable_passes(self.windows, self.link, k)
             if span.start < deadline
-            and min(span.end, deadline) - down - _READY_SLACK_S > self.earliest
         ]
+        cuts = [cut for cut in cuts if cut > self.earliest]
         if not cuts:
             return Unplanned(job, Unfit.NO_PASS, self._no_pass_detail(deadline, down))
-        last_useful = cuts[-1][1]
-        candidates = self._candidates(job, [cut for _, cut in cuts])
+        last_useful = cuts[-1]
+        candidates = self._candidates(job, cuts)
         if not candidates:
             return Unplanned(job, Unfit.NO_TIME, self._no_time_detail(job))
         failures: list[tuple[Unfit, str | float]] = []
@@ -248,8 +249,8 @@ class _Planner:
 
     def _walls(self, job: PlanJob, cut: float) -> list[float]:
         """The times the job's compute may spread over, ending at `cut`: at the thermal duty,
-        and at the slow duty too unless the battery stays clear of the slow level (the plan so
-        far has it below the level there: only the slow one)."""
+        then at the slow level's in case the job takes the battery below that level; only the
+        slow one where the plan so far has the battery below it already."""
         p, k = self.power, self.settings.time_scale
         fast = job.compute_s * k / self.thermal.duty
         slow = job.compute_s * k / min(self.thermal.duty, p.slow_duty)
