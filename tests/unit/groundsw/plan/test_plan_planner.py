@@ -181,6 +181,7 @@ def test_the_same_inputs_give_the_same_plan_whatever_their_order() -> None:
         job(f"j{i}", 300.0 + 60 * i, deadline_h=2.0 + 1.1 * i, priority=i % 3) for i in range(8)
     ]
     first = plan_jobs(jobs, ORBIT, PowerModel(), FULL_DUTY, NO_MARGIN, settings())
+    assert len(first.planned) == 8
     assert plan_jobs(jobs, ORBIT, PowerModel(), FULL_DUTY, NO_MARGIN, settings()) == first
     shuffled = list(jobs)
     random.Random(3).shuffle(shuffled)
