@@ -201,6 +201,8 @@ class Payload:
             self.events,
             self.protected,
             monotonic,
+            state_dir,
+            clock,
         )
         follow_settings(self.parameters, self.thermal)
         if shares is not None:

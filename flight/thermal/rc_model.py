@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from flight.thermal.baseplate import Baseplate
 from flight.thermal.readings import Reading, Sensor, checked
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ _NON_NEGATIVE = ("idle_power_w", "busy_power_w", "noise_c")
 class ThermalModelParameters:
     """The model's parameters: the bench's [thermal_model] config keys (SI; temperatures in C).
 
-    baseplate_c: the baseplate's temperature, held constant (C).
+    baseplate_c: the baseplate's temperature (C): held constant, or until a baseplate file is
+      first read.
+    baseplate_file: a profile of the baseplate over time the bench writes from an orbit
+      (flight/thermal/baseplate.py; relative: from the state directory); "": none.
     junction_capacity_j_k: heat capacity of the die, lid and thermal pad (J/K).
     board_capacity_j_k: heat capacity of the thermal plate and board, ~0.7 kg of aluminium (J/K).
     junction_to_board_k_w: thermal resistance from the junction to the plate (K/W).
@@ -68,10 +72,15 @@ class ThermalModelParameters:
     noise_c: float = 0.1
     seed: int = 0
     time_scale: float = 1.0
+    baseplate_file: str = ""
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.name == "baseplate_file":
+                if not isinstance(value, str):
+                    raise ValueError(f"baseplate_file must be a string, got {value!r}")
+                continue
             if field.name == "seed":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"seed must be a non-negative integer, got {value!r}")
@@ -97,6 +106,9 @@ class RcThermalModel:
     def __init__(self, parameters: ThermalModelParameters) -> None:
         self.parameters = parameters
         p = parameters
+        # The baseplate may move (an orbit's sunlight and eclipse): the caller sets it between
+        # steps; each step holds it constant.
+        self.baseplate_c = p.baseplate_c
         # System matrix A of d[T_j, T_b]/dt = A [T_j, T_b] + input.
         self._a11 = -1.0 / (p.junction_capacity_j_k * p.junction_to_board_k_w)
         self._a12 = 1.0 / (p.junction_capacity_j_k * p.junction_to_board_k_w)
@@ -119,7 +131,7 @@ class RcThermalModel:
         """(junction, board) temperatures at equilibrium under a constant `duty` (C)."""
         p = self.parameters
         power = self.power_w(duty)
-        board = p.baseplate_c + power * p.board_to_baseplate_k_w
+        board = self.baseplate_c + power * p.board_to_baseplate_k_w
         return board + power * p.junction_to_board_k_w, board
 
     def time_constants(self) -> tuple[float, float]:
@@ -163,8 +175,8 @@ class RcThermalModel:
         # included for offsets so negative that it would read above the CPU and GPU zones.
         offset = max(p.cpu_offset_c, p.gpu_offset_c)
         lines = (
-            (p.baseplate_c + offset, p.board_to_baseplate_k_w + p.junction_to_board_k_w),
-            (p.baseplate_c, p.board_to_baseplate_k_w),
+            (self.baseplate_c + offset, p.board_to_baseplate_k_w + p.junction_to_board_k_w),
+            (self.baseplate_c, p.board_to_baseplate_k_w),
         )
         power = min((limit_c - base) / slope for base, slope in lines)
         if p.busy_power_w == 0.0:
@@ -173,18 +185,29 @@ class RcThermalModel:
 
 
 class SimulatedThermal:
-    """The bench's `ThermalSource`: the RC model driven by the payload's inference duty."""
+    """The bench's `ThermalSource`: the RC model driven by the payload's inference duty, on a
+    baseplate held constant or following `baseplate` (at times of `clock`, the payload's UNIX
+    clock)."""
 
     def __init__(
         self,
         parameters: ThermalModelParameters,
         busy_seconds: Callable[[], float],
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        baseplate: Baseplate | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.time_scale = parameters.time_scale
         self.model = RcThermalModel(parameters)
         self._busy_seconds = busy_seconds
         self._monotonic = monotonic
+        self._baseplate = baseplate
+        self._clock = clock
+        if baseplate is not None:
+            self.model.baseplate_c = baseplate.at(clock())
+            # Start where the payload would be after idling on that baseplate, as without one.
+            self.model.junction_c, self.model.board_c = self.model.steady_state(0.0)
         self._rng = np.random.default_rng(parameters.seed)
         self._last: tuple[float, float] | None = None  # (real time, busy seconds) of the last read
 
@@ -202,6 +225,9 @@ class SimulatedThermal:
             real_dt = now - self._last[0]
             if real_dt > 0.0:  # no time passed: keep the busy time for the next interval
                 duty = _duty(busy - self._last[1], real_dt)
+                if self._baseplate is not None:
+                    # The step's middle: the poll is short against the baseplate's changes.
+                    self.model.baseplate_c = self._baseplate.at(self._clock() - real_dt / 2)
                 self.model.step(real_dt * self.time_scale, duty)
                 self._last = (now, busy)
         values = self.model.temperatures()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from flight.config import FlightConfig
 from flight.parameters import ParameterError, ParameterPool
+from flight.thermal.baseplate import BaseplateFile
 from flight.thermal.duty import GateControl
 from flight.thermal.governor import Level, ThresholdError, Thresholds
 from flight.thermal.monitor import (
@@ -47,12 +49,26 @@ def thresholds_rule(values: Mapping[str, Any]) -> None:
 
 
 def thermal_source(
-    config: FlightConfig, gate: GateControl, monotonic: Callable[[], float]
+    config: FlightConfig,
+    gate: GateControl,
+    monotonic: Callable[[], float],
+    state_dir: Path | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ThermalSource:
-    """The board's sysfs zones, or the bench's thermal model fed by the gate's busy time."""
+    """The board's sysfs zones, or the bench's thermal model fed by the gate's busy time (on
+    the baseplate file's profile when it names one; relative: from `state_dir`)."""
     thermal = config.thermal
     if thermal.source == "simulated":
-        return SimulatedThermal(config.thermal_model, gate.busy_seconds, monotonic)
+        model = config.thermal_model
+        baseplate = None
+        if model.baseplate_file:
+            path = Path(model.baseplate_file)
+            if state_dir is not None:
+                path = state_dir / path
+            baseplate = BaseplateFile(path, model.baseplate_c)
+        return SimulatedThermal(
+            model, gate.busy_seconds, monotonic, baseplate=baseplate, clock=clock
+        )
     root = Path(thermal.sysfs_root)
     found = zone_types(root)
     if found:
@@ -73,6 +89,8 @@ def build_monitor(
     events: EventSink,
     store: SafeModeStore,
     monotonic: Callable[[], float],
+    state_dir: Path | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ThermalMonitor:
     """The monitor the configuration describes (not started)."""
     thermal = config.thermal
@@ -82,7 +100,7 @@ def build_monitor(
         return None if number < 0 else number
 
     return ThermalMonitor(
-        thermal_source(config, gate, monotonic),
+        thermal_source(config, gate, monotonic, state_dir, clock),
         gate,
         actions,
         events,
