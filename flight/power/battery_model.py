@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 
 from flight.power.readings import PowerReadings, Quantity
 from flight.power.sunlight import Sunlight
+from flight.thermal.duty import carried_busy
 
 SUNLIGHT_KINDS = ("always", "orbit", "file")
 _NON_NEGATIVE = ("solar_w", "bus_load_w", "payload_idle_w", "orbit_phase_s")
@@ -168,7 +169,7 @@ class SimulatedPower:
             self._duty = _duty(busy - busy_then, now - then)
             for start, end, sunlit in self.sunlight.segments(then, now):
                 self.model.step((end - start) * self.time_scale, sunlit, self._duty)
-            self._last = (now, busy)
+            self._last = (now, carried_busy(busy_then, busy, self._duty, now - then))
         sunlit = self.sunlight.sunlit_at(now)
         model = self.model
         volts = model.voltage_v

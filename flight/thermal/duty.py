@@ -28,6 +28,18 @@ def spacing_s(run_s: float, duty: float) -> float:
     return run_s * (1.0 - duty) / duty
 
 
+def carried_busy(busy_then: float, busy: float, duty: float, real_dt: float) -> float:
+    """The busy counter's value up to which a step at `duty` over `real_dt` accounted for it.
+    A worker reports its busy time in lumps (with its heartbeat, every half second), and a read
+    more often than that finds a lump larger than the step: what full duty cannot hold is
+    carried into the next steps rather than lost. A counter that went back or broke is taken
+    as it is."""
+    delta = busy - busy_then
+    if not (math.isfinite(delta) and delta > 0):
+        return busy
+    return min(busy, busy_then + duty * real_dt)
+
+
 class GateControl(Protocol):
     """What the thermal governor sets and reads of the compute's gate, wherever it is."""
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from flight.thermal.baseplate import Baseplate
+from flight.thermal.duty import carried_busy
 from flight.thermal.readings import Reading, Sensor, checked
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class SimulatedThermal:
                     # The step's middle: the poll is short against the baseplate's changes.
                     self.model.baseplate_c = self._baseplate.at(self._clock() - real_dt / 2)
                 self.model.step(real_dt * self.time_scale, duty)
-                self._last = (now, busy)
+                self._last = (now, carried_busy(self._last[1], busy, duty, real_dt))
         values = self.model.temperatures()
         noise = self._rng.normal(0.0, self.model.parameters.noise_c, len(SENSORS))
         return {
