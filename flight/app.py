@@ -38,7 +38,7 @@ from flight.lifecycle.arming import Arming
 from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
 from flight.lifecycle.self_faults import SelfFaults
-from flight.parameters import ParameterPool
+from flight.parameters import ParameterError, ParameterPool
 from flight.power.gate_shares import GateShares
 from flight.power.monitor import PowerMonitor
 from flight.power.setup import SETTINGS as POWER_SETTINGS
@@ -451,6 +451,15 @@ class Payload:
         pool.add_rule(tuple(POWER_SETTINGS), settings_rule)
         pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
         pool.subscribe("JOB_QUEUE_HOLD", lambda hold: setattr(self.runner, "paused", bool(hold)))
+        # The configured idle interval ([link] idle_interval_s) holds until the ground sets
+        # another; without this the parameter's default would override it at every start.
+        idle = self.dictionary.parameter("DOWNLINK_IDLE_INTERVAL")
+        configured = round(self.config.link.idle_interval_s * 1000)
+        try:
+            pool.check_setting(idle.id, configured)
+            pool.set(idle, configured)
+        except ParameterError as exc:
+            log.warning("[link] idle_interval_s not used (%s): %s ms", exc, idle.default)
         pool.subscribe(
             "DOWNLINK_IDLE_INTERVAL", lambda ms: self.downlink.set_idle_interval(ms / 1000)
         )
