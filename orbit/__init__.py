@@ -5,6 +5,7 @@ Times are UNIX seconds (UTC, float) everywhere; angles in degrees; distances in 
 station's altitude in metres. See docs/orbit.md.
 """
 
+from orbit.clock import OrbitClock
 from orbit.eclipses import Interval, eclipses, sunlit, sunlit_intervals
 from orbit.errors import OrbitError, PropagationError, StationError, TleError, UnsupportedOrbit
 from orbit.passes import Pass, elevations, passes
@@ -19,6 +20,7 @@ __all__ = [
     "Change",
     "Interval",
     "Orbit",
+    "OrbitClock",
     "OrbitError",
     "OrbitTimeline",
     "Pass",
