@@ -8,6 +8,10 @@ close and reopen its port (a payload restart) without the other side seeing a ha
 Each direction applies its impairments (bit errors, bursts, drops: `hil.impairments`) to the
 octets as they enter, holds them for the added latency, then paces them out; during a link
 cut, whatever would be on the wire is lost. Settings can change while the link runs.
+
+The link can also be made unavailable, both ways, for as long as the caller says (an orbit
+driver between passes, hil/orbit_driver.py): what would be on the wire is lost as in a cut, but
+counted apart, so that the line's faults and the orbit's geometry can be told apart.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class DirectionStats:
     octets_cut: int = 0
     overflow_drops: int = 0
     octets_corrupted: int = 0
+    octets_unavailable: int = 0
 
     def describe(self) -> str:
         parts = [f"{self.octets_out} octets"]
@@ -55,6 +60,7 @@ class DirectionStats:
             ("bursts", self.bursts),
             ("dropped", self.octets_dropped),
             ("lost in cuts", self.octets_cut),
+            ("lost out of passes", self.octets_unavailable),
             ("overflow", self.overflow_drops),
         ):
             if value:
@@ -89,6 +95,7 @@ class _Direction:
             s.octets_cut,
             s.overflow_drops,
             f.octets_corrupted,
+            s.octets_unavailable,
         )
 
     def release_delayed(self, now: float) -> None:
@@ -167,6 +174,7 @@ class PtyLink:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="ptylink", daemon=True)
+        self._available = True
         self.error: BaseException | None = None
 
     @property
@@ -202,6 +210,18 @@ class PtyLink:
             until = time.monotonic() + seconds
             for d in (self._direction(name) for name in directions):
                 d.cut_until = max(d.cut_until, until)
+        self._wake()
+
+    @property
+    def available(self) -> bool:
+        """Whether the line carries anything (False: out of a pass)."""
+        return self._available
+
+    def set_available(self, available: bool) -> None:
+        """Make the line carry octets both ways, or lose them all until made available again
+        (counted as `octets_unavailable`)."""
+        with self._lock:
+            self._available = available
         self._wake()
 
     def inject(self, direction: str, data: bytes) -> None:
@@ -263,7 +283,7 @@ class PtyLink:
                             self._pull(d, now)
                         d.release_delayed(now)
                         d.refill(now)
-                        self._push(d, now)
+                        self._push(d, now, self._available)
         except BaseException as exc:  # surfaced to the bench, which stops the run
             self.error = exc
             raise
@@ -291,13 +311,16 @@ class PtyLink:
             d.stats.overflow_drops += excess
 
     @staticmethod
-    def _push(d: _Direction, now: float) -> None:
+    def _push(d: _Direction, now: float, available: bool) -> None:
         count = d.sendable()
         if count <= 0:
             return
-        if now < d.cut_until:  # the line is dead: these octets never arrive
+        if not available or now < d.cut_until:  # the line is dead: these octets never arrive
             del d.backlog[:count]
-            d.stats.octets_cut += count
+            if not available:
+                d.stats.octets_unavailable += count
+            else:
+                d.stats.octets_cut += count
             if d.octets_per_second is not None:
                 d.credit -= count
             return

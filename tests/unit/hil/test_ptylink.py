@@ -81,3 +81,20 @@ def test_bit_errors_on_the_relay_are_counted(ends) -> None:  # type: ignore[no-u
     got = read_exactly(ground, 5000)
     flipped = sum(bin(b).count("1") for b in got)
     assert flipped == link.stats("downlink").bits_flipped > 0
+
+
+def test_an_unavailable_link_loses_both_ways_counted_apart_from_cuts(ends) -> None:  # type: ignore[no-untyped-def]
+    link, flight, ground = ends
+    link.set_available(False)
+    assert not link.available
+    ground.write(b"out of the pass")
+    flight.write(b"unheard")
+    assert flight.read(100) == b"" and ground.read(100) == b""
+    time.sleep(0.05)
+    link.set_available(True)
+    ground.write(b"AOS")
+    assert read_exactly(flight, 3) == b"AOS"
+    up, down = link.stats("uplink"), link.stats("downlink")
+    assert up.octets_unavailable == len(b"out of the pass") and up.octets_cut == 0
+    assert down.octets_unavailable == len(b"unheard")
+    assert "lost out of passes 15" in up.describe()
