@@ -4,11 +4,17 @@
 statistics every few seconds, until interrupted; it stops everything it started, also when it
 is killed or its parent dies. Line faults apply to both directions, or `UP/DOWN` separately:
 `--ber 1e-5`, `--ber 0/1e-4`, `--burst 1e-6:64` (bursts per octet : bits scrambled per burst).
+
+`--tle FILE --station LAT,LON[,ALT] --time-scale K` flies an orbit (hil/orbit_driver.py): the
+link is up only during passes, the payload's battery and thermal models see its sunlight and
+eclipses, K times faster than real time; each AOS, LOS and change of sunlight is printed as it
+happens, in orbit and bench time.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import signal
 import sys
 import tempfile
@@ -21,6 +27,8 @@ from typing import TypeVar
 
 from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
+from hil.orbit_driver import OrbitDriver, OrbitEvent, OrbitFlight, orbit_payload_config
+from orbit import OrbitError, parse_station, read_tle
 from spacelink.icd import DEFAULT_BAUD, TmCoding
 from spacelink.serialport import PortError, open_port
 
@@ -29,9 +37,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 _EMULATOR_OPTIONS = (
     "ber", "burst", "drop", "latency", "cut", "baseplate", "time_scale", "unauthenticated",
-    "tm_coding",
+    "tm_coding", "tle",
 )  # fmt: skip
+# Options that only mean something with an orbit to fly.
+_ORBIT_OPTIONS = ("station", "min_elevation", "start")
 T = TypeVar("T")
+DEFAULT_MASK_DEG = 10.0
 
 
 class UsageError(Exception):
@@ -133,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the TM channel coding the payload sends: rs (default, ICD v2) or none (v1); "
         "give the ground the same (groundsw --tm-coding)",
     )
+    orbit = run.add_argument_group("orbit", "fly an orbit: the link only during passes")
+    orbit.add_argument("--tle", type=Path, help="the orbit: a file with one two-line element set")
+    orbit.add_argument(
+        "--station",
+        metavar="LAT,LON[,ALT_M]",
+        help="the ground station (degrees north and east, metres); a southern one as "
+        "--station=-33.9,18.4",
+    )
+    orbit.add_argument(
+        "--min-elevation",
+        type=float,
+        metavar="DEG",
+        help=f"the station's mask: the link is up above it (default {DEFAULT_MASK_DEG:g})",
+    )
+    orbit.add_argument(
+        "--start",
+        metavar="TIME",
+        help="orbit time at which the bench starts: ISO 8601 (UTC unless it says otherwise) or "
+        "UNIX seconds (default: the TLE's epoch)",
+    )
     run.add_argument(
         "--flight-port",
         metavar="DEVICE",
@@ -169,14 +200,60 @@ def run_real_board(args: argparse.Namespace, stopper: _Stopper) -> int:
     return EXIT_OK
 
 
+def parse_start(text: str) -> float:
+    """--start: UNIX seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--start {text!r} is not a time: give an ISO 8601 time such as "
+            "2026-11-30T22:00:00Z, or UNIX seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def orbit_flight(args: argparse.Namespace, time_scale: float) -> OrbitFlight | None:
+    """The orbit the options ask the bench to fly; None without --tle."""
+    if args.tle is None:
+        given = [name for name in _ORBIT_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} needs --tle: there is no orbit")
+        return None
+    if args.station is None:
+        raise UsageError("--tle needs --station LAT,LON[,ALT_M]: the link follows its passes")
+    if args.baseplate is not None:
+        raise UsageError("--baseplate cannot go with --tle: the orbit drives the baseplate")
+    mask = DEFAULT_MASK_DEG if args.min_elevation is None else args.min_elevation
+    try:
+        tle = read_tle(args.tle)
+        station = parse_station(args.station, mask)
+    except OrbitError as exc:
+        raise UsageError(str(exc)) from None
+    start = tle.epoch if args.start is None else parse_start(args.start)
+    return OrbitFlight(tle, station, time_scale, start)
+
+
 def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
     uplink, downlink = impairments_from(args)
     cuts = [_cut(c) for c in args.cut]
-    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="hil-bench-")) / "state"
     if args.time_scale is not None and args.time_scale <= 0:
         raise UsageError("--time-scale must be above 0")
     baseplate = DEFAULT_BASEPLATE_C if args.baseplate is None else args.baseplate
     time_scale = 1.0 if args.time_scale is None else args.time_scale
+    flight = orbit_flight(args, time_scale)
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="hil-bench-")) / "state"
+    flight_args: list[str] = []
+    if flight is not None:
+        orbit_config = state_dir.parent / f"{state_dir.name}-orbit.toml"
+        orbit_config.parent.mkdir(parents=True, exist_ok=True)
+        orbit_config.write_text(orbit_payload_config(time_scale, args.baud))
+        flight_args = ["--config", str(orbit_config)]
     bench = Bench(
         state_dir,
         baud=args.baud,
@@ -187,8 +264,17 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
         time_scale=time_scale,
         authentication=not args.unauthenticated,
         tm_coding=TmCoding(args.tm_coding or TmCoding.RS.value),
+        flight_args=flight_args,
     )
+    driver = None if flight is None else OrbitDriver(flight, bench.link, state_dir)
+
+    def say(event: OrbitEvent) -> None:
+        print(event.describe(time_scale), flush=True)
+
     try:
+        if driver is not None:
+            # The files are there before the payload starts: it never reads a bench without.
+            driver.begin()
         bench.start()
     except BenchError as exc:
         print(f"hil-bench: {exc}", file=sys.stderr)
@@ -204,7 +290,16 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             flush=True,
         )
         print(f"TM coding: {bench.tm_coding.value}", flush=True)
-        print(f"thermal model: baseplate {baseplate:g} C, {time_scale:g}x real time", flush=True)
+        if driver is None:
+            print(
+                f"thermal model: baseplate {baseplate:g} C, {time_scale:g}x real time", flush=True
+            )
+        else:
+            print(describe_flight(driver), flush=True)
+            for event in driver.events:  # under way at the start, told after the ports
+                say(event)
+            driver.on_event = say
+            driver.start()
         if bench.key_file is None:
             print("uplink: unauthenticated (anyone on the link commands the payload)", flush=True)
         else:
@@ -225,13 +320,38 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
             if bench.link.error is not None:
                 print(f"hil-bench: link relay failed: {bench.link.error}", file=sys.stderr)
                 return EXIT_FAILED
+            if driver is not None and driver.error is not None:
+                print(f"hil-bench: the orbit driver failed: {driver.error}", file=sys.stderr)
+                return EXIT_FAILED
             print(f"t={time.monotonic() - started:.0f}s {bench.link.describe()}", flush=True)
         print(f"t={time.monotonic() - started:.0f}s {bench.link.describe()}", flush=True)
         return EXIT_OK
     finally:
         for timer in timers:
             timer.cancel()
+        if driver is not None:
+            driver.stop()
         bench.stop()
+
+
+def describe_flight(driver: OrbitDriver) -> str:
+    """The orbit being flown and what its next day holds, in a line or two."""
+    flight, clock = driver.flight, driver.orbit_clock
+    assert clock is not None
+    day = 86400.0
+    passes = driver.timeline.passes(flight.orbit_start, flight.orbit_start + day)
+    eclipses = driver.timeline.eclipses(flight.orbit_start, flight.orbit_start + day)
+    start = dt.datetime.fromtimestamp(flight.orbit_start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    period = flight.tle.period_s
+    return (
+        f"orbit: {flight.tle.name or flight.tle.catalog_number} over {flight.station.describe()}, "
+        f"from {start}, {flight.time_scale:g}x real time (an orbit of {period / 60:.1f} min in "
+        f"{clock.bench_seconds(period):.1f} s); the next day holds {len(passes)} passes and "
+        f"{len(eclipses)} eclipses\n"
+        f"payload models: battery in the orbit's sunlight ({driver.sunlight_path.name}), "
+        f"baseplate {flight.interface.eclipse_c:g} to {flight.interface.sunlit_c:g} C "
+        f"({driver.baseplate_path.name})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
