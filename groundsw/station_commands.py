@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from groundsw.station.config import (
+    PassSettings,
     PayloadConfig,
     StationConfig,
     StationConfigError,
@@ -49,6 +50,12 @@ def add_station_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument(
         "--name", default=DEFAULT_PAYLOAD, help="name of the payload of --port (default: payload)"
     )
+    serve.add_argument(
+        "--fetch-results",
+        action="store_true",
+        help="at each pass, download the results of the jobs finished since into the data "
+        "directory (groundsw results); with --config: its [payload.passes] fetch_results",
+    )
     sub.add_parser("status", help="per payload: link state, mode, last frame, jobs")
     queue = sub.add_parser("queue", help="commands waiting for the link (the ground station's)")
     queue.add_argument("--cancel", metavar="REQUEST", help="cancel one (APID:SEQ, as listed)")
@@ -57,6 +64,11 @@ def add_station_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 def station_config(args: argparse.Namespace) -> StationConfig:
     """What `serve` runs: the --config file, or one payload from the global options."""
     if args.config is not None:
+        if args.fetch_results:
+            raise StationConfigError(
+                "--fetch-results cannot go with --config: set fetch_results = true in its "
+                "[payload.passes]"
+            )
         config = load_station_config(args.config)
         if args.listen:
             parse_listen(args.listen)
@@ -74,6 +86,7 @@ def station_config(args: argparse.Namespace) -> StationConfig:
         spi=args.spi,
         dictionary=args.dictionary,
         tm_coding=TmCoding(args.tm_coding),
+        passes=PassSettings(fetch_results=args.fetch_results),
     )
     if args.listen:
         parse_listen(args.listen)

@@ -15,6 +15,15 @@ owns (one per payload), from a TOML file or from the command line's options.
     scid = 500                         # default: the ICD's
     tm_coding = "rs"                   # "none" for a payload on an ICD v1 link
     dictionary = "/opt/fm1/dictionary" # default: the shipped one
+
+    [payload.passes]                   # what the station does pass by pass (all optional)
+    link_timeout_s = 3.0               # no frame for this long: the link (the pass) is down
+    fetch_results = false              # true: at each pass, download the results of the jobs
+    fetch_parallel = 4                 #   finished since (into results/), so many at a time
+    request_timeout_s = 10.0           #   seconds for each request's answer
+    gap_step_s = 0.5                   # gap recovery: how often it looks,
+    gap_settle_s = 2.0                 #   VC 1 quiet this long before a gap found is kept,
+    gap_max_settle_s = 30.0            #   and kept after this long regardless
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +42,45 @@ from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID, TmCoding
 SOCKET_FILE = "station.sock"
 DATA_ENV = "GROUNDSW_DATA"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+# The payload sends a frame every second at least: a link without one for this long is down.
+DEFAULT_LINK_TIMEOUT_S = 3.0
 
 
 class StationConfigError(Exception):
     """The configuration cannot be used; one sentence."""
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """What the station does pass by pass (`[payload.passes]`). The defaults suit passes of
+    minutes at 115200 baud; a bench that compresses its orbit into passes of seconds wants a
+    faster payload idle frame, a shorter link timeout and shorter gap recovery waits (docs/
+    ground_station.md, Pass operations)."""
+
+    link_timeout_s: float = DEFAULT_LINK_TIMEOUT_S
+    fetch_results: bool = False
+    fetch_parallel: int = 4
+    request_timeout_s: float = 10.0
+    gap_step_s: float = 0.5
+    gap_settle_s: float = 2.0
+    gap_max_settle_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "link_timeout_s",
+            "request_timeout_s",
+            "gap_step_s",
+            "gap_settle_s",
+            "gap_max_settle_s",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise StationConfigError(f"passes: {name} must be a number above 0")
+        if not isinstance(self.fetch_results, bool):
+            raise StationConfigError("passes: fetch_results must be true or false")
+        parallel = self.fetch_parallel
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 16:
+            raise StationConfigError("passes: fetch_parallel must be an integer from 1 to 16")
 
 
 @dataclass(frozen=True)
@@ -51,6 +95,7 @@ class PayloadConfig:
     scid: int = SPACECRAFT_ID
     dictionary: Path | None = None
     tm_coding: TmCoding = TmCoding.RS
+    passes: PassSettings = field(default_factory=PassSettings)
 
 
 @dataclass(frozen=True)
@@ -173,7 +218,7 @@ def _path(value: object, base: Path) -> Path:
 
 
 def _payload(value: object, where: str, base: Path) -> PayloadConfig:
-    keys = {"name", "port", "baud", "keys", "spi", "scid", "dictionary", "tm_coding"}
+    keys = {"name", "port", "baud", "keys", "spi", "scid", "dictionary", "tm_coding", "passes"}
     table = _table(value, where, keys)
     missing = [k for k in ("name", "port") if k not in table]
     if missing:
@@ -198,4 +243,14 @@ def _payload(value: object, where: str, base: Path) -> PayloadConfig:
         scid=table.get("scid", SPACECRAFT_ID),
         dictionary=_path(table["dictionary"], base) if "dictionary" in table else None,
         tm_coding=TmCoding(table.get("tm_coding", TmCoding.RS.value)),
+        passes=_passes(table.get("passes", {}), f"{where}: passes"),
     )
+
+
+def _passes(value: object, where: str) -> PassSettings:
+    keys = {f.name for f in fields(PassSettings)}
+    table = _table(value, where, keys)
+    try:
+        return PassSettings(**table)
+    except StationConfigError as exc:
+        raise StationConfigError(f"{where.removesuffix(': passes')}: {exc}") from None

@@ -12,6 +12,12 @@ A retrieval's completion report comes once its last packet is queued on board; t
 still on their way are waited for (VC 1 quiet) before the gap is checked again. A gap still
 missing packets after `MAX_ATTEMPTS` answered retrievals, or whose retrieval the payload
 refuses for good, becomes unrecoverable with the reason.
+
+Passes: when the link goes down (`contact_changed(False)`, told by the station at LOS), a
+retrieval out is dropped without counting as an attempt (its packets went with the pass) and
+the gaps found are kept at once (nothing sent before can still arrive to fill them); when it
+comes back, the next retrieval goes at once. `RecoveryTiming` sets the waits: the defaults suit
+passes of minutes; a bench that compresses its orbit gives passes of seconds shorter ones.
 """
 
 from __future__ import annotations
@@ -74,6 +80,24 @@ DEFINITE_FAILURES = frozenset(
 )
 BUSY_FAILURE = "STORE_RANGE_IN_PROGRESS"
 
+
+@dataclass(frozen=True, slots=True)
+class RecoveryTiming:
+    """The waits of recovery (seconds; the module's constants say what each is)."""
+
+    step_s: float = STEP_S
+    settle_s: float = SETTLE_S
+    max_settle_s: float = MAX_SETTLE_S
+    stall_s: float = STALL_S
+    retry_s: float = RETRY_S
+    busy_retry_s: float = BUSY_RETRY_S
+
+    def __post_init__(self) -> None:
+        for name in ("step_s", "settle_s", "max_settle_s", "stall_s", "retry_s", "busy_retry_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0, found {getattr(self, name)!r}")
+
+
 Clock = Callable[[], float]
 # (service, subtype, application data) -> the command sent as the ground station.
 Send = Callable[[int, int, bytes], CommandRecord]
@@ -110,8 +134,13 @@ class GapRecovery:
         takes_commands: Callable[[], bool],
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
+        timing: RecoveryTiming | None = None,
     ) -> None:
         self.name = name
+        self.timing = timing or RecoveryTiming()
+        # Set by contact_changed (the link's threads), acted on by step (the recovery thread).
+        self._link_lost = threading.Event()
+        self._link_back = threading.Event()
         self.archive = archive
         self.dictionary = dictionary
         self._send = send
@@ -176,16 +205,21 @@ class GapRecovery:
             log.error("%s: gaps not saved: %s", self.name, exc)
 
     def _run(self) -> None:
-        while not self._stop.wait(STEP_S):
+        while not self._stop.wait(self.timing.step_s):
             try:
                 self.step()
             except ArchiveError as exc:  # locked by another process, disk full: later
                 log.error("%s: gap recovery: %s", self.name, exc)
-                self._next_try = self._clock() + RETRY_S
-                self._stop.wait(RETRY_S)
+                self._next_try = self._clock() + self.timing.retry_s
+                self._stop.wait(self.timing.retry_s)
             except Exception:  # recovery must outlive any one failure
                 log.exception("%s: gap recovery failed", self.name)
-                self._stop.wait(RETRY_S)
+                self._stop.wait(self.timing.retry_s)
+
+    def contact_changed(self, up: bool) -> None:
+        """The link came up (a pass begins) or went down (it ended); acted on at the next
+        step."""
+        (self._link_back if up else self._link_lost).set()
 
     # -- the receiving thread -----------------------------------------------------------------
 
@@ -228,6 +262,22 @@ class GapRecovery:
     def step(self) -> None:
         """Keep the gaps found that are real, follow the retrieval out, or send the next."""
         now = self._clock()
+        if self._link_lost.is_set():
+            self._link_lost.clear()
+            # Nothing sent before the pass ended can still come to fill a gap found.
+            self._keep_found(now, force=True)
+            retrieval, self._retrieval = self._retrieval, None
+            if retrieval is not None:
+                # Not an attempt: what it brought may have gone with the pass; checked again
+                # (and asked again if need be) as soon as the link is back.
+                why = "the pass ended before the retrieval did"
+                log.info("%s: %s: %s; asked again next pass", self.name, retrieval.gap.describe(),
+                         why)  # fmt: skip
+                self._update(retrieval.gap, state=GapState.OPEN, reason=why)
+                self._next_try = now
+        if self._link_back.is_set():
+            self._link_back.clear()
+            self._next_try = min(self._next_try, now)
         self._keep_found(now)
         if self._retrieval is not None:
             self._follow(self._retrieval, now)
@@ -238,11 +288,14 @@ class GapRecovery:
 
     def _keep_found(self, now: float, force: bool = False) -> None:
         with self._lock:
-            quiet = now - self._last_vc1_at >= SETTLE_S
+            timing = self.timing
+            quiet = now - self._last_vc1_at >= timing.settle_s
             ready = [
                 f
                 for f in self._found
-                if force or (now - f.at >= SETTLE_S and quiet) or now - f.at >= MAX_SETTLE_S
+                if force
+                or (now - f.at >= timing.settle_s and quiet)
+                or now - f.at >= timing.max_settle_s
             ]
             self._found = [f for f in self._found if f not in ready]
         for found in ready:
@@ -282,7 +335,7 @@ class GapRecovery:
             record = self._send(self._command.service, self._command.subtype, data)
         except LinkError as exc:
             log.warning("%s: %s not retrieved: %s", self.name, gap.describe(), exc)
-            self._next_try = now + RETRY_S
+            self._next_try = now + self.timing.retry_s
             return
         gap = self._update(gap, state=GapState.RETRIEVING)
         self._retrieval = _Retrieval(gap, record, start, end, now, losses)
@@ -301,8 +354,8 @@ class GapRecovery:
         with self._lock:
             last_vc1, losses = self._last_vc1_at, self._vc1_losses
         if not record.finished.is_set():
-            if now - max(retrieval.sent_at, last_vc1) >= STALL_S:
-                self._again(retrieval, now + RETRY_S, "no answer to the retrieval")
+            if now - max(retrieval.sent_at, last_vc1) >= self.timing.stall_s:
+                self._again(retrieval, now + self.timing.retry_s, "no answer to the retrieval")
             return
         if record.failure is not None:
             self._failed(retrieval, now)
@@ -311,11 +364,12 @@ class GapRecovery:
             reason = next(
                 (e.reason for e in record.history if e.kind is EventKind.DROPPED), "dropped"
             )
-            self._again(retrieval, now + RETRY_S, f"retrieval not sent: {reason}")
+            self._again(retrieval, now + self.timing.retry_s, f"retrieval not sent: {reason}")
             return
         if retrieval.completed_at is None:
             retrieval.completed_at = now
-        if now - retrieval.completed_at < MAX_SETTLE_S and now - last_vc1 < SETTLE_S:
+        timing = self.timing
+        if now - retrieval.completed_at < timing.max_settle_s and now - last_vc1 < timing.settle_s:
             return  # packets queued before the completion report are still coming
         found = self._missing(gap)
         if is_filled(found, retrieval_completed=losses == retrieval.vc1_losses):
@@ -331,13 +385,13 @@ class GapRecovery:
         name = failure.name if failure is not None else ""
         text = describe_failure(self.dictionary, report)
         if name == BUSY_FAILURE:
-            self._again(retrieval, now + BUSY_RETRY_S, f"store busy: {text}")
+            self._again(retrieval, now + self.timing.busy_retry_s, f"store busy: {text}")
         elif name in DEFINITE_FAILURES:
             self._retrieval = None
             gap = retrieval.gap
             self._give_up(replace(gap, attempts=gap.attempts + 1), f"retrieval failed: {text}")
         else:
-            self._answered(retrieval, now + RETRY_S, f"retrieval failed: {text}")
+            self._answered(retrieval, now + self.timing.retry_s, f"retrieval failed: {text}")
 
     def _answered(self, retrieval: _Retrieval, at: float, why: str) -> None:
         """An answered retrieval left the gap open: one attempt more, the last allowed? If

@@ -27,7 +27,7 @@ from groundsw.session import (
     ReceivedTm,
     TmListener,
 )
-from groundsw.station.gap_recovery import GapRecovery
+from groundsw.station.gap_recovery import GapRecovery, RecoveryTiming
 from groundsw.station.pass_queue import PassQueue, QueuedCommand
 from groundsw.uplink_security import RefusalLog, security_event_sink
 from spacelink.cop1 import FopState
@@ -99,12 +99,19 @@ class OwnedLink:
         recover_gaps: bool | None = None,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
+        link_timeout_s: float = LINK_UP_S,
+        recovery_timing: RecoveryTiming | None = None,
     ) -> None:
         """`init_mode`: how the AD service is first started (AUTO after that);
         `ask_dictionary`: ask the payload for its dictionary's hash when the link comes up;
         `recover_gaps`: find the gaps in the archive and have the payload send the missing
-        packets again (None: as `ask_dictionary`, both being the station's own business)."""
+        packets again (None: as `ask_dictionary`, both being the station's own business);
+        `link_timeout_s`: no frame for this long and the link is down; `recovery_timing`:
+        gap recovery's waits."""
         self.name = name
+        self.link_timeout_s = link_timeout_s
+        # Queued commands sent once the link took them again (pass operations count them).
+        self.released = 0
         self.session = session
         self.dictionary = dictionary
         self.archive = archive
@@ -152,6 +159,7 @@ class OwnedLink:
                     takes_commands=self._takes_commands,
                     clock=clock,
                     wall=wall,
+                    timing=recovery_timing,
                 )
             session.add_frame_sink(archive.store_frame)
             session.add_packet_sink(self._archive_packet)
@@ -270,7 +278,7 @@ class OwnedLink:
         return LinkState(
             payload=self.name,
             port=str(getattr(session.port, "name", session.port)),
-            up=age is not None and age < LINK_UP_S and session.error is None,
+            up=age is not None and age < self.link_timeout_s and session.error is None,
             last_frame_age=age,
             clcw=None if session.last_clcw is None else str(session.last_clcw),
             cop1=cop1,
@@ -343,7 +351,11 @@ class OwnedLink:
     def _link_up(self) -> bool:
         """Frames arrive: the payload hears us, and will answer."""
         last = self.session.last_frame_at
-        return last is not None and self._clock() - last < LINK_UP_S
+        return last is not None and self._clock() - last < self.link_timeout_s
+
+    def takes_commands(self) -> bool:
+        """Whether a command sent now goes out (the link is up and COP-1 active)."""
+        return self._takes_commands()
 
     def _takes_commands(self) -> bool:
         # While frames stop coming a command goes into the queue, not into FOP-1's
@@ -361,6 +373,7 @@ class OwnedLink:
                     for rest in items[n:]:
                         self._queue.add(rest)
                     return
+                self.released += 1
 
     def _event(self, kind: EventKind, reason: str) -> CommandEvent:
         return CommandEvent(kind, self._clock(), self.session.arrival(), reason=reason)

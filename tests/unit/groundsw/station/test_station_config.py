@@ -102,7 +102,7 @@ def test_the_data_directory_defaults_to_the_users(
 def test_serve_without_a_file_serves_the_port_of_the_options(tmp_path: Path) -> None:
     args = argparse.Namespace(
         config=None, listen=None, port="/dev/pts/9", baud=9600, keys=None, spi=None,
-        dictionary=None, name="fm1", data_dir=tmp_path, tm_coding="none",
+        dictionary=None, name="fm1", data_dir=tmp_path, tm_coding="none", fetch_results=False,
     )  # fmt: skip
     config = station_config(args)
     assert config.payloads == (PayloadConfig("fm1", "/dev/pts/9", 9600, tm_coding=TmCoding.NONE),)
