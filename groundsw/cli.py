@@ -24,6 +24,7 @@ from typing import Any
 
 from groundsw.archive import ArchiveError, ArchiveStore, open_archive
 from groundsw.command_history import add_history_command
+from groundsw.contact_commands import add_contact_commands
 from groundsw.dictionary_check import DictionaryMismatch, check_dictionary
 from groundsw.dictionary_help import add_dictionary_commands, run_commands, run_parameters
 from groundsw.history_commands import (
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_commands(sub)
     add_station_commands(sub)
     add_pass_commands(sub)
+    add_contact_commands(sub)
     add_plan_commands(sub)
     add_dictionary_commands(sub)
     accept_global_options_after_subcommands(parser)

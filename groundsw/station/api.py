@@ -23,6 +23,7 @@ from groundsw.station import link_protocol as wire
 from groundsw.station.feeds import feed_websocket
 from groundsw.station.http_lookup import link_or_404
 from groundsw.station.owned_link import ClientLink, OwnedLink, describe_event, outcome_state
+from groundsw.station.passes_api import add_pass_routes
 from groundsw.station.station import (
     FIRST_CLIENT_SOURCE_ID,
     LAST_CLIENT_SOURCE_ID,
@@ -394,6 +395,7 @@ def create_app(station: Station) -> FastAPI:
             record.listeners.remove(forward)
 
     add_transfer_routes(app, station)
+    add_pass_routes(app, station)
     return app
 
 

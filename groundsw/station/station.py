@@ -12,7 +12,10 @@ from typing import Any
 from groundsw.archive import ArchiveError, ArchiveStore, open_archive
 from groundsw.session import LinkSession, default_t1
 from groundsw.station.config import PayloadConfig, StationConfig, payload_data_dir
+from groundsw.station.gap_recovery import RecoveryTiming
 from groundsw.station.owned_link import OwnedLink
+from groundsw.station.pass_log import PassLogError
+from groundsw.station.pass_operations import PassOperations
 from groundsw.uplink_security import UplinkKeyError, UplinkSecurity
 from spacelink.cop1 import FopConfig
 from spacelink.icd import LinkParameters
@@ -59,6 +62,7 @@ class Station:
     def __init__(self, config: StationConfig) -> None:
         self.config = config
         self.links: dict[str, OwnedLink] = {}
+        self.passes: dict[str, PassOperations] = {}
         self._archives: list[ArchiveStore] = []
         self._ports: list[Any] = []
         # Set as the server starts to stop: a request waiting for a command's end answers now.
@@ -107,9 +111,26 @@ class Station:
             fop=FopConfig(t1=default_t1(payload.baud)),
             security=security,
         )
+        passes = payload.passes
         link = OwnedLink(
-            payload.name, session, dictionary, archive, ask_dictionary=True, recover_gaps=True
+            payload.name,
+            session,
+            dictionary,
+            archive,
+            ask_dictionary=True,
+            recover_gaps=True,
+            link_timeout_s=passes.link_timeout_s,
+            recovery_timing=RecoveryTiming(
+                step_s=passes.gap_step_s,
+                settle_s=passes.gap_settle_s,
+                max_settle_s=passes.gap_max_settle_s,
+            ),
         ).start()
+        try:
+            self.passes[payload.name] = PassOperations(link, data_dir, payload.baud, passes).start()
+        except PassLogError as exc:
+            link.close()
+            raise StationError(f"{where}: {exc}") from None
         log.info("payload %s on %s, archive in %s", payload.name, payload.port, data_dir)
         return link
 
@@ -139,6 +160,9 @@ class Station:
         )
 
     def close(self) -> None:
+        for operations in self.passes.values():
+            operations.close()
+        self.passes.clear()
         for link in self.links.values():
             link.close()
         for port in self._ports:
