@@ -156,6 +156,49 @@ def cnn_classifier(seed: int = 1, opset: int = 13, *, batch: int | None = None) 
     return _model(graph, opset)
 
 
+SMALL_CNN_WIDTH = 8
+SMALL_CNN_IMAGE = 32
+
+
+def small_cnn(
+    seed: int = 11,
+    opset: int = 13,
+    *,
+    batch: int | None = None,
+    image: int = SMALL_CNN_IMAGE,
+    width: int = SMALL_CNN_WIDTH,
+) -> onnx.ModelProto:
+    """A small CNN classifier for tests that upload many models and inputs over a slow link:
+    image [N,3,image,image] -> probabilities [N,10] through four Conv+BN+ReLU layers of `width`
+    to 4 x `width` channels and two pools (at the defaults 62 kB of weights, a 12 kB input)."""
+    _check_opset(opset, CNN_MIN_OPSET, "the small CNN")
+    if image < 4 or image % 4 or width < 1:
+        raise ValueError(f"the small CNN needs an image side divisible by 4 and a width >= 1, "
+                         f"got {image} and {width}")  # fmt: skip
+    g = _Graph(np.random.default_rng(seed))
+    x = g.node("Relu", [g.conv_bn("stem", CNN_INPUT, 3, width, 3)], "stem.relu")
+    x = g.node("Relu", [g.conv_bn("block1", x, width, 2 * width, 3)], "block1.relu")
+    x = g.node("MaxPool", [x], "block1.pool", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.node("Relu", [g.conv_bn("block2", x, 2 * width, 4 * width, 3)], "block2.relu")
+    x = g.node("MaxPool", [x], "block2.pool", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.node("Relu", [g.conv_bn("block3", x, 4 * width, 4 * width, 3)], "block3.relu")
+    x = g.node("GlobalAveragePool", [x], "head.pool")
+    x = g.node("Flatten", [x], "head.flatten", axis=1)
+    w = g.he("fc.weight", (CNN_CLASSES, 4 * width), 4 * width)
+    b = g.weight("fc.bias", np.zeros(CNN_CLASSES))
+    x = g.node("Gemm", [x, w, b], "fc", alpha=1.0, beta=1.0, transB=1)
+    g.node("Softmax", [x], CNN_OUTPUT, axis=1)
+    n = _batch_dim(batch)
+    graph = helper.make_graph(
+        g.nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, [n, 3, image, image])],
+        [helper.make_tensor_value_info(CNN_OUTPUT, TensorProto.FLOAT, [n, CNN_CLASSES])],
+        g.initializers,
+    )
+    return _model(graph, opset)
+
+
 def mlp(
     seed: int = 2,
     opset: int = 13,

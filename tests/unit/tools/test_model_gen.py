@@ -192,3 +192,20 @@ def test_cli_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str])
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("model_gen: "), result.stderr
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_the_small_cnn_is_seeded_small_and_runs_at_any_image_side() -> None:
+    model = model_gen.small_cnn(seed=1)
+    assert model_gen.model_bytes(model_gen.small_cnn(seed=1)) == model_gen.model_bytes(model)
+    assert model_gen.model_bytes(model_gen.small_cnn(seed=2)) != model_gen.model_bytes(model)
+    onnx.checker.check_model(model, full_check=True)
+    assert dims(model.graph.input[0]) == ["batch", 3, 32, 32]
+    assert weight_bytes(model) < 70_000  # with its input of 12 kB: quick to upload
+    image = model_gen.random_input(model, batch=2, seed=1)
+    (probabilities,) = session(model).run(None, {"image": image})
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    wide = model_gen.small_cnn(image=48, width=4)
+    assert dims(wide.graph.input[0]) == ["batch", 3, 48, 48]
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model_gen.small_cnn(image=30)
