@@ -75,14 +75,16 @@ class DaySettings:
 
 @dataclass
 class DayContext:
-    """What a `Submission` works with: the station, the workload, the orbit (its timeline in
-    orbit time, and once the flight began, its mapping onto the bench's clock)."""
+    """What a `Submission` works with: the station (its HTTP client, and its data directory,
+    where any groundsw command finds it and becomes its client), the workload, the orbit (its
+    timeline in orbit time, and once the flight began, its mapping onto the bench's clock)."""
 
     ground: StationClient
     workload: Workload
     settings: DaySettings
     timeline: OrbitTimeline
     orbit_start: float
+    data_dir: Path
     clock: OrbitClock | None = None
     say: Say = print
     # Job IDs the payload accepted, in submission order, when the submission knows them.
@@ -175,7 +177,7 @@ def fly_day(
         ground_station.start()
         client = StationClient(socket)
         client.wait_up()
-        day = DayContext(client, workload, settings, driver.timeline, orbit_start, say=say)
+        day = DayContext(client, workload, settings, driver.timeline, orbit_start, data, say=say)
         t = time.monotonic()
         for name, octets in workload.models.items():
             client.upload(f"{name}.onnx", octets)
