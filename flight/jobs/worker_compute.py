@@ -285,8 +285,8 @@ class WorkerCompute:
         with self._lock:
             self._on_run[job_id] = on_run
             told = self._runs_told.pop(job_id, None)
-        if told is not None:
-            on_run(told)
+        for n in range(1, (told or 0) + 1):  # none of them was reported: each is, in order
+            on_run(n)
 
     def _submit(self, job: JobInput, lane: Lane, body: Any) -> PendingCall:
         """Sends `body` with the time limit of the job's runs on that lane."""
