@@ -163,6 +163,15 @@ class StationClient:
                 raise DayError(f"the station's link did not come up in {timeout:g} s: {summary}")
             time.sleep(0.1)
 
+    def wait_down(self, timeout: float) -> bool:
+        """Until the station calls the link down (True), `timeout` at most (False)."""
+        deadline = time.monotonic() + timeout
+        while self.summary()["link"]["up"]:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_S)
+        return True
+
     def send(self, command: str, *arguments: str, expires_in: float | None = None) -> str:
         """A dictionary command through the station (queued while the link is down); its
         request ID."""

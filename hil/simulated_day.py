@@ -200,6 +200,13 @@ def fly_day(
         bench.start_flight()
         driver.start()
         day.clock = clock
+        # What the submission sends now waits in the station's queue for the first pass: once
+        # the station has seen the link go (a command sent into a link it still takes would go
+        # to COP-1, and the restarted payload's first CLCW drops it with an alert).
+        first = driver.timeline.next_pass(orbit_start)
+        before_aos = clock.bench_seconds(first.aos - orbit_start) if first else 10.0
+        if not client.wait_down(timeout=max(0.0, before_aos - 0.2)):
+            say("the station did not see the link go before the first pass")
         submission.at_orbit_start(day)
         day_end = orbit_start + settings.orbits * tle.period_s
         say(
