@@ -279,7 +279,9 @@ def test_a_worker_holding_the_gil_is_found_hung_and_replaced(make_supervisor: An
         supervisor.call(Lane.COMPUTE, HoldGil(60), timeout_s=60)
     elapsed = time.monotonic() - began
     assert raised.value.reason is LossReason.HUNG
-    assert HEARTBEAT_TIMEOUT_S <= elapsed < HEARTBEAT_TIMEOUT_S + 1.0
+    # The silence counts from the last heartbeat, which may come a beat or two (0.05 s each,
+    # later on a loaded host) before the call: seen hung at 0.475 s once in a clean-clone run.
+    assert HEARTBEAT_TIMEOUT_S - 0.15 <= elapsed < HEARTBEAT_TIMEOUT_S + 1.0
     assert supervisor.call(Lane.COMPUTE, Echo(1), timeout_s=5) == 1
     assert [e.reason for e in recorder.losses()] == [LossReason.HUNG]
 
