@@ -4,21 +4,19 @@ seconds), so that a bench running its orbit faster than real time writes interva
 scaled, and the battery model integrates each interval at its own speed-up.
 
 The file holds one sunlit interval per line, `start end` in UNIX seconds, `#` comments and blank
-lines ignored; every time outside them is eclipse. The bench replaces the file whole (a write to
-a temporary file, then a rename): the payload reads it again when its modification time or size
-changes, and keeps the last good intervals when a new content cannot be parsed.
+lines ignored; every time outside them is eclipse. The bench replaces the file whole, and the
+payload reads it again when it changes, keeping the last good intervals when a new content
+cannot be parsed (flight/followed_file.py).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from flight.followed_file import FollowedFile, number_pairs, replace_lines
 
 # A segment of time and whether it is sunlit: (start, end, sunlit), start < end.
 Segment = tuple[float, float, bool]
@@ -123,70 +121,39 @@ class IntervalSunlight:
         return out
 
 
-class SunlightFile:
+class SunlightFile(FollowedFile[IntervalSunlight]):
     """The intervals of a file the bench writes, read again whenever the file changes. No file
     yet: eclipse (the bench writes it before it matters; the battery model is the side that
     must not be optimistic)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._current = IntervalSunlight()
-        self._warned = False
+        super().__init__(path, _read_intervals, IntervalSunlight(), "sunlight file")
 
     def sunlit_at(self, t: float) -> bool:
-        return self._fresh().sunlit_at(t)
+        return self.current().sunlit_at(t)
 
     def segments(self, start: float, end: float) -> list[Segment]:
-        return self._fresh().segments(start, end)
-
-    def _fresh(self) -> IntervalSunlight:
-        try:
-            status = os.stat(self.path)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("sunlight file %s: %s: eclipse until it is readable", self.path, exc)
-                self._warned = True
-            return self._current
-        stamp = (status.st_mtime_ns, status.st_size)
-        if stamp == self._stamp:
-            return self._current
-        self._stamp = stamp
-        try:
-            self._current = IntervalSunlight(parse_intervals(self.path.read_text()))
-        except (OSError, UnicodeDecodeError, SunlightError) as exc:
-            log.error("sunlight file %s not read (%s): its last intervals kept", self.path, exc)
-            return self._current
-        self._warned = False
-        log.info("sunlight file %s: %d sunlit intervals", self.path, len(self._current.intervals))
-        return self._current
+        return self.current().segments(start, end)
 
 
 def parse_intervals(text: str) -> list[tuple[float, float]]:
     """The `start end` lines of a sunlight file; SunlightError naming the line that is wrong."""
     intervals = []
-    for number, line in enumerate(text.splitlines(), 1):
-        content = line.split("#", 1)[0].strip()
-        if not content:
-            continue
-        parts = content.split()
-        try:
-            start, end = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
-        except ValueError:
-            start = end = math.nan
+    for number, line, start, end in number_pairs(text):
         if not (math.isfinite(start) and math.isfinite(end) and start < end):
             raise SunlightError(f"line {number}: expected 'start end' with start < end: {line!r}")
         intervals.append((start, end))
     return intervals
 
 
+def _read_intervals(text: str) -> IntervalSunlight:
+    return IntervalSunlight(parse_intervals(text))
+
+
 def write_intervals(path: Path, intervals: Sequence[tuple[float, float]]) -> None:
     """Replace the sunlight file `path` with `intervals` whole (for the bench)."""
-    lines = ["# sunlit intervals: start end (UNIX seconds, the payload's clock)"]
-    lines += [f"{start!r} {end!r}" for start, end in intervals]
-    partial = path.with_name(path.name + ".new")
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(path)
+    header = "# sunlit intervals: start end (UNIX seconds, the payload's clock)"
+    replace_lines(path, [header, *(f"{start!r} {end!r}" for start, end in intervals)])
 
 
 def merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:

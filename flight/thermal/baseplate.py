@@ -5,25 +5,22 @@ bench running its orbit faster than real time writes the profile already compres
 
 The profile file holds one breakpoint per line, `time celsius`, in increasing time order, `#`
 comments and blank lines ignored; between two breakpoints the temperature is linear, before the
-first and after the last it holds the nearest one. The bench replaces the file whole (a write
-to a temporary file, then a rename): the payload reads it again when its modification time or
-size changes, and keeps the last good profile when a new content cannot be parsed, as it does
-the sunlight file (flight/power/sunlight.py). Until the file is first read, the baseplate is the
-configured constant.
+first and after the last it holds the nearest one. The bench replaces the file whole, and the
+payload reads it again when it changes, keeping the last good profile when a new content cannot
+be parsed (flight/followed_file.py, as the sunlight file). Until the file is first read, the
+baseplate is the configured constant.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from flight.followed_file import FollowedFile, number_pairs, replace_lines
 
 # Any interface temperature a spacecraft could give, with room: a value beyond is a unit error.
 MIN_C, MAX_C = -150.0, 200.0
@@ -72,54 +69,22 @@ class BaseplateProfile:
         return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
 
 
-class BaseplateFile:
+class BaseplateFile(FollowedFile[Baseplate]):
     """The profile of a file the bench writes, read again whenever the file changes; `fallback_c`
     until it has been read once."""
 
     def __init__(self, path: Path, fallback_c: float) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._current: Baseplate = ConstantBaseplate(fallback_c)
-        self._warned = False
+        super().__init__(path, _read_profile, ConstantBaseplate(fallback_c), "baseplate file")
 
     def at(self, t: float) -> float:
-        return self._fresh().at(t)
-
-    def _fresh(self) -> Baseplate:
-        try:
-            status = os.stat(self.path)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("baseplate file %s: %s: its last temperatures kept", self.path, exc)
-                self._warned = True
-            return self._current
-        stamp = (status.st_mtime_ns, status.st_size)
-        if stamp == self._stamp:
-            return self._current
-        self._stamp = stamp
-        try:
-            self._current = BaseplateProfile(parse_profile(self.path.read_text()))
-        except (OSError, UnicodeDecodeError, BaseplateError) as exc:
-            log.error("baseplate file %s not read (%s): its last profile kept", self.path, exc)
-            return self._current
-        self._warned = False
-        log.info("baseplate file %s read", self.path)
-        return self._current
+        return self.current().at(t)
 
 
 def parse_profile(text: str) -> list[tuple[float, float]]:
     """The `time celsius` lines of a baseplate file; BaseplateError naming the line that is
     wrong."""
     points: list[tuple[float, float]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        content = line.split("#", 1)[0].strip()
-        if not content:
-            continue
-        parts = content.split()
-        try:
-            t, celsius = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
-        except ValueError:
-            t = celsius = math.nan
+    for number, line, t, celsius in number_pairs(text):
         if not (math.isfinite(t) and math.isfinite(celsius) and MIN_C <= celsius <= MAX_C):
             raise BaseplateError(
                 f"line {number}: expected 'time celsius' with a temperature in "
@@ -133,10 +98,11 @@ def parse_profile(text: str) -> list[tuple[float, float]]:
     return points
 
 
+def _read_profile(text: str) -> Baseplate:
+    return BaseplateProfile(parse_profile(text))
+
+
 def write_profile(path: Path, points: Sequence[tuple[float, float]]) -> None:
     """Replace the baseplate file `path` with `points` whole (for the bench)."""
-    lines = ["# baseplate: time celsius (UNIX seconds, the payload's clock)"]
-    lines += [f"{t!r} {celsius:.3f}" for t, celsius in points]
-    partial = path.with_name(path.name + ".new")
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(path)
+    header = "# baseplate: time celsius (UNIX seconds, the payload's clock)"
+    replace_lines(path, [header, *(f"{t!r} {celsius:.3f}" for t, celsius in points)])
