@@ -20,7 +20,7 @@ from groundsw.transfer import GroundInputError, OneSentenceParser, OperationCont
 
 if TYPE_CHECKING:
     from groundsw.plan.baseline import Comparison
-    from groundsw.plan.bench_time import BenchClock
+    from orbit.clock import OrbitClock
 
 DEFAULT_HORIZON_H = 24.0
 MAX_HORIZON_H = 7 * 24.0  # the orbit timeline's own horizon; a TLE is stale long before
@@ -188,7 +188,7 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
 class _Made:
     """A plan with what it was made from, for printing and uploading."""
 
-    def __init__(self, comparison: Comparison, clock: BenchClock, context: dict[str, Any]) -> None:
+    def __init__(self, comparison: Comparison, clock: OrbitClock, context: dict[str, Any]) -> None:
         self.comparison = comparison
         self.clock = clock
         self.context = context
@@ -267,8 +267,8 @@ def _show(args: argparse.Namespace, made: _Made) -> None:
             print(line)
 
 
-def _clock(args: argparse.Namespace, now: float) -> BenchClock:
-    from groundsw.plan.bench_time import FLIGHT, BenchClock
+def _clock(args: argparse.Namespace, now: float) -> OrbitClock:
+    from orbit.clock import FLIGHT, OrbitClock
 
     if args.orbit_start is None:
         if args.time_scale != 1.0 or args.bench_start is not None:
@@ -278,7 +278,7 @@ def _clock(args: argparse.Namespace, now: float) -> BenchClock:
         return FLIGHT
     orbit_start = _instant(args.orbit_start, "--orbit-start")
     bench_start = now if args.bench_start is None else _instant(args.bench_start, "--bench-start")
-    return BenchClock(orbit_start, bench_start, args.time_scale)
+    return OrbitClock(orbit_start, bench_start, args.time_scale)
 
 
 def _instant(text: str, option: str) -> float:

@@ -13,14 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from groundsw.job_commands import check_input_fits, input_file_name
-from groundsw.plan.bench_time import BenchClock
 from groundsw.plan.planner import Plan
 from groundsw.schedule_commands import insert_commands
 from groundsw.timespec import utc_text
 from groundsw.transfer import GroundInputError, OperationContext, file_sha256
 from spacelink.pus_schedule import TimeTaggedTc
+
+if TYPE_CHECKING:
+    from orbit.clock import OrbitClock
 
 # The payload refuses an activity due sooner than its time margin ([schedule] time_margin_s,
 # 1 s by default); the insertion itself takes a round trip or two.
@@ -42,7 +45,7 @@ class UploadedJob:
 def upload_plan(
     ctx: OperationContext,
     plan: Plan,
-    clock: BenchClock,
+    clock: OrbitClock,
     now: Callable[[], float] = time.time,
 ) -> list[UploadedJob]:
     """Check, upload and schedule `plan` (see the module); what was scheduled, in time order."""

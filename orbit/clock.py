@@ -36,6 +36,11 @@ class OrbitClock:
         if self.time_scale <= 0:
             raise OrbitError(f"the time scale must be above 0, found {self.time_scale:g}")
 
+    @property
+    def identity(self) -> bool:
+        """Whether orbit time is bench time (in flight, the payload's clock is the orbit's)."""
+        return self.time_scale == 1.0 and self.orbit_start == self.bench_start
+
     def to_bench(self, orbit_time: float) -> float:
         """The bench time at which the bench flies `orbit_time`."""
         return self.bench_start + (orbit_time - self.orbit_start) / self.time_scale
@@ -57,3 +62,7 @@ class OrbitClock:
     ) -> list[tuple[float, float]]:
         """(start, end) intervals of orbit time, in bench time."""
         return [(self.to_bench(start), self.to_bench(end)) for start, end in intervals]
+
+
+#: In flight: the payload's clock is the orbit's.
+FLIGHT = OrbitClock(orbit_start=0.0, bench_start=0.0)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from groundsw.plan.baseline import Comparison
-from groundsw.plan.bench_time import BenchClock
 from groundsw.plan.evaluate import Evaluation, JobOutcome
 from groundsw.plan.model import OrbitWindows, PlanSettings, PowerModel, ThermalLimit
 from groundsw.plan.planner import Plan
 from groundsw.timespec import utc_text
+
+if TYPE_CHECKING:
+    from orbit.clock import OrbitClock
 
 
 def plan_text(
@@ -21,7 +23,7 @@ def plan_text(
     power: PowerModel,
     thermal: ThermalLimit,
     settings: PlanSettings,
-    clock: BenchClock,
+    clock: OrbitClock,
 ) -> list[str]:
     """The plan: its frame, one row per job, the jobs left out, the passes, the battery."""
     ev = plan.evaluation
@@ -105,7 +107,7 @@ def _down(o: JobOutcome) -> str:
 
 
 def plan_record(
-    plan: Plan, windows: OrbitWindows, clock: BenchClock, naive: Evaluation | None = None
+    plan: Plan, windows: OrbitWindows, clock: OrbitClock, naive: Evaluation | None = None
 ) -> dict[str, Any]:
     """`--json`: times in ISO 8601 UTC (orbit, and the payload's clock for releases)."""
     placements = {p.release.job.name: p.placement.name for p in plan.planned}
@@ -132,7 +134,7 @@ def plan_record(
     return record
 
 
-def _outcome_record(o: JobOutcome, clock: BenchClock) -> dict[str, Any]:
+def _outcome_record(o: JobOutcome, clock: OrbitClock) -> dict[str, Any]:
     r = o.release
     return {
         "job": o.job.name,

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from groundsw.plan.bench_time import FLIGHT, BenchClock
 from groundsw.plan.model import PlanJob, PowerModel
 from groundsw.plan.planner import Plan, plan_jobs
 from groundsw.plan_upload import PlanTooLate, upload_plan
 from groundsw.transfer import GroundInputError, OperationContext
 from groundsw.verification import CommandFailed
+from orbit.clock import FLIGHT, OrbitClock
 from spacelink.pus_schedule import (
     ScheduleRequestId,
     SummaryEntry,
@@ -143,7 +143,7 @@ def test_on_a_bench_the_releases_and_deadlines_are_on_its_clock(
     payload: SchedulingPayload, tmp_path: Path
 ) -> None:
     plan = make_plan(tmp_path, 2, time_scale=10.0)
-    clock = BenchClock(orbit_start=T0, bench_start=T0 + 1e6, time_scale=10.0)
+    clock = OrbitClock(orbit_start=T0, bench_start=T0 + 1e6, time_scale=10.0)
     ctx, _ = context(payload)
     upload_plan(ctx, plan, clock)
     for (at, values), release in zip(payload.submits(), plan.releases, strict=True):

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from orbit import OrbitClock, OrbitError
+from orbit.clock import FLIGHT
 
 CLOCK = OrbitClock(orbit_start=1_796_040_000.0, bench_start=1_700_000_000.0, time_scale=200.0)
 
@@ -17,6 +18,11 @@ def test_the_start_maps_to_the_start_and_orbit_time_runs_k_times_faster() -> Non
     assert CLOCK.to_bench(CLOCK.orbit_start + 5677.0) == pytest.approx(CLOCK.bench_start + 28.385)
     assert CLOCK.bench_seconds(360.0) == pytest.approx(1.8)
     assert CLOCK.orbit_seconds(1.8) == pytest.approx(360.0)
+
+
+def test_in_flight_orbit_time_is_the_payloads_time() -> None:
+    assert FLIGHT.identity and FLIGHT.to_bench(1_796_040_000.5) == 1_796_040_000.5
+    assert not CLOCK.identity and not OrbitClock(0.0, 0.0, 2.0).identity
 
 
 @pytest.mark.parametrize("orbit_time", [1_796_040_000.0 - 3600, 1_796_040_000.0, 1_796_126_400.5])
