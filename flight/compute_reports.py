@@ -13,9 +13,10 @@ from flight.jobs.registry import ModelRegistry
 from flight.jobs.worker_compute import WorkerCompute
 from flight.protection.injection import FaultTarget, Injected
 from flight.services.events import EventReporter
+from flight.worker.events import EventKind, SupervisorCounters, WorkerEvent
 from flight.worker.handlers import WorkerFault
 from flight.worker.protocol import Notice
-from flight.worker.supervisor import EventKind, Supervisor, SupervisorCounters, WorkerEvent
+from flight.worker.supervisor import Supervisor
 from telemetry_defs.model import Dictionary
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,12 @@ from flight.protection.injection import ComputeFaults
 from flight.protection.scrubber import MemoryScrubber
 from flight.protection.upsets import UpsetLog
 from flight.thermal.duty import GateControl
+from flight.worker.config import WorkerConfig
+from flight.worker.events import WorkerEvent
 from flight.worker.handlers import OPTION_SESSION_CACHE, OPTION_THREADS
 from flight.worker.limits import Limits
 from flight.worker.protocol import Notice
-from flight.worker.supervisor import Supervisor, WorkerConfig, WorkerEvent
+from flight.worker.supervisor import Supervisor
 
 WORKER_FACTORY = "flight.worker.handlers:build"
 WORKER_NAME = "board0"

@@ -34,7 +34,9 @@ from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
 from flight.protection.faults import FaultModel
 from flight.protection.injection import Injected, TargetMissing
 from flight.protection.upsets import Upset, UpsetLog
+from flight.worker.calls import PendingCall
 from flight.worker.errors import WorkerCallError, WorkerError, WorkerLost
+from flight.worker.events import EventKind, WorkerEvent
 from flight.worker.handlers import (
     Accept,
     Allow,
@@ -51,7 +53,7 @@ from flight.worker.handlers import (
     WorkerFault,
 )
 from flight.worker.protocol import Lane, Notice
-from flight.worker.supervisor import EventKind, PendingCall, Supervisor, WorkerEvent
+from flight.worker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

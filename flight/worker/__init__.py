@@ -7,6 +7,8 @@ onnxruntime, and the supervisor nothing of what the requests mean.
 
     protocol.py    the messages, lanes          connection.py  the authenticated socket
     serve.py       the worker's serving loop    supervisor.py  the payload's side
+    config.py      how a worker is started      calls.py       the calls pending, by lane
+    events.py      starts, losses, counters
     limits.py      memory, cores, nice          losses.py      why a worker was lost
     backoff.py     when to start again          errors.py      what a caller is told
 """

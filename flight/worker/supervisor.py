@@ -10,24 +10,22 @@ Calls made while no worker is up wait for the next one (at most `ready_timeout_s
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 import logging
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flight.worker.backoff import BackoffPolicy, RestartBackoff
+from flight.worker.backoff import RestartBackoff
+from flight.worker.calls import CallBook, PendingCall
+from flight.worker.config import WorkerConfig
 from flight.worker.connection import (
-    Address,
     Channel,
     Encoded,
     WorkerListener,
@@ -42,7 +40,7 @@ from flight.worker.errors import (
     WorkerStartError,
     WorkerUnavailable,
 )
-from flight.worker.limits import Limits
+from flight.worker.events import EventKind, SupervisorCounters, WorkerEvent
 from flight.worker.losses import LossReason, classify_exit, describe_status
 from flight.worker.protocol import (
     CANCELLED,
@@ -66,102 +64,6 @@ logger = logging.getLogger(__name__)
 _TICK_S = 0.1
 #: How long a worker whose connection broke is given to finish dying before it is killed.
 _DYING_GRACE_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    """How to start and watch one worker.
-
-    `factory` is 'module:function' building the worker's handlers. The worker listens on
-    `address` if given (a Unix path or (host, port)), else on `<socket_dir>/worker-<name>.sock`.
-    """
-
-    factory: str
-    name: str = "board0"
-    socket_dir: Path | None = None
-    address: Address | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
-    heartbeat_s: float = 0.5
-    heartbeat_timeout_s: float = 3.0
-    #: From spawning the process to its Hello (the factory loads models meanwhile).
-    start_timeout_s: float = 30.0
-    #: How long a call waits for a worker to come up before WorkerUnavailable.
-    ready_timeout_s: float = 30.0
-    #: How long stop() lets the worker end by itself before killing it.
-    stop_grace_s: float = 2.0
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    python: str = sys.executable
-    #: Added to the payload's environment for the worker.
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-    log_level: str = "INFO"
-
-
-class EventKind(enum.Enum):
-    STARTED = "started"
-    LOST = "lost"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerEvent:
-    """Told to the listener: a worker started, or was lost (and will start again)."""
-
-    kind: EventKind
-    name: str
-    at: float  # wall clock
-    pid: int | None
-    reason: LossReason | None = None
-    detail: str = ""
-    restart_in_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorCounters:
-    starts: int
-    #: Losses (each followed by a restart) by reason, START_FAILED included.
-    restarts: Mapping[LossReason, int]
-    last_loss_reason: LossReason | None
-    last_loss_detail: str
-    last_loss_at: float | None  # wall clock
-    heartbeat_age_s: float | None  # None while no worker is up
-    pid: int | None
-    calls: int
-    calls_lost: int
-
-
-class PendingCall:
-    """A call submitted to the worker; `result()` waits for its outcome."""
-
-    def __init__(self, id: int, lane: Lane, timeout_s: float, submitted_at: float) -> None:
-        self.id = id
-        self.lane = lane
-        self.timeout_s = timeout_s
-        self.submitted_at = submitted_at
-        # Held until the outcome is in: a bare lock wakes a waiter faster than an Event (whose
-        # Condition costs some 20 us more per call, a good part of a call's round trip).
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._encoded: Encoded | None = None  # kept only until sent
-
-    def done(self) -> bool:
-        return not self._done.locked()
-
-    def result(self) -> Any:
-        """The handler's return value; raises WorkerCallError, WorkerLost or WorkerUnavailable."""
-        with self._done:  # released by _resolve, and by each waiter for the next
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def _resolve(self, value: Any = None, error: BaseException | None = None) -> None:
-        """Sets the outcome; called once (callers remove the call from the pending set first)."""
-        self._value, self._error = value, error
-        self._encoded = None
-        self._done.release()
 
 
 @dataclass(eq=False)
@@ -232,10 +134,7 @@ class Supervisor:
         self._restart_request: str | None = None
         self._worker: _Worker | None = None  # the ready worker
         self._generation = 0
-        self._calls: dict[int, PendingCall] = {}
-        self._unsent: deque[PendingCall] = deque()
-        self._lanes: dict[Lane, deque[PendingCall]] = {lane: deque() for lane in Lane}
-        self._lane_started: dict[Lane, float] = {}
+        self._calls = CallBook(clock)
         self._reader_ended: str | None = None
         self._last_heartbeat_at: float | None = None
         self._quiet_until: float | None = None  # a Quiet announced by the worker
@@ -320,14 +219,12 @@ class Supervisor:
                 if not self._started or self._stopping:
                     raise WorkerUnavailable(f"worker {self.config.name}: supervisor not running")
                 pending = PendingCall(id, lane, timeout_s, self._clock())
-                self._calls[id] = pending
                 self._calls_made += 1
                 worker = self._worker
                 if worker is None:
-                    pending._encoded = encoded
-                    self._unsent.append(pending)
+                    self._calls.hold(pending, encoded)
                     return pending
-                self._enlist(pending)
+                self._calls.enlist(pending)
             self._send(worker, encoded)
         return pending
 
@@ -338,13 +235,8 @@ class Supervisor:
             pending = self._calls.get(call_id)
             if pending is None:
                 return False
-            if pending in self._unsent:
-                self._unsent.remove(pending)
-                del self._calls[call_id]
-                unsent = True
-            else:
-                unsent = False
-                worker = self._worker
+            unsent = self._calls.withdraw_unsent(pending)
+            worker = self._worker
         if unsent:
             pending._resolve(error=WorkerCallCancelled(CANCELLED, "cancelled before it was sent"))
         elif worker is not None:
@@ -403,13 +295,6 @@ class Supervisor:
 
     # -- sending (callers hold _send_lock)
 
-    def _enlist(self, pending: PendingCall) -> None:
-        """Queues a call sent to the ready worker in its lane (under _lock)."""
-        lane = self._lanes[pending.lane]
-        if not lane:
-            self._lane_started[pending.lane] = self._clock()
-        lane.append(pending)
-
     def _send(self, worker: _Worker, encoded: Encoded) -> None:
         assert worker.channel is not None
         try:
@@ -456,15 +341,9 @@ class Supervisor:
         with self._lock:
             if self._worker is not worker:
                 return  # a lost worker's late word: its calls were failed already
-            pending = self._calls.pop(message.id, None)
+            pending = self._calls.answered(message.id)
             if pending is None:
                 return
-            lane = self._lanes[pending.lane]
-            if lane and lane[0] is pending:
-                lane.popleft()
-                self._lane_started[pending.lane] = self._clock()
-            else:
-                lane.remove(pending)  # cancelled while queued: answered out of turn
             if pending.lane is Lane.COMPUTE and isinstance(message, Reply):
                 self._backoff.proven()
         if isinstance(message, Reply):
@@ -510,9 +389,7 @@ class Supervisor:
         finally:
             with self._lock:
                 self._stopping = True
-                orphans = list(self._calls.values())
-                self._calls.clear()
-                self._unsent.clear()
+                orphans = self._calls.clear()
             for pending in orphans:
                 pending._resolve(error=WorkerUnavailable("supervisor stopped"))
             if self._listener is not None:
@@ -536,12 +413,8 @@ class Supervisor:
 
     def _expire_unsent(self) -> None:
         limit = self.config.ready_timeout_s
-        now = self._clock()
         with self._lock:
-            expired = [p for p in self._unsent if now - p.submitted_at > limit]
-            for pending in expired:
-                self._unsent.remove(pending)
-                del self._calls[pending.id]
+            expired = self._calls.expire_unsent(limit)
         for pending in expired:
             pending._resolve(
                 error=WorkerUnavailable(f"no worker {self.config.name} within {limit:g} s")
@@ -671,10 +544,7 @@ class Supervisor:
                 self._quiet_until = None
                 self._status = dict(heartbeat.status) if heartbeat else {}
                 self._starts += 1
-                waiting = list(self._unsent)
-                self._unsent.clear()
-                for pending in waiting:
-                    self._enlist(pending)
+                waiting = self._calls.send_unsent()
             worker.reader.start()
             for pending in waiting:
                 if pending._encoded is not None:
@@ -696,14 +566,7 @@ class Supervisor:
                 reader_ended = self._reader_ended
                 age = self._heartbeat_age() or 0.0
                 silent = self._silent_too_long()
-                overdue: PendingCall | None = None
-                next_deadline = now + _TICK_S
-                for lane, calls in self._lanes.items():
-                    if calls:
-                        deadline = self._lane_started[lane] + calls[0].timeout_s
-                        if now >= deadline:
-                            overdue = calls[0]
-                        next_deadline = min(next_deadline, deadline)
+                overdue, next_deadline = self._calls.overdue(now, now + _TICK_S)
             if stopping:
                 return LossReason.STOPPED, "supervisor stopped"
             returncode = worker.process.poll()
@@ -764,13 +627,7 @@ class Supervisor:
         with self._lock:
             self._worker = None
             self._last_heartbeat_at = None
-            # Each lane serves its calls in turn: only the first may have begun.
-            lost = [(pending, i == 0) for calls in self._lanes.values()
-                    for i, pending in enumerate(calls)]  # fmt: skip
-            for calls in self._lanes.values():
-                calls.clear()
-            for pending, _ in lost:
-                self._calls.pop(pending.id, None)
+            lost = self._calls.lose_sent()
             self._calls_lost += len(lost)
         for pending, began in lost:
             pending._resolve(error=WorkerLost(reason, detail, began=began))

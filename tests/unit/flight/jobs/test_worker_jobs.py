@@ -27,8 +27,9 @@ from flight.jobs.worker_compute import RunLimits, WorkerCompute
 from flight.protection.upsets import UpsetLog
 from flight.services.events import EventReporter
 from flight.telemetry import TmPublisher
+from flight.worker.config import WorkerConfig
 from flight.worker.handlers import WorkerFault
-from flight.worker.supervisor import Supervisor, WorkerConfig
+from flight.worker.supervisor import Supervisor
 from telemetry_defs.loader import default_dictionary
 from tests.unit.flight.protection.test_weights import MAX_MODEL_BYTES, gemm_model
 from tools.model_gen import cnn_classifier, model_bytes, random_input

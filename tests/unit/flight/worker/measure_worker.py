@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from flight.worker.backoff import BackoffPolicy
+from flight.worker.config import WorkerConfig
 from flight.worker.errors import WorkerLost
+from flight.worker.events import EventKind, WorkerEvent
 from flight.worker.losses import LossReason
 from flight.worker.protocol import Lane
-from flight.worker.supervisor import EventKind, Supervisor, WorkerConfig, WorkerEvent
+from flight.worker.supervisor import Supervisor
 from tests.unit.flight.worker.handlers_for_tests import FACTORY, Crash, Echo, HoldGil
 
 REPO = Path(__file__).resolve().parents[4]

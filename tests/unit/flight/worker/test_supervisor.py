@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from flight.worker.backoff import BackoffPolicy
+from flight.worker.config import WorkerConfig
 from flight.worker.errors import (
     WorkerCallCancelled,
     WorkerCallError,
@@ -30,10 +31,11 @@ from flight.worker.errors import (
     WorkerStartError,
     WorkerUnavailable,
 )
+from flight.worker.events import EventKind, WorkerEvent
 from flight.worker.limits import Limits
 from flight.worker.losses import LossReason
 from flight.worker.protocol import Lane, Notice
-from flight.worker.supervisor import EventKind, Supervisor, WorkerConfig, WorkerEvent
+from flight.worker.supervisor import Supervisor
 from tests.fake_clock import FakeClock
 from tests.unit.flight.worker.handlers_for_tests import (
     FACTORY,
@@ -409,7 +411,8 @@ def test_stop_ends_the_worker_by_closing_its_connection(make_supervisor: Any) ->
 PAYLOAD = """
 import sys, time
 from pathlib import Path
-from flight.worker.supervisor import Supervisor, WorkerConfig
+from flight.worker.config import WorkerConfig
+from flight.worker.supervisor import Supervisor
 from flight.worker.protocol import Lane
 from tests.unit.flight.worker.handlers_for_tests import FACTORY, HoldGil, Pid
 
