@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 
 from flight.power.readings import PowerReadings, Quantity
 from flight.power.sunlight import Sunlight
-from flight.thermal.duty import carried_busy
+from flight.thermal.duty import DutyMeter
 
 SUNLIGHT_KINDS = ("always", "orbit", "file")
 _NON_NEGATIVE = ("solar_w", "bus_load_w", "payload_idle_w", "orbit_phase_s")
@@ -150,9 +150,8 @@ class SimulatedPower:
         self.model = model
         self.sunlight = sunlight
         self.time_scale = model.parameters.time_scale
-        self._busy_seconds = busy_seconds
+        self._meter = DutyMeter(busy_seconds)
         self._clock = clock
-        self._last: tuple[float, float] | None = None  # (clock, busy seconds) of the last read
         self._duty = 0.0
 
     def quantities(self) -> tuple[Quantity, ...]:
@@ -161,15 +160,12 @@ class SimulatedPower:
     def read(self) -> PowerReadings:
         """Advance the model to now at the duty measured since the last read (the first read
         only starts the clock), and read it."""
-        now, busy = self._clock(), self._busy_seconds()
-        if self._last is None:
-            self._last = (now, busy)
-        elif now > self._last[0]:  # no time passed (or the clock stepped back): nothing to do
-            then, busy_then = self._last
-            self._duty = _duty(busy - busy_then, now - then)
+        now = self._clock()
+        step = self._meter.advance(now)
+        if step is not None:
+            then, self._duty = step
             for start, end, sunlit in self.sunlight.segments(then, now):
                 self.model.step((end - start) * self.time_scale, sunlit, self._duty)
-            self._last = (now, carried_busy(busy_then, busy, self._duty, now - then))
         sunlit = self.sunlight.sunlit_at(now)
         model = self.model
         volts = model.voltage_v
@@ -181,12 +177,3 @@ class SimulatedPower:
             payload_w=model.payload_w(self._duty),
             sunlit=sunlit,
         )
-
-
-def _duty(busy_dt: float, real_dt: float) -> float:
-    """The share of `real_dt` spent in inferences, in [0, 1]; a broken counter counts as full
-    duty (the model drains rather than hides the load)."""
-    duty = busy_dt / real_dt
-    if not math.isfinite(duty):
-        return 1.0
-    return min(max(duty, 0.0), 1.0)

@@ -8,11 +8,14 @@ the last, and spaces the next run after the whole period."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 # How often a waiting inference looks at its cancellation flag (onnxruntime's RunOptions cannot
 # wake a Python wait): the delay of a cancel, a deadline or a stop while held.
@@ -26,6 +29,43 @@ def spacing_s(run_s: float, duty: float) -> float:
     if duty <= 0.0:
         return math.inf
     return run_s * (1.0 - duty) / duty
+
+
+class DutyMeter:
+    """The compute's duty between two reads of a busy counter (the gate's `busy_seconds`): what
+    drives the bench's thermal and battery models. A counter that broke counts as full duty (a
+    model heats and drains rather than hides the load)."""
+
+    def __init__(self, busy_seconds: Callable[[], float]) -> None:
+        self._busy_seconds = busy_seconds
+        # (time, busy seconds) the intervals so far have accounted for; None before the first.
+        self._last: tuple[float, float] | None = None
+
+    def advance(self, now: float) -> tuple[float, float] | None:
+        """(then, duty): the time of the last read and the share of the time since then spent
+        computing, up to `now`. None at the first read (it only starts the clock) and when no
+        time passed or the clock went back (the busy time waits for the next read)."""
+        busy = self._busy_seconds()
+        if self._last is None:
+            self._last = (now, busy)
+            return None
+        then, busy_then = self._last
+        if not now > then:
+            return None
+        real_dt = now - then
+        duty = busy_duty(busy - busy_then, real_dt)
+        self._last = (now, carried_busy(busy_then, busy, duty, real_dt))
+        return then, duty
+
+
+def busy_duty(busy_dt: float, real_dt: float) -> float:
+    """The share of `real_dt` spent computing, in [0, 1]; a broken counter counts as full
+    duty."""
+    duty = busy_dt / real_dt
+    if not math.isfinite(duty):
+        log.warning("busy counter advanced by %r over %r s: counted as full duty", busy_dt, real_dt)
+        return 1.0
+    return min(max(duty, 0.0), 1.0)
 
 
 def carried_busy(busy_then: float, busy: float, duty: float, real_dt: float) -> float:

@@ -13,7 +13,6 @@ The model is linear with a constant input between steps, so a step is the exact 
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,10 +21,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from flight.thermal.baseplate import Baseplate
-from flight.thermal.duty import carried_busy
+from flight.thermal.duty import DutyMeter
 from flight.thermal.readings import Reading, Sensor, checked
-
-log = logging.getLogger(__name__)
 
 SENSORS = (Sensor.CPU, Sensor.GPU, Sensor.BOARD)
 
@@ -201,7 +198,7 @@ class SimulatedThermal:
     ) -> None:
         self.time_scale = parameters.time_scale
         self.model = RcThermalModel(parameters)
-        self._busy_seconds = busy_seconds
+        self._meter = DutyMeter(busy_seconds)
         self._monotonic = monotonic
         self._baseplate = baseplate
         self._clock = clock
@@ -210,7 +207,6 @@ class SimulatedThermal:
             # Start where the payload would be after idling on that baseplate, as without one.
             self.model.junction_c, self.model.board_c = self.model.steady_state(0.0)
         self._rng = np.random.default_rng(parameters.seed)
-        self._last: tuple[float, float] | None = None  # (real time, busy seconds) of the last read
 
     def sensors(self) -> tuple[Sensor, ...]:
         """CPU, GPU and BOARD."""
@@ -219,31 +215,18 @@ class SimulatedThermal:
     def read(self) -> dict[Sensor, Reading]:
         """Advance the model over the real time since the last read at the duty measured over it,
         and read every sensor with noise; the first read only starts the clock."""
-        now, busy = self._monotonic(), self._busy_seconds()
-        if self._last is None:
-            self._last = (now, busy)
-        else:
-            real_dt = now - self._last[0]
-            if real_dt > 0.0:  # no time passed: keep the busy time for the next interval
-                duty = _duty(busy - self._last[1], real_dt)
-                if self._baseplate is not None:
-                    # The step's middle: the poll is short against the baseplate's changes.
-                    self.model.baseplate_c = self._baseplate.at(self._clock() - real_dt / 2)
-                self.model.step(real_dt * self.time_scale, duty)
-                self._last = (now, carried_busy(self._last[1], busy, duty, real_dt))
+        now = self._monotonic()
+        step = self._meter.advance(now)
+        if step is not None:
+            then, duty = step
+            real_dt = now - then
+            if self._baseplate is not None:
+                # The step's middle: the poll is short against the baseplate's changes.
+                self.model.baseplate_c = self._baseplate.at(self._clock() - real_dt / 2)
+            self.model.step(real_dt * self.time_scale, duty)
         values = self.model.temperatures()
         noise = self._rng.normal(0.0, self.model.parameters.noise_c, len(SENSORS))
         return {
             sensor: checked(sensor, values[sensor] + float(n), "thermal model")
             for sensor, n in zip(SENSORS, noise, strict=True)
         }
-
-
-def _duty(busy_dt: float, real_dt: float) -> float:
-    """The fraction of `real_dt` spent in inferences, clamped to [0, 1]."""
-    duty = busy_dt / real_dt
-    if not math.isfinite(duty):
-        # read() never raises: a broken counter heats the model rather than hiding the load.
-        log.warning("busy counter advanced by %r over %r s: counted as full duty", busy_dt, real_dt)
-        return 1.0
-    return min(max(duty, 0.0), 1.0)

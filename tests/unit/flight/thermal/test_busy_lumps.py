@@ -4,11 +4,13 @@ at a high time scale: what full duty cannot hold in one step goes into the next 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from flight.power.battery_model import BatteryModel, PowerModelParameters, SimulatedPower
 from flight.power.sunlight import AlwaysSunlit
-from flight.thermal.duty import carried_busy
+from flight.thermal.duty import DutyMeter, carried_busy
 from flight.thermal.rc_model import SimulatedThermal, ThermalModelParameters
 
 
@@ -17,6 +19,20 @@ def test_carried_busy_keeps_what_a_step_could_not_hold() -> None:
     assert carried_busy(10.0, 10.05, 0.5, 0.1) == pytest.approx(10.05)  # all of it held
     assert carried_busy(10.0, 9.0, 0.0, 0.1) == 9.0  # a counter that went back: as it is
     assert carried_busy(10.0, float("inf"), 1.0, 0.1) == float("inf")
+
+
+def test_the_meter_gives_the_duty_since_the_last_read() -> None:
+    busy = [0.0]
+    meter = DutyMeter(lambda: busy[0])
+    assert meter.advance(10.0) is None  # the first read starts the clock
+    busy[0] = 0.5
+    assert meter.advance(11.0) == (10.0, 0.5)
+    busy[0] = 0.8
+    assert meter.advance(11.0) is None  # no time passed: the busy time waits for the next
+    assert meter.advance(10.5) is None  # nor when the clock went back
+    assert meter.advance(12.0) == (11.0, pytest.approx(0.3))
+    busy[0] = math.nan
+    assert meter.advance(13.0) == (12.0, 1.0)  # a broken counter: full duty
 
 
 class Lumps:
