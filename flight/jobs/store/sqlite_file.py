@@ -66,8 +66,7 @@ def refuse_links(path: Path) -> None:
                 "a symbolic link" if stat.S_ISLNK(mode) else f"not a file ({stat.filemode(mode)})"
             )
             raise JobStoreError(
-                f"job store file {file} is {what}: not opened (the store never makes one),"
-                " remove it"
+                f"database file {file} is {what}: not opened (the store never makes one), remove it"
             )
 
 

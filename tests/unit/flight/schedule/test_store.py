@@ -133,5 +133,5 @@ def test_a_symbolic_link_is_not_opened(tmp_path: Path, found: Found) -> None:
 
     (tmp_path / "elsewhere").write_bytes(b"")
     (tmp_path / "schedule.sqlite3").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ScheduleStoreError, match="not a regular file"):
+    with pytest.raises(ScheduleStoreError, match="is a symbolic link: not opened"):
         ScheduleStore(tmp_path, found.upsets)
