@@ -6,8 +6,9 @@ station's altitude in metres. See docs/orbit.md.
 """
 
 from orbit.clock import OrbitClock
-from orbit.eclipses import Interval, eclipses, sunlit, sunlit_intervals
+from orbit.eclipses import eclipses, sunlit, sunlit_intervals
 from orbit.errors import OrbitError, PropagationError, StationError, TleError, UnsupportedOrbit
+from orbit.interval import Interval, complement
 from orbit.passes import Pass, elevations, passes
 from orbit.propagator import Orbit
 from orbit.station import Station, parse_station
@@ -32,6 +33,7 @@ __all__ = [
     "Tle",
     "TleError",
     "UnsupportedOrbit",
+    "complement",
     "eclipses",
     "elevations",
     "parse_station",

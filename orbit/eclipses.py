@@ -9,11 +9,10 @@ half-way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from orbit.frames import FloatArray
+from orbit.interval import Interval, complement
 from orbit.propagator import Orbit
 from orbit.search import excursions
 from orbit.sun import UMBRA, Shadow, shadow_depth, sun_position_km
@@ -22,21 +21,6 @@ from orbit.tle import Tle
 # The shadow depth is close to a sinusoid of the orbit: a coarser grid than the passes' would
 # do, but a grazing eclipse at a high beta angle is short and its depth barely positive.
 SAMPLES_PER_ORBIT = 120
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """A span of time in UNIX seconds: [start, end)."""
-
-    start: float
-    end: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end - self.start
-
-    def contains(self, t: float) -> bool:
-        return self.start <= t < self.end
 
 
 def eclipses(
@@ -60,15 +44,7 @@ def sunlit_intervals(
 ) -> list[Interval]:
     """The spans of [start, end) in sunlight: the complement of the eclipses, cut to the
     window."""
-    lit: list[Interval] = []
-    edge = start
-    for eclipse in eclipses(source, start, end, shadow):
-        if eclipse.start > edge:
-            lit.append(Interval(edge, eclipse.start))
-        edge = max(edge, eclipse.end)
-    if edge < end:
-        lit.append(Interval(edge, end))
-    return lit
+    return complement(eclipses(source, start, end, shadow), start, end)
 
 
 def sunlit(source: Orbit | Tle, times: FloatArray, shadow: Shadow = UMBRA) -> np.ndarray:

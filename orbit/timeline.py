@@ -11,8 +11,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from orbit.eclipses import Interval, eclipses
+from orbit.eclipses import eclipses
 from orbit.errors import OrbitError
+from orbit.interval import Interval
 from orbit.passes import Pass, passes
 from orbit.propagator import Orbit
 from orbit.station import Station

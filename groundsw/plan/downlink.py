@@ -12,8 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from groundsw.plan.model import LinkModel, OrbitWindows, PlanJob, Window
+from groundsw.plan.model import LinkModel, OrbitWindows, PlanJob
 from groundsw.transfer import downlink_seconds
+from orbit.interval import Interval
 
 # A download is done when less than this is left (floating point, not the link's resolution).
 _DONE_S = 1e-6
@@ -44,14 +45,14 @@ def result_seconds(job: PlanJob, link: LinkModel, time_scale: float = 1.0) -> fl
 
 def usable_passes(
     windows: OrbitWindows, link: LinkModel, time_scale: float = 1.0
-) -> list[tuple[int, Window]]:
+) -> list[tuple[int, Interval]]:
     """(pass number, the part of the pass the downlink can use) within the planning window."""
     margin = link.pass_margin_s * time_scale
     usable = []
     for index, p in enumerate(windows.passes):
         start, end = max(p.start + margin, windows.start), min(p.end - margin, windows.end)
         if end > start:
-            usable.append((index, Window(start, end)))
+            usable.append((index, Interval(start, end)))
     return usable
 
 

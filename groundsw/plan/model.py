@@ -16,6 +16,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from orbit.interval import Interval, complement
+
 MAX_PRIORITY = 255
 
 
@@ -71,29 +73,14 @@ class PlanJob:
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """[start, end) in orbit seconds."""
-
-    start: float
-    end: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end - self.start
-
-    def contains(self, t: float) -> bool:
-        return self.start <= t < self.end
-
-
-@dataclass(frozen=True, slots=True)
 class OrbitWindows:
     """The passes over the station and the eclipses that overlap [start, end), each in time
     order and whole (the first may begin before `start`)."""
 
     start: float
     end: float
-    passes: tuple[Window, ...]
-    eclipses: tuple[Window, ...]
+    passes: tuple[Interval, ...]
+    eclipses: tuple[Interval, ...]
     _eclipse_starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -115,21 +102,9 @@ class OrbitWindows:
             return self.eclipses[i].end
         return self.eclipses[i + 1].start if i + 1 < len(self.eclipses) else math.inf
 
-    def sunlit_spans(self, start: float, end: float) -> list[Window]:
+    def sunlit_spans(self, start: float, end: float) -> list[Interval]:
         """The sunlit parts of [start, end)."""
-        spans: list[Window] = []
-        t = start
-        for eclipse in self.eclipses:
-            if eclipse.end <= t:
-                continue
-            if eclipse.start >= end:
-                break
-            if eclipse.start > t:
-                spans.append(Window(t, eclipse.start))
-            t = max(t, eclipse.end)
-        if t < end:
-            spans.append(Window(t, end))
-        return spans
+        return complement(self.eclipses, start, end)
 
 
 @dataclass(frozen=True, slots=True)

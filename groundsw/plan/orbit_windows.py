@@ -4,8 +4,8 @@ planner itself works on plain intervals, so that a test or a bench can give it a
 
 from __future__ import annotations
 
-from groundsw.plan.model import OrbitWindows, Window
-from orbit import Orbit, OrbitTimeline, Station, Tle
+from groundsw.plan.model import OrbitWindows
+from orbit import Interval, Orbit, OrbitTimeline, Station, Tle
 
 
 def orbit_windows(source: Orbit | Tle, station: Station, start: float, end: float) -> OrbitWindows:
@@ -19,6 +19,6 @@ def windows_of(timeline: OrbitTimeline, start: float, end: float) -> OrbitWindow
     return OrbitWindows(
         start=start,
         end=end,
-        passes=tuple(Window(p.aos, p.los) for p in timeline.passes(start, end)),
-        eclipses=tuple(Window(e.start, e.end) for e in timeline.eclipses(start, end)),
+        passes=tuple(Interval(p.aos, p.los) for p in timeline.passes(start, end)),
+        eclipses=tuple(timeline.eclipses(start, end)),
     )

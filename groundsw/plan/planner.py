@@ -37,9 +37,9 @@ from groundsw.plan.model import (
     PlanSettings,
     PowerModel,
     ThermalLimit,
-    Window,
 )
 from groundsw.timespec import utc_text
+from orbit.interval import Interval, complement
 
 # The charge a placement may lower the lowest point by and still count as "not lower".
 _SOC_EPS = 1e-6
@@ -91,7 +91,7 @@ class Plan:
     planned: tuple[PlannedJob, ...]
     unplanned: tuple[Unplanned, ...]
     evaluation: Evaluation
-    contact: Window
+    contact: Interval
     first_release: float
 
     @property
@@ -99,7 +99,7 @@ class Plan:
         return tuple(p.release for p in self.planned)
 
 
-def upload_contact(windows: OrbitWindows, settings: PlanSettings) -> Window:
+def upload_contact(windows: OrbitWindows, settings: PlanSettings) -> Interval:
     """The pass under way at the start, else the next one: when the plan goes up."""
     for p in windows.passes:
         if p.end > settings.start:
@@ -228,7 +228,7 @@ class _Planner:
         first: list[_Candidate] = []
         last: list[_Candidate] = []
         for cut in cuts:
-            free = _subtract(Window(self.earliest, cut), busy)
+            free = complement(busy, self.earliest, cut)
             sunlit = [s for f in free for s in self.windows.sunlit_spans(f.start, f.end)]
             for wall in self._walls(job, cut):
                 sunny = _latest(sunlit, wall)
@@ -276,14 +276,14 @@ class _Planner:
         spans = self.windows.sunlit_spans(at, at + wall)
         return len(spans) == 1 and spans[0].duration_s >= wall - _TIME_EPS
 
-    def _busy(self) -> list[Window]:
+    def _busy(self) -> list[Interval]:
         """When the plan so far computes: from each job's start to its end (or timeout)."""
         spans = []
         for o in self.current.outcomes:
             if o.started is None:
                 continue
             end = o.finished if o.finished is not None else o.timed_out
-            spans.append(Window(o.started, end if end is not None else self.settings.end))
+            spans.append(Interval(o.started, end if end is not None else self.settings.end))
         return sorted(spans, key=lambda w: w.start)
 
     def _judge(self, trial: Evaluation, candidate: _Candidate) -> tuple[Unfit, str | float] | None:
@@ -337,24 +337,7 @@ def _refusal(job: PlanJob, failures: list[tuple[Unfit, str | float]]) -> Unplann
     )
 
 
-def _subtract(window: Window, busy: Sequence[Window]) -> list[Window]:
-    """The parts of `window` outside every busy span (sorted by start)."""
-    free = []
-    t = window.start
-    for span in busy:
-        if span.end <= t:
-            continue
-        if span.start >= window.end:
-            break
-        if span.start > t:
-            free.append(Window(t, span.start))
-        t = max(t, span.end)
-    if t < window.end:
-        free.append(Window(t, window.end))
-    return free
-
-
-def _latest(spans: Sequence[Window], wall: float) -> float | None:
+def _latest(spans: Sequence[Interval], wall: float) -> float | None:
     """The latest start of `wall` seconds inside one of `spans` (time order), if any."""
     for span in reversed(spans):
         if span.duration_s >= wall - _TIME_EPS:

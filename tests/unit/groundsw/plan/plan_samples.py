@@ -15,9 +15,8 @@ from groundsw.plan.model import (
     PowerModel,
     Redundancy,
     ThermalLimit,
-    Window,
 )
-from orbit import parse_station, read_tle
+from orbit import Interval, parse_station, read_tle
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: any time does for a made-up sky
 HOUR = 3600.0
@@ -36,8 +35,8 @@ def made_up_sky(
     return OrbitWindows(
         start=T0,
         end=T0 + hours * HOUR,
-        passes=tuple(Window(T0 + a * HOUR, T0 + b * HOUR) for a, b in passes),
-        eclipses=tuple(Window(T0 + a * HOUR, T0 + b * HOUR) for a, b in eclipses),
+        passes=tuple(Interval(T0 + a * HOUR, T0 + b * HOUR) for a, b in passes),
+        eclipses=tuple(Interval(T0 + a * HOUR, T0 + b * HOUR) for a, b in eclipses),
     )
 
 
