@@ -119,13 +119,21 @@ class TimeSchedule:
         self.limits = limits
         self.enabled = enabled
         self._by_id: dict[ScheduleRequestId, Activity] = {a.request_id: a for a in activities}
+        # The activities in release order, sorted again only after a change: the main loop asks
+        # for the next release and what is due at every pass.
+        self._order: list[Activity] | None = None
 
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def _ordered(self) -> list[Activity]:
+        if self._order is None:
+            self._order = sorted(self._by_id.values(), key=Activity.sort_key)
+        return self._order
+
     def activities(self) -> list[Activity]:
         """Every activity, in release order."""
-        return sorted(self._by_id.values(), key=Activity.sort_key)
+        return list(self._ordered())
 
     def find(self, request_ids: Sequence[ScheduleRequestId]) -> list[Activity]:
         """The activities with these IDs, in release order; UnknownRequest for the first
@@ -139,9 +147,8 @@ class TimeSchedule:
         return sorted(found.values(), key=Activity.sort_key)
 
     def next_release_ms(self) -> int | None:
-        if not self._by_id:
-            return None
-        return min(a.release_ms for a in self._by_id.values())
+        order = self._ordered()
+        return order[0].release_ms if order else None
 
     # -- checks: the activities a change would leave, the schedule untouched -----------------
 
@@ -184,14 +191,17 @@ class TimeSchedule:
         """Add activities, or replace those with the same request IDs (a shift)."""
         for activity in activities:
             self._by_id[activity.request_id] = activity
+        self._order = None
 
     def remove(self, request_ids: Iterable[ScheduleRequestId]) -> None:
         for request_id in request_ids:
             self._by_id.pop(request_id, None)
+        self._order = None
 
     def reset(self) -> None:
         """ECSS-E-ST-70-41C 6.11.4.4: every activity deleted, the execution function disabled."""
         self._by_id.clear()
+        self._order = None
         self.enabled = False
 
     # -- release ------------------------------------------------------------------------------
@@ -202,7 +212,7 @@ class TimeSchedule:
         only: an activity whose time passed longer ago than that while the payload was down is
         dropped as missed; a later one is released now."""
         fates = []
-        for activity in self.activities():
+        for activity in self._ordered():
             if activity.release_ms > now_ms:
                 break
             late = now_ms - activity.release_ms

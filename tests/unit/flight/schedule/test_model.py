@@ -71,6 +71,9 @@ def test_equal_times_release_in_insertion_order_and_due_stops_at_now() -> None:
     assert [f.late_ms for f in fates] == [500, 0, 0]
     assert all(f.drop is None for f in fates)
     assert schedule.next_release_ms() == NOW + 1500  # due() does not remove: the service does
+    schedule.remove([rid(2), rid(3)])
+    assert schedule.next_release_ms() == NOW + 2000
+    assert [f.activity.request_id for f in schedule.due(NOW + 2000)] == [rid(1)]
 
 
 def test_disabled_schedule_drops_what_comes_due() -> None:
