@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flight.power.readings import Fault, PowerReadings, Quantity, plausible
-from flight.thermal.readings import SensorFault
+from flight.thermal.readings import SensorFault, shortened
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ _SCALES: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile(r"power[0-9]+_(input|average)"), 1e-6),
     (re.compile(r"in_(voltage|current|power)[0-9]+_input"), 1e-3),
 )
-_MAX_SHOWN = 60
 
 
 def unit_scale(path: str) -> float:
@@ -90,7 +89,7 @@ class PowerFiles:
 class _Unread(Exception):
     def __init__(self, fault: SensorFault, detail: str) -> None:
         super().__init__(detail)
-        self.fault = Fault(fault, _shorten(detail))
+        self.fault = Fault(fault, shortened(detail))
 
 
 class SysfsPower:
@@ -179,9 +178,3 @@ class SysfsPower:
             found = self._root / path
         self._resolved[path] = found
         return found
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= _MAX_SHOWN:
-        return text
-    return text[: _MAX_SHOWN - 3] + "..."

@@ -10,13 +10,13 @@ import subprocess
 from collections.abc import Sequence
 from typing import Protocol
 
+from flight.thermal.readings import shortened
+
 log = logging.getLogger(__name__)
 
 # Real nvpmodel asks before rebooting when a mode change needs one; the payload never reboots
 # on its own, so the question is always answered no.
 _REBOOT_ANSWER = "NO\n"
-# What a failure said is shortened to this; the command line before it is kept whole.
-_MAX_REASON = 60
 # Distinct failures of `current()` remembered for logging once each; bounded, in case a
 # failure's text varies from call to call.
 _MAX_REMEMBERED_FAILURES = 32
@@ -82,7 +82,7 @@ class Nvpmodel:
             return None
         mode = parse_mode(output)
         if mode is None:
-            self._log_failure(f"no mode number in the output of -q: {_shorten(repr(output))}")
+            self._log_failure(f"no mode number in the output of -q: {shortened(repr(output))}")
             return None
         # After a recovery a recurring failure is worth a line in the log again.
         self._failures_logged.clear()
@@ -117,10 +117,10 @@ class Nvpmodel:
             raise PowerModeError(f"{shown}: timed out after {self._timeout_s:g} s") from exc
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise PowerModeError(f"{shown}: cannot run: {_shorten(reason)}") from exc
+            raise PowerModeError(f"{shown}: cannot run: {shortened(reason)}") from exc
         if result.returncode != 0:
             said = _first_line(result.stderr) or _first_line(result.stdout) or "no message"
-            raise PowerModeError(f"{shown}: exit status {result.returncode}: {_shorten(said)}")
+            raise PowerModeError(f"{shown}: exit status {result.returncode}: {shortened(said)}")
         return result.stdout
 
     def _log_failure(self, reason: str) -> None:
@@ -136,9 +136,3 @@ def _first_line(text: str) -> str:
         if line.strip():
             return line.strip()
     return ""
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= _MAX_REASON:
-        return text
-    return text[: _MAX_REASON - 3] + "..."

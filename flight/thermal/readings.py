@@ -27,6 +27,9 @@ class SensorFault(enum.IntEnum):
 # Plausible readings: Jetson zones report -40 to 125 C; beyond this range a value is a fault
 # (a driver's error code, a stuck register), not a temperature.
 VALID_RANGE_C = (-55.0, 150.0)
+# What a fault's detail or a failure's reason is cut to: enough to tell the cause, short in an
+# event.
+MAX_DETAIL = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,13 @@ def checked(sensor: Sensor, celsius: float, where: str = "") -> Reading:
             sensor, None, SensorFault.OUT_OF_RANGE, f"{where} read {celsius:g} C".strip()
         )
     return Reading(sensor, celsius)
+
+
+def shortened(text: str) -> str:
+    """`text`, cut to MAX_DETAIL characters with an ellipsis when longer."""
+    if len(text) <= MAX_DETAIL:
+        return text
+    return text[: MAX_DETAIL - 3] + "..."
 
 
 class ThermalSource(Protocol):

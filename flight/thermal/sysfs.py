@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from flight.thermal.readings import Reading, Sensor, SensorFault, checked
+from flight.thermal.readings import Reading, Sensor, SensorFault, checked, shortened
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ DEFAULT_ZONES: dict[Sensor, tuple[str, ...]] = {
 
 _ZONE_NAME = re.compile(r"thermal_zone([0-9]+)")
 _MILLIDEGREES = re.compile(r"[-+]?[0-9]+")
-_MAX_SHOWN = 60
 
 
 def zone_types(root: Path) -> dict[str, Path]:
@@ -113,12 +112,13 @@ class SysfsThermal:
             return None
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            return Reading(sensor, None, SensorFault.UNREADABLE, _shorten(f"{where}: {reason}"))
+            return Reading(sensor, None, SensorFault.UNREADABLE, shortened(f"{where}: {reason}"))
         text = raw.decode("ascii", "replace").strip()
         if not text:
             return Reading(sensor, None, SensorFault.UNREADABLE, f"{where}: empty")
         if _MILLIDEGREES.fullmatch(text) is None:
-            return Reading(sensor, None, SensorFault.UNREADABLE, f"{where}: {_shorten(repr(text))}")
+            shown = shortened(repr(text))
+            return Reading(sensor, None, SensorFault.UNREADABLE, f"{where}: {shown}")
         return checked(sensor, int(text) / 1000.0, f"{where}:")
 
     def _zone(self, sensor: Sensor) -> Path | None:
@@ -135,9 +135,3 @@ class SysfsThermal:
             return Reading(sensor, None, SensorFault.MISSING, f"{zone.name}/temp: missing")
         accepted = ", ".join(self._accepted[sensor])
         return Reading(sensor, None, SensorFault.MISSING, f"no thermal zone of type {accepted}")
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= _MAX_SHOWN:
-        return text
-    return text[: _MAX_SHOWN - 3] + "..."
