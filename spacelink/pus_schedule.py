@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 from spacelink.cdstime import CDS_LENGTH, P_FIELD, CdsTime
 from spacelink.errors import LinkError, PacketError
-from spacelink.spacepacket import PRIMARY_HEADER_LENGTH, packet_length_from_header
+from spacelink.spacepacket import (
+    PEC_LENGTH,
+    PRIMARY_HEADER_LENGTH,
+    TC_SECONDARY_HEADER_LENGTH,
+    packet_length_from_header,
+)
 
 SCHEDULE_SERVICE = 11
 REQUEST_ID_LENGTH = 8
@@ -25,8 +30,11 @@ SUMMARY_ENTRY_OCTETS = 7 + REQUEST_ID_LENGTH  # release time, request ID
 MAX_ACTIVITIES_PER_REQUEST = 64
 _COUNT = struct.Struct(">H")
 _REQUEST_ID = struct.Struct(">Q")
-_SOURCE_ID_OFFSET = 9
-_TC_MINIMUM = PRIMARY_HEADER_LENGTH + 5 + 2  # primary and secondary headers, PEC
+# In a TC packet, the PUS-C secondary header after the primary one: version and flags, service,
+# subtype, source ID (u16).
+_SERVICE_OFFSET = PRIMARY_HEADER_LENGTH + 1
+_SOURCE_ID_OFFSET = PRIMARY_HEADER_LENGTH + 3
+_TC_MINIMUM = PRIMARY_HEADER_LENGTH + TC_SECONDARY_HEADER_LENGTH + PEC_LENGTH
 
 
 class Subtype(enum.IntEnum):
@@ -95,6 +103,14 @@ class ScheduleRequestId:
 
     def __str__(self) -> str:
         return f"0x{self.value:016X}"
+
+
+def tc_type(packet: bytes) -> tuple[int, int]:
+    """The service type and subtype a TC packet's headers name; (0, 0) when it is too short to
+    have them (a damaged record's packet)."""
+    if len(packet) < _SERVICE_OFFSET + 2:
+        return 0, 0
+    return packet[_SERVICE_OFFSET], packet[_SERVICE_OFFSET + 1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,6 @@ from dataclasses import dataclass, replace
 from spacelink.cdstime import CdsTime
 from spacelink.pus_schedule import ScheduleRequestId, TimeTaggedTc
 
-# Offsets of the service type and subtype in a TC packet (primary header, then the PUS-C
-# secondary header's first octet).
-_SERVICE_OFFSET = 7
-_SUBTYPE_OFFSET = 8
-
 
 class DropReason(enum.IntEnum):
     """Why an activity was deleted unreleased (dictionary enum ScheduleDropReason)."""
@@ -34,14 +29,6 @@ class Activity:
     release_ms: int
     packet: bytes
     order: int
-
-    @property
-    def service(self) -> int:
-        return self.packet[_SERVICE_OFFSET] if len(self.packet) > _SERVICE_OFFSET else 0
-
-    @property
-    def subtype(self) -> int:
-        return self.packet[_SUBTYPE_OFFSET] if len(self.packet) > _SUBTYPE_OFFSET else 0
 
     def tagged(self) -> TimeTaggedTc:
         return TimeTaggedTc(release_time(self.release_ms), self.packet)

@@ -46,6 +46,7 @@ from spacelink.pus_schedule import (
     decode_insert,
     encode_activities,
     encode_summary,
+    tc_type,
 )
 from spacelink.spacepacket import PusTc
 from telemetry_defs.model import Dictionary
@@ -153,11 +154,12 @@ class ScheduleService:
             self._dropped(activity.request_id.value, activity.packet, fate.drop, fate.late_ms)
             return
         self.released += 1
+        service, subtype = tc_type(activity.packet)
         self.events.raise_event(
             "SCHEDULE_ACTIVITY_RELEASED",
             request_id=activity.request_id.value,
-            service=activity.service,
-            subtype=activity.subtype,
+            service=service,
+            subtype=subtype,
             late_ms=min(fate.late_ms, 0xFFFFFFFF),
         )
         assert self._dispatch is not None, "register() wires the router before the first tick"
@@ -165,11 +167,12 @@ class ScheduleService:
 
     def _dropped(self, request_id: int, packet: bytes, reason: DropReason, late_ms: int) -> None:
         self.dropped += 1
+        service, subtype = tc_type(packet)
         self.events.raise_event(
             "SCHEDULE_ACTIVITY_DROPPED",
             request_id=request_id & 0xFFFFFFFFFFFFFFFF,
-            service=packet[7] if len(packet) > 8 else 0,
-            subtype=packet[8] if len(packet) > 8 else 0,
+            service=service,
+            subtype=subtype,
             reason=int(reason),
             late_s=min(max(late_ms, 0) // 1000, 0xFFFFFFFF),
         )
@@ -384,7 +387,5 @@ def _parts(activities: Sequence[Activity], size: Callable[[Activity], int]) -> l
 
 
 def _describe(activity: Activity) -> str:
-    return (
-        f"{activity.request_id} TC[{activity.service},{activity.subtype}] "
-        f"at {activity.tagged().release}"
-    )
+    service, subtype = tc_type(activity.packet)
+    return f"{activity.request_id} TC[{service},{subtype}] at {activity.tagged().release}"

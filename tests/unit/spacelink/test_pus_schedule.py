@@ -26,6 +26,7 @@ from spacelink.pus_schedule import (
     decode_summary,
     encode_activities,
     encode_summary,
+    tc_type,
 )
 from spacelink.spacepacket import PusTc
 
@@ -129,3 +130,8 @@ def test_summary_round_trips_and_checks_its_length() -> None:
     assert decode_summary(encode_summary([])) == []
     with pytest.raises(ScheduleCodecError, match="for 3 entries"):
         decode_summary(data[:-1])
+
+
+def test_tc_type_reads_the_secondary_header_of_what_has_one() -> None:
+    assert tc_type(PusTc(100, 3, 27, b"\x01").pack()) == (3, 27)
+    assert tc_type(ping()[:8]) == (0, 0)  # a damaged record's packet, cut short
