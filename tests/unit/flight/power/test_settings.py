@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flight.commanding import BadApplicationData
-from flight.config import ConfigError, load_config
+from flight.config import load_config
 from flight.parameters import ParameterError, ParameterPool
 from flight.power.battery_model import PowerModelParameters, SimulatedPower
 from flight.power.config import PowerConfig
@@ -33,19 +33,9 @@ from flight.protection.upsets import UpsetLog
 from flight.services.parameters import ParameterService
 from flight.thermal.duty import ComputeGate
 from telemetry_defs.loader import default_dictionary
+from tests.unit.flight.config_files import config_error, write
 
 D = default_dictionary()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def config_error(path: Path) -> str:
-    with pytest.raises(ConfigError) as raised:
-        load_config(path)
-    return str(raised.value)
 
 
 # --- configuration -------------------------------------------------------------------------------

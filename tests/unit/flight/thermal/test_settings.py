@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flight.commanding import BadApplicationData
-from flight.config import ConfigError, FlightConfig, ThermalConfig, load_config
+from flight.config import FlightConfig, ThermalConfig, load_config
 from flight.jobs.redundancy import Redundancy
 from flight.jobs.store import JOBS_DB_FILE, InvalidTransition, JobState, JobStore
 from flight.parameters import ParameterError, ParameterPool
@@ -28,24 +28,9 @@ from flight.thermal.readings import Sensor
 from flight.thermal.setup import THRESHOLDS, thresholds_rule
 from telemetry_defs.loader import default_dictionary
 from telemetry_defs.model import Dictionary
+from tests.unit.flight.config_files import config_error, write
 
 DICTIONARY = default_dictionary()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def config_error(path: Path | list[Path]) -> str:
-    """The message of the ConfigError that loading `path` raises, checked to be one sentence."""
-    with pytest.raises(ConfigError) as raised:
-        load_config(path)
-    message = str(raised.value)
-    assert message
-    assert "\n" not in message
-    assert "Traceback" not in message
-    return message
 
 
 # --- configuration -------------------------------------------------------------------------------
