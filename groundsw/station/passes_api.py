@@ -3,8 +3,10 @@ results fetched pass by pass, with their content."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
@@ -15,6 +17,7 @@ from groundsw.station.pass_log import PassLog, PassLogError
 from groundsw.station.station import Station
 
 PREFIX = "/api/v1"
+T = TypeVar("T")
 
 
 class ContactItem(BaseModel):
@@ -49,31 +52,27 @@ class ResultItem(BaseModel):
 def add_pass_routes(app: FastAPI, station: Station) -> None:
     """The contact and result routes on `app`."""
 
-    def pass_log(name: str) -> PassLog:
+    def read(name: str, what: Callable[[PassLog], T]) -> T:
+        """`what` of payload `name`'s pass log; 404 without one, 503 when it cannot be read."""
         link_or_404(station, name)
         operations = station.passes.get(name)
         if operations is None:
             raise HTTPException(404, f"the station keeps no pass log for {name}")
-        return operations.pass_log
+        try:
+            return what(operations.pass_log)
+        except PassLogError as exc:
+            raise HTTPException(503, str(exc)) from None
 
     @app.get(f"{PREFIX}/payloads/{{name}}/contacts", summary="The passes, with what each carried")
     def contacts(name: str, limit: int = Query(0, ge=0)) -> list[ContactItem]:
-        try:
-            found = pass_log(name).contacts(limit)
-        except PassLogError as exc:
-            raise HTTPException(503, str(exc)) from None
-        return [ContactItem(**asdict(c)) for c in found]
+        return [ContactItem(**asdict(c)) for c in read(name, lambda log: log.contacts(limit))]
 
     @app.get(
         f"{PREFIX}/payloads/{{name}}/results",
         summary="The jobs heard of and their results, fetched or not",
     )
     def results(name: str) -> list[ResultItem]:
-        try:
-            found = pass_log(name).jobs()
-        except PassLogError as exc:
-            raise HTTPException(503, str(exc)) from None
-        return [ResultItem(**asdict(r)) for r in found]
+        return [ResultItem(**asdict(r)) for r in read(name, PassLog.jobs)]
 
     @app.get(
         f"{PREFIX}/payloads/{{name}}/results/{{job_id}}/content",
@@ -81,10 +80,7 @@ def add_pass_routes(app: FastAPI, station: Station) -> None:
         response_class=FileResponse,
     )
     def content(name: str, job_id: int) -> FileResponse:
-        try:
-            record = pass_log(name).job(job_id)
-        except PassLogError as exc:
-            raise HTTPException(503, str(exc)) from None
+        record = read(name, lambda log: log.job(job_id))
         if record is None or record.path is None or not Path(record.path).exists():
             raise HTTPException(404, f"no result of job {job_id} of {name} on the ground")
         return FileResponse(record.path, media_type="application/octet-stream")
