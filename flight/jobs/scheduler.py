@@ -39,11 +39,6 @@ class Scheduler:
         # Timed-out jobs must be reported to the ground; the store has committed them by then.
         self._on_expired = on_expired
 
-    def next_job(self, min_priority: int = 0) -> Job | None:
-        """Time out overdue jobs, then return the queued job to run next, if its priority is at
-        least `min_priority` (None when idle or held)."""
-        return self.pick(min_priority).job
-
     def pick(self, min_priority: int = 0) -> Pick:
         """Time out overdue jobs, then the queued job to run next at or above `min_priority`.
         The queue runs by priority, so the best queued job is the only candidate: below the

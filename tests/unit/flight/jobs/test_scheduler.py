@@ -31,17 +31,13 @@ def submit(store: JobStore, priority: int, deadline_s: float | None = None) -> J
     return store.submit("m.onnx", "in.npy", priority, Redundancy.DMR, deadline_s)
 
 
-def test_next_job_is_none_when_idle(store: JobStore, clock: FakeClock) -> None:
-    assert Scheduler(store, clock).next_job() is None
-
-
-def test_next_job_follows_priority_and_does_not_start_it(store: JobStore, clock: FakeClock) -> None:
+def test_a_pick_follows_priority_and_does_not_start_it(store: JobStore, clock: FakeClock) -> None:
     submit(store, 10)
     urgent = submit(store, 200)
     submit(store, 200)
     scheduler = Scheduler(store, clock)
-    assert scheduler.next_job() == urgent
-    assert scheduler.next_job() == urgent
+    assert scheduler.pick() == Pick(urgent)
+    assert scheduler.pick() == Pick(urgent)
     assert store.get(urgent.job_id).state is JobState.QUEUED
 
 
@@ -51,8 +47,7 @@ def test_a_lowest_priority_holds_back_the_best_job_below_it(
     low = submit(store, 10)
     scheduler = Scheduler(store, clock)
     assert scheduler.pick(11) == Pick(None, low)  # held back, and named for the hold's event
-    assert scheduler.next_job(11) is None
-    assert scheduler.next_job(10) == low  # at the limit: it runs
+    assert scheduler.pick(10) == Pick(low)  # at the limit: it runs
     high = submit(store, 200)
     assert scheduler.pick(11) == Pick(high)
     assert scheduler.pick(201) == Pick(None, high)  # the best is held: every job behind it too
@@ -74,7 +69,7 @@ def test_overdue_jobs_are_timed_out_before_the_pick(store: JobStore, clock: Fake
         store, clock, on_expired=lambda job: reported.append((job, store.get(job.job_id).state))
     )
     clock.now = T0 + 11.0
-    assert scheduler.next_job() == fresh
+    assert scheduler.pick() == Pick(fresh)
     # Each expiry is reported after it was committed.
     assert [(job.job_id, state) for job, state in reported] == [
         (stale.job_id, JobState.TIMED_OUT),
@@ -82,7 +77,7 @@ def test_overdue_jobs_are_timed_out_before_the_pick(store: JobStore, clock: Fake
     ]
     assert all(job.state is JobState.TIMED_OUT for job, _ in reported)
     clock.now = T0 + 61.0
-    assert scheduler.next_job() is None
+    assert scheduler.pick() == Pick(None)
     assert [job.job_id for job, _ in reported][-1] == fresh.job_id
     assert store.counts()[JobState.TIMED_OUT] == 3
 
@@ -90,7 +85,7 @@ def test_overdue_jobs_are_timed_out_before_the_pick(store: JobStore, clock: Fake
 def test_expiry_without_a_listener_still_happens(store: JobStore, clock: FakeClock) -> None:
     job = submit(store, 5, deadline_s=1.0)
     clock.now = T0 + 2.0
-    assert Scheduler(store, clock).next_job() is None
+    assert Scheduler(store, clock).pick() == Pick(None)
     assert store.get(job.job_id).state is JobState.TIMED_OUT
 
 
