@@ -169,10 +169,6 @@ class QueueHolds:
             soc=soc,
         )
 
-    @property
-    def power_holding(self) -> bool:
-        return self._power_hold is not None
-
     def power_held_jobs(self) -> int:
         """Queued jobs the power budget keeps from starting now."""
         hold, power = self._power_hold, self.power
