@@ -33,8 +33,9 @@ from flight.jobs.store import (
     StoreCorrupt,
     UnknownJob,
 )
-from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
+from flight.protection.upsets import Outcome, UpsetLocation
 from tests.fake_clock import FakeClock
+from tests.upset_recorder import UpsetRecorder
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 SHA = bytes(range(32))
@@ -434,28 +435,13 @@ def test_ids_stop_at_u32(db_path: Path, clock: FakeClock) -> None:
 # -- record checksums -------------------------------------------------------------------------
 
 
-class Upsets:
-    """An upset log and every job-store upset it was told of."""
-
-    def __init__(self) -> None:
-        self.log = UpsetLog()
-        self.found: list[Upset] = []
-        self.log.subscribe(self.found.append)
-
-    def take(self) -> list[tuple[Outcome, int]]:
-        found = [(u.outcome, u.count) for u in self.found]
-        assert all(u.location is UpsetLocation.JOB_STORE for u in self.found)
-        self.found.clear()
-        return found
+@pytest.fixture
+def upsets() -> UpsetRecorder:
+    return UpsetRecorder(UpsetLocation.JOB_STORE)
 
 
 @pytest.fixture
-def upsets() -> Upsets:
-    return Upsets()
-
-
-@pytest.fixture
-def guarded(db_path: Path, clock: FakeClock, upsets: Upsets) -> Iterator[JobStore]:
+def guarded(db_path: Path, clock: FakeClock, upsets: UpsetRecorder) -> Iterator[JobStore]:
     with JobStore(db_path, clock, upsets.log) as s:
         yield s
 
@@ -487,7 +473,7 @@ def flip(octet: int, bit: int) -> Callable[[bytearray], None]:
 
 
 def test_a_changed_field_is_found_and_restored_from_the_copy(
-    guarded: JobStore, db_path: Path, upsets: Upsets
+    guarded: JobStore, db_path: Path, upsets: UpsetRecorder
 ) -> None:
     job = a_finished_job(guarded)
     raw_update(db_path, "UPDATE jobs SET model = 'evil.onnx', priority = 250 WHERE job_id = 1")
@@ -501,7 +487,7 @@ def test_a_changed_field_is_found_and_restored_from_the_copy(
 
 @pytest.mark.parametrize("column", FAULT_COLUMNS)
 def test_a_flipped_bit_in_any_stored_field_is_corrected(
-    guarded: JobStore, upsets: Upsets, column: str
+    guarded: JobStore, upsets: UpsetRecorder, column: str
 ) -> None:
     job = a_finished_job(guarded, failed=column.startswith("failure"))
     (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == column]
@@ -537,7 +523,7 @@ def state_type_octet(data: bytes, model: bytes) -> int:
 
 
 def test_a_state_flipped_in_the_file_is_restored(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     with JobStore(db_path, clock) as store:
         job = submit(store, priority=9, model="unique-model.onnx")
@@ -554,7 +540,7 @@ def test_a_state_flipped_in_the_file_is_restored(
 
 
 def test_a_state_changed_with_its_index_is_restored_by_verify(
-    guarded: JobStore, upsets: Upsets
+    guarded: JobStore, upsets: UpsetRecorder
 ) -> None:
     job = submit(guarded, priority=9)
     (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "state"]
@@ -565,7 +551,7 @@ def test_a_state_changed_with_its_index_is_restored_by_verify(
     assert guarded.next_runnable() == job
 
 
-def test_text_made_invalid_utf8_is_restored(guarded: JobStore, upsets: Upsets) -> None:
+def test_text_made_invalid_utf8_is_restored(guarded: JobStore, upsets: UpsetRecorder) -> None:
     job = guarded.submit("modèle.onnx", "in.npy", 1, Redundancy.NONE, None)
     (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "model"]
     guarded.corrupt_record(site, flip(3, 6))  # in the two octets of è: no longer UTF-8
@@ -574,7 +560,7 @@ def test_text_made_invalid_utf8_is_restored(guarded: JobStore, upsets: Upsets) -
 
 
 def test_a_record_damaged_beyond_repair_is_set_aside_and_reported_once(
-    guarded: JobStore, db_path: Path, upsets: Upsets
+    guarded: JobStore, db_path: Path, upsets: UpsetRecorder
 ) -> None:
     jobs = [submit(guarded, priority=p) for p in (5, 200, 9)]
     # The fields and their copy both changed: only the CRC is left, it agrees with neither.
@@ -597,7 +583,7 @@ def test_a_record_damaged_beyond_repair_is_set_aside_and_reported_once(
         assert submit(reopened).job_id == 4
 
 
-def test_a_damaged_checksum_is_rewritten(guarded: JobStore, upsets: Upsets) -> None:
+def test_a_damaged_checksum_is_rewritten(guarded: JobStore, upsets: UpsetRecorder) -> None:
     job = a_finished_job(guarded)
     (site,) = [s for s in guarded.record_sites(job.job_id) if s.column == "crc"]
     guarded.corrupt_record(site, flip(6, 2))
@@ -607,7 +593,7 @@ def test_a_damaged_checksum_is_rewritten(guarded: JobStore, upsets: Upsets) -> N
 
 
 def test_verify_checks_every_record_and_sums_up(
-    guarded: JobStore, db_path: Path, upsets: Upsets
+    guarded: JobStore, db_path: Path, upsets: UpsetRecorder
 ) -> None:
     for i in range(30):
         submit(guarded, priority=i)
@@ -653,7 +639,7 @@ def truncate(data: bytearray) -> bytes:
 
 @pytest.mark.parametrize("damage", [damage_pages, truncate])
 def test_a_damaged_file_is_rebuilt_from_what_can_be_read(
-    db_path: Path, clock: FakeClock, upsets: Upsets, damage: Callable[[bytearray], bytes]
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder, damage: Callable[[bytearray], bytes]
 ) -> None:
     original = fill(db_path, clock)
     data = bytearray(db_path.read_bytes())
@@ -675,7 +661,9 @@ def test_a_damaged_file_is_rebuilt_from_what_can_be_read(
     assert upsets.take() == []
 
 
-def test_damage_to_an_index_loses_nothing(db_path: Path, clock: FakeClock, upsets: Upsets) -> None:
+def test_damage_to_an_index_loses_nothing(
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
+) -> None:
     original = fill(db_path, clock)
     raw = sqlite3.connect(db_path)
     root = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_by_state'").fetchone()
@@ -696,7 +684,7 @@ def test_damage_to_an_index_loses_nothing(db_path: Path, clock: FakeClock, upset
     ("octet", "bit"), [(0, 0), (16, 0), (17, 4), (21, 1), (28, 7), (47, 6), (60, 1)]
 )
 def test_a_flipped_bit_in_the_file_header_loses_nothing(
-    db_path: Path, clock: FakeClock, upsets: Upsets, octet: int, bit: int
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder, octet: int, bit: int
 ) -> None:
     original = fill(db_path, clock, 50)
     data = bytearray(db_path.read_bytes())
@@ -723,7 +711,7 @@ def break_the_schema_page(data: bytearray) -> None:
     "damage", [rename_a_column, break_utf8_in_the_schema, break_the_schema_page]
 )
 def test_damage_to_the_schema_loses_nothing(
-    db_path: Path, clock: FakeClock, upsets: Upsets, damage: Callable[[bytearray], None]
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder, damage: Callable[[bytearray], None]
 ) -> None:
     original = fill(db_path, clock, 50)
     data = bytearray(db_path.read_bytes())
@@ -736,7 +724,7 @@ def test_damage_to_the_schema_loses_nothing(
     assert upsets.take() == [(Outcome.CORRECTED, 1)]
 
 
-def test_a_file_that_is_not_sqlite_is_set_aside(db_path: Path, upsets: Upsets) -> None:
+def test_a_file_that_is_not_sqlite_is_set_aside(db_path: Path, upsets: UpsetRecorder) -> None:
     garbage = b"this is not a database, just some bytes " * 200
     db_path.write_bytes(garbage)
     with JobStore(db_path, upsets=upsets.log) as store:
@@ -747,7 +735,7 @@ def test_a_file_that_is_not_sqlite_is_set_aside(db_path: Path, upsets: Upsets) -
 
 
 def test_rows_failing_the_integrity_check_are_restored_in_place(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     with JobStore(db_path, clock) as store:
         job = submit(store)
@@ -760,7 +748,7 @@ def test_rows_failing_the_integrity_check_are_restored_in_place(
 
 
 def test_damage_found_while_open_is_rebuilt_by_verify(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     fill(db_path, clock)
     with JobStore(db_path, clock, upsets.log) as store:
@@ -775,7 +763,7 @@ def test_damage_found_while_open_is_rebuilt_by_verify(
 
 
 def test_an_operation_that_meets_damage_fails_and_the_next_works(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     fill(db_path, clock)
     with JobStore(db_path, clock, upsets.log) as store:
@@ -835,7 +823,7 @@ def test_a_newer_schema_is_refused_without_calling_it_corrupt(
 
 
 def test_a_damaged_schema_version_is_repaired_from_the_schema(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     JobStore(db_path, clock).close()
     raw = sqlite3.connect(db_path)
@@ -895,7 +883,7 @@ SCHEMA_1 = (
 
 
 def test_a_schema_1_store_is_migrated_with_its_jobs(
-    db_path: Path, clock: FakeClock, upsets: Upsets
+    db_path: Path, clock: FakeClock, upsets: UpsetRecorder
 ) -> None:
     raw = sqlite3.connect(db_path)
     try:

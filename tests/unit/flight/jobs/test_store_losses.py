@@ -32,8 +32,9 @@ from flight.jobs.store import (
     StoreCheck,
     UnknownJob,
 )
-from flight.protection.upsets import Outcome, Upset, UpsetLog
+from flight.protection.upsets import Outcome
 from tests.fake_clock import FakeClock
+from tests.upset_recorder import UpsetRecorder
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 T0 = 1_000.0
@@ -49,18 +50,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / JOBS_DB_FILE
-
-
-class Upsets:
-    def __init__(self) -> None:
-        self.log = UpsetLog()
-        self.found: list[Upset] = []
-        self.log.subscribe(self.found.append)
-
-    def take(self) -> list[tuple[Outcome, int]]:
-        found = [(u.outcome, u.count) for u in self.found]
-        self.found.clear()
-        return found
 
 
 def running_job(store: JobStore) -> Job:
@@ -298,7 +287,7 @@ def test_a_schema_2_store_is_migrated_its_records_checked_as_version_2_wrote_the
     beyond = (*fields_2(5, "e.onnx"), 0, b"not a copy")
     make_store_2(db_path, [checksummed_2(f) for f in (QUEUED_2, RUNNING_2, DONE_2)]
                  + [tuple(changed), beyond])  # fmt: skip
-    upsets = Upsets()
+    upsets = UpsetRecorder()
     with JobStore(db_path, clock, upsets.log) as store:
         for fields in (QUEUED_2, RUNNING_2, DONE_2, CHANGED_2):
             assert store.get(fields[0]) == job_of(fields)
@@ -341,7 +330,7 @@ def test_a_damaged_schema_2_store_is_rebuilt_with_what_can_be_read(
     assert len(data) > 40 * 4096
     damage(data)
     db_path.write_bytes(bytes(data))
-    upsets = Upsets()
+    upsets = UpsetRecorder()
     with JobStore(db_path, clock, upsets.log) as store:
         kept = {job.job_id: job for job in store.list(limit=1_000)}
         assert store.opened.rebuilt and store.opened.lost == 400 - len(kept)

@@ -25,7 +25,8 @@ from flight.protection.triplicate import (
     parse_file,
     vote,
 )
-from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
+from flight.protection.upsets import Outcome, UpsetLocation
+from tests.upset_recorder import UpsetRecorder
 
 DEFAULTS: dict[str, bool | int | float | str] = {
     "boot_count": 0,
@@ -35,24 +36,9 @@ DEFAULTS: dict[str, bool | int | float | str] = {
 }
 
 
-class Recorder:
-    """An upset log and every upset it was told of."""
-
-    def __init__(self) -> None:
-        self.log = UpsetLog()
-        self.upsets: list[Upset] = []
-        self.log.subscribe(self.upsets.append)
-
-    def take(self) -> list[tuple[Outcome, int]]:
-        found = [(u.outcome, u.count) for u in self.upsets]
-        assert all(u.location is UpsetLocation.STATE for u in self.upsets)
-        self.upsets.clear()
-        return found
-
-
 @pytest.fixture
-def upsets() -> Recorder:
-    return Recorder()
+def upsets() -> UpsetRecorder:
+    return UpsetRecorder(UpsetLocation.STATE)
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ def directory(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(directory: Path, upsets: Recorder) -> TripleStore:
+def store(directory: Path, upsets: UpsetRecorder) -> TripleStore:
     return TripleStore(directory, DEFAULTS, upsets.log)
 
 
@@ -136,7 +122,7 @@ def test_vote_majority_then_newest_generation() -> None:
 
 
 def test_a_new_store_holds_the_defaults_in_three_intact_files(
-    store: TripleStore, directory: Path, upsets: Recorder
+    store: TripleStore, directory: Path, upsets: UpsetRecorder
 ) -> None:
     assert store.values() == DEFAULTS
     assert store.loaded == StateCheck()
@@ -148,7 +134,9 @@ def test_a_new_store_holds_the_defaults_in_three_intact_files(
     assert upsets.take() == []
 
 
-def test_values_survive_reopening(directory: Path, store: TripleStore, upsets: Recorder) -> None:
+def test_values_survive_reopening(
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
+) -> None:
     store.set("boot_count", 5)
     store.update({"scrub_period": 30, "test_commands": True, "mode_name": "SAFE"})
     assert store.increment("boot_count") == 6
@@ -214,7 +202,7 @@ def test_defaults_must_be_storable(tmp_path: Path) -> None:
 
 
 def test_every_bit_of_a_memory_copy_is_voted_out_and_repaired(
-    store: TripleStore, upsets: Recorder
+    store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("mode_name", "NOMINAL")
     for copy in range(3):
@@ -228,7 +216,7 @@ def test_every_bit_of_a_memory_copy_is_voted_out_and_repaired(
 
 
 def test_two_corrupt_memory_copies_are_repaired_from_the_third(
-    store: TripleStore, upsets: Recorder
+    store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 1234)
     octet = value_octet(store, "boot_count")
@@ -240,7 +228,7 @@ def test_two_corrupt_memory_copies_are_repaired_from_the_third(
 
 
 def test_three_corrupt_memory_copies_are_repaired_from_the_files(
-    store: TripleStore, upsets: Recorder
+    store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 77)
     for copy in range(3):
@@ -251,7 +239,7 @@ def test_three_corrupt_memory_copies_are_repaired_from_the_files(
 
 
 def test_a_key_with_no_intact_copy_falls_back_to_its_default_once(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.update({"boot_count": 9, "mode_name": "SAFE"})
     for copy in range(3):
@@ -273,7 +261,7 @@ def test_a_key_with_no_intact_copy_falls_back_to_its_default_once(
 
 
 def test_every_octet_of_a_file_is_checked_by_the_scrub(
-    store: TripleStore, upsets: Recorder
+    store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.update({"boot_count": 3, "mode_name": "SAFE"})
     expected = store.values()
@@ -289,7 +277,7 @@ def test_every_octet_of_a_file_is_checked_by_the_scrub(
 
 @pytest.mark.parametrize("copy", range(3))
 def test_a_corrupt_file_is_rebuilt_at_load(
-    directory: Path, store: TripleStore, upsets: Recorder, copy: int
+    directory: Path, store: TripleStore, upsets: UpsetRecorder, copy: int
 ) -> None:
     store.set("boot_count", 41)
     path = store.paths[copy]
@@ -302,7 +290,7 @@ def test_a_corrupt_file_is_rebuilt_at_load(
 
 
 def test_a_missing_file_is_rebuilt_without_an_upset(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("mode_name", "SAFE")
     store.paths[2].unlink()
@@ -314,7 +302,7 @@ def test_a_missing_file_is_rebuilt_without_an_upset(
 
 
 def test_two_corrupt_files_are_rebuilt_from_the_third(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 12)
     for copy in (0, 2):
@@ -326,7 +314,7 @@ def test_two_corrupt_files_are_rebuilt_from_the_third(
 
 
 def test_corrupt_records_in_every_file_still_vote_key_by_key(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.update({"boot_count": 5, "mode_name": "SAFE", "test_commands": True})
     for copy, key in enumerate(("boot_count", "mode_name", "test_commands")):
@@ -337,7 +325,7 @@ def test_corrupt_records_in_every_file_still_vote_key_by_key(
 
 
 def test_the_same_record_corrupt_in_three_files_is_lost_at_load(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.update({"boot_count": 5, "mode_name": "SAFE"})
     for copy in range(3):
@@ -350,7 +338,7 @@ def test_the_same_record_corrupt_in_three_files_is_lost_at_load(
 
 
 def test_a_key_added_by_newer_software_takes_its_default(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 8)
     grown = TripleStore(directory, {**DEFAULTS, "scrub_rate": 65536}, upsets.log)
@@ -372,7 +360,7 @@ def generation(path: Path) -> int:
 
 
 def test_a_write_cut_after_one_file_is_rolled_back_without_an_upset(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 1)
     write_generation(store.paths[0], {**DEFAULTS, "boot_count": 2}, generation(store.paths[0]) + 1)
@@ -383,7 +371,7 @@ def test_a_write_cut_after_one_file_is_rolled_back_without_an_upset(
 
 
 def test_a_write_cut_after_two_files_is_rolled_forward_without_an_upset(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 1)
     newer = generation(store.paths[0]) + 1
@@ -396,7 +384,7 @@ def test_a_write_cut_after_two_files_is_rolled_forward_without_an_upset(
 
 
 def test_between_two_intact_copies_the_newer_write_wins(
-    directory: Path, store: TripleStore, upsets: Recorder
+    directory: Path, store: TripleStore, upsets: UpsetRecorder
 ) -> None:
     store.set("boot_count", 1)
     write_generation(store.paths[0], {**DEFAULTS, "boot_count": 2}, generation(store.paths[0]) + 1)
@@ -407,7 +395,7 @@ def test_between_two_intact_copies_the_newer_write_wins(
 
 
 def test_a_failed_write_leaves_the_old_value(
-    store: TripleStore, upsets: Recorder, monkeypatch: pytest.MonkeyPatch
+    store: TripleStore, upsets: UpsetRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.set("boot_count", 1)
     real = triplicate.replace_atomically
@@ -449,12 +437,12 @@ def test_fault_sites_cover_every_memory_record_and_file(store: TripleStore) -> N
 
 
 @pytest.fixture
-def shared(directory: Path, upsets: Recorder) -> Iterator[TripleStore]:
+def shared(directory: Path, upsets: UpsetRecorder) -> Iterator[TripleStore]:
     yield TripleStore(directory, {"a": 0, "b": 0}, upsets.log)
 
 
 def test_concurrent_increments_scrubs_and_upsets_lose_nothing(
-    shared: TripleStore, upsets: Recorder
+    shared: TripleStore, upsets: UpsetRecorder
 ) -> None:
     workers, increments = 4, 25
     stop = threading.Event()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
-from flight.schedule import Activity, ScheduleStore
+from flight.protection.upsets import Outcome, UpsetLocation
+from flight.schedule import Activity, ScheduleStore, ScheduleStoreError
 from spacelink.pus_schedule import ScheduleRequestId
 from spacelink.spacepacket import PusTc
+from tests.upset_recorder import UpsetRecorder
 
 NOW = 1_800_000_000_000
 
@@ -22,46 +23,35 @@ def activity(seq: int, at: int = NOW, order: int = 0) -> Activity:
     return Activity(ScheduleRequestId(1, 100, seq), at, packet, order)
 
 
-class Found:
-    def __init__(self) -> None:
-        self.upsets = UpsetLog()
-        self.seen: list[Upset] = []
-        self.upsets.subscribe(self.seen.append)
-
-    def outcomes(self) -> list[tuple[Outcome, int]]:
-        assert all(u.location is UpsetLocation.SCHEDULE for u in self.seen)
-        return [(u.outcome, u.count) for u in self.seen]
-
-
 @pytest.fixture
-def found() -> Found:
-    return Found()
+def upsets() -> UpsetRecorder:
+    return UpsetRecorder(UpsetLocation.SCHEDULE)
 
 
 def test_committed_changes_are_there_for_a_process_that_never_closed(
-    tmp_path: Path, found: Found
+    tmp_path: Path, upsets: UpsetRecorder
 ) -> None:
-    first = ScheduleStore(tmp_path, found.upsets)
+    first = ScheduleStore(tmp_path, upsets.log)
     first.put([activity(1, NOW + 10, 0), activity(2, NOW + 20, 1)])
     first.set_enabled(False)
     first.delete([ScheduleRequestId(1, 100, 1)])
     first.put([activity(2, NOW + 99, 1)])  # a time shift rewrites the record
     # No close: the next process opens the file as kill -9 left it.
-    second = ScheduleStore(tmp_path, found.upsets)
+    second = ScheduleStore(tmp_path, upsets.log)
     loaded = second.load()
     assert loaded.enabled is False
     assert loaded.activities == [activity(2, NOW + 99, 1)]
-    assert (loaded.lost, loaded.repaired, found.seen) == ([], 0, [])
+    assert (loaded.lost, loaded.repaired, upsets.take()) == ([], 0, [])
     second.reset()
-    third = ScheduleStore(tmp_path, found.upsets).load()
+    third = ScheduleStore(tmp_path, upsets.log).load()
     assert (third.enabled, third.activities) == (False, [])
     first.close()
     second.close()
 
 
-def test_a_new_schedule_takes_the_configured_state(tmp_path: Path, found: Found) -> None:
-    assert ScheduleStore(tmp_path / "a", found.upsets).load().enabled is True
-    assert ScheduleStore(tmp_path / "b", found.upsets, False).load().enabled is False
+def test_a_new_schedule_takes_the_configured_state(tmp_path: Path, upsets: UpsetRecorder) -> None:
+    assert ScheduleStore(tmp_path / "a", upsets.log).load().enabled is True
+    assert ScheduleStore(tmp_path / "b", upsets.log, False).load().enabled is False
 
 
 @pytest.mark.parametrize(
@@ -74,9 +64,9 @@ def test_a_new_schedule_takes_the_configured_state(tmp_path: Path, found: Found)
     ],
 )
 def test_one_damaged_part_of_a_record_is_repaired(
-    tmp_path: Path, found: Found, column: str, value: object
+    tmp_path: Path, upsets: UpsetRecorder, column: str, value: object
 ) -> None:
-    store = ScheduleStore(tmp_path, found.upsets)
+    store = ScheduleStore(tmp_path, upsets.log)
     store.put([activity(1, NOW + 10), activity(2, NOW + 20, 1)])
     store.execute(
         f"UPDATE activity SET {column} = ? WHERE request_id = ?",
@@ -87,13 +77,15 @@ def test_one_damaged_part_of_a_record_is_repaired(
         activity(1, NOW + 10),
         activity(2, NOW + 20, 1),
     ]
-    assert found.outcomes() == [(Outcome.CORRECTED, 1)]
+    assert upsets.take() == [(Outcome.CORRECTED, 1)]
     # Repaired in place: the next check finds nothing.
-    assert store.load().repaired == 0 and len(found.seen) == 1
+    assert store.load().repaired == 0 and upsets.take() == []
 
 
-def test_a_record_beyond_repair_is_given_up_and_reported(tmp_path: Path, found: Found) -> None:
-    store = ScheduleStore(tmp_path, found.upsets)
+def test_a_record_beyond_repair_is_given_up_and_reported(
+    tmp_path: Path, upsets: UpsetRecorder
+) -> None:
+    store = ScheduleStore(tmp_path, upsets.log)
     store.put([activity(1, NOW + 10), activity(2, NOW + 20, 1)])
     store.execute(
         "UPDATE activity SET release_ms = 5, copy = ? WHERE request_id = ?",
@@ -103,35 +95,33 @@ def test_a_record_beyond_repair_is_given_up_and_reported(tmp_path: Path, found: 
     assert loaded.activities == [activity(2, NOW + 20, 1)]
     assert [r.request_id for r in loaded.lost] == [activity(1).request_id.value]
     assert loaded.lost[0].packet == activity(1).packet
-    assert found.outcomes() == [(Outcome.UNCORRECTABLE, 1)]
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, 1)]
     assert store.load().lost == []  # deleted, not found again
 
 
 def test_the_execution_state_is_voted_and_disabled_when_beyond_repair(
-    tmp_path: Path, found: Found
+    tmp_path: Path, upsets: UpsetRecorder
 ) -> None:
-    store = ScheduleStore(tmp_path, found.upsets)
+    store = ScheduleStore(tmp_path, upsets.log)
     store.set_enabled(True)
     store.execute("UPDATE state SET value = 0")
     assert store.load().enabled is True  # restored from its copy
     store.execute("UPDATE state SET value = 7, copy = ?", (b"\xff" * 8,))
     assert store.load().enabled is False  # nothing agrees: the safe reading
-    assert found.outcomes() == [(Outcome.CORRECTED, 1), (Outcome.UNCORRECTABLE, 1)]
-    assert store.load().enabled is False and len(found.seen) == 2
+    assert upsets.take() == [(Outcome.CORRECTED, 1), (Outcome.UNCORRECTABLE, 1)]
+    assert store.load().enabled is False and upsets.take() == []
 
 
-def test_a_file_that_is_not_a_database_is_set_aside(tmp_path: Path, found: Found) -> None:
+def test_a_file_that_is_not_a_database_is_set_aside(tmp_path: Path, upsets: UpsetRecorder) -> None:
     (tmp_path / "schedule.sqlite3").write_bytes(b"not a database at all" * 100)
-    store = ScheduleStore(tmp_path, found.upsets)
+    store = ScheduleStore(tmp_path, upsets.log)
     assert store.load().activities == []
     assert (tmp_path / "schedule.sqlite3.damaged-1").exists()
-    assert found.outcomes() == [(Outcome.UNCORRECTABLE, 1)]
+    assert upsets.take() == [(Outcome.UNCORRECTABLE, 1)]
 
 
-def test_a_symbolic_link_is_not_opened(tmp_path: Path, found: Found) -> None:
-    from flight.schedule import ScheduleStoreError
-
+def test_a_symbolic_link_is_not_opened(tmp_path: Path, upsets: UpsetRecorder) -> None:
     (tmp_path / "elsewhere").write_bytes(b"")
     (tmp_path / "schedule.sqlite3").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ScheduleStoreError, match="is a symbolic link: not opened"):
-        ScheduleStore(tmp_path, found.upsets)
+        ScheduleStore(tmp_path, upsets.log)
