@@ -84,7 +84,7 @@ class PowerModelParameters:
 
 
 class BatteryModel:
-    """The battery's energy (Wh), advanced by `step`; the lowest state of charge it reached."""
+    """The battery's energy (Wh), advanced by `step`."""
 
     def __init__(
         self, parameters: PowerModelParameters, capacity_wh: float, compute_w: float
@@ -97,7 +97,6 @@ class BatteryModel:
         self.capacity_wh = capacity_wh
         self.compute_w = compute_w
         self.energy_wh = capacity_wh * parameters.initial_soc_pct / 100.0
-        self.lowest_soc_pct = self.soc_pct
 
     @property
     def soc_pct(self) -> float:
@@ -133,7 +132,6 @@ class BatteryModel:
             return
         energy = self.energy_wh + self.net_w(sunlit, duty) * seconds / 3600.0
         self.energy_wh = min(max(energy, 0.0), self.capacity_wh)
-        self.lowest_soc_pct = min(self.lowest_soc_pct, self.soc_pct)
 
 
 class SimulatedPower:

@@ -33,10 +33,8 @@ def test_in_eclipse_at_full_duty_it_drains_the_loads_and_the_compute() -> None:
     m = model()
     m.step(1800.0, False, 1.0)  # half an hour at 58 W: 29 Wh
     assert m.soc_pct == pytest.approx(21.0)
-    assert m.lowest_soc_pct == pytest.approx(21.0)
     m.step(600.0, True, 0.5)  # 60 - 38 = 22 W for 10 min
     assert m.soc_pct == pytest.approx(21.0 + 22.0 / 6.0)
-    assert m.lowest_soc_pct == pytest.approx(21.0)
 
 
 def test_it_stays_between_empty_and_full() -> None:
