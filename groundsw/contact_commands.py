@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from groundsw.history_commands import HistoryContext, HistoryError
 from groundsw.station.config import payload_data_dir
 from groundsw.station.pass_log import PASS_LOG_FILE, Contact, JobRecord, PassLog, PassLogError
+from groundsw.text_table import table_lines
 from groundsw.timespec import utc_text
 
 CONTACT_HEADER = (
@@ -18,6 +19,7 @@ CONTACT_HEADER = (
     "GAPS OPEN",
 )  # fmt: skip
 RESULT_HEADER = ("JOB", "STATE", "RESULT", "OCTETS", "SHA-256", "FETCHED (UTC)", "PASS", "PATH")
+T = TypeVar("T")
 
 
 def add_contact_commands(sub: argparse._SubParsersAction[Any]) -> None:
@@ -37,7 +39,8 @@ def add_contact_commands(sub: argparse._SubParsersAction[Any]) -> None:
     results.set_defaults(handler=run_results)
 
 
-def _open(args: argparse.Namespace) -> PassLog:
+def _read(args: argparse.Namespace, what: Callable[[PassLog], T]) -> T:
+    """`what` of the payload's pass log; HistoryError without one or when it cannot be read."""
     path = payload_data_dir(args.data_dir, args.payload_name) / PASS_LOG_FILE
     if not path.exists():
         raise HistoryError(
@@ -45,7 +48,8 @@ def _open(args: argparse.Namespace) -> PassLog:
             "(groundsw serve) keeps one"
         )
     try:
-        return PassLog(path)
+        with PassLog(path) as log:
+            return what(log)
     except PassLogError as exc:
         raise HistoryError(str(exc)) from None
 
@@ -53,23 +57,13 @@ def _open(args: argparse.Namespace) -> PassLog:
 def run_contacts(args: argparse.Namespace, ctx: HistoryContext) -> int:
     if args.limit < 0:
         raise HistoryError(f"--limit {args.limit}: expected 0 or more")
-    with _open(args) as log:
-        try:
-            found = log.contacts(args.limit)
-        except PassLogError as exc:
-            raise HistoryError(str(exc)) from None
-    for line in contact_lines(found):
+    for line in contact_lines(_read(args, lambda log: log.contacts(args.limit))):
         ctx.out(line)
     return 0
 
 
 def run_results(args: argparse.Namespace, ctx: HistoryContext) -> int:
-    with _open(args) as log:
-        try:
-            jobs = log.jobs()
-        except PassLogError as exc:
-            raise HistoryError(str(exc)) from None
-    for line in result_lines(jobs, only_missing=args.missing):
+    for line in result_lines(_read(args, PassLog.jobs), only_missing=args.missing):
         ctx.out(line)
     return 0
 
@@ -89,7 +83,7 @@ def contact_lines(contacts: Sequence[Contact]) -> list[str]:
         ))  # fmt: skip
     results = sum(c.results for c in contacts)
     octets = sum(c.result_octets for c in contacts)
-    return [*_table(rows, right={0, 3, 4, 5, 6, 7, 8}),
+    return [*table_lines(rows, right={0, 3, 4, 5, 6, 7, 8}),
             f"{len(contacts)} passes, {results} results fetched ({octets} octets)"]  # fmt: skip
 
 
@@ -100,9 +94,7 @@ def result_lines(jobs: Sequence[JobRecord], only_missing: bool = False) -> list[
     shown = wanted if only_missing else jobs
     lines: list[str] = []
     if shown:
-        rows: list[tuple[str, ...]] = [
-            ("JOB", "STATE", "RESULT", "OCTETS", "SHA-256", "FETCHED (UTC)", "PASS", "PATH")
-        ]
+        rows: list[tuple[str, ...]] = [RESULT_HEADER]
         for j in shown:
             rows.append((
                 str(j.job_id), j.state, j.result or "-", str(j.size) if j.result else "-",
@@ -110,18 +102,10 @@ def result_lines(jobs: Sequence[JobRecord], only_missing: bool = False) -> list[
                 "-" if j.contact is None else str(j.contact),
                 j.path or (f"not fetched: {j.last_error}" if j.last_error else "-"),
             ))  # fmt: skip
-        lines = _table(rows, right={0, 3, 6})
+        lines = table_lines(rows, right={0, 3, 6})
     unsettled = sum(1 for j in jobs if not j.final)
     lines.append(
         f"{len(jobs)} jobs heard of: {len(fetched)} results on the ground, {len(wanted)} to "
         f"fetch, {unsettled} not finished when last heard of"
     )
     return lines
-
-
-def _table(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    align: Callable[[int, str], str] = lambda i, cell: (  # noqa: E731
-        cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-    )
-    return ["  ".join(align(i, cell) for i, cell in enumerate(row)).rstrip() for row in rows]

@@ -13,6 +13,7 @@ import numpy as np
 from groundsw.model_commands import model_info, parse_version
 from groundsw.session import LinkTimeout
 from groundsw.signature import InputDoesNotFit, check_fits, npy_header, parse_inputs
+from groundsw.text_table import table_lines
 from groundsw.timespec import utc_text
 from groundsw.transfer import (
     GroundInputError,
@@ -312,15 +313,7 @@ def list_rows(dictionary: Dictionary, report: dict[str, Any]) -> list[str]:
             f"{model} v{version}" if version else model, _clock(submitted, 0),
             _clock(started, submitted), _clock(ended, submitted),
         ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {0, 2, 3}  # numbers
-    return [
-        "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
+    return table_lines(rows, right={0, 2, 3})  # numbers
 
 
 def _clock(unix: int, day_of: int) -> str:
