@@ -123,6 +123,7 @@ class PowerDecision:
     previous: PowerLevel
     soc_pct: float | None
     sunlit: bool | None
+    # The sunlight last read before this reading (None: never read).
     was_sunlit: bool | None
     duty: float
     min_priority: int
@@ -156,19 +157,23 @@ class PowerGovernor:
         self.settings = settings or PowerSettings()
         self.level = PowerLevel.NOMINAL
         self.readings: PowerReadings | None = None
+        # The last sunlight read (None: never): a flag unread for a poll is not a change of it.
+        self._sunlit: bool | None = None
         self._faults: dict[Quantity, Fault] = {}
 
     def update(self, readings: PowerReadings) -> PowerDecision:
         failed, recovered = self._track_faults(readings)
-        previous, was = self.level, self.readings
+        previous, was_sunlit = self.level, self._sunlit
         self.readings = readings
+        if readings.sunlit is not None:
+            self._sunlit = readings.sunlit
         self.level = self._next_level(readings.soc_pct)
         return PowerDecision(
             level=self.level,
             previous=previous,
             soc_pct=readings.soc_pct,
             sunlit=readings.sunlit,
-            was_sunlit=None if was is None else was.sunlit,
+            was_sunlit=was_sunlit,
             duty=self.duty(),
             min_priority=self.min_priority(),
             failed=failed,

@@ -143,6 +143,29 @@ def test_eclipse_entered_and_left_with_how_long_it_lasted(rig: Rig) -> None:
     assert rig.monitor.min_priority() == 0
 
 
+def test_a_sunlight_reading_lost_for_a_poll_neither_repeats_nor_loses_an_eclipse_event(
+    rig: Rig,
+) -> None:
+    unread = Fault(SensorFault.UNREADABLE, "sunlit: empty")
+    rig.monitor.poll_once()
+    rig.source.set(70.0, sunlit=False)
+    rig.monitor.poll_once()
+    rig.clock.advance(600.0)
+    rig.source.set(69.0, sunlit=None, SUNLIGHT=unread)  # the flag read once mid-rewrite
+    rig.monitor.poll_once()
+    rig.source.set(68.0, sunlit=False)
+    rig.monitor.poll_once()
+    names = [n for n in rig.events.names() if n.startswith("ECLIPSE")]
+    assert names == ["ECLIPSE_ENTERED"]  # the same eclipse, not a second one
+    rig.clock.advance(600.0)
+    rig.source.set(67.0, sunlit=None, SUNLIGHT=unread)
+    rig.monitor.poll_once()
+    rig.source.set(67.0, sunlit=True)
+    rig.monitor.poll_once()
+    left = [values for name, values in rig.events.raised if name == "ECLIPSE_LEFT"]
+    assert left == [{"soc": 67.0, "duration": 1200}]  # left, and timed from its start
+
+
 def test_the_queue_is_woken_when_the_budget_changes_only(rig: Rig) -> None:
     rig.monitor.poll_once()
     assert rig.queue.wakes == 1  # the first decision
