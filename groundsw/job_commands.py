@@ -19,7 +19,6 @@ from groundsw.transfer import (
     GroundInputError,
     OneSentenceParser,
     OperationContext,
-    TransferFailed,
     add_operation,
     download_to,
     event_values,
@@ -425,12 +424,6 @@ def run_result(args: argparse.Namespace, ctx: OperationContext) -> int:
         raise CommandFailed(f"job {job_id} has no result: it is {state}", None)
     result = download_to(ctx, report["result"], args.out)
     expected = bytes(report["result_sha256"])
-    if result.sha256 != expected or result.size != report["result_size"]:
-        args.out.unlink(missing_ok=True)
-        raise TransferFailed(
-            f"{report['result']} ({result.size} octets, SHA-256 {result.sha256.hex()[:16]}...) "
-            f"is not job {job_id}'s result ({report['result_size']} octets, "
-            f"SHA-256 {expected.hex()[:16]}...): discarded"
-        )
+    result.check_is(f"job {job_id}'s result", report["result_size"], expected)
     ctx.out(f"job {job_id} result: {args.out}, {result.size} octets, SHA-256 {expected.hex()}")
     return 0

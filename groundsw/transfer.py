@@ -700,6 +700,16 @@ class DownloadResult:
     """Chunks dropped for a bad CRC-32 or a bad range."""
     seconds: float
 
+    def check_is(self, what: str, size: int, sha256: bytes) -> None:
+        """TransferFailed, the file deleted, unless it is `what` by the `size` and `sha256` its
+        maker reports (a job's result: the file may have been replaced on board since)."""
+        if self.sha256 != sha256 or self.size != size:
+            self.path.unlink(missing_ok=True)
+            raise TransferFailed(
+                f"{self.name} ({self.size} octets, SHA-256 {self.sha256.hex()[:16]}...) is not "
+                f"{what} ({size} octets, SHA-256 {sha256.hex()[:16]}...): discarded"
+            )
+
 
 def downlink_seconds(octets: int, baud: int) -> float:
     """Line time of `octets` of chunk data on the downlink, frame overhead included (of a coded

@@ -27,7 +27,6 @@ from groundsw.transfer import (
     Downloader,
     Exchange,
     GroundInputError,
-    TransferFailed,
     check_file_name,
 )
 from groundsw.verification import CommandFailed
@@ -299,13 +298,7 @@ class ResultFetcher:
         path = self.results_dir / name
         self.results_dir.mkdir(parents=True, exist_ok=True)
         result = downloader.download(name, path)
-        if result.sha256.hex() != record.sha256 or result.size != record.size:
-            path.unlink(missing_ok=True)
-            raise TransferFailed(
-                f"{name} ({result.size} octets, SHA-256 {result.sha256.hex()[:16]}...) is not job "
-                f"{job_id}'s result ({record.size} octets, SHA-256 {record.sha256[:16]}...): "
-                "discarded"
-            )
+        result.check_is(f"job {job_id}'s result", record.size, bytes.fromhex(record.sha256))
         contact = self._contact()
         self.log.fetched(job_id, path, self._wall(), contact)
         if contact is not None:
