@@ -174,8 +174,8 @@ class QueueHolds:
         hold, power = self._power_hold, self.power
         if hold is None or power is None:
             return 0
-        queued = self._store.list({JobState.QUEUED}, limit=1_000_000)
         if hold.reason in _ALL_JOBS:  # the best job is held: every job behind it waits too
-            return len(queued)
+            return self._store.counts()[JobState.QUEUED]  # from the index: no record read
         limit = power.min_priority()
+        queued = self._store.list({JobState.QUEUED}, limit=1_000_000)
         return sum(1 for job in queued if job.priority < limit)
