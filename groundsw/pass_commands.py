@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from groundsw.timespec import utc_text
+from groundsw.timespec import TimeSpecError, parse_instant, utc_text
 from groundsw.transfer import GroundInputError, OneSentenceParser
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ def add_pass_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--from",
         dest="start",
         metavar="TIME",
-        help="ISO 8601 time, UTC unless it says otherwise, or 'now' (default: now)",
+        help="ISO 8601 time (UTC unless it says otherwise), UNIX seconds, now or +DURATION "
+        "from now (default: now)",
     )
     parser.add_argument(
         "--hours", type=_hours, default=DEFAULT_HOURS, help=f"how far ahead ({DEFAULT_HOURS:g})"
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     from orbit import Orbit, eclipses, parse_station, passes, read_tle
 
     station = parse_station(args.station, args.min_elevation)
-    start = parse_start(args.start, time.time())
+    start = time_option("--from", args.start or "now", time.time())
     end = start + args.hours * 3600.0
     tle = read_tle(args.tle)
     orbit = Orbit(tle)
@@ -101,20 +102,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_start(text: str | None, now: float) -> float:
-    """--from: 'now' (or nothing) or an ISO 8601 time; one without a zone is UTC."""
-    if text is None or text.strip().lower() == "now":
-        return now
+def time_option(option: str, text: str, now: float | None = None) -> float:
+    """The time an option gives (groundsw.timespec.parse_instant: `now` and +DURATION only
+    where `now` is given); GroundInputError in one sentence naming the option."""
     try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise GroundInputError(
-            f"--from {text!r} is not a time: expected an ISO 8601 time such as "
-            "2026-12-01T06:00:00Z, or now"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+        return parse_instant(text, now)
+    except TimeSpecError as exc:
+        raise GroundInputError(f"{option} {exc}") from None
 
 
 def prediction_text(

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from groundsw.pass_commands import parse_start
+from groundsw.pass_commands import time_option
 from groundsw.transfer import GroundInputError, OneSentenceParser, OperationContext
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--from",
         dest="start",
         metavar="TIME",
-        help="orbit time the plan starts at: ISO 8601 (UTC unless it says) or "
-        "now (default: now, on the payload's clock)",
+        help="orbit time the plan starts at: ISO 8601 (UTC unless it says), UNIX seconds, now "
+        "or +DURATION from now (default: now, on the payload's clock)",
     )
     parser.add_argument(
         "--horizon",
@@ -126,7 +126,9 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="orbit time the bench started at (ISO 8601, UNIX seconds)",
     )
     parser.add_argument(
-        "--bench-start", metavar="T", help="the bench's clock when it started at T0 (default: now)"
+        "--bench-start",
+        metavar="T",
+        help="the bench's clock when it started at T0: ISO 8601, UNIX seconds (default: now)",
     )
     parser.set_defaults(
         offline=run_plan, operation=run_upload, local_check=prepare_upload, upload=False
@@ -215,7 +217,7 @@ def _plan(args: argparse.Namespace) -> _Made:
 
     now = time.time()
     clock = _clock(args, now)
-    start = parse_start(args.start, clock.to_orbit(now))
+    start = time_option("--from", args.start or "now", clock.to_orbit(now))
     overrides = {
         name: value
         for name, value in (
@@ -276,25 +278,9 @@ def _clock(args: argparse.Namespace, now: float) -> OrbitClock:
                 "--time-scale and --bench-start map a bench's clock: give --orbit-start too"
             )
         return FLIGHT
-    orbit_start = _instant(args.orbit_start, "--orbit-start")
-    bench_start = now if args.bench_start is None else _instant(args.bench_start, "--bench-start")
+    orbit_start = time_option("--orbit-start", args.orbit_start)
+    bench_start = time_option("--bench-start", args.bench_start or "now", now)
     return OrbitClock(orbit_start, bench_start, args.time_scale)
-
-
-def _instant(text: str, option: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.strip().lower() == "now":
-        raise GroundInputError(f"{option} takes a time, not now")
-    try:
-        return parse_start(text, 0.0)
-    except GroundInputError:
-        raise GroundInputError(
-            f"{option} {text!r} is not a time: expected an ISO 8601 time such as "
-            "2026-12-01T06:00:00Z, or UNIX seconds"
-        ) from None
 
 
 def read_document(path: Path, what: str) -> dict[str, Any]:

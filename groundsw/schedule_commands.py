@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from groundsw.session import LinkTimeout
-from groundsw.timespec import TimeSpecError, parse_time, utc_text
+from groundsw.timespec import TimeSpecError, parse_instant, utc_text
 from groundsw.transfer import GroundInputError, OneSentenceParser, OperationContext, add_operation
 from groundsw.verification import CommandFailed
 from spacelink.cdstime import CdsTime
@@ -89,18 +89,8 @@ def add_schedule_commands(sub: argparse._SubParsersAction[Any]) -> None:
 
 def release_at(text: str, now: float) -> float:
     """The UNIX time `--at` means; GroundInputError for anything else or a time gone."""
-    value = text.strip()
-    plus = value.startswith("+")
-    body = value[1:] if plus else value
     try:
-        if not plus and body.replace(".", "", 1).isdigit():
-            at = float(body)
-        else:
-            # A duration moves with `now`; an ISO time does not.
-            duration = parse_time(body, now) != parse_time(body, now + 1)
-            if duration != plus:
-                raise TimeSpecError(body)
-            at = 2 * now - parse_time(body, now) if plus else parse_time(body, now)
+        at = parse_instant(text, now)
     except TimeSpecError:
         raise GroundInputError(
             f"--at {text!r} is not a time: give +DURATION (+90s, +10m), an ISO time such as "

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+from groundsw.timespec import TimeSpecError, parse_instant
 from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
 from hil.orbit_driver import OrbitDriver, OrbitEvent, OrbitFlight, orbit_payload_config
@@ -200,24 +201,6 @@ def run_real_board(args: argparse.Namespace, stopper: _Stopper) -> int:
     return EXIT_OK
 
 
-def parse_start(text: str) -> float:
-    """--start: UNIX seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--start {text!r} is not a time: give an ISO 8601 time such as "
-            "2026-11-30T22:00:00Z, or UNIX seconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
-
-
 def orbit_flight(args: argparse.Namespace, time_scale: float) -> OrbitFlight | None:
     """The orbit the options ask the bench to fly; None without --tle."""
     if args.tle is None:
@@ -235,7 +218,10 @@ def orbit_flight(args: argparse.Namespace, time_scale: float) -> OrbitFlight | N
         station = parse_station(args.station, mask)
     except OrbitError as exc:
         raise UsageError(str(exc)) from None
-    start = tle.epoch if args.start is None else parse_start(args.start)
+    try:
+        start = tle.epoch if args.start is None else parse_instant(args.start)
+    except TimeSpecError as exc:
+        raise UsageError(f"--start {exc}") from None
     return OrbitFlight(tle, station, time_scale, start)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from groundsw.plan.model import MAX_PRIORITY, PlanInputError, PlanJob, Redundancy
-from groundsw.timespec import TimeSpecError, parse_time
+from groundsw.timespec import TimeSpecError, parse_instant
 
 #: What a result is reckoned at when the file does not say: a classifier's few floats and the
 #: .npy header come to far less; an image-sized output to far more.
@@ -110,26 +110,11 @@ def _job(values: Mapping[str, Any], number: int, base: Path, start: float) -> Pl
 
 def parse_deadline(value: Any, start: float, where: str = "the deadline") -> float:
     """`+DURATION` from `start` (+90m, +6h, +1d12h), an ISO 8601 time (UTC unless it says
-    otherwise) or UNIX seconds."""
-    if isinstance(value, bool):
-        raise PlanInputError(f"{where}: the deadline {value!r} is not a time")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise PlanInputError(f"{where}: the deadline {value!r} is not a time")
-        return float(value)
-    if not isinstance(value, str):
-        raise PlanInputError(f"{where}: the deadline {value!r} is not a time")
-    text = value.strip()
+    otherwise) or UNIX seconds, as a number or as text."""
     try:
-        if text.startswith("+"):
-            body = text[1:]
-            if parse_time(body, start) == parse_time(body, start + 1):  # not a duration
-                raise TimeSpecError(body)
-            return 2 * start - parse_time(body, start)
-        moment = parse_time(text, start)
-        if moment != parse_time(text, start + 1):
-            raise TimeSpecError(text)  # a bare duration: before or after?
-        return moment
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TimeSpecError(value)
+        return parse_instant(str(value), start)
     except TimeSpecError:
         raise PlanInputError(
             f"{where}: the deadline {value!r} is not a time: give +DURATION from the plan's "

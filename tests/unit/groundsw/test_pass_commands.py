@@ -142,7 +142,8 @@ def test_from_defaults_to_now_and_the_header_gives_the_tles_age(
          "expected the station's minimum elevation from -5 to 89 degrees, found 95"),
         (["--tle", "{sample}", "--station", "48.1,11.6", "--from", "tomorrow"],
          "--from 'tomorrow' is not a time: expected an ISO 8601 time such as "
-         "2026-12-01T06:00:00Z, or now"),
+         "2026-12-01T06:00:00Z, UNIX seconds, now, or +DURATION after now (+90s, +10m, "
+         "+1h30m)"),
         (["--tle", "{sample}", "--station", "48.1,11.6", "--hours", "0"],
          "passes: argument --hours: expected more than 0 and at most 744 hours, found 0"),
         (["--tle", "{sample}", "--station", "48.1,11.6", "--days", "2"],

@@ -1,4 +1,5 @@
-"""`--since` / `--until` text: durations before now and ISO times, and the UTC text we print."""
+"""Times as typed: `--since` / `--until` (durations before now and ISO times), the absolute
+times of `--from` and `--start` (ISO, UNIX seconds, now, +DURATION), and the UTC text we print."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from groundsw.timespec import TimeSpecError, parse_time, utc_text
+from groundsw.timespec import TimeSpecError, parse_instant, parse_time, utc_text
 
 NOW = 1_800_000_000.0
 T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
@@ -75,6 +76,51 @@ def test_text_that_is_no_time_is_refused_with_a_sentence_naming_it(text: str) ->
     assert "10m" in message and "2026-11-25T10:00:00Z" in message  # shows what would do
     assert caught.value.__suppress_context__
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "unix"),
+    [
+        ("2026-11-25T10:00:00Z", T0),
+        ("2026-11-25T12:00:00+02:00", T0),
+        ("2026-11-25T10:00:00", T0),  # naive means UTC
+        ("1795600800", T0),
+        (" 1795600800.25 ", T0 + 0.25),
+    ],
+)
+def test_an_instant_is_an_iso_time_or_unix_seconds_whatever_the_clock(
+    text: str, unix: float
+) -> None:
+    assert parse_instant(text) == pytest.approx(unix, abs=1e-6)
+    assert parse_instant(text, NOW) == pytest.approx(unix, abs=1e-6)
+
+
+def test_with_a_clock_an_instant_may_be_now_or_a_duration_after_it() -> None:
+    assert parse_instant("now", NOW) == parse_instant(" NOW ", NOW) == NOW
+    assert parse_instant("+1h30m", NOW) == NOW + 5400
+    assert parse_instant("+0.5s", NOW) == NOW + 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "now"),
+    [
+        ("now", None),  # no clock to read it from
+        ("+10m", None),
+        ("10m", NOW),  # a bare duration: before or after?
+        ("-10m", NOW),
+        ("+", NOW),
+        ("nan", NOW),
+        ("inf", None),
+        ("tomorrow", NOW),
+        ("2026-13-01T00:00:00Z", None),
+    ],
+)
+def test_what_is_not_an_instant_is_refused_naming_it(text: str, now: float | None) -> None:
+    with pytest.raises(TimeSpecError) as caught:
+        parse_instant(text, now)
+    message = str(caught.value)
+    assert message.startswith(f"{text!r} is not a time: expected an ISO 8601 time such as ")
+    assert ("+DURATION" in message) == (now is not None)
 
 
 def test_utc_text_is_iso_with_milliseconds_and_z() -> None:
