@@ -47,7 +47,6 @@ class _AtAos:
     commands: int
     packets: int
     released: int
-    queued: int
 
 
 class PassOperations:
@@ -139,9 +138,7 @@ class PassOperations:
     def _aos(self, state: LinkState) -> None:
         aos = self._frame_time(state)
         number = self.pass_log.begin_contact(aos)
-        self._contact = _AtAos(
-            number, aos, state.commands, state.packets, self.link.released, state.queued
-        )
+        self._contact = _AtAos(number, aos, state.commands, state.packets, self.link.released)
         log.info(
             "%s: pass %d began (AOS %s): %d queued commands go out%s",
             self.link.name,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from groundsw.session import CommandRecord, PayloadLink, ReceivedTm
-from groundsw.station.pass_log import PassLog, PassLogError
+from groundsw.station.pass_log import SUCCEEDED, PassLog, PassLogError
 from groundsw.transfer import (
     Downloader,
     Exchange,
@@ -44,8 +44,7 @@ MAX_FETCH_FAILURES = 3
 # this often in any case (a job may end without its event being heard).
 RETRY_S = 1.0
 SWEEP_INTERVAL_S = 30.0
-SUCCEEDED = "SUCCEEDED"
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
+FINAL_STATES = frozenset({SUCCEEDED, "FAILED", "CANCELLED", "TIMED_OUT"})
 
 Clock = Callable[[], float]
 
@@ -100,11 +99,11 @@ def ids_to_ask(
     """The jobs to ask about one by one after a job list: those older than a full list shows
     and newer than any heard of `before` (more jobs were submitted than one list holds), and
     those not final when last heard of that the list no longer shows. Job IDs count up from 1."""
-    shown = sorted(set(listed))
+    shown = set(listed)
     ask: set[int] = set()
     if shown and len(shown) >= limit:
-        ask.update(range(before + 1, shown[0]))
-    ask.update(j for j in unsettled if j not in set(shown))
+        ask.update(range(before + 1, min(shown)))
+    ask.update(j for j in unsettled if j not in shown)
     return sorted(ask)
 
 
