@@ -13,7 +13,7 @@ import pytest
 from flight.counters import LinkCounters
 from flight.protection.upsets import UpsetLog
 from flight.router import CommandRouter
-from flight.schedule import DropReason, ScheduleStore
+from flight.schedule import DropReason, Limits, ScheduleStore
 from flight.schedule.config import ScheduleConfig
 from flight.services import test as test_service
 from flight.services.events import EventReporter
@@ -228,7 +228,7 @@ def test_a_long_detail_report_is_cut_into_reports_of_whole_activities(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     board = Board(tmp_path, clock)
-    board.service.schedule.limits = type(board.service.schedule.limits)(1000, 64)
+    board.service.schedule.limits = Limits(margin_ms=1000, capacity=64)
     big = [PusTc(APID, 17, 1, bytes(900), seq_count=i, source_id=9).pack() for i in range(10)]
     for i, packet in enumerate(big):
         board.send("SCHEDULE_INSERT", encode_activities([at(10 + i, packet)]))
