@@ -156,7 +156,7 @@ class OwnedLink:
                     archive,
                     dictionary,
                     send=self._send_as_station,
-                    takes_commands=self._takes_commands,
+                    takes_commands=self.takes_commands,
                     clock=clock,
                     wall=wall,
                     timing=recovery_timing,
@@ -234,7 +234,7 @@ class OwnedLink:
         if history is not None:
             record.listeners.append(self._stage_recorder(history))
         with self._lock:
-            if self._takes_commands() and not len(self._queue):
+            if self.takes_commands() and not len(self._queue):
                 try:
                     self.session.send(tc, record)
                     return record
@@ -355,9 +355,6 @@ class OwnedLink:
 
     def takes_commands(self) -> bool:
         """Whether a command sent now goes out (the link is up and COP-1 active)."""
-        return self._takes_commands()
-
-    def _takes_commands(self) -> bool:
         # While frames stop coming a command goes into the queue, not into FOP-1's
         # retransmissions: the operator sees it waiting, can cancel it, and it has an expiry.
         return self.session.active and self._link_up()

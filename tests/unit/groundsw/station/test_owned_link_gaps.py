@@ -93,7 +93,7 @@ def test_one_off_links_find_no_gaps_the_stations_do_and_either_can_be_told(
 
 def test_the_recovery_sends_as_the_ground_station_through_the_queue(archive: Archive) -> None:
     link = owned(archive, recover_gaps=True)
-    assert not link._takes_commands()  # no frame yet: the recovery would not send
+    assert not link.takes_commands()  # no frame yet: the recovery would not send
     command = D.command("STORE_RETRIEVE_RANGE")
     record = link._send_as_station(
         command.service, command.subtype, command.encode({"store": 1, "start": 5, "end": 9})
