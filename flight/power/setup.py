@@ -71,7 +71,7 @@ def sunlight_of(config: FlightConfig, epoch: float, state_dir: Path) -> Sunlight
             time_scale=p.time_scale,
         )
     if p.sunlight == "file":
-        return SunlightFile(state_dir / Path(p.sunlight_file))
+        return SunlightFile(state_dir / p.sunlight_file)
     return AlwaysSunlit()
 
 

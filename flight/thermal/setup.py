@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,8 @@ def thermal_source(
     config: FlightConfig,
     gate: GateControl,
     monotonic: Callable[[], float],
-    state_dir: Path | None = None,
-    clock: Callable[[], float] = time.time,
+    state_dir: Path,
+    clock: Callable[[], float],
 ) -> ThermalSource:
     """The board's sysfs zones, or the bench's thermal model fed by the gate's busy time (on
     the baseplate file's profile when it names one; relative: from `state_dir`)."""
@@ -62,10 +61,7 @@ def thermal_source(
         model = config.thermal_model
         baseplate = None
         if model.baseplate_file:
-            path = Path(model.baseplate_file)
-            if state_dir is not None:
-                path = state_dir / path
-            baseplate = BaseplateFile(path, model.baseplate_c)
+            baseplate = BaseplateFile(state_dir / model.baseplate_file, model.baseplate_c)
         return SimulatedThermal(
             model, gate.busy_seconds, monotonic, baseplate=baseplate, clock=clock
         )
@@ -89,8 +85,8 @@ def build_monitor(
     events: EventSink,
     store: SafeModeStore,
     monotonic: Callable[[], float],
-    state_dir: Path | None = None,
-    clock: Callable[[], float] = time.time,
+    state_dir: Path,
+    clock: Callable[[], float],
 ) -> ThermalMonitor:
     """The monitor the configuration describes (not started)."""
     thermal = config.thermal

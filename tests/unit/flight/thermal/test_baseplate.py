@@ -4,6 +4,7 @@ read again when it changes, and the thermal model that follows it."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ from flight.thermal.baseplate import (
     parse_profile,
     write_profile,
 )
+from flight.thermal.duty import ComputeGate
 from flight.thermal.rc_model import SimulatedThermal, ThermalModelParameters
 from flight.thermal.readings import Sensor
+from flight.thermal.setup import thermal_source
+from tests.unit.flight.config_files import write
 
 
 def test_the_profile_is_linear_between_breakpoints_and_held_beyond_them() -> None:
@@ -110,3 +114,20 @@ def test_the_configuration_names_the_file_as_text(tmp_path: Path) -> None:
     bad.write_text("[thermal_model]\nbaseplate_file = 3\n")
     with pytest.raises(ConfigError, match="baseplate_file"):
         load_config(bad)
+
+
+def test_the_payloads_thermal_model_follows_a_file_named_from_the_state_directory(
+    tmp_path: Path,
+) -> None:
+    config = load_config(
+        write(
+            tmp_path / "bench.toml",
+            '[thermal]\nsource = "simulated"\n'
+            '[thermal_model]\nbaseplate_file = "baseplate.txt"\nnoise_c = 0.0\n',
+        )
+    )
+    write_profile(tmp_path / "baseplate.txt", [(0.0, -20.0)])
+    source = thermal_source(config, ComputeGate(), time.monotonic, tmp_path, time.time)
+    p = config.thermal_model
+    idle_rise = p.idle_power_w * p.board_to_baseplate_k_w
+    assert source.read()[Sensor.BOARD].celsius == pytest.approx(-20.0 + idle_rise)
