@@ -20,6 +20,7 @@ from spacelink.spacepacket import (
     PEC_LENGTH,
     PRIMARY_HEADER_LENGTH,
     TC_SECONDARY_HEADER_LENGTH,
+    RequestId,
     packet_length_from_header,
 )
 
@@ -97,9 +98,9 @@ class ScheduleRequestId:
         """The request ID of a TC packet (its APID, count and source ID), read from its headers."""
         if len(packet) < _SOURCE_ID_OFFSET + 2:
             raise ScheduleCodecError(f"a TC packet of {len(packet)} octets has no source ID")
-        word0, word1 = struct.unpack_from(">HH", packet)
+        header = RequestId.of_packet(packet)
         source = int.from_bytes(packet[_SOURCE_ID_OFFSET : _SOURCE_ID_OFFSET + 2], "big")
-        return cls(source, word0 & 0x7FF, word1 & 0x3FFF)
+        return cls(source, header.apid, header.seq_count)
 
     def __str__(self) -> str:
         return f"0x{self.value:016X}"
