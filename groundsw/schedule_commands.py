@@ -10,7 +10,13 @@ from typing import Any
 
 from groundsw.session import LinkTimeout
 from groundsw.timespec import TimeSpecError, parse_instant, utc_text
-from groundsw.transfer import GroundInputError, OneSentenceParser, OperationContext, add_operation
+from groundsw.transfer import (
+    GroundInputError,
+    OneSentenceParser,
+    Operation,
+    OperationContext,
+    add_operation,
+)
 from groundsw.verification import CommandFailed
 from spacelink.cdstime import CdsTime
 from spacelink.pus_schedule import (
@@ -19,6 +25,7 @@ from spacelink.pus_schedule import (
     ScheduleCodecError,
     ScheduleRequestId,
     Subtype,
+    SummaryEntry,
     TimeTaggedTc,
     decode_detail_report,
     decode_summary,
@@ -234,10 +241,10 @@ def _free_count(taken: set[ScheduleRequestId], source: int, apid: int, seed: int
     raise GroundInputError("every request ID of this ground is scheduled: delete some first")
 
 
-def _summary(ctx: OperationContext) -> list[Any]:
+def _summary(ctx: OperationContext) -> list[SummaryEntry]:
     values = ctx.exchange().query("SCHEDULE_SUMMARY_ALL", reply="SCHEDULE_SUMMARY_REPORT")
     try:
-        return list(decode_summary(values["activities"]))
+        return decode_summary(values["activities"])
     except ScheduleCodecError as exc:
         raise GroundInputError(f"the payload's TM[11,13] does not decode: {exc}") from None
 
@@ -301,7 +308,7 @@ def run_shift(args: argparse.Namespace, ctx: OperationContext) -> int:
     return 0
 
 
-def _simple(what: str) -> Any:
+def _simple(what: str) -> Operation:
     def run(args: argparse.Namespace, ctx: OperationContext) -> int:
         ctx.exchange().request(f"SCHEDULE_{what}")
         ctx.out(f"schedule {what.lower()}{'d' if what.endswith('E') else ''}")
