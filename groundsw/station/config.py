@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from groundsw.station.gap_recovery import MAX_SETTLE_S, SETTLE_S, STEP_S
+from groundsw.station.owned_link import LINK_UP_S
 from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID, TmCoding
 
 # By default the station listens on a Unix socket that only its user can open: whoever reaches
@@ -42,8 +44,6 @@ from spacelink.icd import DEFAULT_BAUD, SPACECRAFT_ID, TmCoding
 SOCKET_FILE = "station.sock"
 DATA_ENV = "GROUNDSW_DATA"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-# The payload sends a frame every second at least: a link without one for this long is down.
-DEFAULT_LINK_TIMEOUT_S = 3.0
 
 
 class StationConfigError(Exception):
@@ -57,13 +57,13 @@ class PassSettings:
     faster payload idle frame, a shorter link timeout and shorter gap recovery waits (docs/
     ground_station.md, Pass operations)."""
 
-    link_timeout_s: float = DEFAULT_LINK_TIMEOUT_S
+    link_timeout_s: float = LINK_UP_S
     fetch_results: bool = False
     fetch_parallel: int = 4
     request_timeout_s: float = 10.0
-    gap_step_s: float = 0.5
-    gap_settle_s: float = 2.0
-    gap_max_settle_s: float = 30.0
+    gap_step_s: float = STEP_S
+    gap_settle_s: float = SETTLE_S
+    gap_max_settle_s: float = MAX_SETTLE_S
 
     def __post_init__(self) -> None:
         for name in (

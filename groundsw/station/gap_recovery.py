@@ -83,17 +83,15 @@ BUSY_FAILURE = "STORE_RANGE_IN_PROGRESS"
 
 @dataclass(frozen=True, slots=True)
 class RecoveryTiming:
-    """The waits of recovery (seconds; the module's constants say what each is)."""
+    """The waits of recovery a station sets for its passes (seconds; the module's constants say
+    what each is): a bench's passes of seconds want them shorter. The others stay constants."""
 
     step_s: float = STEP_S
     settle_s: float = SETTLE_S
     max_settle_s: float = MAX_SETTLE_S
-    stall_s: float = STALL_S
-    retry_s: float = RETRY_S
-    busy_retry_s: float = BUSY_RETRY_S
 
     def __post_init__(self) -> None:
-        for name in ("step_s", "settle_s", "max_settle_s", "stall_s", "retry_s", "busy_retry_s"):
+        for name in ("step_s", "settle_s", "max_settle_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0, found {getattr(self, name)!r}")
 
@@ -210,11 +208,11 @@ class GapRecovery:
                 self.step()
             except ArchiveError as exc:  # locked by another process, disk full: later
                 log.error("%s: gap recovery: %s", self.name, exc)
-                self._next_try = self._clock() + self.timing.retry_s
-                self._stop.wait(self.timing.retry_s)
+                self._next_try = self._clock() + RETRY_S
+                self._stop.wait(RETRY_S)
             except Exception:  # recovery must outlive any one failure
                 log.exception("%s: gap recovery failed", self.name)
-                self._stop.wait(self.timing.retry_s)
+                self._stop.wait(RETRY_S)
 
     def contact_changed(self, up: bool) -> None:
         """The link came up (a pass begins) or went down (it ended); acted on at the next
@@ -335,7 +333,7 @@ class GapRecovery:
             record = self._send(self._command.service, self._command.subtype, data)
         except LinkError as exc:
             log.warning("%s: %s not retrieved: %s", self.name, gap.describe(), exc)
-            self._next_try = now + self.timing.retry_s
+            self._next_try = now + RETRY_S
             return
         gap = self._update(gap, state=GapState.RETRIEVING)
         self._retrieval = _Retrieval(gap, record, start, end, now, losses)
@@ -354,8 +352,8 @@ class GapRecovery:
         with self._lock:
             last_vc1, losses = self._last_vc1_at, self._vc1_losses
         if not record.finished.is_set():
-            if now - max(retrieval.sent_at, last_vc1) >= self.timing.stall_s:
-                self._again(retrieval, now + self.timing.retry_s, "no answer to the retrieval")
+            if now - max(retrieval.sent_at, last_vc1) >= STALL_S:
+                self._again(retrieval, now + RETRY_S, "no answer to the retrieval")
             return
         if record.failure is not None:
             self._failed(retrieval, now)
@@ -364,7 +362,7 @@ class GapRecovery:
             reason = next(
                 (e.reason for e in record.history if e.kind is EventKind.DROPPED), "dropped"
             )
-            self._again(retrieval, now + self.timing.retry_s, f"retrieval not sent: {reason}")
+            self._again(retrieval, now + RETRY_S, f"retrieval not sent: {reason}")
             return
         if retrieval.completed_at is None:
             retrieval.completed_at = now
@@ -385,13 +383,13 @@ class GapRecovery:
         name = failure.name if failure is not None else ""
         text = describe_failure(self.dictionary, report)
         if name == BUSY_FAILURE:
-            self._again(retrieval, now + self.timing.busy_retry_s, f"store busy: {text}")
+            self._again(retrieval, now + BUSY_RETRY_S, f"store busy: {text}")
         elif name in DEFINITE_FAILURES:
             self._retrieval = None
             gap = retrieval.gap
             self._give_up(replace(gap, attempts=gap.attempts + 1), f"retrieval failed: {text}")
         else:
-            self._answered(retrieval, now + self.timing.retry_s, f"retrieval failed: {text}")
+            self._answered(retrieval, now + RETRY_S, f"retrieval failed: {text}")
 
     def _answered(self, retrieval: _Retrieval, at: float, why: str) -> None:
         """An answered retrieval left the gap open: one attempt more, the last allowed? If

@@ -134,8 +134,8 @@ class ResultFetcher:
         new_client: Callable[[str], ClientEnd],
         takes_commands: Callable[[], bool],
         contact: Callable[[], int | None],
-        parallel: int = 4,
-        request_timeout_s: float = 10.0,
+        parallel: int,
+        request_timeout_s: float,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
     ) -> None:
