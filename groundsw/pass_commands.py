@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from orbit import Interval, Pass, Station, Tle
 
 DEFAULT_HOURS = 24.0
+# orbit.station's default, which the command does not import to start (see the module).
+DEFAULT_MIN_ELEVATION_DEG = 10.0
 MAX_HOURS = 31 * 24.0  # a TLE is stale long before a month is out
 PASS_HEADER = (
     f"{'AOS':<22}{'LOS':<22}{'duration':>8}  {'max elev':>8}  {'highest at':<22}azimuth AOS>LOS"
@@ -35,24 +38,7 @@ def add_pass_commands(sub: argparse._SubParsersAction[Any]) -> None:
         description="Predict the passes over a ground station (above its minimum elevation) and "
         "the eclipses (umbra) from a two-line element set; times in UTC.",
     )
-    # The subcommands' parser makes plain ArgumentParsers; this command's refusals are one
-    # sentence like those of the nested commands (the subclass adds no state).
-    parser.__class__ = _PassesParser
-    parser.add_argument("--tle", type=Path, required=True, help="file with one element set")
-    parser.add_argument(
-        "--station",
-        required=True,
-        metavar="LAT,LON[,ALT_M]",
-        help="geodetic latitude and longitude in degrees (north, east positive), altitude in "
-        "metres; a southern latitude as --station=-33.9,18.4",
-    )
-    parser.add_argument(
-        "--min-elevation",
-        type=float,
-        default=10.0,
-        metavar="DEG",
-        help="the station's mask: a pass is the time above it (10)",
-    )
+    add_orbit_arguments(parser)
     parser.add_argument(
         "--from",
         dest="start",
@@ -61,13 +47,40 @@ def add_pass_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "from now (default: now)",
     )
     parser.add_argument(
-        "--hours", type=_hours, default=DEFAULT_HOURS, help=f"how far ahead ({DEFAULT_HOURS:g})"
+        "--hours",
+        type=hours_option(MAX_HOURS),
+        default=DEFAULT_HOURS,
+        help=f"how far ahead ({DEFAULT_HOURS:g})",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     parser.set_defaults(offline=run_passes)
 
 
-class _PassesParser(OneSentenceParser):
+def add_orbit_arguments(parser: argparse.ArgumentParser, station_dest: str = "station") -> None:
+    """--tle, --station (into `station_dest`) and --min-elevation, as `passes` and `plan` take
+    them; the parser's refusals made one sentence."""
+    # The subcommands' parser makes plain ArgumentParsers; these commands' refusals are one
+    # sentence like those of the nested commands (the subclass adds no state).
+    parser.__class__ = _StationParser
+    parser.add_argument("--tle", type=Path, required=True, help="file with one element set")
+    parser.add_argument(
+        "--station",
+        dest=station_dest,
+        required=True,
+        metavar="LAT,LON[,ALT_M]",
+        help="geodetic latitude and longitude in degrees (north, east positive), altitude in "
+        "metres; a southern latitude as --station=-33.9,18.4",
+    )
+    parser.add_argument(
+        "--min-elevation",
+        type=float,
+        default=DEFAULT_MIN_ELEVATION_DEG,
+        metavar="DEG",
+        help=f"the station's mask: a pass is the time above it ({DEFAULT_MIN_ELEVATION_DEG:g})",
+    )
+
+
+class _StationParser(OneSentenceParser):
     def error(self, message: str) -> NoReturn:
         # argparse takes "-33.9,18.4" for an option: say how to give a southern station.
         if message.startswith("argument --station: expected one argument"):
@@ -202,16 +215,23 @@ def sunlit_fraction(dark: list[Interval], start: float, end: float) -> float:
     return 1.0 - shaded / (end - start)
 
 
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, found {text!r}") from None
-    if not 0 < value <= MAX_HOURS:
-        raise argparse.ArgumentTypeError(
-            f"expected more than 0 and at most {MAX_HOURS:g} hours, found {text}"
-        )
-    return value
+def hours_option(most: float) -> Callable[[str], float]:
+    """An argparse type: a number of hours above 0 and at most `most`."""
+
+    def hours(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of hours, found {text!r}"
+            ) from None
+        if not 0 < value <= most:  # NaN too
+            raise argparse.ArgumentTypeError(
+                f"expected more than 0 and at most {most:g} hours, found {text}"
+            )
+        return value
+
+    return hours
 
 
 def _second(unix: float) -> str:

@@ -15,8 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from groundsw.pass_commands import time_option
-from groundsw.transfer import GroundInputError, OneSentenceParser, OperationContext
+from groundsw.pass_commands import add_orbit_arguments, hours_option, time_option
+from groundsw.transfer import GroundInputError, OperationContext
 
 if TYPE_CHECKING:
     from groundsw.plan.baseline import Comparison
@@ -35,7 +35,6 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "ground by its deadline, the battery above its floor, compute in sunlight where it can "
         "be (docs/planning.md). Times in UTC.",
     )
-    parser.__class__ = _PlanParser  # one-sentence refusals, as the other commands'
     parser.add_argument(
         "--jobs",
         type=Path,
@@ -43,19 +42,8 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="FILE",
         help="the jobs, TOML or JSON (docs/planning.md)",
     )
-    parser.add_argument("--tle", type=Path, required=True, help="file with one element set")
-    parser.add_argument(
-        "--station",
-        # Not `station`: on the link, that is the ground station serving it (groundsw/cli.py).
-        dest="site",
-        required=True,
-        metavar="LAT,LON[,ALT_M]",
-        help="geodetic latitude and longitude in degrees, altitude in metres; a southern "
-        "latitude as --station=-33.9,18.4",
-    )
-    parser.add_argument(
-        "--min-elevation", type=float, default=10.0, metavar="DEG", help="the station's mask (10)"
-    )
+    # Not `station`: on the link, that is the ground station serving it (groundsw/cli.py).
+    add_orbit_arguments(parser, station_dest="site")
     parser.add_argument(
         "--power",
         type=Path,
@@ -93,7 +81,7 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--horizon",
-        type=_hours,
+        type=hours_option(MAX_HORIZON_H),
         default=DEFAULT_HORIZON_H,
         metavar="H",
         help=f"hours ahead ({DEFAULT_HORIZON_H:g})",
@@ -133,13 +121,6 @@ def add_plan_commands(sub: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(
         offline=run_plan, operation=run_upload, local_check=prepare_upload, upload=False
     )
-
-
-class _PlanParser(OneSentenceParser):
-    def error(self, message: str) -> Any:
-        if message.startswith("argument --station: expected one argument"):
-            message += " (a southern latitude as --station=-33.9,18.4)"
-        super().error(message)
 
 
 class _UploadAction(argparse.Action):
@@ -319,15 +300,6 @@ def _scale(text: str) -> float:
     value = _float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a speed-up above 0, found {text}")
-    return value
-
-
-def _hours(text: str) -> float:
-    value = _float(text)
-    if not 0 < value <= MAX_HORIZON_H:
-        raise argparse.ArgumentTypeError(
-            f"expected more than 0 and at most {MAX_HORIZON_H:g} hours, found {text}"
-        )
     return value
 
 

@@ -221,6 +221,7 @@ def test_on_a_bench_the_releases_are_on_its_clock(
     ("extra", "sentence"),
     [
         (["--station", "48.1"], "expected the station as LAT,LON or LAT,LON,ALT_M"),
+        (["--station", "-33.9,18.4"], "(a southern latitude as --station=-33.9,18.4)"),
         (["--from", "tomorrow"], "--from 'tomorrow' is not a time"),
         (["--time-scale", "10"], "--time-scale and --bench-start map a bench's clock"),
         (["--horizon", "0"], "expected more than 0 and at most 168 hours"),
