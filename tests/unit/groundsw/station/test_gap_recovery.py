@@ -1,7 +1,7 @@
 """The station repairs the gaps in its archive by itself (groundsw.station.gap_recovery),
 against a fake payload that keeps every real-time packet it made and answers
 STORE_RETRIEVE_RANGE from them on VC 1, at once. Time is a fake clock; the recovery's steps
-are taken by the test."""
+are taken by the test, across passes too (the end of a pass told by the station)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from groundsw.archive import Archive
 from groundsw.gaps import Gap, GapState
 from groundsw.session import CommandEvent, CommandRecord, EventKind
 from groundsw.station import gap_recovery as gr
-from groundsw.station.gap_recovery import GapRecovery
+from groundsw.station.gap_recovery import GapRecovery, RecoveryTiming
 from spacelink.cdstime import CdsTime
 from spacelink.pus import Stage, VerificationReport
 from spacelink.spacepacket import PusTc, PusTm
@@ -155,13 +155,17 @@ class Ground:
         self.payload.recovery = self.recovery
         return self.recovery
 
+    def step(self, seconds: float = gr.STEP_S) -> None:
+        """One step of the recovery's thread, `seconds` after the last."""
+        self.clock.now += seconds
+        self.wall.now += seconds
+        self.recovery.step()
+
     def run(self, seconds: float) -> None:
         """The recovery's thread for `seconds`."""
         end = self.clock.now + seconds
         while self.clock.now < end:
-            self.clock.now += gr.STEP_S
-            self.wall.now += gr.STEP_S
-            self.recovery.step()
+            self.step()
 
     def state(self) -> list[tuple[GapState, int]]:
         return [(g.state, g.attempts) for g in self.archive.gaps()]
@@ -408,3 +412,62 @@ def test_a_gap_whose_times_cannot_be_asked_for_is_given_up(ground: Ground) -> No
     (gap,) = ground.archive.gaps()
     assert gap.state is GapState.UNRECOVERABLE
     assert gap.reason is not None and gap.reason.startswith("its time range cannot be asked for")
+
+
+# -- across passes: the end of a pass, for a retrieval out and the gaps just found, and the start
+# of the next -----------------------------------------------------------------------------------
+
+
+def test_a_retrieval_cut_by_the_end_of_a_pass_is_no_attempt_and_goes_again_at_the_next(
+    ground: Ground,
+) -> None:
+    p = ground.payload
+    p.make(3)
+    p.make(2, heard=False)
+    p.make(2)
+    p.silent = True  # the pass ends before the answer comes
+    ground.run(5)
+    assert ground.state() == [(GapState.RETRIEVING, 0)]
+    ground.link_up = False
+    ground.recovery.contact_changed(False)
+    ground.step(0.1)
+    (gap,) = ground.archive.gaps()
+    assert (gap.state, gap.attempts) == (GapState.OPEN, 0)
+    assert gap.reason == "the pass ended before the retrieval did"
+    ground.step(30.0)  # between passes: nothing is sent
+    assert len(p.retrievals) == 1
+    p.silent = False
+    ground.link_up = True
+    ground.recovery.contact_changed(True)
+    ground.step(0.1)  # at once, not after a retry's wait
+    assert len(p.retrievals) == 2
+    ground.run(5)
+    assert ground.state() == [(GapState.RECOVERED, 1)]
+
+
+def test_gaps_found_are_kept_at_the_end_of_a_pass_without_waiting_for_the_bulk_channel(
+    ground: Ground,
+) -> None:
+    p = ground.payload
+    p.make(2)
+    p.make(1, heard=False)
+    p.make(1)  # the gap is found; the bulk channel's settle time has not passed
+    ground.link_up = False
+    ground.step(0.1)
+    assert ground.state() == []
+    ground.recovery.contact_changed(False)
+    ground.step(0.1)
+    assert ground.state() == [(GapState.OPEN, 0)]
+
+
+def test_the_waits_are_the_timings(ground: Ground) -> None:
+    assert ground.recovery.timing == RecoveryTiming()
+    ground.recovery.timing = RecoveryTiming(step_s=0.1, settle_s=0.3, max_settle_s=1.0)
+    p = ground.payload
+    p.make(2)
+    p.make(1, heard=False)
+    p.make(1)
+    ground.step(0.4)  # kept 0.4 s after it was found (the default waits 2 s), and asked for
+    assert ground.state() == [(GapState.RETRIEVING, 0)]
+    with pytest.raises(ValueError, match="settle_s must be above 0"):
+        RecoveryTiming(settle_s=0.0)
