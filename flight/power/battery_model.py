@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from flight.model_parameters import check_numbers
 from flight.power.readings import PowerReadings, Quantity
 from flight.power.sunlight import Sunlight
 from flight.thermal.duty import DutyMeter
@@ -56,20 +57,10 @@ class PowerModelParameters:
     time_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name in _TEXT:
-                if not isinstance(value, str):
-                    raise ValueError(f"{field.name} must be a string, got {value!r}")
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{field.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{field.name} must be finite, got {value!r}")
-            if field.name in _POSITIVE and value <= 0:
-                raise ValueError(f"{field.name} must be > 0, got {value!r}")
-            if field.name in _NON_NEGATIVE and value < 0:
-                raise ValueError(f"{field.name} must be >= 0, got {value!r}")
+        for name in _TEXT:
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        check_numbers(self, positive=_POSITIVE, non_negative=_NON_NEGATIVE, others=_TEXT)
         if not 0.0 <= self.initial_soc_pct <= 100.0:
             raise ValueError(f"initial_soc_pct must be in [0, 100], got {self.initial_soc_pct!r}")
         if not 0.0 <= self.sunlit_fraction <= 1.0:

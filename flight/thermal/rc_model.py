@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from flight.model_parameters import check_numbers
 from flight.thermal.baseplate import Baseplate
 from flight.thermal.duty import DutyMeter
 from flight.thermal.readings import Reading, Sensor, checked
@@ -73,24 +74,17 @@ class ThermalModelParameters:
     baseplate_file: str = ""
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name == "baseplate_file":
-                if not isinstance(value, str):
-                    raise ValueError(f"baseplate_file must be a string, got {value!r}")
-                continue
-            if field.name == "seed":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"seed must be a non-negative integer, got {value!r}")
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{field.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{field.name} must be finite, got {value!r}")
-            if field.name in _POSITIVE and value <= 0:
-                raise ValueError(f"{field.name} must be > 0, got {value!r}")
-            if field.name in _NON_NEGATIVE and value < 0:
-                raise ValueError(f"{field.name} must be >= 0, got {value!r}")
+        if not isinstance(self.baseplate_file, str):
+            raise ValueError(f"baseplate_file must be a string, got {self.baseplate_file!r}")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_numbers(
+            self,
+            positive=_POSITIVE,
+            non_negative=_NON_NEGATIVE,
+            others=("baseplate_file", "seed"),
+        )
 
 
 def _check_duty(duty: float) -> None:
