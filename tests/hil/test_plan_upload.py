@@ -7,7 +7,6 @@ the plan's time."""
 from __future__ import annotations
 
 import calendar
-import datetime as dt
 import json
 import re
 import time
@@ -21,6 +20,7 @@ from orbit import parse_station, passes, read_tle
 from telemetry_defs.loader import default_dictionary
 from tests.hil.onboard import TINY_WIDTHS
 from tests.hil.station import command_done, groundsw, http, wait_link_up
+from tests.unit.groundsw.cli_runs import unix
 from tests.unit.groundsw.plan.plan_samples import MUNICH, SAMPLE_TLE
 from tools.model_gen import mlp, model_bytes
 
@@ -75,10 +75,6 @@ def orbit_start() -> float:
     found = passes(read_tle(SAMPLE_TLE), parse_station(MUNICH), epoch, epoch + 86400)
     first = next(p for p in found if p.duration_s > 120)
     return first.los - 19.0
-
-
-def unix(text: str) -> float:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_plan_goes_up_through_the_station_and_its_jobs_are_released_on_time(

@@ -1,6 +1,6 @@
 """`groundsw passes` through its real entry point: the tables and the JSON say what the orbit
-package computes, every refusal is one sentence with exit 2, and the orbit package is loaded
-only by this command."""
+package computes, every refusal is one sentence with exit 2. (That the orbit package is loaded
+only by this command and `plan`: tests/unit/groundsw/test_plan_commands.py.)"""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import calendar
 import datetime as dt
 import importlib.resources
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from groundsw.cli import EXIT_USAGE, main
+from groundsw.cli import EXIT_USAGE
 from orbit import Orbit, eclipses, parse_station, passes, read_tle
+from tests.unit.groundsw.cli_runs import groundsw, in_process, unix
 
 START = "2026-11-30T12:00:00Z"
 START_UNIX = calendar.timegm((2026, 11, 30, 12, 0, 0))
@@ -28,26 +27,6 @@ def sample_tle() -> Path:
         importlib.resources.files("orbit").joinpath("data/aipayload-1.tle")
     ) as path:
         return path
-
-
-def groundsw(*argv: str) -> subprocess.CompletedProcess[str]:
-    """`groundsw ARGV` as an operator runs it: a new process through the package's entry point."""
-    return subprocess.run(
-        [sys.executable, "-m", "groundsw", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's refusals
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_tables_list_the_passes_and_eclipses_of_the_window(sample_tle: Path) -> None:
@@ -99,8 +78,8 @@ def test_json_carries_every_pass_and_eclipse_to_the_millisecond(
     expected = passes(read_tle(sample_tle), station, START_UNIX, START_UNIX + 2 * 86400)
     assert len(document["passes"]) == len(expected) >= 8
     for record, found in zip(document["passes"], expected, strict=True):
-        assert _unix(record["aos"]) == pytest.approx(found.aos, abs=1e-3)
-        assert _unix(record["los"]) == pytest.approx(found.los, abs=1e-3)
+        assert unix(record["aos"]) == pytest.approx(found.aos, abs=1e-3)
+        assert unix(record["los"]) == pytest.approx(found.los, abs=1e-3)
         assert record["duration_s"] == pytest.approx(found.duration_s, abs=1e-3)
         assert record["max_elevation_deg"] == pytest.approx(found.max_elevation_deg, abs=1e-3)
     assert len(document["eclipses"]) >= 30 and document["shadow"] == "umbra"
@@ -115,7 +94,7 @@ def test_from_defaults_to_now_and_the_header_gives_the_tles_age(
     code, out, _ = in_process(capsys, "passes", "--tle", str(sample_tle), "--station", "48.1,11.6",
                               "--hours", "2")  # fmt: skip
     assert code == 0
-    start = _unix(out.splitlines()[2].split()[1])
+    start = unix(out.splitlines()[2].split()[1])
     assert before - 1 <= start <= time.time() + 1
     age = (start - START_UNIX) / 86400
     assert f"({abs(age):.1f} days {'before' if age > 0 else 'after'} the start)" in out
@@ -181,18 +160,5 @@ def test_a_deep_space_tle_is_refused_through_the_real_entry_point(tmp_path: Path
     )
 
 
-def test_other_commands_start_without_the_orbit_package() -> None:
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, groundsw.cli; "
-         "print(sorted(m for m in ('orbit', 'sgp4') if m in sys.modules))"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    assert loaded.stdout.strip() == "[]"
-
-
-def _second(unix: float) -> str:
-    return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _unix(text: str) -> float:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+def _second(t: float) -> str:
+    return dt.datetime.fromtimestamp(round(t), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,7 +4,6 @@ orbit package loaded only by this command."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from groundsw.cli import EXIT_USAGE, main
+from groundsw.cli import EXIT_USAGE
+from tests.unit.groundsw.cli_runs import groundsw, in_process, unix
 from tests.unit.groundsw.plan.plan_samples import SAMPLE_TLE
 
 # The day of docs/planning.md ("An example"), as its job file.
@@ -112,26 +112,6 @@ def plan_args(jobs: Path, *extra: str) -> list[str]:
             "--from", START, "--soc", "55", *extra]  # fmt: skip
 
 
-def groundsw(*argv: str) -> subprocess.CompletedProcess[str]:
-    """`groundsw ARGV` as an operator runs it: a new process through the package's entry point."""
-    return subprocess.run(
-        [sys.executable, "-m", "groundsw", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's refusals
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_the_plan_and_the_naive_plan_side_by_side(jobs_file: Path) -> None:
     done = groundsw(*plan_args(jobs_file, "--compare"))
     assert done.returncode == 0, done.stderr
@@ -195,10 +175,6 @@ def test_on_a_bench_the_releases_are_on_its_clock(
                                                    *bench))  # fmt: skip
     assert code == 0, err
     record = json.loads(out)
-
-    def unix(text: str) -> float:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
     t0 = unix("2026-11-30T23:00:00Z")
     # Four times faster, each job's compute and download take four times the orbit's
     # seconds: fewer fit than in flight (10), and these are on the bench's clock.
@@ -298,6 +274,7 @@ def test_the_jobs_left_out_are_listed_with_their_reason(
 
 
 def test_other_commands_start_without_the_planner_or_the_orbit_package() -> None:
+    # Only `passes` and `plan` load them (numpy and sgp4 take a while to import).
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, groundsw.cli; print(sorted(m for m in sys.modules "
          "if m.split('.')[0] in ('orbit', 'sgp4') or m.startswith('groundsw.plan.') "
