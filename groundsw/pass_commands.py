@@ -8,14 +8,13 @@ groundsw command starts without it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from groundsw.timespec import TimeSpecError, parse_instant, utc_text
+from groundsw.timespec import TimeSpecError, parse_instant, utc_second, utc_text
 from groundsw.transfer import GroundInputError, OneSentenceParser
 
 if TYPE_CHECKING:
@@ -129,10 +128,10 @@ def prediction_text(
 ) -> list[str]:
     """The tables `groundsw passes` prints: a header, the passes, the eclipses."""
     lines = [
-        f"{tle.label}: epoch {_second(tle.epoch)} ({_age(tle.epoch, start)}), period "
+        f"{tle.label}: epoch {utc_second(tle.epoch)} ({_age(tle.epoch, start)}), period "
         f"{tle.period_s / 60:.1f} min, inclination {tle.inclination_deg:.1f} deg",
         f"station {station.describe()}",
-        f"from {_second(start)} to {_second(end)} ({(end - start) / 3600:g} h); times UTC, "
+        f"from {utc_second(start)} to {utc_second(end)} ({(end - start) / 3600:g} h); times UTC, "
         "angles in degrees",
         "",
     ]
@@ -144,8 +143,8 @@ def prediction_text(
     if found:
         lines.append(PASS_HEADER)
         lines.extend(
-            f"{_second(p.aos):<22}{_second(p.los):<22}{_duration(p.duration_s):>8}  "
-            f"{p.max_elevation_deg:>8.1f}  {_second(p.tca):<22}"
+            f"{utc_second(p.aos):<22}{utc_second(p.los):<22}{_duration(p.duration_s):>8}  "
+            f"{p.max_elevation_deg:>8.1f}  {utc_second(p.tca):<22}"
             f"{p.aos_azimuth_deg:.0f}>{p.los_azimuth_deg:.0f}"
             for p in found
         )
@@ -157,7 +156,8 @@ def prediction_text(
     if dark:
         lines.append(ECLIPSE_HEADER)
         lines.extend(
-            f"{_second(e.start):<22}{_second(e.end):<22}{_duration(e.duration_s):>8}" for e in dark
+            f"{utc_second(e.start):<22}{utc_second(e.end):<22}{_duration(e.duration_s):>8}"
+            for e in dark
         )
     return lines
 
@@ -232,10 +232,6 @@ def hours_option(most: float) -> Callable[[str], float]:
         return value
 
     return hours
-
-
-def _second(unix: float) -> str:
-    return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _duration(seconds: float) -> str:

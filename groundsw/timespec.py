@@ -79,3 +79,8 @@ def _iso(value: str) -> float | None:
 
 def utc_text(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def utc_second(unix: float) -> str:
+    """`2026-11-30T23:00:00Z`: to the nearest second, for tables an operator reads."""
+    return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

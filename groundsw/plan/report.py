@@ -4,14 +4,14 @@ other tools read them (one JSON document). Pure: text and values from the plan."
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from groundsw.plan.baseline import Comparison
 from groundsw.plan.evaluate import Evaluation, JobOutcome
 from groundsw.plan.model import OrbitWindows, PlanSettings, PowerModel, ThermalLimit
 from groundsw.plan.planner import Plan
-from groundsw.timespec import utc_text
+from groundsw.text_table import table_lines
+from groundsw.timespec import utc_second, utc_text
 
 if TYPE_CHECKING:
     from orbit.clock import OrbitClock
@@ -29,7 +29,7 @@ def plan_text(
     ev = plan.evaluation
     hours = settings.horizon_s / 3600
     lines = [
-        f"plan from {_utc(settings.start)} for {hours:g} h: {len(windows.passes)} passes, "
+        f"plan from {utc_second(settings.start)} for {hours:g} h: {len(windows.passes)} passes, "
         f"{len(windows.eclipses)} eclipses; times UTC (orbit)",
         f"battery {power.capacity_wh:g} Wh at {power.initial_soc_pct:.1f} %, floor "
         f"{power.floor_soc_pct:g} % (planned above {power.floor_soc_pct + settings.reserve_pct:g}"
@@ -49,7 +49,7 @@ def plan_text(
     ]  # fmt: skip
     for o in ev.outcomes:
         rows.append(_row(o, placements.get(o.job.name, "")))
-    lines += _table(rows, right={1, 3})
+    lines += table_lines(rows, right={1, 3})
     for left in plan.unplanned:
         lines.append(f"left out: {left.job.name}: {left.reason.value} ({left.detail})")
     lines += ["", *_passes(ev, windows), "", _battery(ev, power, settings)]
@@ -94,16 +94,17 @@ def comparison_text(comparison: Comparison, power: PowerModel) -> list[str]:
     return [
         "compared with the naive plan (every job submitted at once at the first contact, each "
         "result down at the next contact), by the same model:",
-        *_table(jobs, right=set()),
+        *table_lines(jobs),
         "",
-        *_table(rows, right={1, 2}),
+        *table_lines(rows, right={1, 2}),
     ]
 
 
 def _down(o: JobOutcome) -> str:
-    if o.downlinked is None:
+    """`12-01 00:52:02 #2`: when the result is on the ground, and by which pass."""
+    if o.downlinked is None or o.pass_index is None:
         return "-"
-    return f"{_clock(o.downlinked)} #{o.pass_index + 1 if o.pass_index is not None else '?'}"
+    return f"{_clock(o.downlinked)} #{o.pass_index + 1}"
 
 
 def plan_record(
@@ -176,9 +177,6 @@ def _row(o: JobOutcome, placement: str) -> tuple[str, ...]:
         end = o.finished if o.finished is not None else o.timed_out
         until = _time_of_day(end) if end is not None else "..."
         computes = f"{_time_of_day(o.started)}-{until} {_where(placement)}".strip()
-    down = "-"
-    if o.downlinked is not None and o.pass_index is not None:
-        down = f"{_clock(o.downlinked)} #{o.pass_index + 1}"
     return (
         job.name,
         str(job.priority),
@@ -186,7 +184,7 @@ def _row(o: JobOutcome, placement: str) -> tuple[str, ...]:
         _duration(job.compute_s),
         _clock(o.release.at),
         computes,
-        down,
+        _down(o),
         _clock(job.deadline) if job.deadline is not None else "-",
         _verdict(o),
     )
@@ -216,7 +214,7 @@ def _passes(ev: Evaluation, windows: OrbitWindows) -> list[str]:
             (f"#{index + 1}", _clock(p.start), _clock(p.end), _duration(p.duration_s),
              ", ".join(names) if names else "-")
         )  # fmt: skip
-    return _table(rows, right={3})
+    return table_lines(rows, right={3})
 
 
 def _battery(ev: Evaluation, power: PowerModel, settings: PlanSettings) -> str:
@@ -234,17 +232,6 @@ def _held(ev: Evaluation) -> str:
     return f"{_duration(ev.held_s)} ({ev.held_jobs} jobs)"
 
 
-def _table(rows: Sequence[tuple[str, ...]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-
-
 def _clock(unix: float) -> str:
     """`11-30 23:42:38` (UTC)."""
     return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%m-%d %H:%M:%S")
@@ -252,10 +239,6 @@ def _clock(unix: float) -> str:
 
 def _time_of_day(unix: float) -> str:
     return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%H:%M:%S")
-
-
-def _utc(unix: float) -> str:
-    return dt.datetime.fromtimestamp(round(unix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _duration(seconds: float) -> str:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from groundsw.timespec import TimeSpecError, parse_instant, parse_time, utc_text
+from groundsw.timespec import TimeSpecError, parse_instant, parse_time, utc_second, utc_text
 
 NOW = 1_800_000_000.0
 T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
@@ -121,6 +121,12 @@ def test_what_is_not_an_instant_is_refused_naming_it(text: str, now: float | Non
     message = str(caught.value)
     assert message.startswith(f"{text!r} is not a time: expected an ISO 8601 time such as ")
     assert ("+DURATION" in message) == (now is not None)
+
+
+def test_utc_second_rounds_to_the_nearest_second() -> None:
+    assert utc_second(T0) == "2026-11-25T10:00:00Z"
+    assert utc_second(T0 + 0.4) == "2026-11-25T10:00:00Z"
+    assert utc_second(T0 + 59.6) == "2026-11-25T10:01:00Z"
 
 
 def test_utc_text_is_iso_with_milliseconds_and_z() -> None:
