@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,16 +64,9 @@ def station_config_text(
     if keys is not None:
         lines.append(f'keys = "{keys}"')
     lines.append("[payload.passes]")
-    for key, value in (
-        ("link_timeout_s", passes.link_timeout_s),
-        ("fetch_results", "true" if passes.fetch_results else "false"),
-        ("fetch_parallel", passes.fetch_parallel),
-        ("request_timeout_s", passes.request_timeout_s),
-        ("gap_step_s", passes.gap_step_s),
-        ("gap_settle_s", passes.gap_settle_s),
-        ("gap_max_settle_s", passes.gap_max_settle_s),
-    ):
-        lines.append(f"{key} = {value}")
+    for setting in fields(passes):
+        value = getattr(passes, setting.name)
+        lines.append(f"{setting.name} = {str(value).lower() if isinstance(value, bool) else value}")
     return "\n".join(lines) + "\n"
 
 
@@ -121,12 +115,6 @@ class StationProcess:
             self._log.close()
             self._log = None
         return status
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 class StationClient:
@@ -231,6 +219,13 @@ class StationClient:
 
     def results(self) -> list[dict[str, Any]]:
         return list(self._get("/results"))
+
+    def result(self, job_id: int) -> bytes:
+        """The octets of job `job_id`'s result, as the station fetched them."""
+        response = self.http.get(f"{PREFIX}/results/{job_id}/content")
+        if response.status_code >= 400:
+            raise DayError(f"the station refused job {job_id}'s result: {response.text}")
+        return response.content
 
     def samples(self, parameter: str, since: str = "1d") -> list[dict[str, Any]]:
         return list(self._get(f"/parameters/{parameter}", since=since))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +85,11 @@ class DayReport:
     events: dict[str, int]
     open_gaps: int
     times: dict[str, float]
-    per_pass_results: list[int] = field(default_factory=list)
+
+    @property
+    def per_pass_results(self) -> list[int]:
+        """The results each pass carried, in order."""
+        return [p.results for p in self.passes]
 
     @property
     def lost(self) -> int:
@@ -135,9 +139,8 @@ def build_report(
     for record in records:
         if record["path"] is None:
             continue
-        if not workload.matches(
-            record["model"], record["input"], Path(record["path"]).read_bytes()
-        ):
+        result = client.result(int(record["job_id"]))
+        if not workload.matches(record["model"], record["input"], result):
             mismatched.append(int(record["job_id"]))
         elif record["contact"] in day_contacts:
             delivered += 1
@@ -178,7 +181,6 @@ def build_report(
         events=dict(events),
         open_gaps=open_gaps(data),
         times=times,
-        per_pass_results=[p.results for p in flown],
     )
 
 

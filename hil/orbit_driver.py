@@ -11,7 +11,6 @@ clock passes them. Every change (AOS, LOS, eclipse entry and exit) is told to `o
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import logging
 import threading
@@ -23,6 +22,7 @@ from typing import Protocol
 
 from flight.power.sunlight import write_intervals
 from flight.thermal.baseplate import write_profile
+from groundsw.timespec import utc_text
 from hil.environment import (
     DEFAULT_STEP_S,
     SPIN_UP_ORBITS,
@@ -80,7 +80,7 @@ class OrbitEvent:
     eclipse: Interval | None = None
 
     def describe(self, time_scale: float) -> str:
-        when = f"orbit {_utc(self.orbit_time)}, bench {_utc(self.bench_time)}"
+        when = f"orbit {utc_text(self.orbit_time)}, bench {utc_text(self.bench_time)}"
         if self.pass_ is not None:
             p = self.pass_
             what = (
@@ -318,8 +318,4 @@ class OrbitDriver:
         write_intervals(self.sunlight_path, clock.to_bench_intervals(lit))
         write_profile(self.baseplate_path, [(clock.to_bench(t), c) for t, c in self._baseplate])
         self._written_until = until
-        log.debug("orbit files written up to orbit time %s", _utc(until))
-
-
-def _utc(unix: float) -> str:
-    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        log.debug("orbit files written up to orbit time %s", utc_text(until))

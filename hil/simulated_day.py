@@ -24,13 +24,13 @@ workload, each a `Submission`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from groundsw.timespec import utc_text
 from hil.bench import Bench
 from hil.day_ground import (
     DayError,
@@ -210,7 +210,7 @@ def fly_day(
         submission.at_orbit_start(day)
         day_end = orbit_start + settings.orbits * tle.period_s
         say(
-            f"flight: {settings.orbits:g} orbits from {_utc(orbit_start)} at "
+            f"flight: {settings.orbits:g} orbits from {utc_text(orbit_start)} at "
             f"{settings.time_scale:g}x: {clock.bench_seconds(day_end - orbit_start):.0f} s"
         )
         reported = 0
@@ -274,9 +274,3 @@ def _check(bench: Bench, driver: OrbitDriver, station: StationProcess) -> None:
         raise DayError(f"the orbit driver failed: {driver.error}")
     if not station.alive():
         raise DayError(f"the ground station exited; see {station.log_path}")
-
-
-def _utc(unix: float) -> str:
-    if not math.isfinite(unix):
-        return str(unix)
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
