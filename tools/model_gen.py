@@ -139,60 +139,50 @@ def cnn_classifier(seed: int = 1, opset: int = 13, *, batch: int | None = None) 
     x = g.node("Concat", [skip, x], "fuse.concat", axis=1)
     x = g.hardswish("fuse", g.conv_bn("fuse", x, 128 + 256, 192, 1), opset)
     x = g.node("Relu", [g.conv_bn("head", x, 192, 256, 3, stride=2)], "head.relu")  # 16x16
-    x = g.node("GlobalAveragePool", [x], "head.pool")
-    x = g.node("Flatten", [x], "head.flatten", axis=1)
-    w = g.he("fc.weight", (CNN_CLASSES, 256), 256)
-    b = g.weight("fc.bias", np.zeros(CNN_CLASSES))
-    x = g.node("Gemm", [x, w, b], "fc", alpha=1.0, beta=1.0, transB=1)
-    g.node("Softmax", [x], CNN_OUTPUT, axis=1)
-    n = _batch_dim(batch)
-    graph = helper.make_graph(
-        g.nodes,
-        "cnn_classifier",
-        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, [n, *CNN_IMAGE_SHAPE])],
-        [helper.make_tensor_value_info(CNN_OUTPUT, TensorProto.FLOAT, [n, CNN_CLASSES])],
-        g.initializers,
-    )
-    return _model(graph, opset)
+    return _classifier(g, x, 256, "cnn_classifier", CNN_IMAGE_SHAPE, batch, opset)
 
 
-SMALL_CNN_WIDTH = 8
-SMALL_CNN_IMAGE = 32
+SMALL_CNN_IMAGE_SHAPE = (3, 32, 32)
 
 
-def small_cnn(
-    seed: int = 11,
-    opset: int = 13,
-    *,
-    batch: int | None = None,
-    image: int = SMALL_CNN_IMAGE,
-    width: int = SMALL_CNN_WIDTH,
-) -> onnx.ModelProto:
+def small_cnn(seed: int = 11, opset: int = 13, *, batch: int | None = None) -> onnx.ModelProto:
     """A small CNN classifier for tests that upload many models and inputs over a slow link:
-    image [N,3,image,image] -> probabilities [N,10] through four Conv+BN+ReLU layers of `width`
-    to 4 x `width` channels and two pools (at the defaults 62 kB of weights, a 12 kB input)."""
+    image [N,3,32,32] -> probabilities [N,10] through four Conv+BN+ReLU layers of 8 to 32
+    channels and two pools (62 kB of weights, a 12 kB input)."""
     _check_opset(opset, CNN_MIN_OPSET, "the small CNN")
-    if image < 4 or image % 4 or width < 1:
-        raise ValueError(f"the small CNN needs an image side divisible by 4 and a width >= 1, "
-                         f"got {image} and {width}")  # fmt: skip
     g = _Graph(np.random.default_rng(seed))
-    x = g.node("Relu", [g.conv_bn("stem", CNN_INPUT, 3, width, 3)], "stem.relu")
-    x = g.node("Relu", [g.conv_bn("block1", x, width, 2 * width, 3)], "block1.relu")
+    x = g.node("Relu", [g.conv_bn("stem", CNN_INPUT, 3, 8, 3)], "stem.relu")
+    x = g.node("Relu", [g.conv_bn("block1", x, 8, 16, 3)], "block1.relu")
     x = g.node("MaxPool", [x], "block1.pool", kernel_shape=[2, 2], strides=[2, 2])
-    x = g.node("Relu", [g.conv_bn("block2", x, 2 * width, 4 * width, 3)], "block2.relu")
+    x = g.node("Relu", [g.conv_bn("block2", x, 16, 32, 3)], "block2.relu")
     x = g.node("MaxPool", [x], "block2.pool", kernel_shape=[2, 2], strides=[2, 2])
-    x = g.node("Relu", [g.conv_bn("block3", x, 4 * width, 4 * width, 3)], "block3.relu")
-    x = g.node("GlobalAveragePool", [x], "head.pool")
+    x = g.node("Relu", [g.conv_bn("block3", x, 32, 32, 3)], "block3.relu")
+    return _classifier(g, x, 32, "small_cnn", SMALL_CNN_IMAGE_SHAPE, batch, opset)
+
+
+def _classifier(
+    g: _Graph,
+    features: str,
+    channels: int,
+    name: str,
+    image_shape: tuple[int, ...],
+    batch: int | None,
+    opset: int,
+) -> onnx.ModelProto:
+    """A CNN's classifier head on its `features` (`channels` deep): global average pool, a
+    fully connected layer to CNN_CLASSES, softmax; the model image [N, *image_shape] ->
+    probabilities [N, CNN_CLASSES]."""
+    x = g.node("GlobalAveragePool", [features], "head.pool")
     x = g.node("Flatten", [x], "head.flatten", axis=1)
-    w = g.he("fc.weight", (CNN_CLASSES, 4 * width), 4 * width)
+    w = g.he("fc.weight", (CNN_CLASSES, channels), channels)
     b = g.weight("fc.bias", np.zeros(CNN_CLASSES))
     x = g.node("Gemm", [x, w, b], "fc", alpha=1.0, beta=1.0, transB=1)
     g.node("Softmax", [x], CNN_OUTPUT, axis=1)
     n = _batch_dim(batch)
     graph = helper.make_graph(
         g.nodes,
-        "small_cnn",
-        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, [n, 3, image, image])],
+        name,
+        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, [n, *image_shape])],
         [helper.make_tensor_value_info(CNN_OUTPUT, TensorProto.FLOAT, [n, CNN_CLASSES])],
         g.initializers,
     )
