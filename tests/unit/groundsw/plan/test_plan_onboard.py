@@ -13,6 +13,7 @@ from flight.power.readings import PowerReadings
 from groundsw.plan.model import PowerModel
 from groundsw.plan.onboard import (
     NO_JOB,
+    Hold,
     Level,
     level_duty,
     level_thresholds,
@@ -77,6 +78,36 @@ def test_the_plans_budget_decides_as_the_payloads_over_a_random_walk(
             ours = refusal(level, soc, sunlit, priority, seconds, -battery_w, power, time_scale)
             theirs = governor.refusal(priority, seconds)
             assert (ours and int(ours)) == (theirs and int(theirs)), (soc, priority, seconds)
+
+
+def test_on_the_edges_the_plans_budget_decides_as_the_payloads() -> None:
+    """Readings exactly on each level's entry and exit, and a job whose energy takes the charge
+    exactly to the floor: where random readings never fall, and `<` against `<=` tells."""
+    power = PowerModel()
+    governor = flight_governor(power, 1.0)
+    level = Level.NOMINAL
+    # Down through the slow, hold and floor entries, then up through each exit (+2 %).
+    walk = [
+        (60.0, Level.NOMINAL),
+        (50.0, Level.NOMINAL),  # below the slow level is below 50 %
+        (35.0, Level.SLOWED),
+        (20.0, Level.FLOOR),  # the floor is at 20 % or below
+        (22.0, Level.LOW),
+        (37.0, Level.SLOWED),
+        (52.0, Level.NOMINAL),
+    ]
+    for soc, expected in walk:
+        decision = governor.update(PowerReadings(soc, 8.0, 0.0, sunlit=True))
+        level = next_level(level, soc, power)
+        assert level == expected and int(decision.level) == int(expected), soc
+    # 358 s at 40 W and the reading's 2 s of lag: 14400 J, 5 % of 80 Wh: from 25 % to the floor.
+    governor.update(PowerReadings(25.0, 8.0, 0.0, sunlit=True))
+    level = next_level(level, 25.0, power)
+    ours = refusal(level, 25.0, True, 255, 358.0, 0.0, power)
+    theirs = governor.refusal(255, 358.0)
+    assert ours is Hold.ENERGY and theirs is not None and int(theirs) == int(ours)
+    assert refusal(level, 25.0, True, 255, 357.0, 0.0, power) is None
+    assert governor.refusal(255, 357.0) is None
 
 
 def test_the_thresholds_are_where_the_level_changes() -> None:
