@@ -8,6 +8,8 @@ import random
 
 import pytest
 
+from flight.power.battery_model import PowerModelParameters
+from flight.power.config import PowerConfig
 from flight.power.governor import Budget, PowerGovernor, PowerSettings
 from flight.power.readings import PowerReadings
 from groundsw.plan.model import PowerModel
@@ -108,6 +110,20 @@ def test_on_the_edges_the_plans_budget_decides_as_the_payloads() -> None:
     assert ours is Hold.ENERGY and theirs is not None and int(theirs) == int(ours)
     assert refusal(level, 25.0, True, 255, 357.0, 0.0, power) is None
     assert governor.refusal(255, 357.0) is None
+
+
+def test_the_plans_defaults_are_the_payloads_and_the_benchs() -> None:
+    """A plan made without a power file budgets for the payload as it ships."""
+    plan = PowerModel()
+    budget, config, bench = PowerSettings(), PowerConfig(), PowerModelParameters()
+    for name in ("slow_soc_pct", "slow_duty", "hold_soc_pct", "hold_priority", "floor_soc_pct",
+                 "hysteresis_pct", "eclipse_priority"):  # fmt: skip
+        assert getattr(plan, name) == getattr(budget, name), name
+    assert (plan.capacity_wh, plan.compute_w, plan.reading_lag_s) == (
+        config.battery_capacity_wh, config.compute_power_w, config.reading_lag_s,
+    )  # fmt: skip
+    for name in ("initial_soc_pct", "solar_w", "bus_load_w", "payload_idle_w"):
+        assert getattr(plan, name) == getattr(bench, name), name
 
 
 def test_the_thresholds_are_where_the_level_changes() -> None:
