@@ -1,6 +1,6 @@
 """What the payload's power budget does, as the plan's simulation needs it: the level by the
-state of charge with hysteresis, the duty, the lowest priority that may start, and the start of
-each job refused when its energy would reach the floor.
+state of charge with hysteresis, the duty, and why the best queued job may not start (the
+floor, the eclipse and hold priorities, its energy reaching the floor).
 
 The same rules as flight/power/governor.py (docs/power.md), written again on the ground side
 because ground and flight do not import each other; tests/unit/groundsw/plan compares the two
@@ -13,9 +13,6 @@ import enum
 import math
 
 from groundsw.plan.model import PowerModel
-
-#: The lowest priority that may start when none may (above the highest a job can have).
-NO_JOB = 256
 
 
 class Level(enum.IntEnum):
@@ -79,16 +76,6 @@ def level_duty(level: Level, power: PowerModel) -> float:
     if level == Level.FLOOR:
         return 0.0
     return 1.0 if level == Level.NOMINAL else power.slow_duty
-
-
-def min_priority(level: Level, sunlit: bool, power: PowerModel) -> int:
-    """The lowest priority a job may have to start (NO_JOB: none may)."""
-    if level == Level.FLOOR:
-        return NO_JOB
-    lowest = power.hold_priority if level == Level.LOW else 0
-    if not sunlit:
-        lowest = max(lowest, power.eclipse_priority)
-    return lowest
 
 
 def energy_drop_pct(

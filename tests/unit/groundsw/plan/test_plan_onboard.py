@@ -1,6 +1,6 @@
 """The plan's copy of the payload's power budget decides as the payload's own governor does
-(flight/power/governor.py), reading for reading: the level with its hysteresis, the duty, the
-lowest priority that may start, and each job's start (the energy check included)."""
+(flight/power/governor.py), reading for reading: the level with its hysteresis, the duty, and
+each job's start at every priority (the eclipse and hold priorities, the energy check)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ from flight.power.governor import Budget, PowerGovernor, PowerSettings
 from flight.power.readings import PowerReadings
 from groundsw.plan.model import PowerModel
 from groundsw.plan.onboard import (
-    NO_JOB,
     Hold,
     Level,
     level_duty,
     level_thresholds,
-    min_priority,
     next_level,
     refusal,
 )
@@ -74,7 +72,6 @@ def test_the_plans_budget_decides_as_the_payloads_over_a_random_walk(
         level = next_level(level, soc, power)
         assert int(level) == int(decision.level), (soc, level, decision)
         assert level_duty(level, power) == pytest.approx(decision.duty)
-        assert min_priority(level, sunlit, power) == decision.min_priority
         for priority in (0, 99, 100, 127, 128, 199, 200, 255):
             seconds = rng.uniform(0.0, 400.0) / time_scale
             ours = refusal(level, soc, sunlit, priority, seconds, -battery_w, power, time_scale)
@@ -140,4 +137,3 @@ def test_the_thresholds_are_where_the_level_changes() -> None:
         high = min((soc for soc, rising in thresholds if rising), default=100.0)
         for step in range(1, 20):
             assert next_level(level, low + (high - low) * step / 20, power) == level
-    assert min_priority(Level.FLOOR, True, power) == NO_JOB
