@@ -30,6 +30,7 @@ from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
 from hil.orbit_driver import OrbitDriver, OrbitEvent, OrbitFlight, orbit_payload_config
 from orbit import OrbitError, parse_station, read_tle
+from orbit.station import DEFAULT_MIN_ELEVATION_DEG
 from spacelink.icd import DEFAULT_BAUD, TmCoding
 from spacelink.serialport import PortError, open_port
 
@@ -43,7 +44,6 @@ _EMULATOR_OPTIONS = (
 # Options that only mean something with an orbit to fly.
 _ORBIT_OPTIONS = ("station", "min_elevation", "start")
 T = TypeVar("T")
-DEFAULT_MASK_DEG = 10.0
 
 
 class UsageError(Exception):
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-elevation",
         type=float,
         metavar="DEG",
-        help=f"the station's mask: the link is up above it (default {DEFAULT_MASK_DEG:g})",
+        help=f"the station's mask: the link is up above it (default {DEFAULT_MIN_ELEVATION_DEG:g})",
     )
     orbit.add_argument(
         "--start",
@@ -212,7 +212,7 @@ def orbit_flight(args: argparse.Namespace, time_scale: float) -> OrbitFlight | N
         raise UsageError("--tle needs --station LAT,LON[,ALT_M]: the link follows its passes")
     if args.baseplate is not None:
         raise UsageError("--baseplate cannot go with --tle: the orbit drives the baseplate")
-    mask = DEFAULT_MASK_DEG if args.min_elevation is None else args.min_elevation
+    mask = DEFAULT_MIN_ELEVATION_DEG if args.min_elevation is None else args.min_elevation
     try:
         tle = read_tle(args.tle)
         station = parse_station(args.station, mask)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from groundsw import pass_commands
 from groundsw.cli import EXIT_USAGE
 from orbit import Orbit, eclipses, parse_station, passes, read_tle
+from orbit.station import DEFAULT_MIN_ELEVATION_DEG
 from tests.unit.groundsw.cli_runs import groundsw, in_process, unix
 
 START = "2026-11-30T12:00:00Z"
@@ -144,6 +146,11 @@ def test_refusals_are_one_sentence_and_exit_2(
     argv = [a.format(**paths) for a in argv]
     code, out, err = in_process(capsys, "passes", *argv)
     assert (code, out, err) == (EXIT_USAGE, "", f"groundsw: {message.format(**paths)}\n")
+
+
+def test_the_default_mask_is_the_orbit_packages() -> None:
+    # The command keeps its own copy so as to start without the orbit package.
+    assert pass_commands.DEFAULT_MIN_ELEVATION_DEG == DEFAULT_MIN_ELEVATION_DEG
 
 
 def test_a_deep_space_tle_is_refused_through_the_real_entry_point(tmp_path: Path) -> None:
