@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -364,5 +363,5 @@ def _time_at_or_below(before: float, after: float, dt: float, floor: float) -> f
         return dt
     if before > floor and after > floor:
         return 0.0
-    share = (floor - min(before, after)) / abs(after - before) if after != before else 1.0
-    return dt * min(max(share, 0.0), 1.0) if math.isfinite(share) else 0.0
+    # One end above the floor, the other at or below it: the two differ.
+    return dt * (floor - min(before, after)) / abs(after - before)
