@@ -1,5 +1,5 @@
-"""How long a job will compute, from how long its model's runs took so far: what the power
-budget reckons a job's energy from before it lets the job start."""
+"""How long a model's runs take, learnt from the jobs that ran: what the power budget reckons a
+job's energy from before it lets the job start, and what a worker's run limits are set from."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from flight.jobs.redundancy import Redundancy
 # Weight of the newest run in the running mean: a few runs settle it, and one run that waited
 # long at a held gate does not set it for good.
 NEWEST_WEIGHT = 0.3
+# Weight of the newest run in the decaying mean behind a run limit.
+LIMIT_NEWEST_WEIGHT = 0.2
 
 
 class RunTimes:
@@ -24,6 +26,7 @@ class RunTimes:
         self.unknown_run_s = unknown_run_s
         self._lock = threading.Lock()
         self._per_run: dict[str, float] = {}
+        self._slowest: dict[str, float] = {}
 
     def learn(self, model_key: str, runs: int, seconds: float) -> None:
         """A job of `model_key` made `runs` runs in `seconds` (where they ran)."""
@@ -37,6 +40,26 @@ class RunTimes:
                 if previous is None
                 else (1 - NEWEST_WEIGHT) * previous + NEWEST_WEIGHT * per_run
             )
+            # The slower of the last and a decaying mean: one fast run must not make the next
+            # slow one look hung.
+            slowest = self._slowest.get(model_key)
+            if slowest is not None:
+                decayed = (1 - LIMIT_NEWEST_WEIGHT) * slowest + LIMIT_NEWEST_WEIGHT * per_run
+                per_run_limit = max(per_run, decayed)
+            else:
+                per_run_limit = per_run
+            self._slowest[model_key] = per_run_limit
+
+    def forget(self, model_key: str) -> None:
+        """The model was deleted or reloaded: what its runs took no longer holds."""
+        with self._lock:
+            self._per_run.pop(model_key, None)
+            self._slowest.pop(model_key, None)
+
+    def slowest(self, model_key: str) -> float | None:
+        """Seconds per run a time limit is set from (None until the model ran)."""
+        with self._lock:
+            return self._slowest.get(model_key)
 
     def per_run(self, model_key: str) -> float:
         with self._lock:

@@ -31,6 +31,7 @@ from flight.compute.memory_scrub import MemoryReport, ScrubSettings
 from flight.compute.model_view import AnswerRecorded, CopyDamaged, ThresholdCalibrated
 from flight.compute.run_control import RunControl
 from flight.jobs.registry import ModelEntry, ModelRegistry, RegistryError
+from flight.jobs.run_times import RunTimes
 from flight.protection.faults import FaultModel
 from flight.protection.injection import Injected, TargetMissing
 from flight.protection.upsets import Upset, UpsetLog
@@ -102,7 +103,8 @@ class WorkerCompute:
         self._runs_told: dict[int, int] = {}
         # Runs sent ahead of their turn (queue()), by job.
         self._queued: dict[int, PendingCall] = {}
-        self._run_s: dict[str, float] = {}  # model key -> measured seconds per run
+        # What each model's runs took in the worker: the run limits are set from it.
+        self.run_times = RunTimes(unknown_run_s=0.0)
         self._gate = (1.0, False)
         # Faults armed at every run of a model: armed again in each new worker.
         self._poison: list[ArmFault] = []
@@ -200,7 +202,7 @@ class WorkerCompute:
             on_run(outcome.runs)
         if isinstance(outcome, Computed) and outcome.runs:
             # As the worker measured them: not the wait for a worker (re)starting.
-            self._measured(job.entry, outcome.seconds / outcome.runs)
+            self.run_times.learn(job.entry.key, outcome.runs, outcome.seconds)
         return outcome
 
     def accept(
@@ -293,7 +295,7 @@ class WorkerCompute:
     def _submit(self, job: JobInput, lane: Lane, body: Any) -> PendingCall:
         """Sends `body` with the time limit of the job's runs on that lane."""
         runs = EXPECTED_RUNS[job.redundancy] * (3 if lane is Lane.SERVICE else 1)
-        timeout = self.limits.for_runs(self._run_s.get(job.entry.key), runs)
+        timeout = self.limits.for_runs(self.run_times.slowest(job.entry.key), runs)
         if lane is Lane.SERVICE:
             timeout = max(timeout, self.limits.service_s)
         else:
@@ -312,15 +314,6 @@ class WorkerCompute:
 
     def _cancel(self, call_id: int) -> None:
         self.supervisor.cancel(call_id)
-
-    def _measured(self, entry: ModelEntry, seconds: float) -> None:
-        with self._lock:
-            previous = self._run_s.get(entry.key)
-            # The slower of the last and a decaying mean: one fast run must not make the next
-            # slow one look hung.
-            self._run_s[entry.key] = (
-                seconds if previous is None else max(seconds, 0.8 * previous + 0.2 * seconds)
-            )
 
     # -- models and the thermal gate --------------------------------------------------------------
 
@@ -342,8 +335,7 @@ class WorkerCompute:
         """A model deleted or reloaded: the worker drops its sessions."""
         with contextlib.suppress(WorkerError):  # no worker: it holds no session
             self.supervisor.submit(Lane.SERVICE, Forget(entry), timeout_s=self.limits.service_s)
-        with self._lock:
-            self._run_s.pop(entry.key, None)
+        self.run_times.forget(entry.key)
 
     def allow(self, duty: float, *, held: bool = False) -> None:
         """The thermal governor's duty cycle and hold, for the worker's gate."""
@@ -423,8 +415,8 @@ class WorkerCompute:
 
     def measured_run_s(self, entry: ModelEntry) -> float:
         """The measured seconds per run of a model (NaN until one ran)."""
-        with self._lock:
-            return self._run_s.get(entry.key, math.nan)
+        measured = self.run_times.slowest(entry.key)
+        return math.nan if measured is None else measured
 
 
 class WorkerGate:

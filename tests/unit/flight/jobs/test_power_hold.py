@@ -199,3 +199,16 @@ def test_run_times_learn_a_running_mean_per_model() -> None:
     assert times.estimate("b", Redundancy.TMR) == 12.0
     with pytest.raises(ValueError):
         RunTimes(-1.0)
+
+
+def test_the_run_limit_basis_follows_a_slow_run_at_once_and_a_fast_one_slowly() -> None:
+    # A worker's run limit: one fast run must not make the next slow one look hung.
+    times = RunTimes(unknown_run_s=0.0)
+    assert times.slowest("a") is None
+    times.learn("a", 1, 1.0)
+    times.learn("a", 1, 3.0)  # slower: taken at once
+    assert times.slowest("a") == 3.0
+    times.learn("a", 2, 1.0)  # faster (0.5 s a run): the limit's basis decays towards it
+    assert times.slowest("a") == pytest.approx(0.8 * 3.0 + 0.2 * 0.5)
+    times.forget("a")
+    assert times.slowest("a") is None and times.per_run("a") == 0.0
