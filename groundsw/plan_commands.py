@@ -12,6 +12,7 @@ import argparse
 import json
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,11 @@ from groundsw.pass_commands import add_orbit_arguments, hours_option, time_optio
 from groundsw.transfer import GroundInputError, OperationContext
 
 if TYPE_CHECKING:
-    from groundsw.plan.baseline import Comparison
+    from groundsw.plan.evaluate import Evaluation
+    from groundsw.plan.model import OrbitWindows, PlanSettings
+    from groundsw.plan.planner import Plan
+    from groundsw.plan.power_file import PayloadLimits
+    from orbit import Station
     from orbit.clock import OrbitClock
 
 DEFAULT_HORIZON_H = 24.0
@@ -155,7 +160,7 @@ def prepare_upload(args: argparse.Namespace) -> None:
 
     made = _make(args)
     _show(args, made)
-    for release in made.comparison.plan.releases:
+    for release in made.plan.releases:
         check_npy(Path(release.job.input))
     args.plan_made = made
 
@@ -164,17 +169,22 @@ def run_upload(args: argparse.Namespace, ctx: OperationContext) -> int:
     from groundsw.plan_upload import upload_plan
 
     made: _Made = args.plan_made
-    upload_plan(ctx, made.comparison.plan, made.clock)
+    upload_plan(ctx, made.plan, made.clock)
     return 0
 
 
+@dataclass(frozen=True, slots=True)
 class _Made:
-    """A plan with what it was made from, for printing and uploading."""
+    """A plan with what it was made from, for printing and uploading; `naive`: the naive plan
+    by the same model, with --compare."""
 
-    def __init__(self, comparison: Comparison, clock: OrbitClock, context: dict[str, Any]) -> None:
-        self.comparison = comparison
-        self.clock = clock
-        self.context = context
+    plan: Plan
+    naive: Evaluation | None
+    clock: OrbitClock
+    windows: OrbitWindows
+    limits: PayloadLimits
+    settings: PlanSettings
+    station: Station
 
 
 def _make(args: argparse.Namespace) -> _Made:
@@ -188,7 +198,7 @@ def _make(args: argparse.Namespace) -> _Made:
 
 
 def _plan(args: argparse.Namespace) -> _Made:
-    from groundsw.plan.baseline import Comparison, compare
+    from groundsw.plan.baseline import compare
     from groundsw.plan.job_file import parse_jobs
     from groundsw.plan.model import PlanSettings
     from groundsw.plan.orbit_windows import orbit_windows
@@ -225,29 +235,28 @@ def _plan(args: argparse.Namespace) -> _Made:
     parts = (windows, limits.power, limits.thermal, limits.link, settings)
     if args.compare:
         comparison = compare(jobs, *parts)
+        plan, naive = comparison.plan, comparison.naive
     else:
-        plan = plan_jobs(jobs, *parts)
-        comparison = Comparison(plan, plan.evaluation)
-    context = {"windows": windows, "limits": limits, "settings": settings, "station": station}
-    return _Made(comparison, clock, context)
+        plan, naive = plan_jobs(jobs, *parts), None
+    return _Made(plan, naive, clock, windows, limits, settings, station)
 
 
 def _show(args: argparse.Namespace, made: _Made) -> None:
+    from groundsw.plan.baseline import Comparison
     from groundsw.plan.report import comparison_text, plan_record, plan_text
 
-    c, windows = made.comparison, made.context["windows"]
-    limits, settings = made.context["limits"], made.context["settings"]
+    power = made.limits.power
     if args.json:
-        naive = c.naive if args.compare else None
-        print(json.dumps(plan_record(c.plan, windows, made.clock, naive), indent=2))
+        print(json.dumps(plan_record(made.plan, made.windows, made.clock, made.naive), indent=2))
         return
-    print(f"station {made.context['station'].describe()}")
-    for line in plan_text(c.plan, windows, limits.power, limits.thermal, settings, made.clock):
+    print(f"station {made.station.describe()}")
+    lines = plan_text(
+        made.plan, made.windows, power, made.limits.thermal, made.settings, made.clock
+    )
+    if made.naive is not None:
+        lines += ["", *comparison_text(Comparison(made.plan, made.naive), power)]
+    for line in lines:
         print(line)
-    if args.compare:
-        print()
-        for line in comparison_text(c, limits.power):
-            print(line)
 
 
 def _clock(args: argparse.Namespace, now: float) -> OrbitClock:
