@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from groundsw.plan.baseline import Comparison
 from groundsw.plan.evaluate import Evaluation, JobOutcome
 from groundsw.plan.model import OrbitWindows, PlanSettings, PowerModel, ThermalLimit
-from groundsw.plan.planner import Plan
+from groundsw.plan.planner import Placement, Plan
 from groundsw.text_table import table_lines
 from groundsw.timespec import utc_second, utc_text
 
@@ -43,12 +43,12 @@ def plan_text(
             f"{utc_text(clock.orbit_start)}) / {clock.time_scale:g}"
         )
     lines += ["", f"{len(plan.planned)} jobs planned, {len(plan.unplanned)} left out"]
-    placements = {p.release.job.name: p.placement.value for p in plan.planned}
+    placements = {p.release.job.name: p.placement for p in plan.planned}
     rows: list[tuple[str, ...]] = [
         ("JOB", "PRIO", "RED", "COMPUTE", "RELEASE", "COMPUTES", "DOWN, PASS", "DEADLINE", "")
     ]  # fmt: skip
     for o in ev.outcomes:
-        rows.append(_row(o, placements.get(o.job.name, "")))
+        rows.append(_row(o, placements[o.job.name]))
     lines += table_lines(rows, right={1, 3})
     for left in plan.unplanned:
         lines.append(f"left out: {left.job.name}: {left.reason.value} ({left.detail})")
@@ -170,13 +170,14 @@ def _summary_record(ev: Evaluation) -> dict[str, Any]:
     }
 
 
-def _row(o: JobOutcome, placement: str) -> tuple[str, ...]:
+def _row(o: JobOutcome, placement: Placement) -> tuple[str, ...]:
     job = o.job
     computes = "-"
     if o.started is not None:
         end = o.finished if o.finished is not None else o.timed_out
         until = _time_of_day(end) if end is not None else "..."
-        computes = f"{_time_of_day(o.started)}-{until} {_where(placement)}".strip()
+        where = "sunlit" if placement is Placement.SUNLIT else "eclipse"
+        computes = f"{_time_of_day(o.started)}-{until} {where}"
     return (
         job.name,
         str(job.priority),
@@ -188,10 +189,6 @@ def _row(o: JobOutcome, placement: str) -> tuple[str, ...]:
         _clock(job.deadline) if job.deadline is not None else "-",
         _verdict(o),
     )
-
-
-def _where(placement: str) -> str:
-    return {"": "", "in sunlight": "sunlit"}.get(placement, "eclipse")
 
 
 def _verdict(o: JobOutcome) -> str:
