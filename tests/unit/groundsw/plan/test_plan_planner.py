@@ -12,7 +12,7 @@ import random
 import pytest
 
 from groundsw.plan.model import LinkModel, PlanInputError, PlanSettings, PowerModel
-from groundsw.plan.planner import Placement, Unfit, first_release, plan_jobs
+from groundsw.plan.planner import Placement, Plan, Unfit, first_release, plan_jobs
 from tests.unit.groundsw.plan.plan_samples import (
     FULL_DUTY,
     HOUR,
@@ -31,9 +31,9 @@ ORBIT = made_up_sky(
 )
 
 
-def compute_spans(plan: object) -> list[tuple[float, float]]:
+def compute_spans(plan: Plan) -> list[tuple[float, float]]:
     spans = []
-    for o in plan.evaluation.outcomes:  # type: ignore[attr-defined]
+    for o in plan.evaluation.outcomes:
         assert o.started is not None and o.finished is not None
         spans.append((o.started, o.finished))
     return sorted(spans)
