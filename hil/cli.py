@@ -14,7 +14,6 @@ happens, in orbit and bench time.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import signal
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from groundsw.timespec import TimeSpecError, parse_instant
+from groundsw.timespec import TimeSpecError, parse_instant, utc_second
 from hil.bench import DEFAULT_BASEPLATE_C, Bench, BenchError, die_with_parent
 from hil.impairments import ImpairmentError, Impairments
 from hil.orbit_driver import OrbitDriver, OrbitEvent, OrbitFlight, orbit_payload_config
@@ -327,13 +326,12 @@ def describe_flight(driver: OrbitDriver) -> str:
     day = 86400.0
     passes = driver.timeline.passes(flight.orbit_start, flight.orbit_start + day)
     eclipses = driver.timeline.eclipses(flight.orbit_start, flight.orbit_start + day)
-    start = dt.datetime.fromtimestamp(flight.orbit_start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     period = flight.tle.period_s
     return (
         f"orbit: {flight.tle.name or flight.tle.catalog_number} over {flight.station.describe()}, "
-        f"from {start}, {flight.time_scale:g}x real time (an orbit of {period / 60:.1f} min in "
-        f"{clock.bench_seconds(period):.1f} s); the next day holds {len(passes)} passes and "
-        f"{len(eclipses)} eclipses\n"
+        f"from {utc_second(flight.orbit_start)}, {flight.time_scale:g}x real time (an orbit of "
+        f"{period / 60:.1f} min in {clock.bench_seconds(period):.1f} s); the next day holds "
+        f"{len(passes)} passes and {len(eclipses)} eclipses\n"
         f"payload models: battery in the orbit's sunlight ({driver.sunlight_path.name}), "
         f"baseplate {flight.interface.eclipse_c:g} to {flight.interface.sunlit_c:g} C "
         f"({driver.baseplate_path.name})"

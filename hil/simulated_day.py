@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from groundsw.timespec import utc_text
+from groundsw.timespec import utc_second
 from hil.bench import Bench
 from hil.day_ground import (
     DayError,
@@ -210,7 +210,7 @@ def fly_day(
         submission.at_orbit_start(day)
         day_end = orbit_start + settings.orbits * tle.period_s
         say(
-            f"flight: {settings.orbits:g} orbits from {utc_text(orbit_start)} at "
+            f"flight: {settings.orbits:g} orbits from {utc_second(orbit_start)} at "
             f"{settings.time_scale:g}x: {clock.bench_seconds(day_end - orbit_start):.0f} s"
         )
         reported = 0
