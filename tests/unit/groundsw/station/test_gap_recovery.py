@@ -22,6 +22,7 @@ from spacelink.cdstime import CdsTime
 from spacelink.pus import Stage, VerificationReport
 from spacelink.spacepacket import PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
+from tests.fake_clock import FakeClock
 
 D = default_dictionary()
 STATUS = D.housekeeping["PAYLOAD_STATUS"]
@@ -29,19 +30,11 @@ T0 = 1_795_600_800.0
 RETRIEVE = D.command("STORE_RETRIEVE_RANGE")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class StorePayload:
     """The payload's side: its packets, made one a second, kept in its ALL store; what the
     ground hears of them live is up to the test."""
 
-    def __init__(self, archive: Archive, clock: Clock) -> None:
+    def __init__(self, archive: Archive, clock: FakeClock) -> None:
         self.archive = archive
         self.clock = clock
         self.recovery: GapRecovery | None = None
@@ -135,8 +128,8 @@ class StorePayload:
 
 class Ground:
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = Clock()
-        self.wall = Clock()
+        self.clock = FakeClock(1000.0)
+        self.wall = FakeClock(1000.0)
         self.archive = Archive(tmp_path, D)
         self.payload = StorePayload(self.archive, self.clock)
         self.link_up = True
@@ -157,8 +150,8 @@ class Ground:
 
     def step(self, seconds: float = gr.STEP_S) -> None:
         """One step of the recovery's thread, `seconds` after the last."""
-        self.clock.now += seconds
-        self.wall.now += seconds
+        self.clock.advance(seconds)
+        self.wall.advance(seconds)
         self.recovery.step()
 
     def run(self, seconds: float) -> None:

@@ -15,6 +15,7 @@ from groundsw.station.owned_link import LinkState
 from groundsw.station.pass_operations import PassOperations
 from spacelink.spacepacket import PusTm
 from telemetry_defs.loader import default_dictionary
+from tests.fake_clock import FakeClock
 
 D = default_dictionary()
 IDLE = LinkState(
@@ -73,16 +74,8 @@ class FakeFetcher:
         pass
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def operations(tmp_path: Path, fetch: bool = False) -> tuple[PassOperations, FakeLink, Wall]:
-    link, wall = FakeLink(), Wall()
+def operations(tmp_path: Path, fetch: bool = False) -> tuple[PassOperations, FakeLink, FakeClock]:
+    link, wall = FakeLink(), FakeClock(1_700_000_000.0)
     ops = PassOperations(
         link,  # type: ignore[arg-type]
         tmp_path,
@@ -106,7 +99,7 @@ def test_a_pass_is_logged_from_its_first_frame_to_its_last_with_what_it_carried(
     assert ops.contact_number() == 1 and link.gaps.told == [True]
     link.released = 3
     ops.pass_log.add_result(1, 168)
-    wall.now += 3.0
+    wall.advance(3.0)
     link.gaps.open = 1
     link.now = dataclasses.replace(IDLE, up=False, last_frame_age=1.2, commands=17, packets=400)
     ops.step()
