@@ -79,6 +79,13 @@ class StorePayload:
                 self.deliver(tm, 0)
         return made
 
+    def make_gap(self, before: int, lost: int, after: int) -> None:
+        """`before` packets heard, `lost` lost on the link, then `after` heard (the first of
+        which shows the gap)."""
+        self.make(before)
+        self.make(lost, heard=False)
+        self.make(after)
+
     def restart(self) -> None:
         self.seq = 0
         self.make(started=True)
@@ -181,9 +188,7 @@ def test_a_gap_is_retrieved_once_by_its_time_range_and_closed(
 ) -> None:
     caplog.set_level(logging.INFO, logger=gr.__name__)
     p = ground.payload
-    p.make(4)  # 0..3
-    p.make(3, heard=False)  # 4..6 lost on the link
-    p.make(3)  # 7..9
+    p.make_gap(4, 3, 3)  # 0..3, 4..6 lost on the link, 7..9
 
     ground.run(2 * (gr.SETTLE_S + 1))  # kept once VC 1 is quiet; retrieved; checked likewise
 
@@ -216,9 +221,7 @@ def test_no_gap_no_command_and_nothing_logged(
 
 def test_no_command_while_the_link_is_down(ground: Ground) -> None:
     p = ground.payload
-    p.make(2)
-    p.make(2, heard=False)
-    p.make(1)
+    p.make_gap(2, 2, 1)
     ground.link_up = False
     ground.run(120)
     assert p.retrievals == []
@@ -251,9 +254,7 @@ def test_a_failed_retrieval_is_asked_again_then_the_gap_is_unrecoverable(
 ) -> None:
     p = ground.payload
     p.failures = ["EXECUTION_FAILED"] * 5
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)
+    p.make_gap(2, 1, 1)
     ground.run(gr.SETTLE_S + 1)
     assert len(p.retrievals) == 1
     assert ground.state() == [(GapState.OPEN, 1)]
@@ -270,9 +271,7 @@ def test_a_failed_retrieval_is_asked_again_then_the_gap_is_unrecoverable(
 def test_a_definite_failure_makes_the_gap_unrecoverable_at_once(ground: Ground) -> None:
     p = ground.payload
     p.failures = ["STORE_BAD_TIME_RANGE"]
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)
+    p.make_gap(2, 1, 1)
     ground.run(60)
     assert len(p.retrievals) == 1
     (gap,) = ground.archive.gaps()
@@ -283,9 +282,7 @@ def test_a_definite_failure_makes_the_gap_unrecoverable_at_once(ground: Ground) 
 def test_a_store_busy_with_another_retrieval_is_not_an_attempt(ground: Ground) -> None:
     p = ground.payload
     p.failures = ["STORE_RANGE_IN_PROGRESS"]
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)
+    p.make_gap(2, 1, 1)
     ground.run(gr.SETTLE_S + 1)
     assert len(p.retrievals) == 1 and ground.state() == [(GapState.OPEN, 0)]
     ground.run(gr.BUSY_RETRY_S - 2)
@@ -298,9 +295,7 @@ def test_packets_the_store_no_longer_holds_make_it_unrecoverable_after_three(
     ground: Ground,
 ) -> None:
     p = ground.payload
-    p.make(2)
-    p.make(3, heard=False)  # 2..4
-    p.make(1)
+    p.make_gap(2, 3, 1)  # 2..4 lost
     p.forget = {3}
     ground.run(60)
     assert len(p.retrievals) == 3
@@ -314,9 +309,7 @@ def test_packets_the_store_no_longer_holds_make_it_unrecoverable_after_three(
 
 def test_a_retrieval_that_loses_packets_is_asked_again_for_the_rest(ground: Ground) -> None:
     p = ground.payload
-    p.make(2)
-    p.make(6, heard=False)  # 2..7
-    p.make(1)  # 8
+    p.make_gap(2, 6, 1)  # 2..7 lost, 8 heard
     p.lose_in_retrieval = {5}
     ground.run(3 * (gr.SETTLE_S + 1))
     assert p.retrievals == [
@@ -357,9 +350,7 @@ def test_a_restart_retrieval_that_lost_a_frame_is_asked_again(ground: Ground) ->
 def test_a_retrieval_without_answer_is_asked_again_without_counting(ground: Ground) -> None:
     p = ground.payload
     p.silent = True
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)
+    p.make_gap(2, 1, 1)
     ground.run(gr.SETTLE_S + 1)
     assert len(p.retrievals) == 1
     assert ground.state() == [(GapState.RETRIEVING, 0)]
@@ -374,9 +365,7 @@ def test_a_restarted_station_resumes_its_gaps_and_finds_the_one_across_its_stop(
 ) -> None:
     p = ground.payload
     p.silent = True
-    p.make(2)
-    p.make(1, heard=False)  # 2
-    p.make(1)  # 3
+    p.make_gap(2, 1, 1)  # 2 lost, 3 heard
     ground.run(gr.SETTLE_S + 1)
     assert ground.state() == [(GapState.RETRIEVING, 0)]
     ground.recovery.close()  # the station stops
@@ -415,9 +404,7 @@ def test_a_retrieval_cut_by_the_end_of_a_pass_is_no_attempt_and_goes_again_at_th
     ground: Ground,
 ) -> None:
     p = ground.payload
-    p.make(3)
-    p.make(2, heard=False)
-    p.make(2)
+    p.make_gap(3, 2, 2)
     p.silent = True  # the pass ends before the answer comes
     ground.run(5)
     assert ground.state() == [(GapState.RETRIEVING, 0)]
@@ -442,9 +429,7 @@ def test_gaps_found_are_kept_at_the_end_of_a_pass_without_waiting_for_the_bulk_c
     ground: Ground,
 ) -> None:
     p = ground.payload
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)  # the gap is found; the bulk channel's settle time has not passed
+    p.make_gap(2, 1, 1)  # the gap is found; the bulk channel's settle time has not passed
     ground.link_up = False
     ground.step(0.1)
     assert ground.state() == []
@@ -457,9 +442,7 @@ def test_the_waits_are_the_timings(ground: Ground) -> None:
     assert ground.recovery.timing == RecoveryTiming()
     ground.recovery.timing = RecoveryTiming(step_s=0.1, settle_s=0.3, max_settle_s=1.0)
     p = ground.payload
-    p.make(2)
-    p.make(1, heard=False)
-    p.make(1)
+    p.make_gap(2, 1, 1)
     ground.step(0.4)  # kept 0.4 s after it was found (the default waits 2 s), and asked for
     assert ground.state() == [(GapState.RETRIEVING, 0)]
     with pytest.raises(ValueError, match="settle_s must be above 0"):
