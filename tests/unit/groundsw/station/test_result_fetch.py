@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,39 +76,58 @@ def npy(value: float) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[PassLog]:
+    with PassLog(tmp_path / PASS_LOG_FILE) as opened:
+        yield opened
+
+
 def fetcher(
-    payload: JobsPayload, tmp_path: Path, up: list[bool] | None = None
-) -> tuple[ResultFetcher, PassLog]:
-    log = PassLog(tmp_path / PASS_LOG_FILE)
+    payload: JobsPayload, log: PassLog, tmp_path: Path, up: list[bool] | None = None
+) -> ResultFetcher:
+    """A fetcher of `payload`'s results into tmp_path/results, in pass 3 while `up[0]`."""
     link_up = up if up is not None else [True]
-    return (
-        ResultFetcher(
-            "fm1",
-            log,
-            D,
-            tmp_path / "results",
-            921600,
-            new_client=lambda label: Client(payload),  # type: ignore[arg-type,return-value]
-            takes_commands=lambda: link_up[0],
-            contact=lambda: 3,
-            parallel=1,  # the fake payload answers on the caller's thread: one at a time
-            request_timeout_s=5.0,
-        ),
+    return ResultFetcher(
+        "fm1",
         log,
+        D,
+        tmp_path / "results",
+        921600,
+        new_client=lambda label: Client(payload),  # type: ignore[arg-type,return-value]
+        takes_commands=lambda: link_up[0],
+        contact=lambda: 3,
+        parallel=1,  # the fake payload answers on the caller's thread: one at a time
+        request_timeout_s=5.0,
     )
+
+
+def pass_ends_at(payload: JobsPayload, command: str, up: list[bool]) -> None:
+    """The pass ends (`up[0]` false) as `payload` answers `command` the next time, once."""
+    handler = "do_" + command.lower()
+    real = getattr(payload, handler)
+
+    def answer_then_end(v: dict[str, Any]) -> tuple[str, str] | None:
+        setattr(payload, handler, real)
+        found = real(v)
+        up[0] = False
+        return found
+
+    setattr(payload, handler, answer_then_end)
 
 
 def downloads(payload: FakePayload) -> list[str]:
     return [v["name"] for name, v in payload.sent if name == "FILE_DOWNLOAD"]
 
 
-def test_a_sweep_fetches_each_result_once_checked_and_settles_the_rest(tmp_path: Path) -> None:
+def test_a_sweep_fetches_each_result_once_checked_and_settles_the_rest(
+    tmp_path: Path, log: PassLog
+) -> None:
     payload = JobsPayload()
     payload.job(1, "SUCCEEDED", npy(1.0))
     payload.job(2, "FAILED")
     payload.job(3, "RUNNING")
     payload.job(4, "SUCCEEDED", npy(4.0))
-    fetch, log = fetcher(payload, tmp_path)
+    fetch = fetcher(payload, log, tmp_path)
     outcome = fetch.sweep()
     assert (outcome.listed, outcome.fetched, outcome.left) == (4, 2, 0)
     assert (tmp_path / "results" / "job-1.npy").read_bytes() == npy(1.0)
@@ -124,16 +144,15 @@ def test_a_sweep_fetches_each_result_once_checked_and_settles_the_rest(tmp_path:
     assert sorted(downloads(payload)) == ["job-1.npy", "job-3.npy", "job-4.npy"]
     assert fetch.sweep().fetched == 0 and len(downloads(payload)) == 3
     assert log.wanted() == [] and log.unsettled() == []
-    log.close()
 
 
 def test_a_result_that_is_not_the_jobs_is_discarded_and_given_up_after_some_tries(
-    tmp_path: Path,
+    tmp_path: Path, log: PassLog
 ) -> None:
     payload = JobsPayload()
     payload.job(1, "SUCCEEDED", npy(1.0))
     payload.files["job-1.npy"] = npy(666.0)  # the stored file is not what the job made
-    fetch, log = fetcher(payload, tmp_path)
+    fetch = fetcher(payload, log, tmp_path)
     for _ in range(MAX_FETCH_FAILURES + 2):
         assert fetch.sweep().fetched == 0
     record = log.job(1)
@@ -143,26 +162,19 @@ def test_a_result_that_is_not_the_jobs_is_discarded_and_given_up_after_some_trie
     )
     assert len(downloads(payload)) == MAX_FETCH_FAILURES
     assert not (tmp_path / "results" / "job-1.npy").exists()
-    log.close()
 
 
-def test_nothing_is_asked_while_the_link_is_down_and_the_work_is_left(tmp_path: Path) -> None:
+def test_nothing_is_asked_while_the_link_is_down_and_the_work_is_left(
+    tmp_path: Path, log: PassLog
+) -> None:
     payload = JobsPayload()
     payload.job(1, "SUCCEEDED", npy(1.0))
     up = [True]
-    fetch, log = fetcher(payload, tmp_path, up)
-    real = payload.do_job_list
-
-    def list_then_lose_the_link(v: dict[str, Any]) -> tuple[str, str] | None:
-        found = real(v)
-        up[0] = False  # the pass ends right after the list
-        return found
-
-    payload.do_job_list = list_then_lose_the_link  # type: ignore[method-assign]
+    fetch = fetcher(payload, log, tmp_path, up)
+    pass_ends_at(payload, "JOB_LIST", up)  # right after the list
     outcome = fetch.sweep()
     assert outcome.fetched == 0 and outcome.left == 1
     assert downloads(payload) == []
-    log.close()
 
 
 def test_jobs_beyond_a_full_list_and_unsettled_ones_are_asked_one_by_one() -> None:
@@ -173,39 +185,30 @@ def test_jobs_beyond_a_full_list_and_unsettled_ones_are_asked_one_by_one() -> No
 
 
 def test_a_list_full_of_newer_jobs_makes_the_sweep_ask_for_the_older_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, log: PassLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(result_fetch, "LIST_LIMIT", 2)
     payload = JobsPayload()
     for job_id in range(1, 6):
         payload.job(job_id, "SUCCEEDED", npy(float(job_id)))
-    fetch, log = fetcher(payload, tmp_path)
+    fetch = fetcher(payload, log, tmp_path)
     outcome = fetch.sweep()
     assert outcome.asked == 3 and outcome.fetched == 5
     assert sorted(downloads(payload)) == [f"job-{n}.npy" for n in range(1, 6)]
-    log.close()
 
 
 def test_a_request_out_when_the_pass_ends_is_given_up_at_once_and_left_for_the_next(
-    tmp_path: Path,
+    tmp_path: Path, log: PassLog
 ) -> None:
     payload = JobsPayload()
     payload.job(1, "SUCCEEDED", npy(1.0))
     up = [True]
-    fetch, log = fetcher(payload, tmp_path, up)  # requests time out after 5 s
-    real = payload.do_job_status
-
-    def answer_lost_with_the_pass(v: dict[str, Any]) -> tuple[str, str] | None:
-        up[0] = False  # the answer (muted below) went with the pass
-        return real(v)
-
-    payload.do_job_status = answer_lost_with_the_pass  # type: ignore[method-assign]
-    payload.lost_answers["JOB_STATUS"] = 1
+    fetch = fetcher(payload, log, tmp_path, up)  # requests time out after 5 s
+    pass_ends_at(payload, "JOB_STATUS", up)
+    payload.lost_answers["JOB_STATUS"] = 1  # the answer went with the pass
     started = time.monotonic()
     outcome = fetch.sweep()
     assert time.monotonic() - started < 1.0
     assert outcome.fetched == 0 and outcome.left == 1
     up[0] = True
-    payload.do_job_status = real  # type: ignore[method-assign]
     assert fetch.sweep().fetched == 1
-    log.close()
