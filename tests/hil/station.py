@@ -12,11 +12,17 @@ from typing import Any
 
 import httpx
 
+from groundsw.archive import Archive
+from groundsw.archive_records import PacketRecord
+from groundsw.station.config import payload_data_dir
 from groundsw.station.discovery import DISCOVERY_FILE
 from hil.bench import Bench
+from spacelink.spacepacket import PrimaryHeader
+from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
 
 PAYLOAD = "fm1"
+D = default_dictionary()
 
 
 def groundsw(data: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -77,6 +83,23 @@ def wait_link_up(client: httpx.Client) -> None:
             return
         assert time.monotonic() < deadline, f"the station's link did not come up: {summary}"
         time.sleep(0.2)
+
+
+def housekeeping_every_second(client: httpx.Client) -> None:
+    """Once the station's link is up, LINK_STATUS at 1 Hz: a packet a second to count."""
+    wait_link_up(client)
+    done = command_done(client, "HK_SET_INTERVAL", "sid=LINK_STATUS", "interval_ms=1000")
+    assert done["state"] == "completed"
+
+
+def archived(data: Path) -> list[PacketRecord]:
+    """Every packet in the station's archive of PAYLOAD (data directory `data`)."""
+    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
+        return archive.packets()
+
+
+def sequence_count(packet: PacketRecord) -> int:
+    return PrimaryHeader.unpack(packet.raw).seq_count
 
 
 def command_done(client: httpx.Client, command: str, *arguments: str) -> dict[str, Any]:

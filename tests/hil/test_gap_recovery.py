@@ -13,27 +13,29 @@ import httpx
 import numpy as np
 import pytest
 
-from groundsw.archive import Archive
-from groundsw.station.config import payload_data_dir
 from hil.bench import Bench
-from telemetry_defs.loader import default_dictionary
-from tests.hil.station import PAYLOAD, command_done, groundsw, http, wait_link_up
+from tests.hil.station import (
+    PAYLOAD,
+    archived,
+    command_done,
+    groundsw,
+    housekeeping_every_second,
+    http,
+    sequence_count,
+)
 from tools import model_gen
 
 pytestmark = pytest.mark.hil
 
-D = default_dictionary()
 SEQUENCE_MODULUS = 0x4000
 
 
-def archived(data: Path) -> list[tuple[int, int | None]]:
+def archived_counts(data: Path) -> list[tuple[int, int | None]]:
     """(sequence count, VC first heard on) of every real-time packet archived, in the payload's
     generation order (sequence counts restart only with the payload, which this test does not
     restart)."""
-    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
-        packets = [p for p in archive.packets() if p.service != 17 or p.subtype != 132]
-    rows = [(int.from_bytes(p.raw[2:4], "big") & 0x3FFF, p.vcid) for p in packets]
-    return sorted(rows)
+    packets = [p for p in archived(data) if p.service != 17 or p.subtype != 132]
+    return sorted((sequence_count(p), p.vcid) for p in packets)
 
 
 @pytest.mark.parametrize(
@@ -44,9 +46,7 @@ def test_a_cut_link_is_repaired_by_the_station_alone(
 ) -> None:
     bench, data, sock = station
     with http(sock) as api:
-        wait_link_up(api)
-        done = command_done(api, "HK_SET_INTERVAL", "sid=LINK_STATUS", "interval_ms=1000")
-        assert done["state"] == "completed"
+        housekeeping_every_second(api)
         # A job waits in the held queue; the downlink is cut, the hold released (the uplink
         # still carries it), then the uplink is cut too: the job ends during the cut.
         job = submit_held_job(data, api)
@@ -64,11 +64,11 @@ def test_a_cut_link_is_repaired_by_the_station_alone(
         while True:
             gaps = groundsw(data, "tm", "gaps")
             assert gaps.returncode == 0, gaps.stderr
-            if gaps.stdout.startswith("no gap") and any(vc == 1 for _, vc in archived(data)):
+            if gaps.stdout.startswith("no gap") and any(vc == 1 for _, vc in archived_counts(data)):
                 break
             assert time.monotonic() < deadline, f"the gap is still open:\n{gaps.stdout}"
             time.sleep(1)
-    rows = archived(data)
+    rows = archived_counts(data)
     counts = [seq for seq, _ in rows]
     assert len(counts) == len(set(counts)), "a packet is in the archive twice"
     first, last = counts[0], counts[-1]
@@ -80,8 +80,7 @@ def test_a_cut_link_is_repaired_by_the_station_alone(
     assert history.returncode == 0
     operators = [line for line in history.stdout.splitlines() if "STORE_" in line]
     assert operators and all("ground station" in line for line in operators), history.stdout
-    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
-        ended = [p for p in archive.packets() if p.name == "JOB_SUCCEEDED"]
+    ended = [p for p in archived(data) if p.name == "JOB_SUCCEEDED"]
     assert [(p.decoded or {}).get("job_id") for p in ended] == [job] and ended[0].vcid == 1
     print(f"\n{len(retrieved)} packets retrieved after a {cut_s} s cut; {len(counts)} archived")
 

@@ -27,7 +27,15 @@ from hil.bench import Bench
 from spacelink.pus import ARE_YOU_ALIVE, ARE_YOU_ALIVE_REPORT, TEST_SERVICE
 from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
-from tests.hil.station import PAYLOAD, groundsw, http, start_serve, wait_link_up
+from tests.hil.station import (
+    PAYLOAD,
+    archived,
+    groundsw,
+    http,
+    sequence_count,
+    start_serve,
+    wait_link_up,
+)
 
 pytestmark = pytest.mark.hil
 
@@ -123,9 +131,7 @@ def test_many_clients_at_once_each_with_its_own_replies(
         assert all("completed" in line for line in lines)
 
     # Every TM packet the payload sent meanwhile is in the archive once: no gap, no repeat.
-    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
-        raws = [p.raw for p in archive.packets()]
-    sequence = [int.from_bytes(raw[2:4], "big") & 0x3FFF for raw in raws]
+    sequence = [sequence_count(p) for p in archived(data)]
     assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))
 
 

@@ -12,27 +12,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from groundsw.archive import Archive
-from groundsw.station.config import payload_data_dir
 from groundsw.station.remote import ServiceLink
 from hil.bench import Bench
-from telemetry_defs.loader import default_dictionary
 from tests.harness import BIN
-from tests.hil.station import PAYLOAD, command_done, http, wait_link_up
+from tests.hil.station import (
+    PAYLOAD,
+    archived,
+    housekeeping_every_second,
+    http,
+    sequence_count,
+    wait_link_up,
+)
 
 pytestmark = pytest.mark.hil
-
-D = default_dictionary()
-
-
-def archived_sequence(data: Path) -> tuple[list[int], list[Any]]:
-    with Archive(payload_data_dir(data, PAYLOAD), D) as archive:
-        packets = archive.packets()
-    return [int.from_bytes(p.raw[2:4], "big") & 0x3FFF for p in packets], packets
 
 
 def assert_no_gap(sequence: list[int]) -> None:
@@ -50,19 +45,17 @@ def test_housekeeping_is_archived_with_no_client_attached(
 ) -> None:
     _, data, sock = station
     with http(sock) as api:
-        wait_link_up(api)
-        done = command_done(api, "HK_SET_INTERVAL", "sid=LINK_STATUS", "interval_ms=1000")
-        assert done["state"] == "completed"
+        housekeeping_every_second(api)
     started = time.time()
     time.sleep(seconds)  # nobody attached
-    sequence, packets = archived_sequence(data)
+    packets = archived(data)
     reports = [
         p
         for p in packets
         if p.name == "LINK_STATUS" and started <= p.received_at < started + seconds
     ]
     assert len(reports) >= seconds - 1
-    assert_no_gap(sequence)
+    assert_no_gap([sequence_count(p) for p in packets])
 
 
 @pytest.mark.slow
@@ -112,5 +105,4 @@ def test_three_clients_for_ten_minutes(
     assert states == ["completed"] * commands
     assert {tm.destination_id for tm in received} <= {0, watcher.source_id}
     assert "LINK DOWN" not in out
-    sequence, _ = archived_sequence(data)
-    assert_no_gap(sequence)
+    assert_no_gap([sequence_count(p) for p in archived(data)])
