@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import serial
 
@@ -28,21 +27,21 @@ from flight.counters import LinkCounters
 from flight.downlink import DownlinkTransmitter
 from flight.files.disk_fill import DiskFill
 from flight.files.upload_store import UploadStore
+from flight.job_parameters import job_parameters
 from flight.jobs.compute_setup import open_compute
 from flight.jobs.providers import ProviderChoice
 from flight.jobs.registry import ModelRegistry
 from flight.jobs.runner import JobRunner
-from flight.jobs.store import JobState, JobStore, JobStoreError
+from flight.jobs.store import JobStore, JobStoreError
 from flight.jobs.worker_compute import WorkerCompute
 from flight.lifecycle.arming import Arming
 from flight.lifecycle.health import threads_running, tolerant
 from flight.lifecycle.manager import LifecycleManager
 from flight.lifecycle.self_faults import SelfFaults
-from flight.parameters import ParameterError, ParameterPool
+from flight.payload_parameters import payload_parameters
 from flight.power.gate_shares import GateShares
 from flight.power.monitor import PowerMonitor
-from flight.power.setup import SETTINGS as POWER_SETTINGS
-from flight.power.setup import build_power, power_getters, settings_rule
+from flight.power.setup import build_power, power_getters
 from flight.power.setup import follow_settings as follow_power_settings
 from flight.protection.injection import (
     FaultInjector,
@@ -52,8 +51,9 @@ from flight.protection.injection import (
     state_target,
 )
 from flight.protection.protected_state import ProtectedState
-from flight.protection.scrubber import PassReport, Scrubber
-from flight.protection.upsets import Outcome, Upset, UpsetLocation, UpsetLog
+from flight.protection.scrubber import Scrubber
+from flight.protection.upsets import UpsetLog
+from flight.protection_reports import ProtectionEvents, protection_parameters
 from flight.resource_parameters import ResourceMonitor
 from flight.router import CommandRouter
 from flight.schedule import ScheduleStore
@@ -73,18 +73,12 @@ from flight.services.storage import StorageService, default_stores
 from flight.services.thermal import ThermalService
 from flight.status_parameters import link_parameters
 from flight.telemetry import TmPublisher
-from flight.thermal.setup import (
-    THRESHOLDS,
-    build_monitor,
-    follow_settings,
-    thermal_getters,
-    thresholds_rule,
-)
+from flight.thermal.setup import build_monitor, follow_settings, thermal_getters
 from flight.uplink import UplinkReceiver
 from spacelink.cop1 import Farm1, FarmState
 from spacelink.icd import TM_VCID_BULK, TM_VCID_REALTIME
 from spacelink.serialport import read_next
-from telemetry_defs.loader import DictionaryError, default_dictionary
+from telemetry_defs.loader import default_dictionary
 from telemetry_defs.model import Dictionary
 
 log = logging.getLogger("flight")
@@ -153,7 +147,8 @@ class Payload:
         # Every check reports here; the events go out from the first finding on (the boot
         # count's and the protected state's own, at load).
         self.upsets = UpsetLog()
-        self.upsets.subscribe(self._upset_event)
+        self.protection_events = ProtectionEvents(self.events)
+        self.upsets.subscribe(self.protection_events.on_upset)
         self.boot_count = next_boot_count(state_dir, self.upsets)
         # Why the previous run ended, from here on; the parts below register health checks.
         self.lifecycle = LifecycleManager.open(
@@ -188,7 +183,14 @@ class Payload:
             clock,
         )
         self.power: PowerMonitor | None = None  # built below; the pool reads it when asked
-        self.parameters = self._parameter_pool(state_dir)
+        self.parameters = payload_parameters(
+            self.dictionary,
+            self._parameter_sources(state_dir),
+            link,
+            self.downlink,
+            self.runner,
+            self.scrubber,
+        )
         self.protected = ProtectedState(state_dir, self.upsets, self.parameters)
         self.protected.restore_parameters()
         # With a power budget the thermal governor and it share the compute gate, the stricter
@@ -286,7 +288,7 @@ class Payload:
             self.registry,
             self.upsets,
             busy=lambda: self.runner.current_job != 0,
-            on_late=self._scrub_late,
+            on_late=self.protection_events.on_late_pass,
             monotonic=self._monotonic,
         )
         self.file_service = FileService(
@@ -345,61 +347,6 @@ class Payload:
             )
             self.lifecycle.restart_worker = lambda: worker.restart("asked by the ground")
 
-    def _job_counts(self) -> dict[JobState, int]:
-        try:
-            return self.jobs.counts()
-        except JobStoreError:
-            return dict.fromkeys(JobState, 0)
-
-    def _job_parameters(self) -> dict[str, Callable[[], object]]:
-        finals = (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
-        providers = self.dictionary.enums["ExecutionProvider"].values
-        compute = self.compute
-        return {
-            "JOBS_QUEUED": lambda: self._job_counts()[JobState.QUEUED],
-            "JOBS_RUNNING": lambda: self._job_counts()[JobState.RUNNING],
-            "JOBS_SUCCEEDED": lambda: self._job_counts()[JobState.SUCCEEDED],
-            "JOBS_FAILED": lambda: sum(self._job_counts()[s] for s in finals),
-            "CURRENT_JOB": lambda: self.runner.current_job,
-            "CURRENT_JOB_PROGRESS": lambda: self.runner.progress if self.runner.current_job else 0,
-            # CPU until a worker says which it took.
-            "EXECUTION_PROVIDER": lambda: providers[self.compute_reports.provider_label()],
-            "INFERENCE_RUNS": lambda: int(compute.counter("runs")) & 0xFFFFFFFF,
-            "VOTE_DISAGREEMENTS": lambda: int(compute.counter("disagreements")) & 0xFFFFFFFF,
-            "LAST_JOB_DURATION": lambda: min(self.runner.last_duration_ms, 0xFFFFFFFF),
-            "MODELS_REGISTERED": lambda: min(len(self.registry.entries()), 0xFFFF),
-            "FILES_STORED": lambda: min(len(self.files.files()), 0xFFFF),
-            "STORE_USED": lambda: min(self.files.used_bytes(), 0xFFFFFFFF),
-            "UPLOADS_IN_PROGRESS": lambda: min(len(self.files.transfers()), 0xFFFF),
-            "DOWNLOADS_ACTIVE": lambda: self.file_service.active_downloads,
-            "STORAGE_HOLD": lambda: self.runner.storage_hold.holding,
-        }
-
-    def _protection_parameters(self) -> dict[str, Callable[[], object]]:
-        upsets, scrubber = self.upsets, self.scrubber
-
-        def at(location: UpsetLocation) -> Callable[[], int]:
-            return lambda: upsets.at(location) & 0xFFFFFFFF
-
-        return {
-            "UPSETS_CORRECTED": lambda: upsets.total(Outcome.CORRECTED) & 0xFFFFFFFF,
-            "UPSETS_UNCORRECTABLE": lambda: upsets.total(Outcome.UNCORRECTABLE) & 0xFFFFFFFF,
-            **{f"UPSETS_{location.name}": at(location) for location in UpsetLocation},
-            "SCRUB_PASSES": lambda: scrubber.passes & 0xFFFFFFFF,
-            "LAST_SCRUB_AGE": lambda: min(int(scrubber.last_pass_age_s()), 0xFFFFFFFF),
-            "WEIGHTS_PROTECTED": lambda: min(scrubber.protected_octets, 0xFFFFFFFF),
-            "KNOWN_ANSWER_RUNS": lambda: int(self.compute.counter("answer_runs")) & 0xFFFFFFFF,
-        }
-
-    def _upset_event(self, upset: Upset) -> None:
-        name = "UPSET_CORRECTED" if upset.outcome is Outcome.CORRECTED else "UPSET_UNCORRECTABLE"
-        self.events.raise_event(
-            name,
-            location=int(upset.location),
-            count=min(upset.count, 0xFFFF),
-            where=upset.where.encode()[:255].decode(errors="ignore"),
-        )
-
     def _scrub_state(self) -> None:
         self.protected.scrub()
         self.schedule.verify()
@@ -408,74 +355,38 @@ class Payload:
         except JobStoreError as exc:  # reported by the store; the next pass tries again
             log.error("job store check: %s", exc)
 
-    def _scrub_late(self, report: PassReport, period_s: float) -> None:
-        self.events.raise_event(
-            "SCRUB_PASS_LATE",
-            octets=min(report.octets, 0xFFFFFFFF),
-            duration=int(report.duration_s),
-            period=int(period_s),
-        )
-
-    def _parameter_pool(self, state_dir: Path) -> ParameterPool:
-        pool = ParameterPool(self.dictionary)
+    def _parameter_sources(self, state_dir: Path) -> dict[str, Callable[[], object]]:
         coding = self.dictionary.enums["TmCoding"].values[self.config.link.tm_coding.name]
+        providers = self.dictionary.enums["ExecutionProvider"].values
         resources = ResourceMonitor(state_dir)
-        pool.provide_many(
-            {
-                "UPTIME": lambda: int(self._monotonic() - self._started) & 0xFFFFFFFF,
-                "BOOT_COUNT": lambda: self.boot_count & 0xFFFFFFFF,
-                "DICTIONARY_HASH": lambda: self.dictionary.hash32,
-                **resources.getters(),
-                **link_parameters(self.counters, self.farm, self._tm_queue_octets),
-                **self._job_parameters(),
-                **self._protection_parameters(),
-                **self.compute_reports.parameters(),
-                **thermal_getters(lambda: self.thermal, self.gate),
-                **power_getters(
-                    lambda: self.power, self.config.power.source, self.runner.holds.power_held_jobs
-                ),
-                **security_getters(self.auth),
-                **self.storage.getters(),
-                **self.schedule.getters(),
-                **self.lifecycle.getters(),
-                "TM_CODING": lambda: coding,
-            }
-        )
-        missing = pool.missing()
-        if missing:
-            raise DictionaryError(
-                f"the dictionary defines parameters this payload has no source for: "
-                f"{', '.join(missing)}"
-            )
-        pool.add_rule(THRESHOLDS, thresholds_rule)
-        pool.add_rule(tuple(POWER_SETTINGS), settings_rule)
-        pool.subscribe("LOG_LEVEL", lambda level: logging.getLogger().setLevel(level))
-        pool.subscribe("JOB_QUEUE_HOLD", lambda hold: setattr(self.runner, "paused", bool(hold)))
-        # The configured idle interval ([link] idle_interval_s) holds until the ground sets
-        # another; without this the parameter's default would override it at every start.
-        idle = self.dictionary.parameter("DOWNLINK_IDLE_INTERVAL")
-        configured = round(self.config.link.idle_interval_s * 1000)
-        try:
-            pool.check_setting(idle.id, configured)
-            pool.set(idle, configured)
-        except ParameterError as exc:
-            log.warning("[link] idle_interval_s not used (%s): %s ms", exc, idle.default)
-        pool.subscribe(
-            "DOWNLINK_IDLE_INTERVAL", lambda ms: self.downlink.set_idle_interval(ms / 1000)
-        )
-        scrubber = self.scrubber
-
-        def scrub_setting(attribute: str, scale: float) -> Callable[[Any], None]:
-            def apply(raw: Any) -> None:
-                setattr(scrubber, attribute, float(raw) * scale)
-                scrubber.wake()
-
-            return apply
-
-        pool.subscribe("SCRUB_PERIOD", scrub_setting("period_s", 1.0))
-        pool.subscribe("SCRUB_RATE", scrub_setting("rate_octets_s", 1000.0))
-        pool.subscribe("KNOWN_ANSWER_INTERVAL", scrub_setting("answer_interval_s", 1.0))
-        return pool
+        return {
+            "UPTIME": lambda: int(self._monotonic() - self._started) & 0xFFFFFFFF,
+            "BOOT_COUNT": lambda: self.boot_count & 0xFFFFFFFF,
+            "DICTIONARY_HASH": lambda: self.dictionary.hash32,
+            **resources.getters(),
+            **link_parameters(self.counters, self.farm, self._tm_queue_octets),
+            **job_parameters(
+                self.jobs,
+                self.runner,
+                self.registry,
+                self.files,
+                # CPU until a worker says which it took.
+                provider=lambda: providers[self.compute_reports.provider_label()],
+                compute_counter=self.compute.counter,
+                active_downloads=lambda: self.file_service.active_downloads,
+            ),
+            **protection_parameters(self.upsets, self.scrubber, self.compute.counter),
+            **self.compute_reports.parameters(),
+            **thermal_getters(lambda: self.thermal, self.gate),
+            **power_getters(
+                lambda: self.power, self.config.power.source, self.runner.holds.power_held_jobs
+            ),
+            **security_getters(self.auth),
+            **self.storage.getters(),
+            **self.schedule.getters(),
+            **self.lifecycle.getters(),
+            "TM_CODING": lambda: coding,
+        }
 
     def _tm_queue_octets(self) -> int:
         return self.downlink.pending_octets(TM_VCID_REALTIME) + self.downlink.pending_octets(
