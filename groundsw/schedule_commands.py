@@ -242,9 +242,10 @@ def _free_count(taken: set[ScheduleRequestId], source: int, apid: int, seed: int
 
 
 def _summary(ctx: OperationContext) -> list[SummaryEntry]:
-    values = ctx.exchange().query("SCHEDULE_SUMMARY_ALL", reply="SCHEDULE_SUMMARY_REPORT")
+    """Every activity's release time and request ID, from all the TM[11,13] of one request."""
+    parts = ctx.exchange().query_all("SCHEDULE_SUMMARY_ALL", reply="SCHEDULE_SUMMARY_REPORT")
     try:
-        return decode_summary(values["activities"])
+        return [entry for part in parts for entry in decode_summary(part["activities"])]
     except ScheduleCodecError as exc:
         raise GroundInputError(f"the payload's TM[11,13] does not decode: {exc}") from None
 
@@ -275,9 +276,10 @@ def describe_packet(dictionary: Dictionary, packet: bytes) -> str:
 
 
 def run_list(args: argparse.Namespace, ctx: OperationContext) -> int:
-    values = ctx.exchange().query("SCHEDULE_DETAIL_ALL", reply="SCHEDULE_DETAIL_REPORT")
+    # A long schedule comes in several TM[11,10], in release order: every one of them.
+    parts = ctx.exchange().query_all("SCHEDULE_DETAIL_ALL", reply="SCHEDULE_DETAIL_REPORT")
     try:
-        activities = decode_detail_report(values["activities"])
+        activities = [a for part in parts for a in decode_detail_report(part["activities"])]
     except ScheduleCodecError as exc:
         raise GroundInputError(f"the payload's TM[11,10] does not decode: {exc}") from None
     ctx.out(f"{len(activities)} scheduled")

@@ -338,14 +338,18 @@ class ScheduleService:
 
     def _detail(self, plan: _Plan, ctx: CommandContext) -> None:
         packet = self.dictionary.packets["SCHEDULE_DETAIL_REPORT"]
-        for part in _parts(plan.activities, lambda a: 7 + len(a.packet)):
+        parts = _parts(plan.activities, lambda a: 7 + len(a.packet))
+        for part in parts:
             ctx.reply(packet.service, packet.subtype, encode_activities([a.tagged() for a in part]))
+        _reports_sent(ctx, len(parts))
 
     def _summary(self, plan: _Plan, ctx: CommandContext) -> None:
         packet = self.dictionary.packets["SCHEDULE_SUMMARY_REPORT"]
-        for part in _parts(plan.activities, lambda a: SUMMARY_ENTRY_OCTETS):
+        parts = _parts(plan.activities, lambda a: SUMMARY_ENTRY_OCTETS)
+        for part in parts:
             entries = [SummaryEntry(a.tagged().release, a.request_id) for a in part]
             ctx.reply(packet.service, packet.subtype, encode_summary(entries))
+        _reports_sent(ctx, len(parts))
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -384,6 +388,13 @@ def _parts(activities: Sequence[Activity], size: Callable[[Activity], int]) -> l
         parts[-1].append(activity)
         used += octets
     return parts
+
+
+def _reports_sent(ctx: CommandContext, count: int) -> None:
+    """A progress report (TM[1,5]) whose step is how many reports were sent, modulo 256: with
+    their message type counters, which follow one another, it tells the ground a whole answer
+    from one with a report lost on the downlink (docs/schedule.md)."""
+    ctx.progress(count & 0xFF)
 
 
 def _describe(activity: Activity) -> str:

@@ -25,8 +25,13 @@ from hil.impairments import Impairments
 from hil.testapi import GroundTestApi
 from spacelink.cdstime import CdsTime
 from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
-from spacelink.pus_schedule import decode_detail_report, decode_summary
-from spacelink.spacepacket import PusTm, RequestId
+from spacelink.pus_schedule import (
+    TimeTaggedTc,
+    decode_detail_report,
+    decode_summary,
+    encode_activities,
+)
+from spacelink.spacepacket import PusTc, PusTm, RequestId
 from telemetry_defs.loader import default_dictionary
 from tests.harness import open_test_api, run_tool
 
@@ -162,6 +167,11 @@ def test_the_schedule_survives_kill_9_between_insert_and_release(
     assert [a.packet for a in activities] == [second[7:]]
 
 
+def ping(seq_count: int, octets: int) -> bytes:
+    """A TC[17,1] carrying `octets` of data (refused when released: never released here)."""
+    return PusTc(D.apid, 17, 1, bytes(octets), seq_count=seq_count, source_id=9).pack()
+
+
 def groundsw(bench: Bench, data: Path, *args: str) -> tuple[int, str, str]:
     result = run_tool("groundsw", "--port", bench.ground_port, "--data-dir", str(data), *args)
     assert "Traceback" not in result.stderr, result.stderr
@@ -179,9 +189,21 @@ def test_groundsw_schedule_inserts_lists_shifts_deletes_and_refuses_in_one_sente
     assert code == 0, out
     request_id = out.splitlines()[-1]
     assert request_id.startswith("0x") and "HK_GENERATE TC[3,27] scheduled for" in out
+    # Five more of some 970 octets each, an hour later: the detail report comes in two TM[11,10]
+    # (4096 octets of source data at most each), and list shows every activity of both.
+    later = [
+        TimeTaggedTc(CdsTime.from_unix(time.time() + 7200 + i), ping(6000 + i, 950))
+        for i in range(5)
+    ]
+    with open_test_api(bench.ground_port, bench.baud) as api:
+        for activity in later:
+            api.command_and_assert("SCHEDULE_INSERT", activities=encode_activities([activity]))
     code, out, _ = groundsw(bench, data, "schedule", "list")
-    assert code == 0 and out.splitlines()[0] == "1 scheduled", out
-    assert f"{request_id}  TC[3,27] HK_GENERATE sids=[14]" in out, out
+    assert code == 0 and out.splitlines()[0] == "6 scheduled", out
+    assert f"{request_id}  TC[3,27] HK_GENERATE sids=[14]" in out.splitlines()[1], out
+    assert [line.split()[1] for line in out.splitlines()[2:]] == [
+        str(a.request_id) for a in later
+    ], out
     before = out.split()[2]
     code, out, _ = groundsw(bench, data, "schedule", "shift", request_id, "-60")
     assert code == 0, out

@@ -1,5 +1,6 @@
-"""An in-process payload for the ground's unit tests: service 128 and as much of 129 as model
-uploads need, answering at once, with losses of chunks, reports and replies on demand."""
+"""An in-process payload for the ground's unit tests: service 128, as much of 129 as model
+uploads need and the reports of 11, answering at once, with losses of chunks, reports and replies
+on demand."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from groundsw.session import CommandEvent, CommandRecord, EventKind
 from groundsw.transfer import plan_chunks
 from spacelink.icd import PAYLOAD_APID, TC_MAX_DATA_LENGTH
 from spacelink.pus import Stage, VerificationReport
+from spacelink.pus_schedule import SummaryEntry, TimeTaggedTc, encode_activities, encode_summary
 from spacelink.ranges import RangeSet
 from spacelink.spacepacket import AckFlags, PusTc, PusTm
 from telemetry_defs.loader import default_dictionary
@@ -48,6 +50,15 @@ class FakePayload(FakeTelemetry):
         self.parameters: dict[int, Any] = {}
         # An unauthenticated link: a whole TC frame's data field per packet.
         self.max_packet_octets = TC_MAX_DATA_LENGTH
+        # Message type counters, per (service, subtype), as the payload stamps its TM.
+        self.type_counters: dict[tuple[int, int], int] = {}
+        # Told the name of each TM packet sent (a progress report: "PROGRESS"): True loses it
+        # on the downlink (the payload sent it: its counter moves on).
+        self.lose_tm: Callable[[str], bool] = lambda name: False
+        # The time-based schedule, in release order, reported this many activities a packet.
+        self.scheduled: list[TimeTaggedTc] = []
+        self.schedule_per_report = 3
+        self._record: CommandRecord | None = None
 
     # PayloadLink (subscriptions: FakeTelemetry)
     def command(
@@ -64,10 +75,12 @@ class FakePayload(FakeTelemetry):
         self._muted = bool(self.lost_answers.get(cmd.name))
         if self._muted:
             self.lost_answers[cmd.name] -= 1
+        self._record = record
         try:
             self._execute(record, cmd.name, values, ack)
         finally:
             self._muted = False
+            self._record = None
         return record
 
     def _execute(
@@ -90,18 +103,33 @@ class FakePayload(FakeTelemetry):
         record._add(event)
 
     def _report(
-        self, record: CommandRecord, stage: Stage, code: int | None = None, data: bytes = b""
+        self,
+        record: CommandRecord,
+        stage: Stage,
+        code: int | None = None,
+        data: bytes = b"",
+        step: int | None = None,
     ) -> None:
         if self._muted:
             return
-        report = VerificationReport(stage, code is None, record.request_id, None, code, data)
+        report = VerificationReport(stage, code is None, record.request_id, step, code, data)
         self._event(record, CommandEvent(EventKind.REPORT, 0.0, self._next(), report))
 
+    def progress(self, step: int) -> None:
+        """A progress success report of the command being executed, if it asked for one."""
+        record = self._record
+        assert record is not None, "progress() of a command being executed"
+        if record.tc.ack_flags & AckFlags.PROGRESS and not self.lose_tm("PROGRESS"):
+            self._report(record, Stage.PROGRESS, step=step)
+
     def tm(self, packet: str, values: dict[str, Any]) -> None:
-        if self._muted:
-            return
         p = D.packets[packet]
-        tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, 0, 7)
+        key = (p.service, p.subtype)
+        counter = self.type_counters.get(key, 0)
+        self.type_counters[key] = (counter + 1) & 0xFFFF
+        if self._muted or self.lose_tm(packet):
+            return
+        tm = PusTm(PAYLOAD_APID, p.service, p.subtype, p.layout.build(values), 0, counter, 7)
         self.publish(tm, self._next())
 
     # service 128
@@ -231,4 +259,24 @@ class FakePayload(FakeTelemetry):
         self.tm(
             "PARAM_VALUES", {"values": [{"id": i, "value": self.parameters[i]} for i in v["ids"]]}
         )
+        return None
+
+    # service 11, its reports of all activities: several packets, then how many (docs/schedule.md)
+    def _schedule_parts(self) -> list[list[TimeTaggedTc]]:
+        n = self.schedule_per_report
+        return [self.scheduled[i : i + n] for i in range(0, len(self.scheduled), n)] or [[]]
+
+    def do_schedule_detail_all(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        parts = self._schedule_parts()
+        for part in parts:
+            self.tm("SCHEDULE_DETAIL_REPORT", {"activities": encode_activities(part)})
+        self.progress(len(parts) & 0xFF)
+        return None
+
+    def do_schedule_summary_all(self, v: dict[str, Any]) -> tuple[str, str] | None:
+        parts = self._schedule_parts()
+        for part in parts:
+            entries = [SummaryEntry(a.release, a.request_id) for a in part]
+            self.tm("SCHEDULE_SUMMARY_REPORT", {"activities": encode_summary(entries)})
+        self.progress(len(parts) & 0xFF)
         return None

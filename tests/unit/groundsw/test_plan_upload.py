@@ -45,6 +45,7 @@ class SchedulingPayload(FakePayload):
     def do_schedule_summary_all(self, v: dict[str, Any]) -> tuple[str, str] | None:
         entries = [SummaryEntry(a.release, rid) for rid, a in self.schedule.items()]
         self.tm("SCHEDULE_SUMMARY_REPORT", {"activities": encode_summary(entries)})
+        self.progress(1)  # one report sent
         return None
 
     def do_schedule_insert(self, v: dict[str, Any]) -> tuple[str, str] | None:

@@ -232,10 +232,18 @@ def test_a_long_detail_report_is_cut_into_reports_of_whole_activities(
     big = [PusTc(APID, 17, 1, bytes(900), seq_count=i, source_id=9).pack() for i in range(10)]
     for i, packet in enumerate(big):
         board.send("SCHEDULE_INSERT", encode_activities([at(10 + i, packet)]))
-    board.send("SCHEDULE_DETAIL_ALL")
+    request = board.send("SCHEDULE_DETAIL_ALL")
     parts = board.replies(10)
     assert len(parts) == 3 and all(len(p) <= REPORT_OCTETS for p in parts)
     assert [a.packet for p in parts for a in decode_detail_report(p)] == big
+    # How many reports it sent, in a progress report before the completion report, and the
+    # reports' message type counters one after the other: the ground can tell one was lost.
+    assert [(r.stage, r.step) for r in board.reports(request)] == [
+        (Stage.ACCEPTANCE, None), (Stage.START, None), (Stage.PROGRESS, 3),
+        (Stage.COMPLETION, None),
+    ]  # fmt: skip
+    counters = [t.msg_type_counter for t in board.line if (t.service, t.subtype) == (11, 10)]
+    assert counters == list(range(counters[0], counters[0] + 3))
 
 
 def test_disable_drops_what_comes_due_and_reset_disables(board: Board, clock: FakeClock) -> None:
