@@ -114,7 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         payload = Payload(config, port, args.baud, args.state_dir, dictionary)
-    except (DictionaryError, OSError, JobStoreError, KeyStoreError, NotifyError) as exc:
+    except (
+        ConfigError,
+        DictionaryError,
+        OSError,
+        JobStoreError,
+        KeyStoreError,
+        NotifyError,
+    ) as exc:
         port.close()
         os.close(lock_fd)
         print(f"payload-flight: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ class PowerConfig:
     reading_lag_s: float = 2.0
     # The tree under which the files are read (tests point it at a fake tree); the files'
     # units follow their names (flight/power/sysfs.py); "" : not given by this power system.
+    # A rail's channel by number (hwmon*/in1_input) or by its label (hwmon*/in{VDD_IN}_input).
     sysfs_root: str = "/"
     soc_file: str = _DEFAULT_FILES.soc
     battery_voltage_file: str = _DEFAULT_FILES.battery_voltage

@@ -11,14 +11,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flight.config import FlightConfig
+from flight.config import ConfigError, FlightConfig
 from flight.parameters import ParameterError, ParameterPool
 from flight.power.battery_model import BatteryModel, SimulatedPower
 from flight.power.governor import Budget, PowerGovernor, PowerLevel, PowerSettings, SettingsError
 from flight.power.monitor import EventSink, JobQueue, PowerMonitor
 from flight.power.readings import PowerSource, Quantity
 from flight.power.sunlight import AlwaysSunlit, OrbitSunlight, Sunlight, SunlightFile
-from flight.power.sysfs import SysfsPower
+from flight.power.sysfs import ChannelLabelError, SysfsPower
 from flight.thermal.duty import GateControl
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,10 @@ def power_source(
         return SimulatedPower(model, sunlight, gate.busy_seconds, clock)
     root = Path(power.sysfs_root)
     log.info("power readings under %s: %s", root, power.files())
-    return SysfsPower(root, power.files())
+    try:
+        return SysfsPower(root, power.files())
+    except ChannelLabelError as exc:
+        raise ConfigError(f"[power] {exc}") from None
 
 
 def build_power(

@@ -8,15 +8,22 @@ in mA, `power<N>_input` in uW; the older Jetson INA3221 IIO driver's `in_voltage
 in plain units (%, V, A, W; the sunlight flag 0 or 1). Paths are relative to a configurable root
 (tests read a fake tree) and may hold wildcards: hwmon numbers its devices in probe order, which
 can change from one boot to the next.
+
+A file's name may give its channel by the channel's label instead of its number, in braces:
+`in{VDD_IN}_input`, `curr{VDD_IN}_input` is the channel whose hwmon `in<N>_label` (or, with the
+older IIO driver, `rail_name_<N>`) in the same directory reads `VDD_IN`. Labels are resolved once,
+when the reader is made; a label no channel has is a ChannelLabelError naming the labels found.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flight.power.readings import Fault, PowerReadings, Quantity, plausible
 from flight.thermal.readings import SensorFault, shortened
@@ -31,6 +38,20 @@ _SCALES: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile(r"power[0-9]+_(input|average)"), 1e-6),
     (re.compile(r"in_(voltage|current|power)[0-9]+_input"), 1e-3),
 )
+
+
+# A channel given by its label in a file's name, and the files that label channels: hwmon's
+# in<N>_label, the older Jetson INA3221 IIO driver's rail_name_<N>.
+_LABEL = re.compile(r"\{([^{}]*)\}")
+_LABEL_FILES = (re.compile(r"in([0-9]+)_label"), re.compile(r"rail_name_([0-9]+)"))
+_PATH_FIELDS = (
+    "soc", "battery_voltage", "battery_current", "solar_power", "solar_voltage",
+    "solar_current", "payload_power", "payload_voltage", "payload_current", "sunlit",
+)  # fmt: skip
+
+
+class ChannelLabelError(ValueError):
+    """A file names its channel by a label that no channel in its directory has."""
 
 
 def unit_scale(path: str) -> float:
@@ -66,6 +87,8 @@ class PowerFiles:
     def __post_init__(self) -> None:
         if self.current_sign not in (1, -1):
             raise ValueError(f"current_sign must be 1 or -1, got {self.current_sign!r}")
+        for field in _PATH_FIELDS:
+            check_label_syntax(getattr(self, field))
         for what in ("solar", "payload"):
             power = getattr(self, f"{what}_power")
             pair = (getattr(self, f"{what}_voltage"), getattr(self, f"{what}_current"))
@@ -86,6 +109,78 @@ class PowerFiles:
         return tuple(q for q, path in given.items() if path)
 
 
+def check_label_syntax(path: str) -> None:
+    """ValueError unless braces in `path` are one label in its file's name (`in{VDD_IN}_input`)."""
+    directory, _, name = path.rpartition("/")
+    if "{" in directory or "}" in directory:
+        raise ValueError(f"{path}: a channel's label goes in the file's name, not a directory's")
+    rest = _LABEL.sub("", name, count=1)
+    if "{" in rest or "}" in rest:
+        raise ValueError(f"{path}: give one channel label in braces, e.g. in{{VDD_IN}}_input")
+    match = _LABEL.search(name)
+    if match is not None and not match.group(1).strip():
+        raise ValueError(f"{path}: the braces hold no channel label")
+
+
+def channel_labels(directory: Path) -> dict[str, int]:
+    """Each channel's label in `directory` (hwmon `in<N>_label`, IIO `rail_name_<N>`) and its
+    number; a label two channels have is the lower one's (an INA3221's bus voltage inputs come
+    before its shunt voltage inputs)."""
+    found: dict[str, int] = {}
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        for pattern in _LABEL_FILES:
+            match = pattern.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                label = entry.read_text(encoding="ascii", errors="replace").strip()
+            except OSError:
+                continue
+            number = int(match.group(1))
+            if label and number < found.get(label, number + 1):
+                found[label] = number
+    return found
+
+
+def resolve_label(root: Path, path: str) -> str:
+    """`path` with the channel label in its file's name replaced by that channel's number, read
+    in the first directory (in sorted order) its directory part matches; unchanged without a
+    label. ChannelLabelError when no channel there has the label."""
+    directory, _, name = path.rpartition("/")
+    match = _LABEL.search(name)
+    if match is None:
+        return path
+    label = match.group(1).strip()
+    where = root / directory
+    if glob.has_magic(directory):
+        matches = sorted(p for p in root.glob(directory) if p.is_dir())
+        where = matches[0] if matches else where
+    labels = channel_labels(where)
+    if label not in labels:
+        found = ", ".join(f"{name} ({n})" for name, n in sorted(labels.items(), key=lambda i: i[1]))
+        raise ChannelLabelError(
+            f"{path}: no channel labelled {label!r} in {where} (labels found: {found or 'none'})"
+        )
+    resolved = f"{directory}/" if directory else ""
+    return resolved + name[: match.start()] + str(labels[label]) + name[match.end() :]
+
+
+def resolve_labels(root: Path, files: PowerFiles) -> PowerFiles:
+    """`files` with every channel given by its label given by its number (`resolve_label`)."""
+    changes: dict[str, Any] = {}
+    for field in _PATH_FIELDS:
+        path = getattr(files, field)
+        resolved = resolve_label(root, path)
+        if resolved != path:
+            log.info("power: %s is %s", path, resolved)
+            changes[field] = resolved
+    return dataclasses.replace(files, **changes)
+
+
 class _Unread(Exception):
     def __init__(self, fault: SensorFault, detail: str) -> None:
         super().__init__(detail)
@@ -96,8 +191,9 @@ class SysfsPower:
     """A `PowerSource` reading files under `root`."""
 
     def __init__(self, root: Path, files: PowerFiles) -> None:
+        """ChannelLabelError when a file names a channel by a label no channel has."""
         self._root = root
-        self.files = files
+        self.files = resolve_labels(root, files)
         self._resolved: dict[str, Path] = {}
 
     def quantities(self) -> tuple[Quantity, ...]:

@@ -1,6 +1,7 @@
 """The power system's files on a fake tree: a battery gauge in the power_supply class, an INA3221
-rail on hwmon found through a wildcard, plain-unit files a relay writes, the current's sign, and
-each way a file can fail (missing, unreadable, nonsense, out of range)."""
+rail on hwmon found through a wildcard, by its channel's number or its label, plain-unit files a
+relay writes, the current's sign, and each way a file can fail (missing, unreadable, nonsense,
+out of range, a label no channel has)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from flight.config import ConfigError, FlightConfig
+from flight.power.config import PowerConfig
 from flight.power.readings import Fault, Quantity
-from flight.power.sysfs import PowerFiles, SysfsPower, unit_scale
+from flight.power.setup import power_source
+from flight.power.sysfs import ChannelLabelError, PowerFiles, SysfsPower, unit_scale
 from flight.thermal.readings import SensorFault
 
 BATTERY = "sys/class/power_supply/battery"
@@ -180,3 +184,89 @@ def test_a_wildcard_without_a_match_is_missing(tmp_path: Path) -> None:
 def test_files_that_do_not_make_a_reading_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         PowerFiles(**kwargs)  # type: ignore[arg-type]
+
+
+# -- channels by label -----------------------------------------------------------------------------
+
+
+def jetson_rails(tree: FakeTree) -> None:
+    """An Orin's INA3221 on hwmon: the module's input, its CPU/GPU/CV rail and its SoC rail."""
+    rail = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
+    for n, label, mv, ma in ((2, "VDD_CPU_GPU_CV", 19080, 610), (3, "VDD_SOC", 19090, 350)):
+        tree.write(f"{rail}/in{n}_label", f"{label}\n")
+        tree.write(f"{rail}/in{n}_input", f"{mv}\n")
+        tree.write(f"{rail}/curr{n}_input", f"{ma}\n")
+
+
+def test_a_channel_named_by_its_hwmon_label_is_read_by_its_number(tree: FakeTree) -> None:
+    jetson_rails(tree)
+    files = PowerFiles(
+        payload_voltage=f"{RAIL}/in{{VDD_CPU_GPU_CV}}_input",
+        payload_current=f"{RAIL}/curr{{VDD_CPU_GPU_CV}}_input",
+    )
+    source = SysfsPower(tree.root, files)
+    # Resolved once, at start: the wildcard stays for a renumbered device.
+    assert (source.files.payload_voltage, source.files.payload_current) == (
+        f"{RAIL}/in2_input",
+        f"{RAIL}/curr2_input",
+    )
+    assert source.read().payload_w == pytest.approx(19.080 * 0.610)
+
+
+def test_the_number_form_and_the_label_form_read_the_same_channel(tree: FakeTree) -> None:
+    by_label = PowerFiles(
+        payload_voltage=f"{RAIL}/in{{VDD_IN}}_input",
+        payload_current=f"{RAIL}/curr{{VDD_IN}}_input",
+    )
+    assert SysfsPower(tree.root, by_label).read().payload_w == pytest.approx(19.104 * 1.52)
+    assert SysfsPower(tree.root, FILES).read().payload_w == pytest.approx(19.104 * 1.52)
+
+
+def test_a_channel_named_by_the_iio_drivers_rail_name(tmp_path: Path) -> None:
+    tree = FakeTree(tmp_path)
+    iio = "sys/bus/i2c/devices/1-0040/iio:device*"
+    for n, label, mw in ((0, "VDD_IN", 5210), (1, "VDD_GPU", 1890), (2, "VDD_CPU", 940)):
+        tree.write(f"sys/bus/i2c/devices/1-0040/iio:device0/rail_name_{n}", f"{label}\n")
+        tree.write(f"sys/bus/i2c/devices/1-0040/iio:device0/in_power{n}_input", f"{mw}\n")
+    source = SysfsPower(tree.root, PowerFiles(payload_power=f"{iio}/in_power{{VDD_GPU}}_input"))
+    assert source.files.payload_power == f"{iio}/in_power1_input"
+    assert source.read().payload_w == pytest.approx(1.89)
+
+
+def test_a_label_no_channel_has_is_refused_at_start_with_the_labels_found(tree: FakeTree) -> None:
+    jetson_rails(tree)
+    files = PowerFiles(payload_power=f"{RAIL}/power{{VDD_GPU}}_input")
+    with pytest.raises(ChannelLabelError) as refused:
+        SysfsPower(tree.root, files)
+    message = str(refused.value)
+    assert "no channel labelled 'VDD_GPU'" in message, message
+    assert "labels found: VDD_IN (1), VDD_CPU_GPU_CV (2), VDD_SOC (3)" in message, message
+    # No device at all: nothing found.
+    missing = PowerFiles(payload_power="sys/class/hwmon/hwmon*/power{VDD_IN}_input")
+    with pytest.raises(ChannelLabelError, match=r"labels found: none"):
+        SysfsPower(tree.root, missing)
+
+
+def test_a_label_no_channel_has_is_a_configuration_error(tree: FakeTree) -> None:
+    power = PowerConfig(
+        source="sysfs",
+        sysfs_root=str(tree.root),
+        payload_voltage_file=f"{RAIL}/in{{VDD_GPU}}_input",
+        payload_current_file=f"{RAIL}/curr{{VDD_GPU}}_input",
+    )
+    with pytest.raises(ConfigError, match=r"^\[power\] .*'VDD_GPU'.*labels found: VDD_IN \(1\)"):
+        power_source(FlightConfig(power=power), None, lambda: 0.0, tree.root)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sys/hwmon{VDD_IN}/in1_input",  # in a directory's name
+        "hwmon/in{VDD_IN}_{VDD_SOC}_input",  # two
+        "hwmon/in{}_input",  # empty
+        "hwmon/in{VDD_IN_input",  # unclosed
+    ],
+)
+def test_a_label_written_wrong_is_refused_with_the_configuration(path: str) -> None:
+    with pytest.raises(ValueError, match="label"):
+        PowerFiles(payload_power=path)
