@@ -43,6 +43,9 @@ pytestmark = pytest.mark.hil
 FAULTS = ("TOO_SHORT", "UNKNOWN_SPI", "BAD_MAC", "REPLAY")
 COUNTERS = tuple(f"DISCARDED_AUTH_{fault}" for fault in FAULTS)
 CHECKS = 4
+# The line rate: what is checked here does not depend on it, and the many round trips of the
+# longer tests (restarts, pings, parameter reads) take an eighth of their time at 115200.
+BAUD = 921600
 
 
 class RecordingSecurity(UplinkSecurity):
@@ -123,10 +126,17 @@ def attacks(recorded: list[TcFrame], sa: SecurityAssociation) -> dict[str, list[
 
 def inject(api: GroundTestApi, frames: list[TcFrame]) -> None:
     """Write `frames` as CLTUs straight onto the ground's port (the session is idle) and wait
-    for the line to deliver them."""
+    for the line to deliver them. Whatever the ground sends next goes on the line behind them,
+    so the payload has handled them before it answers that."""
     cltus = b"".join(encode_cltu(f.pack()) for f in frames)
     api.session.port.write(cltus)
-    time.sleep(line_seconds(len(cltus), api.session.port.baudrate) + 1.0)
+    time.sleep(line_seconds(len(cltus), api.session.port.baudrate) + 0.3)
+
+
+def groundsw(bench: Bench, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """groundsw on the bench's link, at its line rate."""
+    return run_tool("groundsw", "--port", bench.ground_port, "--baud", str(bench.baud), *args,
+                    timeout=timeout)  # fmt: skip
 
 
 def counters(api: GroundTestApi) -> dict[str, int]:
@@ -163,11 +173,11 @@ def events_named(api: GroundTestApi, name: str) -> list[dict[str, Any]]:
 def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
     make_bench: Any,
 ) -> None:
-    bench: Bench = make_bench(baud=115200)
+    bench: Bench = make_bench(baud=BAUD)
     assert bench.key_file is not None
     recorder = RecordingSecurity(bench.key_file)
     sa = recorder.sa
-    with open_test_api(bench.ground_port, security=recorder) as api:
+    with open_test_api(bench.ground_port, BAUD, security=recorder) as api:
         sequence_report(api, reset=True)
         send_checks(api, 0, CHECKS)
         before = counters(api)
@@ -176,8 +186,7 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
         assert (executed, out_of_order) == (CHECKS, 0)
         plan = attacks(recorder.recorded(), sa)
         vr_before = clcw_after_quiet(api)
-        for fault in FAULTS:
-            inject(api, plan[fault])
+        inject(api, [frame for fault in FAULTS for frame in plan[fault]])
         # Nothing the attacker sent moved FARM-1 (a replayed Set V(R) would have).
         assert clcw_after_quiet(api) == vr_before
         after = counters(api)
@@ -204,9 +213,9 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
     # new process, in a new block of its counter file) is heard at once.
     assert bench.stop_flight() == 0
     bench.start_flight()
-    ping = run_tool("groundsw", "--port", bench.ground_port, "ping", timeout=90)
+    ping = groundsw(bench, "ping", timeout=90)
     assert ping.returncode == 0, ping.stderr
-    with open_test_api(bench.ground_port) as api:
+    with open_test_api(bench.ground_port, BAUD) as api:
         before = counters(api)
         assert before["DISCARDED_AUTH_REPLAY"] == 0  # no honest frame refused
         inject(api, recorded)
@@ -222,18 +231,18 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
     for copy in (bench.state_dir / "security").iterdir():
         copy.write_bytes(os.urandom(64))
     bench.start_flight()
-    with open_test_api(bench.ground_port, init=None) as api:
+    with open_test_api(bench.ground_port, BAUD, init=None) as api:
         api.await_named_event("AUTH_CHALLENGE", timeout=20)
         inject(api, recorded)
     counter_path(bench.key_file).write_text("1\n")
-    ping = run_tool("groundsw", "--port", bench.ground_port, "ping", timeout=90)
+    ping = groundsw(bench, "ping", timeout=90)
     assert ping.returncode == 0, ping.stderr
     highest = max(arsn_of(f, sa) for f in recorded)
     for restart in (False, True):
         if restart:
             assert bench.stop_flight() == 0
             bench.start_flight()
-        with open_test_api(bench.ground_port) as api:
+        with open_test_api(bench.ground_port, BAUD) as api:
             before = counters(api)
             assert before["AUTH_CHALLENGES"] == 0
             inject(api, recorded)
@@ -249,12 +258,12 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
 
     # Key rotation by command: the old key (all an attacker may have stolen) is useless after.
     old_keys = read_keys(bench.key_file)
-    rotated = run_tool("groundsw", "--port", bench.ground_port, "key", "rotate", timeout=90)
+    rotated = groundsw(bench, "key", "rotate", timeout=90)
     assert rotated.returncode == 0, rotated.stderr
     new_keys = read_keys(bench.key_file)
     assert new_keys[0].key != old_keys[0].key
     assert read_keys(bench.state_dir / PAYLOAD_KEY_FILE) == new_keys  # saved by the payload
-    with open_test_api(bench.ground_port) as api:
+    with open_test_api(bench.ground_port, BAUD) as api:
         before = counters(api)
         forged = [
             apply_security(dataclasses.replace(f, seq=(f.seq + 1) & 0xFF), old_keys[0], 2**30 + n)
@@ -269,7 +278,7 @@ def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
     # The new key survives a restart (the payload saved it before using it).
     assert bench.stop_flight() == 0
     bench.start_flight()
-    ping = run_tool("groundsw", "--port", bench.ground_port, "ping", timeout=90)
+    ping = groundsw(bench, "ping", timeout=90)
     assert ping.returncode == 0, ping.stderr
 
 
@@ -287,20 +296,29 @@ def test_an_unauthenticated_payload_says_so_and_refuses_key_rotation(make_bench:
 def test_a_ground_without_the_key_is_told_what_the_payload_said(
     make_bench: Any, tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=115200)
+    bench: Bench = make_bench(baud=BAUD)
     wrong = tmp_path / "wrong-keys.toml"
     made = run_tool("groundsw", "key", "generate", str(wrong))
     assert made.returncode == 0, made.stderr
     assert (wrong.stat().st_mode & 0o777) == 0o600
-    ping = run_tool(
-        "groundsw", "--port", bench.ground_port, "--keys", str(wrong), "--timeout", "4", "ping"
-    )
+    # Each refused ping waits out its --timeout: the payload's refusal comes back in a frame
+    # time (a millisecond at BAUD), so 2 s is ample.
+    ping = groundsw(bench, "--keys", str(wrong), "--timeout", "2", "ping")
     # Refused, not unanswered: the payload's AUTH_REFUSED events say why.
     assert ping.returncode == 1, ping.stderr
     assert "Traceback" not in ping.stderr and len(ping.stderr.strip().splitlines()) == 1
     assert "MAC does not verify under its key for SPI 1" in ping.stderr
     unauthenticated = subprocess.run(
-        [str(BIN / "groundsw"), "--port", bench.ground_port, "--timeout", "4", "ping"],
+        [
+            str(BIN / "groundsw"),
+            "--port",
+            bench.ground_port,
+            "--baud",
+            str(BAUD),
+            "--timeout",
+            "2",
+            "ping",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -308,7 +326,7 @@ def test_a_ground_without_the_key_is_told_what_the_payload_said(
     )
     assert unauthenticated.returncode == 1, unauthenticated.stderr
     assert "of our frames as unauthenticated" in unauthenticated.stderr
-    with open_test_api(bench.ground_port) as api:
+    with open_test_api(bench.ground_port, BAUD) as api:
         refused = api.get_parameters("DISCARDED_AUTH_BAD_MAC")["DISCARDED_AUTH_BAD_MAC"]
         assert refused >= 1
 
@@ -316,7 +334,7 @@ def test_a_ground_without_the_key_is_told_what_the_payload_said(
 def test_each_sa_keeps_its_own_state_and_no_restart_refuses_an_honest_frame(
     make_bench: Any, tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=115200)
+    bench: Bench = make_bench(baud=BAUD)
     assert bench.key_file is not None
     # A second ground station with its own SA, provisioned in the payload's key file.
     second = SecurityAssociation(2, Algorithm.AES_GCM, os.urandom(32))
@@ -327,13 +345,13 @@ def test_each_sa_keeps_its_own_state_and_no_restart_refuses_an_honest_frame(
     assert bench.stop_flight() == 0
     bench.start_flight()
     # The payload never saw SA 2: it challenges it, and station 2's first command answers.
-    ping2 = ["groundsw", "--port", bench.ground_port, "--keys", str(station2), "ping"]
-    done = run_tool(*ping2, timeout=90)
+    ping2 = ["--keys", str(station2), "ping"]
+    done = groundsw(bench, *ping2, timeout=90)
     assert done.returncode == 0, done.stderr
 
     # Station 1 keeps one session open across a payload restart: it goes on in the same block
     # of its counter file, and not one of its frames is refused (Unlock included).
-    with open_test_api(bench.ground_port) as api:
+    with open_test_api(bench.ground_port, BAUD) as api:
         sequence_report(api, reset=True)
         send_checks(api, 0, 3)
         assert bench.stop_flight() == 0
@@ -350,18 +368,18 @@ def test_each_sa_keeps_its_own_state_and_no_restart_refuses_an_honest_frame(
         last = apply_security(TcFrame(500, 0, 0, ping, bypass=True), sa1, MAX_ARSN)
         inject(api, [last])
     station2_api = {"security": UplinkSecurity.from_key_file(station2)}
-    with open_test_api(bench.ground_port, **station2_api) as api:
+    with open_test_api(bench.ground_port, BAUD, **station2_api) as api:
         assert api.get_parameters("AUTH_LAST_ARSN")["AUTH_LAST_ARSN"] == MAX_ARSN
 
     # After a restart SA 1 is used up (and groundsw says so), but station 2 commands as
     # before, without a refusal.
     assert bench.stop_flight() == 0
     bench.start_flight()
-    used_up = run_tool("groundsw", "--port", bench.ground_port, "--timeout", "4", "ping")
+    used_up = groundsw(bench, "--timeout", "2", "ping")
     assert used_up.returncode == 1 and "used up" in used_up.stderr, used_up.stderr
-    done = run_tool(*ping2, timeout=90)
+    done = groundsw(bench, *ping2, timeout=90)
     assert done.returncode == 0, done.stderr
-    with open_test_api(bench.ground_port, **station2_api) as api:
+    with open_test_api(bench.ground_port, BAUD, **station2_api) as api:
         now = counters(api)
         assert now["DISCARDED_AUTH_BAD_MAC"] == 0 and now["AUTH_CHALLENGES"] == 0
         assert now["DISCARDED_AUTH_REPLAY"] >= 1  # station 1's, none of station 2's
