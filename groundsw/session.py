@@ -17,10 +17,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import serial
 
+from groundsw.payload_link import (
+    CommandEvent,
+    CommandRecord,
+    EventKind,
+    LinkTimeout,
+    PacketTooLong,
+    PayloadLink,
+    ReceivedTm,
+    TmFilter,
+    TmListener,
+)
 from groundsw.recovery import OutageRecovery, RecoveryError, Unconfirmed
 from groundsw.uplink_security import UplinkSecurity
 from spacelink.cltu import encode_cltu
@@ -40,11 +50,31 @@ from spacelink.cop1 import (
 )
 from spacelink.errors import Cop1Error, LinkError, PacketError
 from spacelink.icd import TC_MAX_DATA_LENGTH, LinkParameters, line_seconds
-from spacelink.pus import VERIFICATION_SERVICE, Stage, VerificationReport
+from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
 from spacelink.serialport import read_next
 from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
 from spacelink.tmdemux import PacketExtractor
 from spacelink.tmframe import FrameSynchronizer, TmFrame
+
+# The link's vocabulary lives in groundsw.payload_link; most callers import it from here.
+__all__ = [
+    "DEFAULT_RECOVERY_TIMEOUT_S",
+    "READ_GATHER_S",
+    "CommandEvent",
+    "CommandRecord",
+    "EventKind",
+    "InitMode",
+    "LinkSession",
+    "LinkTimeout",
+    "LinkUp",
+    "PacketTooLong",
+    "PayloadLink",
+    "ReceivedTm",
+    "SessionStats",
+    "TmFilter",
+    "TmListener",
+    "default_t1",
+]
 
 log = logging.getLogger(__name__)
 # Every frame and packet, both ways: what `groundsw -v` shows.
@@ -61,14 +91,6 @@ READ_GATHER_S = 0.004
 def default_t1(baud: int) -> float:
     """A T1 that covers a round trip of a maximum TC frame and a TM frame at `baud`."""
     return _T1_FLOOR_S + line_seconds(_T1_LINE_OCTETS, baud)
-
-
-class PacketTooLong(LinkError):
-    """A TC packet longer than a frame's data field can carry."""
-
-
-class LinkTimeout(LinkError):
-    """Nothing (or not the expected answer) came back within the allowed time."""
 
 
 class InitMode(enum.Enum):
@@ -92,72 +114,6 @@ class LinkUp:
         return f"CLCW {self.found}; COP-1 {self.directive}, active with V(S)={self.v_s}"
 
 
-class EventKind(enum.Enum):
-    QUEUED = "queued"  # held by the ground station until the link is up
-    FRAME_ACKNOWLEDGED = "frame acknowledged"
-    REPORT = "report"
-    DROPPED = "dropped"
-
-
-@dataclass(frozen=True)
-class CommandEvent:
-    kind: EventKind
-    at: float
-    order: int
-    """Arrival index, shared with `ReceivedTm.order`: sorts events and TM into link order."""
-    report: VerificationReport | None = None
-    reason: str = ""
-
-
-@dataclass
-class CommandRecord:
-    """One command sent: its packet, when, and everything the link has said about it since."""
-
-    tc: PusTc
-    sent_at: float
-    events: queue.Queue[CommandEvent] = field(default_factory=queue.Queue)
-    history: list[CommandEvent] = field(default_factory=list)
-    finished: threading.Event = field(default_factory=threading.Event)
-    failure: VerificationReport | None = None
-    # Told of every event as it is added (the station's history, a client's stream).
-    listeners: list[Callable[[CommandRecord, CommandEvent], None]] = field(default_factory=list)
-
-    @property
-    def request_id(self) -> RequestId:
-        return self.tc.request_id
-
-    def _add(self, event: CommandEvent) -> None:
-        self.history.append(event)
-        self.events.put(event)
-        for listener in self.listeners:
-            try:
-                listener(self, event)
-            except Exception:  # a listener must not take the link down
-                log.exception("command listener failed")
-        report = event.report
-        if event.kind is EventKind.DROPPED:
-            self.finished.set()
-        elif report is not None:
-            if not report.success:
-                self.failure = report
-                self.finished.set()
-            elif report.stage is Stage.COMPLETION:
-                self.finished.set()
-
-
-@dataclass(frozen=True)
-class ReceivedTm:
-    """A TM packet as the ground received it."""
-
-    tm: PusTm
-    raw: bytes
-    received_at: float
-    order: int
-    # The virtual channel it came on: 0 real time; 1 bulk (file data, or a packet the payload
-    # kept and sent again: old values, not the latest).
-    vcid: int = 0
-
-
 @dataclass
 class SessionStats:
     tm_packets: int = 0
@@ -166,31 +122,6 @@ class SessionStats:
     alerts: list[str] = field(default_factory=list)
     outages_recovered: int = 0
     frames_resent_after_outage: int = 0
-
-
-TmListener = Callable[[ReceivedTm], None]
-TmFilter = Callable[[PusTm], bool]
-
-
-class PayloadLink(Protocol):
-    """What commands, transfers and views need of a link: a `LinkSession`, or a client's end
-    of a link the ground station owns (in this process or in `groundsw serve`)."""
-
-    source_id: int
-
-    @property
-    def error(self) -> BaseException | None: ...
-
-    @property
-    def max_packet_octets(self) -> int: ...
-
-    def command(
-        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
-    ) -> CommandRecord: ...
-
-    def subscribe(self) -> queue.Queue[ReceivedTm]: ...
-
-    def unsubscribe(self, handle: object) -> None: ...
 
 
 # Alerts that mean "no acknowledgement came": the link may only be down for a while.

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from groundsw.payload_link import CommandRecord, EventKind, LinkTimeout, ReceivedTm
 from groundsw.progress import Clock, Print, Progress, make_progress, summary_text
 from groundsw.send_command import describe_failure
-from groundsw.session import CommandRecord, EventKind, LinkTimeout, ReceivedTm
 from groundsw.transfer.errors import MAX_STALLED_ROUNDS, TransferFailed, TransferStalled
 from groundsw.transfer.exchange import Exchange
 from groundsw.transfer.partial_download import PartialDownload

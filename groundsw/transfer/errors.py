@@ -4,7 +4,7 @@ a file that arrived other than announced.
 
 from __future__ import annotations
 
-from groundsw.session import LinkTimeout
+from groundsw.payload_link import LinkTimeout
 from groundsw.verification import CommandFailed
 
 # Rounds of resending that move nothing forward before the transfer is declared stalled.

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from groundsw.progress import Clock
-from groundsw.send_command import describe_failure
-from groundsw.session import (
+from groundsw.payload_link import (
     CommandEvent,
     CommandRecord,
     EventKind,
@@ -23,6 +21,8 @@ from groundsw.session import (
     PayloadLink,
     ReceivedTm,
 )
+from groundsw.progress import Clock
+from groundsw.send_command import describe_failure
 from groundsw.verification import CommandFailed, drain
 from spacelink.errors import LinkError
 from spacelink.pus import EVENT_SERVICE, Stage, VerificationReport

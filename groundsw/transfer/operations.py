@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from groundsw.payload_link import PayloadLink
 from groundsw.progress import Clock, Print
-from groundsw.session import PayloadLink
 from groundsw.transfer.download import Downloader, DownloadResult
 from groundsw.transfer.errors import GroundInputError
 from groundsw.transfer.exchange import Exchange

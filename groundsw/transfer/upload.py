@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from groundsw.payload_link import CommandRecord, EventKind, LinkTimeout
 from groundsw.progress import Clock, Print, Progress, make_progress, summary_text
 from groundsw.send_command import describe_failure
-from groundsw.session import CommandRecord, EventKind, LinkTimeout
 from groundsw.transfer.errors import MAX_STALLED_ROUNDS, GroundInputError, TransferStalled
 from groundsw.transfer.exchange import Exchange, failure_code
 from groundsw.transfer.file_checks import file_sha256, readable_file
