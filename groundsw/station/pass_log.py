@@ -249,6 +249,14 @@ class PassLog:
         )
         return [_job(r) for r in rows]
 
+    def unnamed(self) -> list[JobRecord]:
+        """The jobs that ended without their model and input known, oldest first: a job first
+        listed when it had ended without a result is asked about for nothing else."""
+        rows = self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE final = 1 AND model = '' ORDER BY job_id"
+        )
+        return [_job(r) for r in rows]
+
     def unsettled(self) -> list[int]:
         """The jobs not yet in a final state when last heard of, by ID."""
         return [int(r[0]) for r in self._read("SELECT job_id FROM jobs WHERE final = 0")]

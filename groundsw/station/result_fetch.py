@@ -216,7 +216,11 @@ class ResultFetcher:
             name = self._states.to_text(state)
             self.log.note_job(int(job_id), name, name in FINAL_STATES, float(finished))
         ask = ids_to_ask(before, listed, LIST_LIMIT, self.log.unsettled())
-        wanted = [r.job_id for r in self.log.wanted() if r.failures < MAX_FETCH_FAILURES]
+        wanted = [
+            r.job_id
+            for r in (*self.log.wanted(), *self.log.unnamed())
+            if r.failures < MAX_FETCH_FAILURES
+        ]
         work = sorted(set(ask) | set(wanted))
         outcome.asked = len(ask)
         if not work:
@@ -282,7 +286,7 @@ class ResultFetcher:
         result's size when fetched."""
         record = self.log.job(job_id)
         unknown_result = record is not None and record.state == SUCCEEDED and not record.sha256
-        if record is None or not record.final or unknown_result:
+        if record is None or not record.final or unknown_result or not record.model:
             report = exchange.query(
                 "JOB_STATUS",
                 {"job_id": job_id},

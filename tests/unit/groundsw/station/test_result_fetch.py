@@ -136,6 +136,11 @@ def test_a_sweep_fetches_each_result_once_checked_and_settles_the_rest(
     assert one is not None and one.contact == 3 and one.input == "image-1.npy"
     assert log.contacts() == []  # the contact's own record is the pass operations' business
     assert log.unsettled() == [3]
+    # The job that failed before it was first heard of: what it ran was asked too, once.
+    two = log.job(2)
+    assert two is not None and (two.state, two.model, two.input) == ("FAILED", "cnn-a",
+                                                                    "image-2.npy")  # fmt: skip
+    assert log.unnamed() == []
 
     # Job 3 ends; the next sweep fetches its result and nothing again.
     payload.job(3, "SUCCEEDED", npy(3.0))
@@ -144,6 +149,8 @@ def test_a_sweep_fetches_each_result_once_checked_and_settles_the_rest(
     assert sorted(downloads(payload)) == ["job-1.npy", "job-3.npy", "job-4.npy"]
     assert fetch.sweep().fetched == 0 and len(downloads(payload)) == 3
     assert log.wanted() == [] and log.unsettled() == []
+    statuses = [v["job_id"] for name, v in payload.sent if name == "JOB_STATUS"]
+    assert sorted(statuses) == [1, 2, 3, 4]  # each once: its result, or what it ran
 
 
 def test_a_result_that_is_not_the_jobs_is_discarded_and_given_up_after_some_tries(
