@@ -158,9 +158,11 @@ def test_silent_link_times_out_with_one_sentence() -> None:
 
 
 def test_payload_that_stops_answering_mid_session(tmp_path: Path) -> None:
+    # At 921600 baud T1 is 0.6 s (1.3 s at 115200): FOP-1 gives up within 6 s, not 13.
+    baud = 921600
     with (
-        Bench(tmp_path / "state", flight_log=tmp_path / "flight.log") as b,
-        ground_session(b.ground_port, recovery_timeout=5) as session,
+        Bench(tmp_path / "state", baud=baud, flight_log=tmp_path / "flight.log") as b,
+        ground_session(b.ground_port, baud=baud, recovery_timeout=2) as session,
     ):
         b.stop_flight(signal.SIGKILL)
         record = session.command(17, 1)
@@ -168,7 +170,7 @@ def test_payload_that_stops_answering_mid_session(tmp_path: Path) -> None:
     # FOP-1 gives up after T1 x 10; the session then holds the command for the outage
     # timeout, in case the link comes back, before dropping it.
     assert record.history[-1].kind is EventKind.DROPPED
-    assert record.history[-1].reason == "no acknowledgement from the payload for 5 s"
+    assert record.history[-1].reason == "no acknowledgement from the payload for 2 s"
 
 
 def test_payload_stops_cleanly_on_sigterm_and_sigint(tmp_path: Path) -> None:
