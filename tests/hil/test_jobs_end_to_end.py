@@ -27,6 +27,8 @@ from tools import model_gen
 
 pytestmark = pytest.mark.hil
 
+# The line rate of every test that talks to a payload: none of them is about the rate, and each
+# groundsw command's link set-up and reports take an eighth of their time at 115200.
 FAST_BAUD = 921600
 
 
@@ -103,7 +105,10 @@ def upload_model(bench: Bench, data: Path, model: onnx.ModelProto, name: str) ->
     return out
 
 
-def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path) -> None:
+def test_a_tmr_job_runs_and_its_result_is_bit_exact(
+    make_bench: Callable[..., Bench], tmp_path: Path
+) -> None:
+    bench = make_bench(baud=FAST_BAUD)
     data = tmp_path / "ground"
     data.mkdir()
     model = tiny_gemm()
@@ -172,7 +177,10 @@ def test_a_tmr_job_runs_and_its_result_is_bit_exact(bench: Bench, tmp_path: Path
     assert "JOB_ALREADY_FINISHED (code 286)" in one_sentence(err)
 
 
-def test_refusals_are_named_by_their_failure_codes(bench: Bench, tmp_path: Path) -> None:
+def test_refusals_are_named_by_their_failure_codes(
+    make_bench: Callable[..., Bench], tmp_path: Path
+) -> None:
+    bench = make_bench(baud=FAST_BAUD)
     data = tmp_path / "ground"
     data.mkdir()
     upload_model(bench, data, tiny_gemm(), "gemm")
