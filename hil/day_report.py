@@ -61,6 +61,19 @@ class PassNumbers:
 
 
 @dataclass(frozen=True)
+class DayResult:
+    """One job's result as the station has it after the day."""
+
+    job_id: int
+    model: str
+    input: str
+    state: str
+    finished: float | None  # the payload's clock
+    fetched_at: float | None  # the bench's clock; None: not on the ground
+    exact: bool  # what the ground computes, bit for bit (False when not on the ground)
+
+
+@dataclass(frozen=True)
 class DayReport:
     """The day's numbers (see `lines` for their reading)."""
 
@@ -85,6 +98,7 @@ class DayReport:
     events: dict[str, int]
     open_gaps: int
     times: dict[str, float]
+    results: list[DayResult]
 
     @property
     def per_pass_results(self) -> list[int]:
@@ -135,11 +149,26 @@ def build_report(
     records = client.results()
     delivered = after = 0
     mismatched: list[int] = []
+    results = []
     for record in records:
+        exact = False
+        if record["path"] is not None:
+            content = client.result(int(record["job_id"]))
+            exact = workload.matches(record["model"], record["input"], content)
+        results.append(
+            DayResult(
+                int(record["job_id"]),
+                str(record["model"]),
+                str(record["input"]),
+                str(record["state"]),
+                record["finished"],
+                record["fetched_at"] if record["path"] is not None else None,
+                exact,
+            )
+        )
         if record["path"] is None:
             continue
-        result = client.result(int(record["job_id"]))
-        if not workload.matches(record["model"], record["input"], result):
+        if not exact:
             mismatched.append(int(record["job_id"]))
         elif clock.bench_start <= record["fetched_at"] < debrief_start:
             # By when it was fetched, not by the contact: the day's last contact goes on into
@@ -182,6 +211,7 @@ def build_report(
         events=dict(events),
         open_gaps=open_gaps(data),
         times=times,
+        results=results,
     )
 
 

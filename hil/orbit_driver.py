@@ -115,7 +115,7 @@ def idle_interval(baud: int) -> float:
     return min(IDLE_FRAME_INTERVAL_S, max(MIN_IDLE_S, IDLE_SHARE * frame_s))
 
 
-def orbit_payload_config(time_scale: float, baud: int) -> str:
+def orbit_payload_config(time_scale: float, baud: int, initial_soc_pct: float | None = None) -> str:
     """The payload configuration an orbit flight adds to the bench's: the battery model in
     sunlight from the driver's file, the thermal model's baseplate from its other file, both
     `time_scale` times faster than real time; the battery read every POWER_POLL_ORBIT_S of
@@ -124,7 +124,8 @@ def orbit_payload_config(time_scale: float, baud: int) -> str:
     The power budget reckons a job's energy on its run time on the bench's CPU times the time
     scale; a model that has not run yet is reckoned at UNKNOWN_RUN_ORBIT_S of orbit time a run
     (the payload's default, 10 s, would be 10 bench seconds: at 200x more than the battery), and
-    a reading is at most READING_LAG_S old (the worker's heartbeat and the poll)."""
+    a reading is at most READING_LAG_S old (the worker's heartbeat and the poll). The battery
+    starts at `initial_soc_pct` (None: the model's default)."""
     poll = min(1.0, max(0.02, POWER_POLL_ORBIT_S / time_scale))
     unknown_run = UNKNOWN_RUN_ORBIT_S / time_scale
     return (
@@ -140,7 +141,8 @@ def orbit_payload_config(time_scale: float, baud: int) -> str:
         'sunlight = "file"\n'
         f'sunlight_file = "{SUNLIGHT_FILE}"\n'
         f"time_scale = {float(time_scale)!r}\n"
-        "[thermal_model]\n"
+        + ("" if initial_soc_pct is None else f"initial_soc_pct = {float(initial_soc_pct)!r}\n")
+        + "[thermal_model]\n"
         f'baseplate_file = "{BASEPLATE_FILE}"\n'
         f"time_scale = {float(time_scale)!r}\n"
     )

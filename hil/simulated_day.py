@@ -56,7 +56,8 @@ class DaySettings:
 
     `start`: orbit time at which the flight begins; None: `lead_s` of orbit time before the
     first pass after the TLE's epoch (so that the day opens with a pass, as an operator plans
-    it). `payload_config`: more TOML for the payload (battery, loads, power levels), after the
+    it). `initial_soc_pct`: the battery's charge when the flight begins (None: the bench model's
+    default). `payload_config`: more TOML for the payload (loads, power levels), after the
     orbit's. `debrief_s`: bench seconds of link after the day at least; then until no telemetry
     gap is open, `debrief_timeout_s` at most."""
 
@@ -68,6 +69,7 @@ class DaySettings:
     start: float | None = None
     lead_s: float = 1200.0
     baud: int = 921600
+    initial_soc_pct: float | None = None
     payload_config: str = ""
     debrief_s: float = 5.0
     debrief_timeout_s: float = 60.0
@@ -87,6 +89,9 @@ class DayContext:
     data_dir: Path
     clock: OrbitClock | None = None
     say: Say = print
+    # When the flight begins on the bench's clock, if the submission fixed it before flight
+    # (a plan uploaded ahead releases on that clock); None: as soon as the payload restarted.
+    flight_start: float | None = None
     # Job IDs the payload accepted, in submission order, when the submission knows them.
     job_ids: list[int] = field(default_factory=list)
 
@@ -97,7 +102,8 @@ class Submission(Protocol):
     name: str
 
     def before_flight(self, day: DayContext) -> None:
-        """On the free link before flight (the models and inputs are on board already)."""
+        """On the free link before flight (the models and inputs are on board already); may
+        fix `day.flight_start`."""
         ...
 
     def at_orbit_start(self, day: DayContext) -> None:
@@ -155,7 +161,8 @@ def fly_day(
     state = workdir / "state"
     orbit_config = workdir / "orbit.toml"
     orbit_config.write_text(
-        orbit_payload_config(settings.time_scale, settings.baud) + settings.payload_config
+        orbit_payload_config(settings.time_scale, settings.baud, settings.initial_soc_pct)
+        + settings.payload_config
     )
     bench = Bench(state, baud=settings.baud, time_scale=settings.time_scale)
     data = workdir / "ground"
@@ -196,7 +203,15 @@ def fly_day(
         # Into flight: the payload starts again on the orbit's models, the link follows it.
         bench.stop_flight()
         bench.flight_args = ["--config", str(orbit_config)]
-        clock = driver.begin()
+        if day.flight_start is not None:
+            wait = day.flight_start - time.time()
+            if wait < 0:
+                raise DayError(
+                    f"the flight was to begin {-wait:.1f} s ago: '{submission.name}' took "
+                    "longer before flight than it allowed"
+                )
+            time.sleep(wait)
+        clock = driver.begin(day.flight_start)
         bench.start_flight()
         driver.start()
         day.clock = clock

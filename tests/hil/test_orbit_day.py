@@ -19,6 +19,13 @@ import pytest
 from groundsw.archive import Archive
 from groundsw.station.config import payload_data_dir
 from hil.day_ground import PAYLOAD
+from hil.day_plans import (
+    COMPARISON_SETTINGS,
+    comparison_lines,
+    fly_both,
+    outcomes,
+    sample_deadline_day,
+)
 from hil.day_report import DayReport
 from hil.day_workload import JobSpec, Workload, default_workload, npy
 from hil.simulated_day import (
@@ -184,3 +191,30 @@ def test_the_configured_idle_interval_holds_from_the_start(
         found = api.get_parameters("DOWNLINK_IDLE_INTERVAL")["DOWNLINK_IDLE_INTERVAL"]
     assert found == expected_ms
     assert ("idle_interval_s not used" in bench.flight_log_text()) is (expected_ms == 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_a_planned_day_meets_more_deadlines_and_keeps_more_charge_than_a_naive_one(
+    tmp_path: Path,
+) -> None:
+    """docs/planning.md's ten jobs with deadlines, flown twice over the same 15 orbits from
+    the same charge: planned by `groundsw plan --upload` and submitted all at the first
+    contact. The planned day has every result on the ground by its deadline and keeps the
+    battery higher; the naive one misses deadlines. Each day in under 10 minutes."""
+    day = sample_deadline_day()
+    planned, naive, submission = fly_both(tmp_path, day)
+    print("\n" + submission.output)
+    start = COMPARISON_SETTINGS.start
+    assert start is not None
+    print("\n".join(comparison_lines(day, planned, naive, start)))
+    assert "10 jobs planned, 0 left out" in submission.output
+    mine, theirs = outcomes(day, planned, start), outcomes(day, naive, start)
+    assert all(o.met for o in mine), [o.job.name for o in mine if not o.met]
+    assert sum(o.met for o in theirs) < len(theirs)
+    assert planned.min_soc_pct > naive.min_soc_pct
+    for report in (planned, naive):
+        assert report.mismatched == [] and report.min_soc_pct > report.floor_soc_pct
+        assert report.events.get("POWER_FLOOR", 0) == 0
+        assert report.peak_temp_c < report.thresholds_c["THERMAL_PAUSE"]
+        assert report.times["wall_s"] < 600

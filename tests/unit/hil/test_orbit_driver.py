@@ -3,6 +3,7 @@ payload's sunlight and baseplate files written ahead in bench time, every change
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,10 @@ def test_the_payload_configuration_scales_the_models_and_the_idle_frame(tmp_path
     assert "unknown_run_s = 0.05" in text  # 10 s of orbit time
     assert idle_interval(921600) == pytest.approx(0.139, abs=0.001)
     assert idle_interval(115200) == 1.0  # the ICD's at the default rate
+    # The battery's charge at the start, when given, in the one [power_model] table.
+    assert "initial_soc_pct" not in tomllib.loads(text)["power_model"]
+    given = tomllib.loads(orbit_payload_config(200.0, 921600, initial_soc_pct=55))
+    assert given["power_model"]["initial_soc_pct"] == 55.0
 
 
 def test_advance_before_begin_is_refused(tmp_path: Path) -> None:
