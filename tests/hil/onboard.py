@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from groundsw.transfer import chunk_octets
+from hil.orbit_driver import idle_interval
 from hil.testapi import CommandRecord, GroundTestApi
 from spacelink.spacepacket import AckFlags
 from telemetry_defs.loader import default_dictionary
@@ -150,4 +151,13 @@ def with_test_commands(tmp_path: Path) -> list[str]:
     """payload-flight arguments that enable the test commands (FAULT_INJECT)."""
     config = tmp_path / "test-commands.toml"
     config.write_text("[protection]\ntest_commands = true\n")
+    return ["--config", str(config)]
+
+
+def with_quick_idle(tmp_path: Path, baud: int) -> list[str]:
+    """payload-flight arguments for an idle frame every `idle_interval(baud)` (0.14 s at 921600
+    baud) instead of every second: each new ground session (every groundsw command) waits for
+    the payload's CLCW before its first frame, half a second on average at the ICD's 1 s."""
+    config = tmp_path / "quick-idle.toml"
+    config.write_text(f"[link]\nidle_interval_s = {round(idle_interval(baud), 3)!r}\n")
     return ["--config", str(config)]

@@ -23,6 +23,7 @@ from hil.bench import Bench
 from hil.impairments import Impairments
 from telemetry_defs.loader import DEFAULT_DIRECTORY
 from tests.harness import BIN, run_tool
+from tests.hil.onboard import with_quick_idle
 from tools import model_gen
 
 pytestmark = pytest.mark.hil
@@ -108,7 +109,7 @@ def upload_model(bench: Bench, data: Path, model: onnx.ModelProto, name: str) ->
 def test_a_tmr_job_runs_and_its_result_is_bit_exact(
     make_bench: Callable[..., Bench], tmp_path: Path
 ) -> None:
-    bench = make_bench(baud=FAST_BAUD)
+    bench = make_bench(baud=FAST_BAUD, flight_args=with_quick_idle(tmp_path, FAST_BAUD))
     data = tmp_path / "ground"
     data.mkdir()
     model = tiny_gemm()
@@ -180,7 +181,7 @@ def test_a_tmr_job_runs_and_its_result_is_bit_exact(
 def test_refusals_are_named_by_their_failure_codes(
     make_bench: Callable[..., Bench], tmp_path: Path
 ) -> None:
-    bench = make_bench(baud=FAST_BAUD)
+    bench = make_bench(baud=FAST_BAUD, flight_args=with_quick_idle(tmp_path, FAST_BAUD))
     data = tmp_path / "ground"
     data.mkdir()
     upload_model(bench, data, tiny_gemm(), "gemm")
@@ -261,7 +262,7 @@ def test_bad_input_is_one_sentence_and_exit_2(
 def test_an_upload_resumes_after_a_payload_crash(
     make_bench: Callable[..., Bench], tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=FAST_BAUD)
+    bench: Bench = make_bench(baud=FAST_BAUD, flight_args=with_quick_idle(tmp_path, FAST_BAUD))
     data = tmp_path / "ground"
     data.mkdir()
     # 60 % of it (where the upload is cut) must pass the store's first sync, at 256 KiB.

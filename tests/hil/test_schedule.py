@@ -34,6 +34,7 @@ from spacelink.pus_schedule import (
 from spacelink.spacepacket import PusTc, PusTm, RequestId
 from telemetry_defs.loader import default_dictionary
 from tests.harness import open_test_api, run_tool
+from tests.hil.onboard import with_quick_idle
 
 D = default_dictionary()
 # Release accuracy asked for: within 100 ms of the release time, by the payload's clock.
@@ -173,15 +174,21 @@ def ping(seq_count: int, octets: int) -> bytes:
 
 
 def groundsw(bench: Bench, data: Path, *args: str) -> tuple[int, str, str]:
-    result = run_tool("groundsw", "--port", bench.ground_port, "--data-dir", str(data), *args)
+    result = run_tool(
+        "groundsw", "--port", bench.ground_port, "--baud", str(bench.baud),
+        "--data-dir", str(data), *args,
+    )  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
     said = [line for line in result.stdout.splitlines() if not line.startswith("link up on ")]
     return result.returncode, "\n".join(said), result.stderr.strip()
 
 
 def test_groundsw_schedule_inserts_lists_shifts_deletes_and_refuses_in_one_sentence(
-    bench: Bench, tmp_path: Path
+    make_bench: Any, tmp_path: Path
 ) -> None:
+    # Ten groundsw commands, each a new session that waits for the payload's CLCW: an idle frame
+    # every 0.14 s (with_quick_idle) instead of every second, and the line at 921600 baud.
+    bench: Bench = make_bench(baud=921600, flight_args=with_quick_idle(tmp_path, 921600))
     data = tmp_path / "ground"
     code, out, _ = groundsw(
         bench, data, "schedule", "insert", "--at", "+1h", "HK_GENERATE", "sids=SCHEDULE_STATUS"

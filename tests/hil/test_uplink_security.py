@@ -36,7 +36,7 @@ from spacelink.sdls import (
 from spacelink.spacepacket import AckFlags, PusTc
 from spacelink.tcframe import TcFrame
 from tests.harness import BIN, open_test_api, run_tool, sequence_report
-from tests.hil.onboard import D, code
+from tests.hil.onboard import D, code, with_quick_idle
 
 pytestmark = pytest.mark.hil
 
@@ -145,8 +145,8 @@ def counters(api: GroundTestApi) -> dict[str, int]:
 
 def clcw_after_quiet(api: GroundTestApi) -> tuple[int, bool, bool]:
     """V(R), lockout, wait of a CLCW sent after the injected frames were handled: the payload
-    sends a TM frame (an idle one at least) every second."""
-    time.sleep(1.5)
+    sends a TM frame (an idle one at least) every 0.14 s here (with_quick_idle)."""
+    time.sleep(0.5)
     clcw = api.session.last_clcw
     assert clcw is not None
     return clcw.report_value, clcw.lockout, clcw.wait
@@ -171,9 +171,9 @@ def events_named(api: GroundTestApi, name: str) -> list[dict[str, Any]]:
 
 
 def test_forged_truncated_replayed_and_foreign_frames_are_all_refused(
-    make_bench: Any,
+    make_bench: Any, tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=BAUD)
+    bench: Bench = make_bench(baud=BAUD, flight_args=with_quick_idle(tmp_path, BAUD))
     assert bench.key_file is not None
     recorder = RecordingSecurity(bench.key_file)
     sa = recorder.sa
@@ -296,7 +296,7 @@ def test_an_unauthenticated_payload_says_so_and_refuses_key_rotation(make_bench:
 def test_a_ground_without_the_key_is_told_what_the_payload_said(
     make_bench: Any, tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=BAUD)
+    bench: Bench = make_bench(baud=BAUD, flight_args=with_quick_idle(tmp_path, BAUD))
     wrong = tmp_path / "wrong-keys.toml"
     made = run_tool("groundsw", "key", "generate", str(wrong))
     assert made.returncode == 0, made.stderr
@@ -334,7 +334,7 @@ def test_a_ground_without_the_key_is_told_what_the_payload_said(
 def test_each_sa_keeps_its_own_state_and_no_restart_refuses_an_honest_frame(
     make_bench: Any, tmp_path: Path
 ) -> None:
-    bench: Bench = make_bench(baud=BAUD)
+    bench: Bench = make_bench(baud=BAUD, flight_args=with_quick_idle(tmp_path, BAUD))
     assert bench.key_file is not None
     # A second ground station with its own SA, provisioned in the payload's key file.
     second = SecurityAssociation(2, Algorithm.AES_GCM, os.urandom(32))
