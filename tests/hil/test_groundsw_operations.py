@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from hil.bench import Bench
 from telemetry_defs.loader import DEFAULT_DIRECTORY, default_dictionary
 from tests.harness import run_tool
+from tests.hil.onboard import with_quick_idle
 
 pytestmark = pytest.mark.hil
 
@@ -24,8 +26,19 @@ def one_sentence(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def bench(make_bench: Callable[..., Bench], tmp_path: Path) -> Bench:
+    """At 921600 baud with an idle frame every 0.14 s: each groundsw command is a new session
+    that waits for the payload's CLCW (half a second on average at the ICD's 1 s idle interval)
+    and for its reports; what is checked here is what the operator is told."""
+    return make_bench(baud=921600, flight_args=with_quick_idle(tmp_path, 921600))
+
+
 def groundsw(bench: Bench, data: Path, *args: str) -> tuple[int, str, str]:
-    result = run_tool("groundsw", "--port", bench.ground_port, "--data-dir", str(data), *args)
+    result = run_tool(
+        "groundsw", "--port", bench.ground_port, "--baud", str(bench.baud),
+        "--data-dir", str(data), *args,
+    )  # fmt: skip
     return result.returncode, result.stdout, result.stderr
 
 
