@@ -342,7 +342,8 @@ def _through_station(args: argparse.Namespace) -> Iterator[PayloadLink]:
             print(f"link up on {where}: COP-1 {state['cop1']}, CLCW {state['clcw']}")
         else:
             print(f"link DOWN on {where}: commands wait in its queue until it is back")
-        args.link_up = True
+        args.link_up = state["up"]
+        args.through_station = True
         yield link
     finally:
         link.close()
@@ -528,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         said = None if refusals is None else refusals.explain()
         if said is not None:
             return _fail(f"{said}; {exc}", EXIT_COMMAND_FAILED)
-        return _fail(f"{exc}{_no_keys_hint(args)}", EXIT_NO_ANSWER)
+        return _fail(f"{exc}{_no_answer_hint(args)}", EXIT_NO_ANSWER)
     except LinkError as exc:
         return _fail(str(exc), EXIT_NO_ANSWER)
     except BrokenPipeError:
@@ -570,7 +571,15 @@ def _dictionary_help(args: argparse.Namespace) -> int:
     return run_commands(dictionary, args.name, _print)
 
 
-def _no_keys_hint(args: argparse.Namespace) -> str:
+def _no_answer_hint(args: argparse.Namespace) -> str:
+    if getattr(args, "through_station", False):
+        # The station holds the keys; a silence there is the pass's, not the keys'.
+        if getattr(args, "link_up", True):
+            return ""
+        return (
+            " (the station's link was down: what was sent waits in its queue for the next pass; "
+            "a longer --timeout waits for the answer)"
+        )
     # The downlink flows either way: only a silence after the link is up can be the keys'.
     if getattr(args, "keys", None) is not None or not getattr(args, "link_up", False):
         return ""

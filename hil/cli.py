@@ -294,7 +294,9 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
         for timer in timers:
             timer.daemon = True
             timer.start()
+        told = 0
         while not stopper.event.wait(args.stats_interval):
+            told = _tell_exits(bench, told)
             failure = bench.flight_failure()
             if failure is not None:  # its supervisor restarts it, up to its start limit
                 print(
@@ -317,6 +319,19 @@ def run_emulated(args: argparse.Namespace, stopper: _Stopper) -> int:
         if driver is not None:
             driver.stop()
         bench.stop()
+
+
+def _tell_exits(bench: Bench, told: int) -> int:
+    """Print the payload's ends since the first `told` (its supervisor restarts it); how many
+    are told now. An operator who kills it, or sees it crash, reads it here, not in a log."""
+    exits = [] if bench.supervisor is None else list(bench.supervisor.exits)
+    for gone in exits[told:]:
+        print(
+            f"payload-flight (pid {gone.pid}) ended: {gone.result}, {gone.exit_code} "
+            f"{gone.exit_status}; its supervisor starts it again",
+            flush=True,
+        )
+    return len(exits)
 
 
 def describe_flight(driver: OrbitDriver) -> str:

@@ -151,6 +151,11 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
         assert early.returncode == 3
         assert "queued" in early.stdout and "link down: sent when the link is back" in early.stdout
         assert "the link is down and it was not sent" in early.stderr
+        # A query (asked again within --timeout) says why no answer came, not the keys'.
+        query = groundsw(data, "--timeout", "1", "model", "list")
+        assert query.returncode == 3
+        assert "waits in its queue for the next pass" in query.stderr
+        assert "uplink key" not in query.stderr
         sent = [
             api.post(
                 f"/api/v1/payloads/{PAYLOAD}/commands",

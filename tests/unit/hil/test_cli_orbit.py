@@ -37,3 +37,20 @@ def test_the_flags_give_the_orbit_from_the_tles_epoch_by_default() -> None:
     assert flight.orbit_start == flight.tle.epoch and flight.time_scale == 200.0
     assert flight.station.min_elevation_deg == 10.0
     assert orbit_flight(build_parser().parse_args(["run"]), 1.0) is None
+
+
+def test_each_end_of_the_payload_is_told_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from hil.cli import _tell_exits
+    from hil.supervisor import Exit
+
+    killed = Exit(4242, -9, "signal", "killed", "KILL", 0.0)
+    bench = SimpleNamespace(supervisor=SimpleNamespace(exits=[killed]))
+    assert _tell_exits(bench, 0) == 1  # type: ignore[arg-type]
+    assert _tell_exits(bench, 1) == 1  # type: ignore[arg-type]
+    told = capsys.readouterr().out.splitlines()
+    assert told == [
+        "payload-flight (pid 4242) ended: signal, killed KILL; its supervisor starts it again"
+    ]
+    assert _tell_exits(SimpleNamespace(supervisor=None), 0) == 0  # type: ignore[arg-type]
