@@ -342,7 +342,6 @@ def _through_station(args: argparse.Namespace) -> Iterator[PayloadLink]:
             print(f"link up on {where}: COP-1 {state['cop1']}, CLCW {state['clcw']}")
         else:
             print(f"link DOWN on {where}: commands wait in its queue until it is back")
-        args.link_up = state["up"]
         args.through_station = True
         yield link
     finally:
@@ -573,13 +572,8 @@ def _dictionary_help(args: argparse.Namespace) -> int:
 
 def _no_answer_hint(args: argparse.Namespace) -> str:
     if getattr(args, "through_station", False):
-        # The station holds the keys; a silence there is the pass's, not the keys'.
-        if getattr(args, "link_up", True):
-            return ""
-        return (
-            " (the station's link was down: what was sent waits in its queue for the next pass; "
-            "a longer --timeout waits for the answer)"
-        )
+        # The station holds the keys: a silence there is the link's, not the keys'.
+        return ""
     # The downlink flows either way: only a silence after the link is up can be the keys'.
     if getattr(args, "keys", None) is not None or not getattr(args, "link_up", False):
         return ""

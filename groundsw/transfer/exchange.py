@@ -171,6 +171,8 @@ class Exchange:
         for attempt in range(1, attempts + 1):
             try:
                 return ask(per_attempt)
+            except StillQueued:
+                raise  # asked again, it would only wait in the same queue
             except LinkTimeout as exc:
                 if attempt == attempts:
                     raise LinkTimeout(
@@ -229,6 +231,9 @@ class Exchange:
         try:
             record = self.link.command(cmd.service, cmd.subtype, cmd.encode(values or {}))
             deadline = self.clock() + limit
+            # A request the station holds for the link waits out the whole timeout, not an
+            # attempt's share: no answer can be lost before it is sent.
+            whole = deadline - limit + self.timeout
             completed_at: float | None = None
             while True:
                 if replies is not None and packet is not None and (every or not answer.replies):
@@ -262,6 +267,15 @@ class Exchange:
                 if self.link.error is not None:
                     raise LinkError(f"the serial port failed: {self.link.error}")
                 if self.clock() > deadline:
+                    if _still_queued(record):
+                        if deadline < whole:
+                            deadline = whole
+                            continue
+                        raise StillQueued(
+                            f"no answer to {command} within {self.timeout:g} s: the link is down "
+                            "and it waits in the ground station's queue (sent when the link is "
+                            "back, unless it expires; groundsw queue --cancel drops it)"
+                        )
                     raise LinkTimeout(f"no answer to {command} within {limit:g} s")
                 try:
                     event = record.events.get(timeout=0.05)
@@ -297,6 +311,15 @@ class Exchange:
         if on_report is not None:
             on_report(report, event.at - record.sent_at)
         return report.stage is Stage.COMPLETION
+
+
+class StillQueued(LinkTimeout):
+    """No answer because the request was never sent: the ground station holds it until the
+    link is back."""
+
+
+def _still_queued(record: CommandRecord) -> bool:
+    return bool(record.history) and all(e.kind is EventKind.QUEUED for e in record.history)
 
 
 def event_values(

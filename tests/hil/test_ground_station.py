@@ -151,10 +151,10 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
         assert early.returncode == 3
         assert "queued" in early.stdout and "link down: sent when the link is back" in early.stdout
         assert "the link is down and it was not sent" in early.stderr
-        # A query (asked again within --timeout) says why no answer came, not the keys'.
+        # A query says why no answer came (not the keys'), and is not asked again: one waits.
         query = groundsw(data, "--timeout", "1", "model", "list")
         assert query.returncode == 3
-        assert "waits in its queue for the next pass" in query.stderr
+        assert "waits in the ground station's queue" in query.stderr
         assert "uplink key" not in query.stderr
         sent = [
             api.post(
@@ -173,7 +173,7 @@ def test_commands_wait_for_a_cut_link_and_can_be_cancelled(
         assert refused.status_code == 422
         assert refused.json()["detail"] == "LINK_SEQUENCE_CHECK needs 'filler'"
         queued = [item["request"] for item in api.get(f"/api/v1/payloads/{PAYLOAD}/queue").json()]
-        assert queued[1:] == [s["request"] for s in sent]  # behind groundsw cmd's
+        assert queued[2:] == [s["request"] for s in sent]  # behind groundsw cmd's and query's
         cancelled = groundsw(data, "queue", "--cancel", sent[1]["request"])
         assert cancelled.returncode == 0, cancelled.stderr
         listed = groundsw(data, "queue")
