@@ -336,10 +336,10 @@ class Payload:
         owners' attributes until these offer a liveness signal of their own)."""
         self.health.register("downlink", threads_running(lambda: [self.downlink._thread]))
         self.health.register("job runner", threads_running(lambda: self.runner._threads))
-        self.health.register("thermal monitor", threads_running(lambda: [self.thermal._thread]))
+        self.health.register("thermal monitor", threads_running(lambda: [self.thermal.thread]))
         power = self.power
         if power is not None:
-            self.health.register("power monitor", threads_running(lambda: [power._thread]))
+            self.health.register("power monitor", threads_running(lambda: [power.thread]))
         if self.worker is not None:
             worker = self.worker
             self.health.register(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from flight.poll_thread import PollThread
 from flight.power.governor import (
     NO_JOB,
     HoldReason,
@@ -64,8 +65,7 @@ class PowerMonitor:
         self.poll_s = poll_s
         self._monotonic = monotonic
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = PollThread("power-monitor", self.poll_once, lambda: self.poll_s)
         self._decision: PowerDecision | None = None
         # Set while a poll fails (a bug): nothing starts until one succeeds.
         self._broken = False
@@ -78,17 +78,15 @@ class PowerMonitor:
         """First poll now (jobs that must wait for the battery wait from the start), then the
         thread."""
         self.poll_once()
-        self._thread = threading.Thread(target=self._run, name="power-monitor", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
+        self._poller.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.poll_once()
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread, once started (for the health checks)."""
+        return self._poller.thread
 
     def set_settings(self, settings: PowerSettings) -> None:
         """New levels and priorities: the priorities hold at once, the levels from the next

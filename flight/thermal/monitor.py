@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from flight.poll_thread import PollThread
 from flight.thermal.duty import GateControl
 from flight.thermal.governor import Decision, Governor, Level, Thresholds
 from flight.thermal.power import PowerControl, PowerModeError
@@ -115,8 +116,7 @@ class ThermalMonitor:
         self.auto_exit = False
         self._monotonic = monotonic
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = PollThread("thermal-monitor", self.poll_once, lambda: self.poll_s)
         self._last_poll: float | None = None
         self._readings: dict[Sensor, Reading] = {}
         self._decision: Decision | None = None
@@ -136,17 +136,15 @@ class ThermalMonitor:
             log.warning("payload starts in safe mode (%s): jobs held", self._safe.name)
         self.power_mode = self.power.current()
         self.poll_once()
-        self._thread = threading.Thread(target=self._run, name="thermal-monitor", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
+        self._poller.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.poll_once()
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread, once started (for the health checks)."""
+        return self._poller.thread
 
     # -- settings from the parameters ---------------------------------------------------------
 

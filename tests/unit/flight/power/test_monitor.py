@@ -236,7 +236,7 @@ def test_the_thread_polls_until_stopped(rig: Rig) -> None:
         assert rig.monitor.level == PowerLevel.SLOWED
     finally:
         rig.monitor.stop()
-    assert rig.monitor._thread is not None and not rig.monitor._thread.is_alive()
+    assert rig.monitor.thread is not None and not rig.monitor.thread.is_alive()
 
 
 class CountingGate:

@@ -453,7 +453,7 @@ def test_a_store_in_safe_mode_holds_jobs_from_the_first_poll_and_the_thread_runs
         assert rig.source.reads >= 4
     finally:
         rig.monitor.stop()
-    thread = rig.monitor._thread
+    thread = rig.monitor.thread
     assert thread is not None
     assert not thread.is_alive()
     assert all(rig.actions.holds)  # never released: a GROUND safe mode waits for the command
