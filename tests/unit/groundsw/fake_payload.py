@@ -59,6 +59,8 @@ class FakePayload(FakeTelemetry):
         self.scheduled: list[TimeTaggedTc] = []
         self.schedule_per_report = 3
         self._record: CommandRecord | None = None
+        # Behind a ground station whose link is down: each request is queued there, unsent.
+        self.held = False
 
     # PayloadLink (subscriptions: FakeTelemetry)
     def command(
@@ -71,6 +73,10 @@ class FakePayload(FakeTelemetry):
         assert cmd is not None
         values = cmd.decode(data)
         self.sent.append((cmd.name, values))
+        if self.held:
+            queued = CommandEvent(EventKind.QUEUED, 0.0, self._next(), reason="link down")
+            self._event(record, queued)
+            return record
         self._event(record, CommandEvent(EventKind.FRAME_ACKNOWLEDGED, 0.0, self._next()))
         self._muted = bool(self.lost_answers.get(cmd.name))
         if self._muted:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from groundsw import model_commands
-from groundsw.payload_link import CommandEvent, CommandRecord, EventKind
 from groundsw.progress import (
     PlainProgress,
     RichProgress,
@@ -42,7 +41,7 @@ from groundsw.transfer import (
 from groundsw.transfer.exchange import StillQueued
 from groundsw.verification import CommandFailed
 from spacelink.icd import PAYLOAD_APID, TC_MAX_DATA_LENGTH
-from spacelink.spacepacket import AckFlags, PusTc
+from spacelink.spacepacket import PusTc
 from telemetry_defs.loader import default_dictionary
 from tests.unit.groundsw.fake_payload import FakePayload
 from tests.unit.groundsw.fakes import FastClock
@@ -426,24 +425,9 @@ def test_the_file_list_shows_uploads_with_what_they_reserve_and_the_room_left() 
     assert describe_file_list(report)[0].endswith("room for an upload of 300000")
 
 
-class HeldPayload(FakePayload):
-    """Behind a ground station whose link is down: every request is queued there, unsent."""
-
-    def command(
-        self, service: int, subtype: int, data: bytes = b"", ack: AckFlags = AckFlags.ALL
-    ) -> CommandRecord:
-        self.seq += 1
-        tc = PusTc(PAYLOAD_APID, service, subtype, data, self.seq, self.source_id, ack)
-        record = CommandRecord(tc, 0.0)
-        cmd = D.command_for(service, subtype)
-        assert cmd is not None
-        self.sent.append((cmd.name, cmd.decode(data)))
-        self._event(record, CommandEvent(EventKind.QUEUED, 0.0, self._next(), reason="link down"))
-        return record
-
-
 def test_a_query_held_in_the_stations_queue_waits_its_whole_timeout_once() -> None:
-    payload = HeldPayload()
+    payload = FakePayload()
+    payload.held = True
     clock = FastClock()
     exchange = Exchange(payload, D, timeout=9.0, clock=clock)
     start = clock()
