@@ -11,6 +11,8 @@ import stat
 import time
 from pathlib import Path
 
+from spacelink.fsync import fsync_directory
+
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
@@ -23,15 +25,6 @@ _NOT_REGULAR_ERRNOS = frozenset({errno.ELOOP, errno.EISDIR, errno.ENXIO})
 class NotRegularError(OSError):
     """A path of the state directory is a symbolic link, a directory or a special file: a link is
     never followed, a FIFO or device never opened for real. `strerror` says which it is."""
-
-
-def fsync_directory(path: Path) -> None:
-    """Make the directory's entries (a new, renamed or removed file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_regular_file(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:

@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+from spacelink.fsync import fsync_directory
 from spacelink.keyfile import KeyFileError, format_key_file, parse_key_file
 from spacelink.sdls import SecurityAssociation
 
@@ -66,7 +67,7 @@ def write_keys(path: Path, associations: list[SecurityAssociation], comment: str
     finally:
         os.close(fd)
     os.replace(partial, path)
-    _sync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def create_keys(path: Path, associations: list[SecurityAssociation], comment: str = "") -> None:
@@ -78,13 +79,4 @@ def create_keys(path: Path, associations: list[SecurityAssociation], comment: st
         os.fsync(fd)
     finally:
         os.close(fd)
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    # The file's name is in its directory: without this a power cut may lose the new file.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)

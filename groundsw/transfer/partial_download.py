@@ -13,6 +13,7 @@ from pathlib import Path
 
 from groundsw.transfer.errors import TransferFailed
 from groundsw.transfer.file_checks import file_sha256
+from spacelink.fsync import fsync_directory
 from spacelink.ranges import RangeSet
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class PartialDownload:
         os.close(self._fd)
         self._fd = None
         os.replace(self.part, self.out)
-        _fsync_directory(self.out.parent)
+        fsync_directory(self.out.parent)
         self.sidecar.unlink(missing_ok=True)
         return found
 
@@ -150,11 +151,3 @@ class PartialDownload:
             finally:
                 os.close(self._fd)
                 self._fd = None
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
