@@ -66,11 +66,11 @@ def run_abft(
     model: onnx.ModelProto, feeds: dict[str, np.ndarray], trials: int, seed: int
 ) -> AbftResult:
     """ABFT's detection of compute faults (in checked layers' outputs) and weight faults, with
-    flight/protection/abft.py's own coverage functions; unavailable when it offers none."""
+    flight/protection/abft/'s own coverage functions; unavailable when it offers none."""
     try:
         from flight.protection import abft
     except ImportError as exc:
-        return AbftResult(unavailable=f"flight/protection/abft.py cannot be imported ({exc})")
+        return AbftResult(unavailable=f"flight/protection/abft cannot be imported ({exc})")
     try:
         checked = abft.add_checksums(model)
         calibration = abft.calibrate(

@@ -189,7 +189,7 @@ def abft_section(result: CampaignResult) -> list[str]:
     if found.unavailable:
         return [*lines, f"ABFT coverage is not available: {found.unavailable}.", ""]
     lines += [
-        f"`flight/protection/abft.py` checks {found.layers} layers of the model "
+        f"`flight/protection/abft/` checks {found.layers} layers of the model "
         f"({found.skipped} skipped); its threshold, {found.threshold:.3g}, is "
         f"{found.margin:g} times the largest residual of {ABFT_CALIBRATION_INPUTS} fault-free "
         "random inputs. Its own coverage functions inject a compute fault into a checked "
