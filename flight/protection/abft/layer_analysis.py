@@ -110,14 +110,20 @@ def conv_of(g: GraphInfo, node: onnx.NodeProto, min_macs: int, min_fan_in: int) 
     pads = _explicit_pads(attrs, (height, width), (out_h, out_w), kernel, strides, dilations)
     fan_in = (c_in // groups) * kernel[0] * kernel[1]
     macs = c_out * fan_in * out_h * out_w
-    if macs < min_macs:
-        raise Skip(f"{macs} multiply-adds, under min_macs {min_macs}", macs)
-    if fan_in < min_fan_in:
-        raise Skip(f"{fan_in} products per output value, under min_fan_in {min_fan_in}", macs)
+    within_cost_limits(macs, fan_in, min_macs, min_fan_in)
     return Conv(
         node, x, c_in, height, width, out_h, out_w, kernel, strides, dilations, pads, groups,
         affine, macs,
     )  # fmt: skip
+
+
+def within_cost_limits(macs: int, fan_in: int, min_macs: int, min_fan_in: int) -> None:
+    """Raise Skip when a layer of `macs` multiply-adds per batch item, `fan_in` products per
+    output value, is under a cost limit of add_checksums."""
+    if macs < min_macs:
+        raise Skip(f"{macs} multiply-adds, under min_macs {min_macs}", macs)
+    if fan_in < min_fan_in:
+        raise Skip(f"{fan_in} products per output value, under min_fan_in {min_fan_in}", macs)
 
 
 def sites(g: GraphInfo, convs: Sequence[Conv]) -> list[Site]:

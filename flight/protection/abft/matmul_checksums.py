@@ -10,7 +10,7 @@ from onnx import helper
 from flight.protection.abft.check_builder import Builder
 from flight.protection.abft.checked_model import CheckedLayer
 from flight.protection.abft.graph_info import node_name
-from flight.protection.abft.layer_analysis import Skip, fold_affine
+from flight.protection.abft.layer_analysis import Skip, fold_affine, within_cost_limits
 
 
 def check_matmul(
@@ -49,11 +49,7 @@ def check_matmul(
     # y = x @ w + bias; the affine nodes act per column: fold them into w's transpose.
     affine = fold_affine(g, node.output[0], w.T, bias, channel_axis=rank - 1, rank=rank)
     macs = rows * w.shape[0] * w.shape[1]
-    if macs < min_macs:
-        raise Skip(f"{macs} multiply-adds, under min_macs {min_macs}", macs)
-    if w.shape[0] < min_fan_in:
-        fan_in = w.shape[0]
-        raise Skip(f"{fan_in} products per output value, under min_fan_in {min_fan_in}", macs)
+    within_cost_limits(macs, w.shape[0], min_macs, min_fan_in)
     prefix = f"abft/{index}"
     column = affine.weight.mean(axis=0).reshape(-1, 1)
     product = b.node("MatMul", [x, b.constant(prefix, column)], f"{prefix}/product")
