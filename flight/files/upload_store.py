@@ -1,19 +1,25 @@
 """Resumable uploads: chunks arriving in any order over a lossy link, committed atomically.
 
 On disk, under the store's root:
-  partial/NNNNN.meta     the announced name, size and SHA-256 (JSON, replaced atomically)
-  partial/NNNNN.data     the file being assembled, sparse, at its final size from the start
-  partial/NNNNN.journal  received ranges, appended only once the data they name is fsynced
+  partial/NNNNN.*        each upload in progress (flight.files.partial_upload)
   files/NAME             committed files
-  index.json             size and SHA-256 of every committed file (replaced atomically)
+  index.json             size and SHA-256 of every committed file (flight.files.file_index)
 
-The journal never claims octets that are not durably in the data file, so after `kill -9` or a
-power cut the worst case is that the last chunks are reported missing and sent again.
 The store is not thread-safe, and only one store may be open on a root at a time.
 
 Names come from the ground: they are checked before they reach a path, and the store never
 follows a symbolic link (nor opens a FIFO or device) planted under its root, so that nothing is
 read or written outside it.
+
+The modules, each built on those before it:
+- errors: the store's errors; file_names: which names a file may take
+- regular_files: paths under the store opened without following links
+- space: the quota and the disk's reserve
+- upload_journal: the received ranges' records; partial_upload: one upload in progress
+- file_index: the committed files and index.json
+- upload_recovery: uploads reloaded and debris removed at open
+- upload_store: UploadStore, the API the payload uses (every public name above is imported
+  from here too)
 """
 
 from __future__ import annotations
@@ -22,36 +28,86 @@ import errno
 import functools
 import hashlib
 import io
-import json
 import logging
 import os
 import re
-import stat
-import struct
 import threading
-import weakref
-import zlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
-from flight.durable import (
-    TMP_SUFFIX,
-    NotRegularError,
-    create_durably,
-    fsync_directory,
-    open_regular_file,
-    replace_atomically,
-    write_all,
+from flight.durable import create_durably
+from flight.files.errors import (
+    BadFileName,
+    BadFileSize,
+    BadTransferParameters,
+    ChecksumMismatch,
+    ChunkOutOfRange,
+    DiskFull,
+    FileExists,
+    FileStoreError,
+    NoSuchFile,
+    NotRegularFile,
+    QuotaExceeded,
+    TooManyRanges,
+    TooManyUploads,
+    TransferConflict,
+    TransferIncomplete,
+    UnknownTransfer,
 )
-from spacelink.ranges import RangeSet
+from flight.files.file_index import FileIndex, StoredFile
+from flight.files.file_names import MAX_NAME_LENGTH, RESULT_NAMES, check_name, fold
+from flight.files.partial_upload import Announcement, PartialUpload, UploadStatus
+from flight.files.regular_files import (
+    is_regular,
+    open_regular,
+    own_directory,
+    pwrite_all,
+    read_regular,
+    sha256_of,
+)
+from flight.files.space import check_room, disk_free_bytes, room_above_reserve
+from flight.files.upload_recovery import recover_uploads
+from spacelink.fsync import fsync_directory
+
+__all__ = [
+    "DEFAULT_MAX_RANGES",
+    "DEFAULT_MAX_UPLOADS",
+    "DEFAULT_SYNC_INTERVAL",
+    "DIGEST_SIZE",
+    "MAX_NAME_LENGTH",
+    "MAX_TRANSFER_ID",
+    "RESULT_NAMES",
+    "BadFileName",
+    "BadFileSize",
+    "BadTransferParameters",
+    "ChecksumMismatch",
+    "ChunkOutOfRange",
+    "DiskFull",
+    "FileExists",
+    "FileStoreError",
+    "NoSuchFile",
+    "NotRegularFile",
+    "QuotaExceeded",
+    "StoredFile",
+    "TooManyRanges",
+    "TooManyUploads",
+    "TransferConflict",
+    "TransferIncomplete",
+    "UnknownTransfer",
+    "UploadStatus",
+    "UploadStore",
+    "check_name",
+    "disk_free_bytes",
+    "is_regular",
+    "open_regular",
+    "read_regular",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_TRANSFER_ID = 0xFFFF
-MAX_NAME_LENGTH = 64
 DIGEST_SIZE = hashlib.sha256().digest_size
 DEFAULT_SYNC_INTERVAL = 256 * 1024
 # Uploads in progress at most: each may hold a descriptor open, and the ground must not be able
@@ -61,269 +117,6 @@ DEFAULT_MAX_UPLOADS = 64
 # is synced) and a 20-octet journal record, so octets scattered one in two over a large file
 # would grow both without bound. A ground that sends in order leaves one range per lost chunk.
 DEFAULT_MAX_RANGES = 4096
-# Names the payload gives the files it makes (job results, flight.jobs.runner.result_file_name):
-# an upload under one of them would be deleted when that job's result is stored. Any case: on a
-# case-insensitive file system JOB-1.NPY is job-1.npy.
-RESULT_NAMES = re.compile(r"job-[0-9]+\.np[yz]", re.IGNORECASE)
-
-_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_PARTIAL_FILE = re.compile(r"(\d{5})\.(meta|data|journal)")
-# offset, length, CRC-32 of the two: a torn or bit-flipped record is recognised and ignored.
-_RECORD = struct.Struct(">QQI")
-_RECORD_BODY = struct.Struct(">QQ")
-_META_VERSION = 1
-_INDEX_VERSION = 1
-# Scattered chunks add one journal record per range at each sync; once the journal holds this
-# many records more than the merged ranges need, it is rewritten so it cannot grow unbounded.
-_JOURNAL_SLACK = 256
-
-
-class FileStoreError(Exception):
-    """Base of the file store's errors."""
-
-
-class BadFileName(FileStoreError):
-    """The name is not 1..64 characters of [A-Za-z0-9._-] not starting with '.'."""
-
-
-class BadFileSize(FileStoreError):
-    """The announced size is not a positive number of octets."""
-
-
-class BadTransferParameters(FileStoreError):
-    """The transfer ID is not a u16 or the SHA-256 is not 32 octets."""
-
-
-class QuotaExceeded(FileStoreError):
-    """Committed files and announced uploads would exceed the store's quota."""
-
-
-class DiskFull(FileStoreError):
-    """The disk would keep less free space than the reserve."""
-
-
-class FileExists(FileStoreError):
-    """A committed file already has that name."""
-
-
-class NoSuchFile(FileStoreError):
-    """No committed file has that name."""
-
-
-class TransferConflict(FileStoreError):
-    """The transfer ID or the file name is already used by another upload."""
-
-
-class UnknownTransfer(FileStoreError):
-    """No upload is in progress with that transfer ID."""
-
-
-class ChunkOutOfRange(FileStoreError):
-    """The chunk is empty or lies (partly) outside the announced size."""
-
-
-class TransferIncomplete(FileStoreError):
-    """Commit asked while some octets have not been received."""
-
-
-class ChecksumMismatch(FileStoreError):
-    """The assembled file's SHA-256 is not the announced one; its data was discarded."""
-
-
-class TooManyUploads(FileStoreError):
-    """As many uploads as the store allows are in progress: one must be committed or aborted."""
-
-
-class TooManyRanges(FileStoreError):
-    """The chunk would start one more separate range than an upload may hold; it is refused and
-    the upload kept: the missing ranges between those received must be sent first."""
-
-
-class NotRegularFile(FileStoreError):
-    """A path in the store is a symbolic link, a directory or a special file: not followed."""
-
-
-@dataclass(frozen=True, slots=True)
-class UploadStatus:
-    """Where an upload stands; `missing` holds sorted (offset, length) ranges."""
-
-    transfer_id: int
-    name: str
-    size: int
-    sha256: bytes
-    received_bytes: int
-    missing: tuple[tuple[int, int], ...]
-    complete: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """A committed file."""
-
-    name: str
-    size: int
-    sha256: bytes
-
-
-def disk_free_bytes(path: Path) -> int:
-    """Octets an unprivileged process may still write on the file system holding `path`."""
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
-
-
-def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
-    """A descriptor on `path`, refused (NotRegularFile) unless it is a regular file: a symbolic
-    link is not followed, and a FIFO or device is not opened for real (no blocking, no effect)."""
-    try:
-        return open_regular_file(path, flags, mode)
-    except NotRegularError as exc:
-        raise NotRegularFile(f"{path} is not a regular file ({exc.strerror})") from None
-
-
-def read_regular(path: Path) -> bytes:
-    """The content of the regular file `path`, without following a symbolic link."""
-    with os.fdopen(open_regular(path), "rb") as file:
-        return file.read()
-
-
-def is_regular(path: Path) -> bool:
-    """Whether `path` itself (not what a symbolic link names) is a regular file."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _fold(name: str) -> str:
-    """The name as a case-insensitive file system sees it (names are ASCII)."""
-    return name.lower()
-
-
-@dataclass(frozen=True, slots=True)
-class _Announcement:
-    transfer_id: int
-    name: str
-    size: int
-    sha256: bytes
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "version": _META_VERSION,
-                "transfer_id": self.transfer_id,
-                "name": self.name,
-                "size": self.size,
-                "sha256": self.sha256.hex(),
-            }
-        ).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes, transfer_id: int) -> _Announcement:
-        """Parse and check a metadata file; ValueError says what is wrong with it."""
-        try:
-            fields = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not JSON ({exc})") from exc
-        if not isinstance(fields, dict) or fields.get("version") != _META_VERSION:
-            raise ValueError(f"expected a version {_META_VERSION} object, found {raw[:60]!r}")
-        if fields.get("transfer_id") != transfer_id:
-            found = fields.get("transfer_id")
-            raise ValueError(f"expected transfer_id {transfer_id}, found {found!r}")
-        name, size, digest = fields.get("name"), fields.get("size"), fields.get("sha256")
-        if not isinstance(name, str) or not _valid_name(name):
-            raise ValueError(f"invalid name {name!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"expected a positive size, found {size!r}")
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ValueError(f"expected 64 hex digits of SHA-256, found {digest!r}")
-        return cls(transfer_id, name, size, bytes.fromhex(digest))
-
-
-class _Partial:
-    """One upload in progress: its announcement, its data file and the ranges received."""
-
-    def __init__(self, announcement: _Announcement, directory: Path) -> None:
-        self.announcement = announcement
-        stem = f"{announcement.transfer_id:05d}"
-        self.meta_path = directory / f"{stem}.meta"
-        self.data_path = directory / f"{stem}.data"
-        self.journal_path = directory / f"{stem}.journal"
-        self.received = RangeSet()  # everything written, durable or not
-        self.pending = RangeSet()  # written since the last sync: not yet in the journal
-        self.pending_bytes = 0
-        self.journal_records = 0
-        self._fd: int | None = None
-        self._closer: weakref.finalize[Any, Any] | None = None
-
-    @property
-    def fd(self) -> int:
-        if self._fd is None:
-            self._fd = open_regular(self.data_path, os.O_RDWR)
-            # Dropping the store without close() then behaves like kill -9: the descriptor is
-            # closed, nothing is synced.
-            self._closer = weakref.finalize(self, os.close, self._fd)
-        return self._fd
-
-    def close(self) -> None:
-        if self._closer is not None:
-            self._closer()
-        self._fd, self._closer = None, None
-
-    def paths(self) -> tuple[Path, ...]:
-        """Every file of the upload, with the temporary names an atomic replacement uses."""
-        main = (self.meta_path, self.data_path, self.journal_path)
-        return main + tuple(p.with_name(p.name + TMP_SUFFIX) for p in main)
-
-    def status(self) -> UploadStatus:
-        a = self.announcement
-        missing = self.received.missing(a.size)
-        received = self.received.covered_bytes
-        return UploadStatus(a.transfer_id, a.name, a.size, a.sha256, received, missing, not missing)
-
-
-def _valid_name(name: str) -> bool:
-    return 1 <= len(name) <= MAX_NAME_LENGTH and _NAME.fullmatch(name) is not None
-
-
-def check_name(name: str) -> None:
-    if not _valid_name(name):
-        raise BadFileName(
-            f"a file name must be 1..{MAX_NAME_LENGTH} characters of [A-Za-z0-9._-] not starting"
-            f" with '.', got {name!r}"
-        )
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
-def _sha256_of(path: Path) -> bytes:
-    with os.fdopen(open_regular(path), "rb") as file:
-        return hashlib.file_digest(file, "sha256").digest()
-
-
-def _encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
-    out = bytearray()
-    for offset, length in ranges:
-        body = _RECORD_BODY.pack(offset, length)
-        out += body + zlib.crc32(body).to_bytes(4, "big")
-    return bytes(out)
-
-
-def _decode_journal(raw: bytes, size: int) -> tuple[RangeSet, int, bool]:
-    """(ranges, valid records, damaged): bad records are skipped, as each stands alone."""
-    ranges, valid = RangeSet(), 0
-    for pos in range(0, len(raw) - _RECORD.size + 1, _RECORD.size):
-        offset, length, crc = _RECORD.unpack_from(raw, pos)
-        if crc != zlib.crc32(raw[pos : pos + _RECORD_BODY.size]) or not 0 < length <= size - offset:
-            continue
-        ranges.add(offset, length)
-        valid += 1
-    return ranges, valid, valid * _RECORD.size != len(raw)
-
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -361,7 +154,6 @@ class UploadStore:
         per upload at most; `reserved_names`: names an upload may not take (those of the files
         made on board, which `put` stores)."""
         self._lock = threading.RLock()
-        self._index_dirty = False
         if (
             quota_bytes < 1
             or reserve_bytes < 0
@@ -384,16 +176,14 @@ class UploadStore:
         self._free_space = free_space
         self._partial_dir = self.root / "partial"
         self._files_dir = self.root / "files"
-        self._index_path = self.root / "index.json"
-        self._partials: dict[int, _Partial] = {}
-        self._index: dict[str, StoredFile] = {}
+        self._index = FileIndex(self.root / "index.json", self._files_dir)
         if not self.root.is_dir():
             self.root.mkdir(parents=True)
             fsync_directory(self.root.parent)
         for directory in (self._partial_dir, self._files_dir):
-            _own_directory(directory)
-        self._recover_index()
-        self._recover_partials()
+            own_directory(directory)
+        self._index.recover()
+        self._partials: dict[int, PartialUpload] = recover_uploads(self._partial_dir, self._index)
 
     # --- uploads -------------------------------------------------------------------------------
 
@@ -414,7 +204,7 @@ class UploadStore:
                 f"{name!r} is reserved for the files the payload makes (job results): upload"
                 " it under another name"
             )
-        wanted = _Announcement(transfer_id, name, size, bytes(sha256))
+        wanted = Announcement(transfer_id, name, size, bytes(sha256))
         existing = self._partials.get(transfer_id)
         if existing is not None:
             if existing.announcement != wanted:
@@ -428,12 +218,12 @@ class UploadStore:
             return existing.status()
         # Names that differ only by case are one file on a case-insensitive file system: the
         # second would replace the first there, so they are refused everywhere.
-        folded = _fold(name)
-        for stored in self._index:
-            if _fold(stored) == folded:
+        folded = fold(name)
+        for stored in self._index.names():
+            if fold(stored) == folded:
                 raise FileExists(f"a file named {stored!r} is already stored: delete it first")
         for other in self._partials.values():
-            if _fold(other.announcement.name) == folded:
+            if fold(other.announcement.name) == folded:
                 raise TransferConflict(
                     f"{other.announcement.name!r} is already being uploaded by transfer"
                     f" {other.announcement.transfer_id}, not {transfer_id}"
@@ -445,32 +235,8 @@ class UploadStore:
                 f" commit or abort one first (transfers {known})"
             )
         used = self.used_bytes()
-        if used + size > self.quota_bytes:
-            raise QuotaExceeded(
-                f"{name!r} needs {size} octets but only {max(0, self.quota_bytes - used)} of the"
-                f" {self.quota_bytes}-octet quota are left ({used} used or announced)"
-            )
-        free = self._free_space(self.root)
-        if free - size < self.reserve_bytes:
-            raise DiskFull(
-                f"{name!r} needs {size} octets but the disk has {free} free and must keep a"
-                f" reserve of {self.reserve_bytes}"
-            )
-        partial = _Partial(wanted, self._partial_dir)
-        # Whatever lies at this transfer's paths is no upload's (debris, or something planted):
-        # removed, never opened, so that a symbolic link there cannot redirect the writes.
-        for path in partial.paths():
-            path.unlink(missing_ok=True)
-        # The data and journal files are durable before the metadata that makes them an upload:
-        # a crash in between leaves orphans, removed on the next open.
-        fd = open_regular(partial.data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-        try:
-            os.ftruncate(fd, size)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        create_durably(partial.journal_path, b"")
-        replace_atomically(partial.meta_path, wanted.to_json())
+        self._check_room(name, size, used, used_note=f" ({used} used or announced)")
+        partial = PartialUpload.create(wanted, self._partial_dir)
         self._partials[transfer_id] = partial
         log.info("transfer %d begun: %s, %d octets", transfer_id, name, size)
         return partial.status()
@@ -494,7 +260,7 @@ class UploadStore:
                 " send the missing ranges between them first"
             )
         try:
-            _pwrite_all(partial.fd, data, offset)
+            pwrite_all(partial.fd, data, offset)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(
@@ -511,15 +277,14 @@ class UploadStore:
             partial.pending_bytes >= self.sync_interval_bytes
             or len(partial.pending) >= self.max_ranges
         ):
-            self._sync_partial(partial)
+            partial.sync()
 
     @_locked
     def sync(self) -> None:
         """Make every chunk written so far durable and recorded as received."""
         for partial in self._partials.values():
-            self._sync_partial(partial)
-        if self._index_dirty:
-            self._write_index()
+            partial.sync()
+        self._index.flush()
 
     @_locked
     def status(self, transfer_id: int) -> UploadStatus:
@@ -544,7 +309,7 @@ class UploadStore:
         """Check the SHA-256 and move the complete file to root/files/NAME; return its path."""
         partial = self._partial(transfer_id)
         a = partial.announcement
-        self._sync_partial(partial)
+        partial.sync()
         missing = partial.received.missing(a.size)
         if missing:
             raise TransferIncomplete(
@@ -557,9 +322,9 @@ class UploadStore:
         # the rename (which never follows it).
         if a.name in self._index or is_regular(target):
             raise FileExists(f"a file named {a.name!r} is already stored: delete it first")
-        digest = _sha256_of(partial.data_path)
+        digest = sha256_of(partial.data_path)
         if digest != a.sha256:
-            self._discard_data(partial)
+            partial.discard_data()
             raise ChecksumMismatch(
                 f"transfer {transfer_id} ({a.name!r}): expected SHA-256 {a.sha256.hex()}, found"
                 f" {digest.hex()}; the received data was discarded and all {a.size} octets must"
@@ -568,10 +333,9 @@ class UploadStore:
         partial.close()
         os.replace(partial.data_path, target)
         fsync_directory(self._files_dir)
-        self._index[a.name] = StoredFile(a.name, a.size, digest)
-        self._write_index()
+        self._index.add(StoredFile(a.name, a.size, digest))
         del self._partials[transfer_id]
-        self._remove_partial_files(partial)
+        partial.remove_files()
         log.info("transfer %d committed: %s, %d octets", transfer_id, a.name, a.size)
         return target
 
@@ -581,17 +345,16 @@ class UploadStore:
         partial = self._partial(transfer_id)
         del self._partials[transfer_id]
         partial.close()
-        self._remove_partial_files(partial)
+        partial.remove_files()
         log.info("transfer %d aborted: %s", transfer_id, partial.announcement.name)
 
     @_locked
     def close(self) -> None:
         """Sync every upload and close its data file (the store stays usable)."""
         for partial in self._partials.values():
-            self._sync_partial(partial)
+            partial.sync()
             partial.close()
-        if self._index_dirty:
-            self._write_index()
+        self._index.flush()
 
     def __enter__(self) -> UploadStore:
         return self
@@ -604,7 +367,7 @@ class UploadStore:
     @_locked
     def files(self) -> list[StoredFile]:
         """Every committed file, by name."""
-        return [self._index[name] for name in sorted(self._index)]
+        return self._index.files()
 
     @_locked
     def put(self, name: str, data: bytes) -> StoredFile:
@@ -612,18 +375,7 @@ class UploadStore:
         check_name(name)
         if name in self._index:
             raise FileExists(f"a file named {name!r} is already stored: delete it first")
-        used = self.used_bytes()
-        if used + len(data) > self.quota_bytes:
-            raise QuotaExceeded(
-                f"{name!r} needs {len(data)} octets but only {max(0, self.quota_bytes - used)}"
-                f" of the {self.quota_bytes}-octet quota are left"
-            )
-        free = self._free_space(self.root)
-        if free - len(data) < self.reserve_bytes:
-            raise DiskFull(
-                f"{name!r} needs {len(data)} octets but the disk has {free} free and must keep"
-                f" a reserve of {self.reserve_bytes}"
-            )
+        self._check_room(name, len(data), self.used_bytes())
         # Written aside in partial/ (same file system), then renamed: never a half file.
         tmp = self._partial_dir / f".put-{name}"
         try:
@@ -637,10 +389,9 @@ class UploadStore:
             raise
         fsync_directory(self._files_dir)
         stored = StoredFile(name, len(data), hashlib.sha256(data).digest())
-        self._index[name] = stored
         # The index is a cache of sizes and digests (a file it lacks is hashed at the next
         # open): written at the next sync, change or close, not on the path of every result.
-        self._index_dirty = True
+        self._index.add_later(stored)
         log.info("file stored: %s, %d octets", name, len(data))
         return stored
 
@@ -692,16 +443,13 @@ class UploadStore:
         self._stored(name)
         (self._files_dir / name).unlink(missing_ok=True)
         fsync_directory(self._files_dir)
-        del self._index[name]
-        self._write_index()
+        self._index.remove(name)
         log.info("file deleted: %s", name)
 
     @_locked
     def used_bytes(self) -> int:
         """Octets of committed files plus the announced sizes of uploads in progress."""
-        return sum(f.size for f in self._index.values()) + sum(
-            p.announcement.size for p in self._partials.values()
-        )
+        return self._index.total_bytes() + sum(p.announcement.size for p in self._partials.values())
 
     @_locked
     def room_bytes(self) -> int:
@@ -711,11 +459,22 @@ class UploadStore:
 
     def disk_room_bytes(self) -> int:
         """What the disk leaves above the reserve (the quota aside): a result needs that."""
-        return max(0, self._free_space(self.root) - self.reserve_bytes)
+        return room_above_reserve(self._free_space(self.root), self.reserve_bytes)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _partial(self, transfer_id: int) -> _Partial:
+    def _check_room(self, name: str, size: int, used: int, used_note: str = "") -> None:
+        check_room(
+            name,
+            size,
+            used=used,
+            quota_bytes=self.quota_bytes,
+            free=self._free_space(self.root),
+            reserve_bytes=self.reserve_bytes,
+            used_note=used_note,
+        )
+
+    def _partial(self, transfer_id: int) -> PartialUpload:
         try:
             return self._partials[transfer_id]
         except KeyError:
@@ -726,204 +485,7 @@ class UploadStore:
 
     def _stored(self, name: str) -> StoredFile:
         check_name(name)
-        try:
-            return self._index[name]
-        except KeyError:
-            raise NoSuchFile(f"no file named {name!r} is stored") from None
-
-    def _sync_partial(self, partial: _Partial) -> None:
-        if not partial.pending:
-            return
-        # Data first: a journal record must never name octets that a power cut could lose.
-        os.fsync(partial.fd)
-        records = len(partial.pending)
-        if partial.journal_records + records > 2 * len(partial.received) + _JOURNAL_SLACK:
-            replace_atomically(partial.journal_path, _encode_ranges(partial.received))
-            partial.journal_records = len(partial.received)
-        else:
-            fd = open_regular(partial.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-            try:
-                write_all(fd, _encode_ranges(partial.pending))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            partial.journal_records += records
-        partial.pending.clear()
-        partial.pending_bytes = 0
-
-    def _discard_data(self, partial: _Partial) -> None:
-        """Forget every received range, durably, so that everything is requested again."""
-        fd = open_regular(partial.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        partial.received.clear()
-        partial.pending.clear()
-        partial.pending_bytes = 0
-        partial.journal_records = 0
-        # Zeroes rather than the rejected content, so stale octets cannot survive into a retry.
-        os.ftruncate(partial.fd, 0)
-        os.ftruncate(partial.fd, partial.announcement.size)
-
-    def _remove_partial_files(self, partial: _Partial) -> None:
-        # Metadata first: whatever a crash leaves behind is an orphan, not a half upload.
-        for path in (partial.meta_path, partial.data_path, partial.journal_path):
-            path.unlink(missing_ok=True)
-        fsync_directory(self._partial_dir)
-
-    def _write_index(self) -> None:
-        self._index_dirty = False
-        entries = {f.name: {"size": f.size, "sha256": f.sha256.hex()} for f in self.files()}
-        raw = json.dumps({"version": _INDEX_VERSION, "files": entries}, indent=1, sort_keys=True)
-        replace_atomically(self._index_path, raw.encode())
-
-    def _recover_index(self) -> None:
-        """Load the index and make it agree with root/files/, hashing files it lacks."""
-        recorded: dict[str, StoredFile] = {}
-        try:
-            raw = json.loads(read_regular(self._index_path))
-            for name, entry in raw["files"].items():
-                digest = bytes.fromhex(entry["sha256"])
-                recorded[name] = StoredFile(name, int(entry["size"]), digest)
-        except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError, AttributeError, NotRegularFile) as exc:
-            log.warning("file index %s unreadable (%s): rebuilding it", self._index_path, exc)
-        self._index_path.with_name(self._index_path.name + TMP_SUFFIX).unlink(missing_ok=True)
-        changed = False
-        for path in sorted(self._files_dir.iterdir()):
-            name = path.name
-            if path.is_symlink():
-                # The store never makes one: whatever it names is outside the store.
-                log.warning("removing %s: a symbolic link, not a stored file", path)
-                path.unlink()
-                changed = True
-                continue
-            if not is_regular(path) or not _valid_name(name):
-                log.warning("ignoring %s: not a stored file", path)
-                continue
-            entry = recorded.get(name)
-            size = path.lstat().st_size
-            if entry is None or entry.size != size:
-                entry = StoredFile(name, size, _sha256_of(path))
-                changed = True
-            self._index[name] = entry
-        if changed or set(recorded) != set(self._index):
-            self._write_index()
-
-    def _recover_partials(self) -> None:
-        """Reload every upload in progress from its metadata and journal; clear the debris."""
-        names = {path.name for path in self._partial_dir.iterdir()}
-        # Temporary files first: the atomic replacements of the recovery write through their
-        # names, and one left as a symbolic link would be followed.
-        stray = {n for n in names if _PARTIAL_FILE.fullmatch(n) is None}
-        self._remove_debris(stray)
-        kept: set[str] = set()
-        for file_name in sorted(names - stray):
-            match = _PARTIAL_FILE.fullmatch(file_name)
-            if match is None or match[2] != "meta":
-                continue
-            transfer_id = int(match[1])
-            meta_path = self._partial_dir / file_name
-            try:
-                announcement = _Announcement.from_json(read_regular(meta_path), transfer_id)
-            except (OSError, ValueError, NotRegularFile) as exc:
-                log.warning("upload %s discarded: unreadable metadata (%s)", meta_path, exc)
-                continue
-            partial = _Partial(announcement, self._partial_dir)
-            if self._recover_partial(partial):
-                self._partials[transfer_id] = partial
-                kept.update(
-                    p.name for p in (partial.meta_path, partial.data_path, partial.journal_path)
-                )
-        self._remove_debris(names - stray - kept)
-
-    def _remove_debris(self, names: set[str]) -> None:
-        for file_name in sorted(names):
-            path = self._partial_dir / file_name
-            if path.is_dir() and not path.is_symlink():
-                log.warning("ignoring directory %s: the store makes none there", path)
-                continue
-            log.info("removing %s left by an interrupted operation", file_name)
-            path.unlink(missing_ok=True)
-        if names:
-            fsync_directory(self._partial_dir)
-
-    def _recover_partial(self, partial: _Partial) -> bool:
-        """Reload one upload; False when it turns out to be already committed."""
-        a = partial.announcement
-        for path in (partial.data_path, partial.journal_path):
-            if os.path.lexists(path) and not is_regular(path):
-                log.warning("transfer %d: %s is not a regular file: removed", a.transfer_id, path)
-                path.unlink()
-        if not partial.data_path.exists():
-            stored = self._index.get(a.name)
-            if stored is not None and (stored.size, stored.sha256) == (a.size, a.sha256):
-                # The crash came after the rename into files/: the commit had succeeded.
-                log.info("transfer %d: finishing the commit of %s", a.transfer_id, a.name)
-                return False
-            log.warning("transfer %d: data file lost, every octet is missing", a.transfer_id)
-            self._reset_partial(partial)
-            return True
-        found_size = partial.data_path.lstat().st_size
-        if found_size != a.size:
-            log.warning(
-                "transfer %d: data file is %d octets, expected %d; every octet is missing",
-                a.transfer_id,
-                found_size,
-                a.size,
-            )
-            self._reset_partial(partial)
-            return True
-        try:
-            raw = read_regular(partial.journal_path)
-        except FileNotFoundError:
-            raw = b""
-        ranges, valid, damaged = _decode_journal(raw, a.size)
-        if damaged:
-            log.warning(
-                "transfer %d: journal damaged, kept %d of its records (%d octets); the rest"
-                " will be requested again",
-                a.transfer_id,
-                valid,
-                len(raw),
-            )
-            replace_atomically(partial.journal_path, _encode_ranges(ranges))
-            valid = len(ranges)
-        elif not partial.journal_path.exists():
-            create_durably(partial.journal_path, b"")
-            fsync_directory(self._partial_dir)
-        partial.received.update(ranges)
-        partial.journal_records = valid
-        log.info(
-            "transfer %d recovered: %s, %d of %d octets",
-            a.transfer_id,
-            a.name,
-            ranges.covered_bytes,
-            a.size,
-        )
-        return True
-
-    def _reset_partial(self, partial: _Partial) -> None:
-        """Start the upload over: empty journal first, then a data file of the right size."""
-        replace_atomically(partial.journal_path, b"")
-        fd = open_regular(partial.data_path, os.O_RDWR | os.O_CREAT)
-        try:
-            os.ftruncate(fd, partial.announcement.size)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_directory(self._partial_dir)
-        partial.journal_records = 0
-
-
-def _own_directory(path: Path) -> None:
-    """Make `path` a directory of the store's own: a symbolic link found in its place (the store
-    never makes one) is removed rather than followed, and a directory created."""
-    if path.is_symlink():
-        log.error("%s is a symbolic link: removed, the store starts a new directory", path)
-        path.unlink()
-    if not path.is_dir():
-        path.mkdir()
-        fsync_directory(path.parent)
+        stored = self._index.get(name)
+        if stored is None:
+            raise NoSuchFile(f"no file named {name!r} is stored")
+        return stored
