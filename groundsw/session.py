@@ -1,4 +1,5 @@
-"""A ground session on the link: FOP-1 on the uplink, frame sync and demux on the downlink.
+"""A ground session on the link: FOP-1 on the uplink, frame sync and demux on the downlink
+(what becomes of the packets is `groundsw.tm_delivery`'s; how COP-1 starts, link_bringup's).
 
 One thread reads the port and does all protocol work under the session lock; another writes
 CLTUs, so a slow line never delays CLCW processing. Callers send commands and get a
@@ -7,7 +8,6 @@ CLTUs, so a slow line never delays CLCW processing. Callers send commands and ge
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 import queue
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import serial
 
+from groundsw.link_bringup import InitMode, LinkUp, default_t1, start_ad_service
 from groundsw.payload_link import (
     CommandEvent,
     CommandRecord,
@@ -32,6 +33,7 @@ from groundsw.payload_link import (
     TmListener,
 )
 from groundsw.recovery import OutageRecovery, RecoveryError, Unconfirmed
+from groundsw.tm_delivery import FrameSink, PacketSink, TmDelivery
 from groundsw.uplink_security import UplinkSecurity
 from spacelink.cltu import encode_cltu
 from spacelink.cop1 import (
@@ -48,15 +50,15 @@ from spacelink.cop1 import (
     InitiateFailed,
     Suspended,
 )
-from spacelink.errors import Cop1Error, LinkError, PacketError
-from spacelink.icd import TC_MAX_DATA_LENGTH, LinkParameters, line_seconds
-from spacelink.pus import VERIFICATION_SERVICE, VerificationReport
+from spacelink.errors import Cop1Error, LinkError
+from spacelink.icd import TC_MAX_DATA_LENGTH, LinkParameters
 from spacelink.serialport import read_next
-from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, PusTm, RequestId
+from spacelink.spacepacket import MAX_SEQUENCE_COUNT, AckFlags, PusTc, RequestId
 from spacelink.tmdemux import PacketExtractor
 from spacelink.tmframe import FrameSynchronizer, TmFrame
 
-# The link's vocabulary lives in groundsw.payload_link; most callers import it from here.
+# The link's vocabulary lives in groundsw.payload_link and its bring-up in groundsw.link_bringup;
+# most callers import them from here.
 __all__ = [
     "DEFAULT_RECOVERY_TIMEOUT_S",
     "READ_GATHER_S",
@@ -77,41 +79,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-# Every frame and packet, both ways: what `groundsw -v` shows.
+# Every frame, both ways: what `groundsw -v` shows (groundsw.tm_delivery logs the packets).
 traffic = logging.getLogger("groundsw.traffic")
 
-# A CLTU of a maximum frame plus one downlink frame, both ways, with margin: the time a frame
-# needs to be acknowledged when nothing is lost.
-_T1_LINE_OCTETS = 4 * (1200 + 1120)
-_T1_FLOOR_S = 0.5
 # Gather a burst from the line before decoding it: fewer wake-ups for a few ms (read_next).
 READ_GATHER_S = 0.004
-
-
-def default_t1(baud: int) -> float:
-    """A T1 that covers a round trip of a maximum TC frame and a TM frame at `baud`."""
-    return _T1_FLOOR_S + line_seconds(_T1_LINE_OCTETS, baud)
-
-
-class InitMode(enum.Enum):
-    """How the ground starts the AD service (FOP-1 initiation directives)."""
-
-    AUTO = "auto"  # V(S) := N(R) of a fresh CLCW, which is the check; Unlock if in Lockout
-    CLCW = "clcw"  # V(S) := N(R), then Initiate AD with CLCW check (waits for the next CLCW)
-    UNLOCK = "unlock"  # V(S) := N(R), then Initiate AD with Unlock
-    SET_VR = "setvr"  # Initiate AD with Set V(R) = 0: resets the payload's FARM
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    """How the AD service was started: the payload's CLCW found, and the directive used."""
-
-    found: Clcw
-    directive: str
-    v_s: int
-
-    def __str__(self) -> str:
-        return f"CLCW {self.found}; COP-1 {self.directive}, active with V(S)={self.v_s}"
 
 
 @dataclass
@@ -176,9 +148,7 @@ class LinkSession:
         self._recovery: OutageRecovery | None = None
         self._outage_since: float | None = None
         self._records: dict[RequestId, CommandRecord] = {}
-        self._listeners: dict[object, tuple[TmListener, TmFilter | None]] = {}
-        self._packet_sinks: list[Callable[[PusTm, bytes, float], None]] = []
-        self._frame_sinks: list[Callable[[TmFrame, float], None]] = []
+        self.delivery = TmDelivery(self._lock, self.stats, self._arrivals, self._event)
         self._init_done = threading.Event()
         self._init_error: str | None = None
         self._tx: queue.Queue[bytes | None] = queue.Queue()
@@ -235,20 +205,7 @@ class LinkSession:
                 self._after_fop()
             self._init_done.clear()
             self._init_error = None
-            if mode is InitMode.SET_VR:
-                directive = "initiated with Set V(R)=0"
-                self.fop.initiate_with_set_vr(0, now)
-            else:
-                self.fop.set_v_s(clcw.report_value)
-                if mode is InitMode.UNLOCK or (mode is InitMode.AUTO and clcw.lockout):
-                    directive = "initiated with Unlock"
-                    self.fop.initiate_with_unlock(now)
-                elif mode is InitMode.CLCW:
-                    directive = "initiated with CLCW check"
-                    self.fop.initiate_with_clcw(now)
-                else:
-                    directive = "initiated from the CLCW"
-                    self.fop.initiate_without_clcw(now)
+            directive = start_ad_service(self.fop, clcw, mode, now)
             self._after_fop()
         if not self._init_done.wait(timeout):
             raise LinkTimeout(f"the payload did not confirm COP-1 initiation within {timeout:g} s")
@@ -338,40 +295,26 @@ class LinkSession:
         return record
 
     def subscribe(self, accept: TmFilter | None = None) -> queue.Queue[ReceivedTm]:
-        """A queue that receives every TM packet (other than verification reports) from now on,
-        or those `accept` takes."""
-        q: queue.Queue[ReceivedTm] = queue.Queue()
-        self.listen(q.put, accept, key=q)
-        return q
+        """A queue of every TM packet but verification reports from now on (`TmDelivery`)."""
+        return self.delivery.subscribe(accept)
 
     def listen(
         self, deliver: TmListener, accept: TmFilter | None = None, key: object = None
     ) -> object:
-        """Call `deliver` (on the receiving thread: quick) with every TM packet other than
-        verification reports, or those `accept` takes; the handle `unsubscribe` takes."""
-        handle = key if key is not None else object()
-        with self._lock:
-            self._listeners[handle] = (deliver, accept)
-        return handle
+        """Call `deliver` with every TM packet but verification reports (`TmDelivery`)."""
+        return self.delivery.listen(deliver, accept, key)
 
-    def add_packet_sink(self, sink: Callable[[PusTm, bytes, float], None]) -> None:
-        """Call `sink(tm, raw, unix_time)` for every TM packet received, reports included.
+    def add_packet_sink(self, sink: PacketSink) -> None:
+        """Call `sink(tm, raw, unix_time)` for every TM packet received (`TmDelivery`)."""
+        self.delivery.add_packet_sink(sink)
 
-        It runs on the receiving thread: it must be quick (the archive batches its writes).
-        """
-        with self._lock:
-            self._packet_sinks.append(sink)
-
-    def add_frame_sink(self, sink: Callable[[TmFrame, float], None]) -> None:
-        """Call `sink(frame, unix_time)` for every TM frame received (on the receiving thread:
-        quick)."""
-        with self._lock:
-            self._frame_sinks.append(sink)
+    def add_frame_sink(self, sink: FrameSink) -> None:
+        """Call `sink(frame, unix_time)` for every TM frame received (`TmDelivery`)."""
+        self.delivery.add_frame_sink(sink)
 
     def unsubscribe(self, handle: object) -> None:
         """Stop a subscription (its queue) or a listener (its handle)."""
-        with self._lock:
-            self._listeners.pop(handle, None)
+        self.delivery.unsubscribe(handle)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -467,11 +410,7 @@ class LinkSession:
             self._pending.appendleft((held.data, held.tag))
         self.stats.outages_recovered += 1
         self.stats.frames_resent_after_outage += sum(1 for u in resend if u.seq is not None)
-        self.fop.set_v_s(clcw.report_value)
-        if clcw.lockout:
-            self.fop.initiate_with_unlock(now)
-        else:
-            self.fop.initiate_without_clcw(now)
+        start_ad_service(self.fop, clcw, InitMode.AUTO, now)
         log.warning(
             "link back (CLCW %s): %d held commands had arrived, %d sent again",
             clcw,
@@ -567,13 +506,7 @@ class LinkSession:
 
     def _on_frame(self, frame: TmFrame) -> None:
         self.last_frame_at = self._clock()
-        if self._frame_sinks:
-            wall = time.time()
-            for frame_sink in self._frame_sinks:
-                try:
-                    frame_sink(frame, wall)
-                except Exception:  # a failing archive must not take the link down
-                    log.exception("frame sink failed")
+        self.delivery.frame(frame)
         clcw = Clcw.from_int(frame.ocf)
         if traffic.isEnabledFor(logging.DEBUG):
             traffic.debug(
@@ -591,41 +524,7 @@ class LinkSession:
                 self._clcw_seen.notify_all()
         now = self._clock()
         for raw in self.demux.feed(frame):
-            try:
-                tm = PusTm.unpack(raw)
-            except PacketError as exc:
-                self.stats.tm_packet_errors += 1
-                log.debug("TM packet discarded: %s", exc)
-                continue
-            self.stats.tm_packets += 1
-            if traffic.isEnabledFor(logging.DEBUG):
-                traffic.debug(
-                    "TM[%d,%d] seq %d for %d, %d octets",
-                    tm.service, tm.subtype, tm.seq_count, tm.destination_id, len(raw),
-                )  # fmt: skip
-            if self._packet_sinks:
-                wall = time.time()
-                for sink in self._packet_sinks:
-                    try:
-                        sink(tm, raw, wall)
-                    except Exception:  # a failing archive must not take the link down
-                        log.exception("packet sink failed")
-            if tm.service == VERIFICATION_SERVICE:
-                try:
-                    report = VerificationReport.unpack(tm.subtype, tm.source_data)
-                except PacketError as exc:
-                    self.stats.tm_packet_errors += 1
-                    log.debug("verification report discarded: %s", exc)
-                    continue
-                self._event(
-                    report.request_id,
-                    CommandEvent(EventKind.REPORT, now, next(self._arrivals), report),
-                )
-                continue
-            received = ReceivedTm(tm, raw, now, next(self._arrivals), frame.vcid)
-            for deliver, accept in list(self._listeners.values()):
-                if accept is None or accept(tm):
-                    deliver(received)
+            self.delivery.packet(raw, now, frame.vcid)
 
     def _write_loop(self) -> None:
         while True:

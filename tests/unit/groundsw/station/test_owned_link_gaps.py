@@ -58,7 +58,7 @@ def arrive(link: OwnedLink, vcid: int, tm: PusTm) -> None:
     """What the session does with a frame on `vcid` completing `tm`: frame sinks, then packet
     sinks."""
     link._on_frame(frame(vcid, 1), 1.0)
-    for sink in link.session._packet_sinks:
+    for sink in link.session.delivery._packet_sinks:
         sink(tm, tm.pack(), 2.0)
 
 
