@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from groundsw import cli
+from groundsw import cli, link_open
 from telemetry_defs.loader import default_dictionary
 
 D = default_dictionary()
@@ -90,6 +90,6 @@ def test_ctrl_c_exits_130(
     def interrupted(*_: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "own_link", interrupted)
+    monkeypatch.setattr(link_open, "own_link", interrupted)
     code, _, err = run(capsys, "--port", "/dev/x", "--data-dir", str(tmp_path), "ping")
     assert (code, err) == (130, "groundsw: interrupted\n")
