@@ -38,6 +38,12 @@ class RefusedByStation(LinkError):
     """The station refused to send a command (too long for a frame, the port failed...)."""
 
 
+# A client that leaves (a command done, Ctrl-C on a --follow) waits this long at most for the
+# station's answer to its closing handshake, not the library's 10 s: the station has nothing
+# more to say to it.
+CLOSE_TIMEOUT_S = 1.0
+
+
 class ServiceLink:
     """This process's end of payload `payload`'s link at the station at `base_url` (or its
     Unix socket). Thread-safe."""
@@ -84,10 +90,19 @@ class ServiceLink:
         try:
             if self.unix_socket is not None:
                 opening = unix_connect(
-                    str(self.unix_socket), self._uri, open_timeout=self._timeout, max_size=None
+                    str(self.unix_socket),
+                    self._uri,
+                    open_timeout=self._timeout,
+                    close_timeout=CLOSE_TIMEOUT_S,
+                    max_size=None,
                 )
             else:
-                opening = connect(self._uri, open_timeout=self._timeout, max_size=None)
+                opening = connect(
+                    self._uri,
+                    open_timeout=self._timeout,
+                    close_timeout=CLOSE_TIMEOUT_S,
+                    max_size=None,
+                )
             ws = stack.enter_context(opening)
             message = wire.decode_message(ws.recv(self._timeout))
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:

@@ -117,7 +117,14 @@ def test_many_clients_at_once_each_with_its_own_replies(
         assert "PAYLOAD_STATUS" in {d["name"] for d in decoded}
         assert not {d["name"] for d in decoded} & {"ARE_YOU_ALIVE_REPORT", "PARAM_VALUES"}
         follower.send_signal(signal.SIGINT)
-        follower.communicate(timeout=20)
+        try:
+            follower.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+            out, err = follower.communicate()
+            kept_on = f"events --follow kept on after SIGINT: {out[-2000:]}{err}"
+            raise AssertionError(kept_on) from None
+        assert follower.returncode == 0
 
         status = groundsw(data, "status")
         assert status.returncode == 0, status.stderr
