@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,13 @@ def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
 
     def start(argv: list[str]) -> subprocess.Popen[str]:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_sigint,
+        )
         started.append(process)
         return process
 
@@ -41,3 +48,10 @@ def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[str]]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _default_sigint() -> None:
+    # A suite started in the background without job control (`make test &` in a script) runs
+    # with SIGINT ignored, and an ignored signal stays ignored across exec: the programs a test
+    # stops with Ctrl-C's signal would never see it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
