@@ -14,6 +14,7 @@ before flight (the operator's estimate), not the example's."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import numpy as np
 
 from flight.jobs.executor import reference_session
 from groundsw.job_commands import input_file_name
+from groundsw.timespec import utc_second
 from hil.day_ground import DayError
 from hil.day_report import DayReport, DayResult
 from hil.day_workload import JobSpec, Workload, npy
@@ -43,6 +45,7 @@ PLAN_AHEAD_S = 12.0
 RESULT_OVERHEAD_S = 0.2
 PASS_MARGIN_S = 0.5
 LEAD_S = 0.3  # from the first contact's start to the first release: a minute of orbit at 200x
+RESULT_OCTETS = 200  # a stack's result: one float32 in a .npy (132 octets), rounded up
 # The estimate's margin over the ground's own run: the payload's runs are in a worker beside
 # the link, the station and the bench on the same two cores (at 1.25 the day's TMR jobs took
 # 1.1 to 1.9 times the plan's time when other tests ran beside it, and spilled into eclipses).
@@ -197,41 +200,39 @@ class PlannedUpload:
         return None
 
     def write_files(self, start: float, settings: DaySettings) -> tuple[Path, Path]:
-        """The job file (its inputs beside it) and the power file of the plan."""
+        """The job file (its inputs beside it) and the power file of the plan, in JSON (which
+        groundsw plan reads as it reads TOML): written by json, not quoted by hand."""
         folder = self.workdir / "plan"
         folder.mkdir(parents=True, exist_ok=True)
-        lines = []
+        jobs = []
         for job in self.day.jobs:
             (folder / job.input).write_bytes(self.day.workload.inputs[job.input])
-            lines += [
-                "[[jobs]]",
-                f'name = "{job.name}"',
-                f'model = "{job.model}"',
-                f'input = "{job.input}"',
-                f"priority = {job.priority}",
-                f'redundancy = "{job.redundancy.lower()}"',
-                f"run_s = {self.day.run_s[job.model]!r}",
-                f"deadline = {self.day.deadline(job, start)!r}",
-                "result_octets = 200",
-                "",
-            ]
-        jobs_file = folder / "jobs.toml"
-        jobs_file.write_text("\n".join(lines))
-        soc = "" if settings.initial_soc_pct is None else settings.initial_soc_pct
-        power = [
-            "[link]",
-            f"baud = {settings.baud}",
-            f"result_overhead_s = {RESULT_OVERHEAD_S}",
-            f"pass_margin_s = {PASS_MARGIN_S}",
-            "[plan]",
-            f"lead_s = {LEAD_S}",
-            "[thermal]",
-            f"duty_pct = {THERMAL_DUTY_PCT}",
-        ]
-        if soc != "":
-            power = ["[battery]", f"initial_soc_pct = {soc}", *power]
-        power_file = folder / "power.toml"
-        power_file.write_text("\n".join(power) + "\n")
+            jobs.append(
+                {
+                    "name": job.name,
+                    "model": job.model,
+                    "input": job.input,
+                    "priority": job.priority,
+                    "redundancy": job.redundancy.lower(),
+                    "run_s": self.day.run_s[job.model],
+                    "deadline": self.day.deadline(job, start),
+                    "result_octets": RESULT_OCTETS,
+                }
+            )
+        power: dict[str, dict[str, float]] = {
+            "link": {
+                "baud": settings.baud,
+                "result_overhead_s": RESULT_OVERHEAD_S,
+                "pass_margin_s": PASS_MARGIN_S,
+            },
+            "plan": {"lead_s": LEAD_S},
+            "thermal": {"duty_pct": THERMAL_DUTY_PCT},
+        }
+        if settings.initial_soc_pct is not None:
+            power["battery"] = {"initial_soc_pct": settings.initial_soc_pct}
+        jobs_file, power_file = folder / "jobs.json", folder / "power.json"
+        jobs_file.write_text(json.dumps({"jobs": jobs}, indent=1))
+        power_file.write_text(json.dumps(power, indent=1))
         return jobs_file, power_file
 
 
@@ -268,8 +269,6 @@ def comparison_lines(
     day: DeadlineDay, planned: DayReport, naive: DayReport, start: float
 ) -> list[str]:
     """The two days side by side: each job, then the totals."""
-    from groundsw.timespec import utc_text
-
     mine, theirs = outcomes(day, planned, start), outcomes(day, naive, start)
 
     def cell(outcome: JobOutcome) -> str:
@@ -279,9 +278,9 @@ def comparison_lines(
         slack = (outcome.deadline - outcome.down) / 60
         return f"{'met' if outcome.met else 'LATE'} {slack:+.0f} min"
 
-    lines = [f"{'JOB':<11} {'DEADLINE':<20} {'PLANNED':<18} NAIVE"]
+    lines = [f"{'JOB':<11} {'DEADLINE':<21} {'PLANNED':<18} NAIVE"]
     for a, b in zip(mine, theirs, strict=True):
-        lines.append(f"{a.job.name:<11} {utc_text(a.deadline):<20} {cell(a):<18} {cell(b)}")
+        lines.append(f"{a.job.name:<11} {utc_second(a.deadline):<21} {cell(a):<18} {cell(b)}")
     labels = (
         "jobs on the ground by their deadline",
         "results on the ground, bit-exact",

@@ -68,7 +68,6 @@ class DayResult:
     model: str
     input: str
     state: str
-    finished: float | None  # the payload's clock
     fetched_at: float | None  # the bench's clock; None: not on the ground
     exact: bool  # what the ground computes, bit for bit (False when not on the ground)
 
@@ -161,7 +160,6 @@ def build_report(
                 str(record["model"]),
                 str(record["input"]),
                 str(record["state"]),
-                record["finished"],
                 record["fetched_at"] if record["path"] is not None else None,
                 exact,
             )

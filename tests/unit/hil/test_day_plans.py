@@ -24,8 +24,11 @@ from hil.day_plans import (
     THERMAL_DUTY_PCT,
     NaiveAtFirstContact,
     PlannedUpload,
+    comparison_lines,
+    outcomes,
     sample_deadline_day,
 )
+from hil.day_report import DayReport, DayResult
 from hil.simulated_day import DayContext
 from orbit import OrbitClock, OrbitTimeline, parse_station, read_tle
 
@@ -86,3 +89,30 @@ def test_the_naive_deadlines_are_bench_seconds_from_the_first_contact(tmp_path: 
         assert command == "JOB_SUBMIT" and values["input"] == job.input
         left = (START + job.deadline_h * HOUR - first.aos) / settings.time_scale
         assert int(values["deadline"]) == math.ceil(left)
+
+
+def test_a_job_meets_its_deadline_only_with_a_bit_exact_result_down_by_then() -> None:
+    day = sample_deadline_day(RUN_S)
+    clock = OrbitClock(START, 1_000.0, 200.0)
+    wildfire, flood, ships = day.jobs[0], day.jobs[2], day.jobs[4]
+    due = [day.deadline(j, START) for j in (wildfire, flood, ships)]
+    results = [
+        DayResult(1, wildfire.model, wildfire.input, "SUCCEEDED", clock.to_bench(due[0]), True),
+        DayResult(2, flood.model, flood.input, "SUCCEEDED", clock.to_bench(due[1] + 60), True),
+        DayResult(3, ships.model, ships.input, "SUCCEEDED", clock.to_bench(due[2] - 60), False),
+        DayResult(4, "stack-4m", day.jobs[1].input, "TIMED_OUT", None, False),
+    ]
+    report = DayReport(
+        "t", 1.0, 200.0, clock, START, [], 0, len(day.jobs), 1, 0, [3], 8, {}, 0, 50.0, 20.0,
+        40.0, {}, {}, 0, {"wall_s": 1.0}, results,
+    )  # fmt: skip
+    found = {o.job.name: o for o in outcomes(day, report, START)}
+    assert found["wildfire-1"].met  # down exactly at its deadline
+    assert not found["flood-1"].met and found["flood-1"].down == pytest.approx(due[1] + 60)
+    assert not found["ships-1"].met and found["ships-1"].down is None  # not bit-exact
+    assert found["wildfire-2"].result is not None and found["wildfire-2"].down is None
+    assert found["crops-1"].result is None
+    lines = comparison_lines(day, report, report, START)
+    assert "MISSED (TIMED_OUT)" in lines[2] and "LATE -1 min" in lines[3]
+    assert any(line.startswith("jobs on the ground by their deadline") and "1 of 10" in line
+               for line in lines)  # fmt: skip
