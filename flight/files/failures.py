@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from flight.files.upload_store import (
+from flight.files.errors import (
     BadFileName,
     BadFileSize,
     BadTransferParameters,

@@ -21,9 +21,7 @@ from flight.commanding import detail_octets
 from flight.compute.job_compute import JobCompute, input_failure
 from flight.compute.memory_scrub import MemoryScrub
 from flight.counters import LinkCounters
-from flight.files.upload_store import (
-    DEFAULT_MAX_RANGES,
-    RESULT_NAMES,
+from flight.files.errors import (
     BadFileName,
     DiskFull,
     FileExists,
@@ -31,9 +29,10 @@ from flight.files.upload_store import (
     QuotaExceeded,
     TooManyUploads,
     TransferConflict,
-    UploadStore,
-    open_regular,
 )
+from flight.files.file_names import RESULT_NAMES
+from flight.files.regular_files import open_regular
+from flight.files.upload_store import DEFAULT_MAX_RANGES, UploadStore
 from flight.jobs.executor import Executor, SessionCache
 from flight.jobs.model_check import InputMismatch, check_input, load_input
 from flight.jobs.providers import CPU, ProviderChoice

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flight.files.upload_store import (
+from flight.files.errors import (
     BadFileName,
     BadFileSize,
     BadTransferParameters,
@@ -32,12 +32,12 @@ from flight.files.upload_store import (
     FileStoreError,
     NoSuchFile,
     QuotaExceeded,
-    StoredFile,
     TransferConflict,
     TransferIncomplete,
     UnknownTransfer,
-    UploadStore,
 )
+from flight.files.file_index import StoredFile
+from flight.files.upload_store import UploadStore
 from spacelink.ranges import RangeSet
 
 REPO = Path(__file__).resolve().parents[4]
