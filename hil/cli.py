@@ -349,7 +349,10 @@ def describe_flight(driver: OrbitDriver) -> str:
         f"{len(passes)} passes and {len(eclipses)} eclipses\n"
         f"payload models: battery in the orbit's sunlight ({driver.sunlight_path.name}), "
         f"baseplate {flight.interface.eclipse_c:g} to {flight.interface.sunlit_c:g} C "
-        f"({driver.baseplate_path.name})"
+        f"({driver.baseplate_path.name})\n"
+        # What a planner needs to aim at this bench (docs/planning.md), ready to paste.
+        f"plan for it with: groundsw plan --time-scale {flight.time_scale:g} "
+        f"--orbit-start {clock.orbit_start!r} --bench-start {clock.bench_start!r}"
     )
 
 

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from orbit import OrbitTimeline, parse_station, read_tle
 from tests.harness import BIN, run_tool
 
@@ -61,3 +63,14 @@ def test_run_flies_the_orbit_and_prints_each_pass_as_it_happens(tmp_path: Path) 
     assert "orbit 2026-11-30T23:12:18" in texts[aos]  # the pass's AOS in orbit time
     # Printed as it happens: LOS 1.5 s after AOS.
     assert 1.2 < lines[los][0] - lines[aos][0] < 2.0
+    # The mapping a planner aims at, ready to paste: the AOS printed at the bench time it gives.
+    (plan,) = [t for t in texts if t.startswith("plan for it with: groundsw plan")]
+    words = plan.split()
+    orbit_start = float(words[words.index("--orbit-start") + 1])
+    bench_start = float(words[words.index("--bench-start") + 1])
+    assert words[words.index("--time-scale") + 1] == "300"
+    assert orbit_start == dt.datetime.fromisoformat(start).timestamp()
+    printed_aos = dt.datetime.fromisoformat(texts[aos].split("bench ")[1].rstrip("Z") + "+00:00")
+    assert printed_aos.timestamp() == pytest.approx(
+        bench_start + (first.aos - orbit_start) / 300, abs=0.002
+    )
