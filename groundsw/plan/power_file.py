@@ -38,7 +38,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from groundsw.plan.model import LinkModel, PlanInputError, PowerModel, ThermalLimit
+from groundsw.plan.model import (
+    LinkModel,
+    PlanInputError,
+    PlanSettings,
+    PowerModel,
+    ThermalLimit,
+)
 
 _SECTIONS: dict[str, dict[str, str]] = {
     "battery": {"capacity_wh": "capacity_wh", "initial_soc_pct": "initial_soc_pct"},
@@ -66,8 +72,8 @@ _SECTIONS: dict[str, dict[str, str]] = {
     },
     "plan": {"lead_s": "lead_s", "reserve_pct": "reserve_pct"},
 }
-DEFAULT_LEAD_S = 60.0
-DEFAULT_RESERVE_PCT = 5.0
+# The planning margins' defaults are PlanSettings' own, not copies that could drift from them.
+_PLAN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlanSettings)}
 _INTEGERS = frozenset({"hold_priority", "eclipse_priority", "baud"})
 _PERCENT_AS_SHARE = frozenset({"slow_duty", "duty"})
 
@@ -116,8 +122,8 @@ def parse_limits(
         power=PowerModel(**fields_of(PowerModel)),
         thermal=ThermalLimit(**fields_of(ThermalLimit)),
         link=LinkModel(**fields_of(LinkModel)),
-        lead_s=values.get("lead_s", DEFAULT_LEAD_S),
-        reserve_pct=values.get("reserve_pct", DEFAULT_RESERVE_PCT),
+        lead_s=values.get("lead_s", _PLAN_DEFAULTS["lead_s"]),
+        reserve_pct=values.get("reserve_pct", _PLAN_DEFAULTS["reserve_pct"]),
     )
 
 
