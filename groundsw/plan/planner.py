@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -316,9 +317,7 @@ class _Planner:
 
 def _refusal(job: PlanJob, failures: list[tuple[Unfit, str | float]]) -> Unplanned:
     """The reason most of the places tried failed for, and what each kind of failure was."""
-    counts: dict[Unfit, int] = {}
-    for unfit, _ in failures:
-        counts[unfit] = counts.get(unfit, 0) + 1
+    counts = Counter(unfit for unfit, _ in failures)
     reason = max(counts, key=lambda u: (counts[u], -list(Unfit).index(u)))
     parts = []
     for unfit in sorted(counts, key=list(Unfit).index):
