@@ -18,8 +18,8 @@ The modules, each built on those before it:
 - upload_journal: the received ranges' records; partial_upload: one upload in progress
 - file_index: the committed files and index.json
 - upload_recovery: uploads reloaded and debris removed at open
-- upload_store: UploadStore, the API the payload uses (every public name above is imported
-  from here too)
+- upload_store: UploadStore, the API the payload uses (and, for its callers, the errors and
+  helpers they need; the rest is imported from the module that defines it)
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from flight.files.errors import (
     FileStoreError,
     NoSuchFile,
     NotRegularFile,
-    QuotaExceeded,
     TooManyRanges,
     TooManyUploads,
     TransferConflict,
@@ -57,7 +56,7 @@ from flight.files.errors import (
     UnknownTransfer,
 )
 from flight.files.file_index import FileIndex, StoredFile
-from flight.files.file_names import MAX_NAME_LENGTH, RESULT_NAMES, check_name, fold
+from flight.files.file_names import RESULT_NAMES, check_name, fold
 from flight.files.partial_upload import Announcement, PartialUpload, UploadStatus
 from flight.files.regular_files import (
     is_regular,
@@ -71,35 +70,23 @@ from flight.files.space import check_room, disk_free_bytes, room_above_reserve
 from flight.files.upload_recovery import recover_uploads
 from spacelink.fsync import fsync_directory
 
+# Besides the store's own names, those its callers import from here.
 __all__ = [
     "DEFAULT_MAX_RANGES",
     "DEFAULT_MAX_UPLOADS",
     "DEFAULT_SYNC_INTERVAL",
     "DIGEST_SIZE",
-    "MAX_NAME_LENGTH",
     "MAX_TRANSFER_ID",
-    "RESULT_NAMES",
     "BadFileName",
-    "BadFileSize",
-    "BadTransferParameters",
     "ChecksumMismatch",
-    "ChunkOutOfRange",
     "DiskFull",
-    "FileExists",
     "FileStoreError",
-    "NoSuchFile",
     "NotRegularFile",
-    "QuotaExceeded",
     "StoredFile",
     "TooManyRanges",
-    "TooManyUploads",
-    "TransferConflict",
-    "TransferIncomplete",
-    "UnknownTransfer",
     "UploadStatus",
     "UploadStore",
     "check_name",
-    "disk_free_bytes",
     "is_regular",
     "open_regular",
     "read_regular",
