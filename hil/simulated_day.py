@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -92,8 +92,6 @@ class DayContext:
     # When the flight begins on the bench's clock, if the submission fixed it before flight
     # (a plan uploaded ahead releases on that clock); None: as soon as the payload restarted.
     flight_start: float | None = None
-    # Job IDs the payload accepted, in submission order, when the submission knows them.
-    job_ids: list[int] = field(default_factory=list)
 
 
 class Submission(Protocol):
@@ -121,8 +119,7 @@ class SubmitAllBeforeFlight:
         day.ground.run("PARAM_SET", "JOB_QUEUE_HOLD=true")
         requests = [day.ground.send("JOB_SUBMIT", *job.arguments()) for job in day.workload.jobs]
         for request in requests:
-            accepted = day.ground.reply(request, "JOB_ACCEPTED")
-            day.job_ids.append(int(accepted["job_id"]))
+            day.ground.reply(request, "JOB_ACCEPTED")  # DayError if one is refused
         day.say(f"{len(requests)} jobs submitted, the queue held until the flight begins")
 
     def at_orbit_start(self, day: DayContext) -> None:
