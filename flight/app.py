@@ -186,7 +186,8 @@ class Payload:
         self.parameters = payload_parameters(
             self.dictionary,
             self._parameter_sources(state_dir),
-            link,
+            # [link] idle_interval_s holds until the ground sets another.
+            {"DOWNLINK_IDLE_INTERVAL": round(link.idle_interval_s * 1000)},
             self.downlink,
             self.runner,
             self.scrubber,
