@@ -22,10 +22,10 @@ _RECORD = struct.Struct(">QQI")
 _RECORD_BODY = struct.Struct(">QQ")
 # Scattered chunks add one journal record per range at each sync; once the journal holds this
 # many records more than the merged ranges need, it is rewritten so it cannot grow unbounded.
-JOURNAL_SLACK = 256
+_JOURNAL_SLACK = 256
 
 
-def encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
+def _encode_ranges(ranges: Iterable[tuple[int, int]]) -> bytes:
     """The journal records of `ranges`, in order."""
     out = bytearray()
     for offset, length in ranges:
@@ -49,14 +49,14 @@ def decode_journal(raw: bytes, size: int) -> tuple[RangeSet, int, bool]:
 def needs_rewrite(records: int, adding: int, ranges: int) -> bool:
     """Whether a journal of `records` records, `adding` more, has outgrown the `ranges` merged
     ranges it names by more than the slack, and should be rewritten from them instead."""
-    return records + adding > 2 * ranges + JOURNAL_SLACK
+    return records + adding > 2 * ranges + _JOURNAL_SLACK
 
 
 def append_ranges(path: Path, ranges: Iterable[tuple[int, int]]) -> None:
     """Append the records of `ranges` to the journal at `path` and fsync it."""
     fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        write_all(fd, encode_ranges(ranges))
+        write_all(fd, _encode_ranges(ranges))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -64,7 +64,7 @@ def append_ranges(path: Path, ranges: Iterable[tuple[int, int]]) -> None:
 
 def rewrite_journal(path: Path, ranges: Iterable[tuple[int, int]]) -> None:
     """Replace the journal at `path`, atomically, by the records of `ranges`."""
-    replace_atomically(path, encode_ranges(ranges))
+    replace_atomically(path, _encode_ranges(ranges))
 
 
 def empty_journal(path: Path) -> None:
