@@ -44,10 +44,6 @@ _SCALES: tuple[tuple[re.Pattern[str], float], ...] = (
 # in<N>_label, the older Jetson INA3221 IIO driver's rail_name_<N>.
 _LABEL = re.compile(r"\{([^{}]*)\}")
 _LABEL_FILES = (re.compile(r"in([0-9]+)_label"), re.compile(r"rail_name_([0-9]+)"))
-_PATH_FIELDS = (
-    "soc", "battery_voltage", "battery_current", "solar_power", "solar_voltage",
-    "solar_current", "payload_power", "payload_voltage", "payload_current", "sunlit",
-)  # fmt: skip
 
 
 class ChannelLabelError(ValueError):
@@ -107,6 +103,10 @@ class PowerFiles:
             Quantity.SUNLIGHT: self.sunlit,
         }
         return tuple(q for q, path in given.items() if path)
+
+
+# PowerFiles' paths: every field but the sign (a path field added later is checked and resolved).
+_PATH_FIELDS = tuple(f.name for f in dataclasses.fields(PowerFiles) if f.name != "current_sign")
 
 
 def check_label_syntax(path: str) -> None:
