@@ -36,8 +36,3 @@ def check_room(
             f"{name!r} needs {size} octets but the disk has {free} free and must keep a"
             f" reserve of {reserve_bytes}"
         )
-
-
-def room_above_reserve(free: int, reserve_bytes: int) -> int:
-    """What `free` octets of disk leave above the reserve (never below 0)."""
-    return max(0, free - reserve_bytes)

@@ -66,7 +66,7 @@ from flight.files.regular_files import (
     read_regular,
     sha256_of,
 )
-from flight.files.space import check_room, disk_free_bytes, room_above_reserve
+from flight.files.space import check_room, disk_free_bytes
 from flight.files.upload_recovery import recover_uploads
 from spacelink.fsync import fsync_directory
 
@@ -446,7 +446,7 @@ class UploadStore:
 
     def disk_room_bytes(self) -> int:
         """What the disk leaves above the reserve (the quota aside): a result needs that."""
-        return room_above_reserve(self._free_space(self.root), self.reserve_bytes)
+        return max(0, self._free_space(self.root) - self.reserve_bytes)
 
     # --- internals -----------------------------------------------------------------------------
 
