@@ -27,6 +27,7 @@ import numpy as np
 
 from flight.jobs.executor import reference_session
 from groundsw.job_commands import input_file_name
+from groundsw.plan.baseline import typed_deadline_s
 from groundsw.timespec import utc_second
 from hil.day_ground import DayError
 from hil.day_report import DayReport, DayResult
@@ -134,8 +135,8 @@ def run_seconds(model: bytes, runs: int = 2) -> float:
 
 class NaiveAtFirstContact:
     """Without a planner: every job sent when the flight begins, so that the station sends it
-    at the first contact, each with its deadline as seconds from that contact's start (whole
-    bench seconds, rounded up); the payload runs them as it can."""
+    at the first contact, each with its deadline as seconds from that contact's start, by the
+    naive plan's rule (groundsw/plan/baseline.py); the payload runs them as it can."""
 
     name = "naive: every job at the first contact"
 
@@ -150,12 +151,10 @@ class NaiveAtFirstContact:
         first = ctx.timeline.next_pass(ctx.orbit_start)
         if first is None:
             raise DayError("no pass in the day for the naive submission")
-        scale = ctx.settings.time_scale
         for job in self.day.jobs:
-            left = (self.day.deadline(job, ctx.orbit_start) - first.aos) / scale
-            spec = JobSpec(
-                job.model, job.input, job.priority, job.redundancy, max(1, math.ceil(left))
-            )
+            due = self.day.deadline(job, ctx.orbit_start)
+            seconds = typed_deadline_s(due, first.aos, ctx.settings.time_scale)
+            spec = JobSpec(job.model, job.input, job.priority, job.redundancy, seconds)
             ctx.ground.send("JOB_SUBMIT", *spec.arguments())
         ctx.say(f"{len(self.day.jobs)} JOB_SUBMITs queued for the first contact")
 

@@ -31,10 +31,15 @@ def naive_releases(
 
 
 def _deadline_s(job: PlanJob, at: float, time_scale: float) -> float | None:
-    if job.deadline is None:
-        return None
-    # JOB_SUBMIT's deadline is whole seconds and 0 means none: one already gone is 1 s.
-    return float(max(1, math.ceil((job.deadline - at) / time_scale)))
+    return None if job.deadline is None else float(typed_deadline_s(job.deadline, at, time_scale))
+
+
+def typed_deadline_s(deadline: float, at: float, time_scale: float = 1.0) -> int:
+    """JOB_SUBMIT's deadline as an operator types it for a job submitted at orbit time `at`
+    and due at `deadline`: the payload's whole seconds from then (orbit seconds over the
+    bench's time scale)."""
+    # 0 means none: a deadline already gone is 1 s.
+    return max(1, math.ceil((deadline - at) / time_scale))
 
 
 @dataclass(frozen=True, slots=True)
