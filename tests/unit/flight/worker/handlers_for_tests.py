@@ -37,7 +37,10 @@ class WaitForCancel:
 
 @dataclass(frozen=True)
 class Crash:
-    """Dies by SIGSEGV, as a native fault in onnxruntime or a driver would."""
+    """Dies by SIGSEGV, as a native fault in onnxruntime or a driver would, `after_s` into
+    the call."""
+
+    after_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def _sleep(body: Sleep, call: Call) -> float:
 
 
 def _crash(body: Crash, call: Call) -> None:
+    time.sleep(body.after_s)
     # A real fault in this thread: os.kill would let the thread run on (and reply) for a while.
     ctypes.string_at(0)
 

@@ -250,7 +250,9 @@ def test_only_the_first_call_of_each_lane_may_have_begun_when_the_worker_is_lost
     supervisor: Supervisor,
 ) -> None:
     # A call queued behind another never reached its handler: the caller may send it again.
-    crash = supervisor.submit(Lane.COMPUTE, Crash(), timeout_s=30)
+    # The crash waits for the other two to be sent (on a loaded host, a crash at once came
+    # before them: "behind" then ran in the next worker).
+    crash = supervisor.submit(Lane.COMPUTE, Crash(after_s=0.5), timeout_s=30)
     behind = supervisor.submit(Lane.COMPUTE, Echo("behind"), timeout_s=30)
     serving = supervisor.submit(Lane.SERVICE, Sleep(30), timeout_s=60)
     began = {}
